@@ -1,0 +1,306 @@
+"""coffee_nb's exceptions and the one place provider errors are classified.
+
+Exception tree::
+
+    CoffeeError
+     ├── ConfigError (also ValueError)      bad spec, limit or option, raised at construction
+     ├── MissingAPIKeyError                 a provider's key is not set (classified as ``auth``)
+     ├── AllModelsFailedError               every candidate failed; carries every attempt
+     │    └── DeadlineExceededError         ...because the call's deadline ran out
+     └── BudgetExceededError                no candidate fits a hard budget
+
+Provider and transport exceptions (openai, anthropic, httpx/httpx2, langchain-core's ``ModelError``
+subclasses, builtins) are never wrapped on the way through; :func:`classify` maps each to one
+:class:`ErrorClass`, and the policy table (``_policy.py``) decides what to do about it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coffee_nb._records import CallRecord
+
+__all__ = [
+    "AllModelsFailedError",
+    "BudgetExceededError",
+    "CoffeeError",
+    "ConfigError",
+    "DeadlineExceededError",
+    "ErrorClass",
+    "Failure",
+    "MissingAPIKeyError",
+    "classify",
+    "redact",
+]
+
+
+class ErrorClass(StrEnum):
+    """What kind of failure an attempt hit. The policy table is keyed by these."""
+
+    RATE_LIMIT = "rate_limit"
+    SERVER = "server"  # 5xx, overloaded, malformed response
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    CONTEXT_OVERFLOW = "context_overflow"
+    CONTENT_FILTER = "content_filter"
+    AUTH = "auth"  # bad/missing key, permission denied
+    NOT_FOUND = "not_found"  # unknown model
+    BAD_REQUEST = "bad_request"  # the caller's fault: never trips a cooldown
+    BUDGET = "budget"
+    COOLDOWN = "cooldown"  # skipped: the model's circuit breaker is open
+    UNKNOWN = "unknown"  # anything else (a bug in user code, ...): raised as is
+
+
+class CoffeeError(Exception):
+    """Root of every exception coffee_nb raises itself."""
+
+
+class ConfigError(CoffeeError, ValueError):
+    """A bad model spec, limit or option. Raised at construction, naming the value and the accepted forms."""
+
+
+class MissingAPIKeyError(CoffeeError):
+    """A provider's API key is not set. Raised when that model is tried, so the chain can fall back."""
+
+    def __init__(self, provider: str, env_var: str) -> None:
+        self.provider = provider
+        self.env_var = env_var
+        super().__init__(
+            f"No API key for provider {provider!r}: set the environment variable {env_var} "
+            f"(or pass a ready-made chat model instead of a spec string)."
+        )
+
+
+class BudgetExceededError(CoffeeError):
+    """No candidate model fits a hard budget. The message names the period, limit, spent, reserved and reset."""
+
+
+class AllModelsFailedError(CoffeeError):
+    """Every candidate model failed. ``attempts`` holds one :class:`CallRecord` per attempt."""
+
+    def __init__(self, attempts: list[CallRecord], reason: str = "all candidate models failed") -> None:
+        self.attempts = list(attempts)
+        lines = [f"{reason} ({len(self.attempts)} attempt{'s' if len(self.attempts) != 1 else ''}):"]
+        for r in self.attempts:
+            what = r.error_class or r.outcome
+            msg = f": {r.error_message}" if r.error_message else ""
+            lines.append(f"  {r.attempt + 1}. {r.model} [{r.role}] {what} after {r.latency_s:.3f}s{msg}")
+        super().__init__("\n".join(lines))
+
+
+class DeadlineExceededError(AllModelsFailedError):
+    """The call's deadline ran out before any candidate answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A classified exception."""
+
+    error_class: ErrorClass
+    message: str
+    status: int | None = None
+    retry_after: float | None = None  # seconds, from Retry-After / retry-after-ms
+
+
+# Keyed by "<top-level package>.<class name>" so no SDK is imported to build it (they load lazily).
+# langchain-core's normalized classes are checked before SDK classes: langchain-openai raises
+# e.g. OpenAIContextOverflowError(openai.BadRequestError, ContextOverflowError), which must read as
+# context_overflow, not bad_request. A value of None means "decide by HTTP status".
+_LANGCHAIN_TABLE: dict[str, ErrorClass] = {
+    "langchain_core.ContextOverflowError": ErrorClass.CONTEXT_OVERFLOW,
+    "langchain_core.ModelRateLimitError": ErrorClass.RATE_LIMIT,
+    "langchain_core.ModelAPIError": ErrorClass.SERVER,
+    "langchain_core.ModelConnectionError": ErrorClass.CONNECTION,
+    "langchain_core.ModelTimeoutError": ErrorClass.TIMEOUT,
+    "langchain_core.ModelAuthenticationError": ErrorClass.AUTH,
+    "langchain_core.ModelPermissionDeniedError": ErrorClass.AUTH,
+    "langchain_core.ModelNotFoundError": ErrorClass.NOT_FOUND,
+    "langchain_core.ModelInvalidRequestError": ErrorClass.BAD_REQUEST,
+    "langchain_core.ModelRefusalError": ErrorClass.CONTENT_FILTER,
+    "langchain_core.ModelError": ErrorClass.SERVER,
+}
+
+_SDK_COMMON: dict[str, ErrorClass | None] = {
+    # Shared by the Stainless-generated SDKs (openai, anthropic).
+    "APITimeoutError": ErrorClass.TIMEOUT,
+    "APIConnectionError": ErrorClass.CONNECTION,
+    "RateLimitError": ErrorClass.RATE_LIMIT,
+    "InternalServerError": ErrorClass.SERVER,
+    "AuthenticationError": ErrorClass.AUTH,
+    "PermissionDeniedError": ErrorClass.AUTH,
+    "NotFoundError": ErrorClass.NOT_FOUND,
+    "BadRequestError": ErrorClass.BAD_REQUEST,
+    "UnprocessableEntityError": ErrorClass.BAD_REQUEST,
+    "ConflictError": ErrorClass.SERVER,  # 409: the SDKs themselves retry it
+    "APIResponseValidationError": ErrorClass.SERVER,  # malformed response body
+    "APIStatusError": None,
+    "APIError": ErrorClass.SERVER,
+}
+
+_HTTPX_COMMON: dict[str, ErrorClass | None] = {
+    "TimeoutException": ErrorClass.TIMEOUT,  # Connect/Read/Write/PoolTimeout
+    "NetworkError": ErrorClass.CONNECTION,  # Connect/Read/Write/CloseError
+    "RemoteProtocolError": ErrorClass.CONNECTION,  # peer hung up mid-response
+    "ProxyError": ErrorClass.CONNECTION,
+    "TransportError": ErrorClass.CONNECTION,
+    "LocalProtocolError": ErrorClass.BAD_REQUEST,
+    "ProtocolError": ErrorClass.CONNECTION,
+    "UnsupportedProtocol": ErrorClass.BAD_REQUEST,
+    "DecodingError": ErrorClass.SERVER,
+    "TooManyRedirects": ErrorClass.SERVER,
+    "RequestError": ErrorClass.CONNECTION,
+    "HTTPStatusError": None,
+    "InvalidURL": ErrorClass.BAD_REQUEST,
+    "CookieConflict": ErrorClass.BAD_REQUEST,
+    "StreamError": ErrorClass.BAD_REQUEST,  # StreamConsumed/Closed, Request/ResponseNotRead: misuse
+    "HTTPError": ErrorClass.CONNECTION,
+}
+
+_SDK_TABLE: dict[str, ErrorClass | None] = {
+    **{f"openai.{k}": v for k, v in _SDK_COMMON.items()},
+    **{f"anthropic.{k}": v for k, v in _SDK_COMMON.items()},
+    **{f"httpx.{k}": v for k, v in _HTTPX_COMMON.items()},
+    **{f"httpx2.{k}": v for k, v in _HTTPX_COMMON.items()},
+    "openai.ContentFilterFinishReasonError": ErrorClass.CONTENT_FILTER,
+    "openai.LengthFinishReasonError": ErrorClass.BAD_REQUEST,  # max_tokens too small for a parse
+    "openai.InvalidWebhookSignatureError": ErrorClass.BAD_REQUEST,
+    "openai.OAuthError": ErrorClass.AUTH,
+    "openai.WebSocketConnectionClosedError": ErrorClass.CONNECTION,
+    "openai.WebSocketQueueFullError": ErrorClass.CONNECTION,
+    "openai._AmbiguousModuleClientUsageError": ErrorClass.BAD_REQUEST,
+    "openai.OpenAIError": ErrorClass.BAD_REQUEST,  # client misconfiguration (refined below)
+    "anthropic.AnthropicError": ErrorClass.BAD_REQUEST,
+    "anthropic.OverloadedError": ErrorClass.SERVER,
+    "anthropic.ServiceUnavailableError": ErrorClass.SERVER,
+    "anthropic.GatewayTimeoutError": ErrorClass.TIMEOUT,
+    "anthropic.DeadlineExceededError": ErrorClass.TIMEOUT,
+    "anthropic.RequestTimeoutError": ErrorClass.TIMEOUT,
+    "anthropic.RequestTooLargeError": ErrorClass.CONTEXT_OVERFLOW,
+    "anthropic.ContentTooLargeError": ErrorClass.CONTEXT_OVERFLOW,
+    "anthropic.CredentialsError": ErrorClass.AUTH,
+    "anthropic.WorkloadIdentityError": ErrorClass.AUTH,
+    "anthropic.IdentityTokenFileError": ErrorClass.AUTH,
+    # builtins
+    "builtins.TimeoutError": ErrorClass.TIMEOUT,  # also asyncio.TimeoutError
+    "builtins.ConnectionError": ErrorClass.CONNECTION,
+}
+
+_STATUS: dict[int, ErrorClass] = {
+    400: ErrorClass.BAD_REQUEST,
+    401: ErrorClass.AUTH,
+    402: ErrorClass.BUDGET,  # provider-side spend limit / payment required
+    403: ErrorClass.AUTH,
+    404: ErrorClass.NOT_FOUND,
+    408: ErrorClass.TIMEOUT,
+    409: ErrorClass.SERVER,
+    413: ErrorClass.CONTEXT_OVERFLOW,
+    422: ErrorClass.BAD_REQUEST,
+    429: ErrorClass.RATE_LIMIT,
+}
+
+_CONTEXT_MARKERS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "input tokens exceed",
+    "too many tokens",
+)
+_FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "responsibleaipolicy")
+
+
+def _key(cls: type) -> str:
+    return f"{cls.__module__.split('.', 1)[0]}.{cls.__qualname__}"
+
+
+def lookup(cls: type[BaseException]) -> tuple[bool, ErrorClass | None]:
+    """Find ``cls`` (or its nearest mapped base) in the tables.
+
+    Returns ``(found, error_class)``; ``error_class`` is None when it depends on the HTTP status.
+    """
+    mro = cls.__mro__
+    for base in mro:
+        hit = _LANGCHAIN_TABLE.get(_key(base))
+        if hit is not None:
+            return True, hit
+    for base in mro:
+        k = _key(base)
+        if k in _SDK_TABLE:
+            return True, _SDK_TABLE[k]
+    return False, None
+
+
+def _status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000.0)
+        value = headers.get("retry-after")
+    except Exception:  # noqa: BLE001 - odd header objects must not break classification
+        return None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map any exception raised by a model call to a :class:`Failure`."""
+    message = redact(str(exc) or type(exc).__name__)
+    if isinstance(exc, MissingAPIKeyError):
+        return Failure(ErrorClass.AUTH, message)
+    if isinstance(exc, BudgetExceededError):
+        return Failure(ErrorClass.BUDGET, message)
+    found, error_class = lookup(type(exc))
+    status = _status_of(exc)
+    if error_class is None and status is not None:
+        error_class = _STATUS.get(status, ErrorClass.SERVER if status >= 500 else ErrorClass.BAD_REQUEST)
+    if error_class is None:
+        error_class = ErrorClass.SERVER if found else ErrorClass.UNKNOWN
+    # Providers report context overflow and content filtering as plain 400s (or 413s); read the body.
+    if error_class in (ErrorClass.BAD_REQUEST, ErrorClass.SERVER) and found:
+        low = message.lower()
+        if any(m in low for m in _CONTEXT_MARKERS):
+            error_class = ErrorClass.CONTEXT_OVERFLOW
+        elif any(m in low for m in _FILTER_MARKERS):
+            error_class = ErrorClass.CONTENT_FILTER
+        elif "api_key" in low and status is None:
+            error_class = ErrorClass.AUTH
+    if status == 529 or (status == 503 and "overloaded" in message.lower()):
+        error_class = ErrorClass.SERVER
+    return Failure(error_class, message, status, _retry_after(exc))
+
+
+_KEY_PATTERN = re.compile(r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,}|(?:Bearer|x-api-key:?)\s+[A-Za-z0-9_\-\.]{8,})")
+_KEY_ENV_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+
+
+def redact(text: Any) -> str:
+    """Remove anything that looks like an API key (and the values of known key variables) from ``text``."""
+    out = _KEY_PATTERN.sub("[redacted]", str(text))
+    for var in _KEY_ENV_VARS:
+        value = os.environ.get(var)
+        if value and len(value) >= 8 and value in out:
+            out = out.replace(value, "[redacted]")
+    return out

@@ -1,0 +1,776 @@
+"""AutoPicker: a LangChain chat model that tries a primary model, retries, and falls back.
+
+Sync, async, streaming and batch share one decision procedure, :class:`_Plan`; the drivers in
+:class:`AutoPicker` only do the I/O (call, sleep) that the plan asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableLambda
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from coffee_nb._errors import (
+    AllModelsFailedError,
+    BudgetExceededError,
+    ConfigError,
+    DeadlineExceededError,
+    ErrorClass,
+    Failure,
+    classify,
+)
+from coffee_nb._models import Candidate
+from coffee_nb._policy import Action, Policy, Trip
+from coffee_nb._records import CallRecord, Outcome, Role, as_sinks, global_sinks, publish
+from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
+
+__all__ = ["AutoPicker"]
+
+DEFAULT_OUTPUT_ESTIMATE = 4096  # worst-case output tokens when neither max_tokens nor the model says
+
+
+class BudgetLike(Protocol):
+    """What AutoPicker needs from a budget: two-phase reserve → commit/release."""
+
+    def reserve(self, model: str, amount: Decimal | None) -> Any: ...  # raises BudgetExceededError
+    def commit(self, lease: Any, amount: Decimal | None) -> None: ...
+    def release(self, lease: Any) -> None: ...
+
+
+_CALL_KEYS = ("coffee_tools", "coffee_structured")  # our private kwargs, set by bind_tools/with_structured_output
+
+
+@dataclass(slots=True)
+class _Attempt:
+    candidate: Candidate
+    index: int
+    role: Role
+    timeout: float
+    lease: Any
+    started_at: datetime
+    started: float
+
+
+class _Plan:
+    """The decisions of one call: which model next, how long to wait, what to record.
+
+    ``next()`` returns an :class:`_Attempt` to make or a number of seconds to wait first, and raises
+    when nothing is left; ``failed()`` / ``succeeded()`` report back. No I/O happens here.
+    """
+
+    def __init__(self, picker: AutoPicker, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> None:
+        self.picker = picker
+        self.policy = picker._policy
+        self.clock = picker._clock
+        self.messages = messages
+        self.call_id = uuid.uuid4().hex
+        self.start = self.clock()
+        self.deadline = self.start + self.policy.deadline
+        self.max_tokens: int | None = kwargs.get("max_tokens", picker.max_tokens)
+        self.queue: deque[Candidate] = deque(picker._candidates)
+        self.current: Candidate | None = None
+        self.admitted = False
+        self.retries = 0
+        self.wait = 0.0
+        self.records: list[CallRecord] = []
+        self.last_exc: BaseException | None = None
+        self.budget_error: BaseException | None = None
+        self._counts: dict[str, TokenCount] = {}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def prompt_tokens(self, cand: Candidate) -> TokenCount:
+        from coffee_nb._tokens import encoding_for
+
+        encoding, _ = encoding_for(cand.provider, cand.model)
+        count = self._counts.get(f"{encoding}/{cand.provider}")
+        if count is None:
+            count = count_message_tokens(self.messages, cand.provider, cand.model)
+            self._counts[f"{encoding}/{cand.provider}"] = count
+        return count
+
+    def _output_cap(self, cand: Candidate) -> int:
+        if self.max_tokens:
+            return int(self.max_tokens)
+        if cand.max_output_tokens:
+            return cand.max_output_tokens
+        profile = getattr(cand.instance, "profile", None)
+        if isinstance(profile, dict) and isinstance(profile.get("max_output_tokens"), int):
+            return int(profile["max_output_tokens"])
+        return DEFAULT_OUTPUT_ESTIMATE
+
+    def _emit(self, record: CallRecord) -> None:
+        self.records.append(record)
+        publish(self.picker._sinks, record)
+        publish(global_sinks(), record)
+
+    def _role(self, cand: Candidate) -> Role:
+        if self.retries:
+            return Role.RETRY
+        return Role.PRIMARY if cand is self.picker._candidates[0] else Role.FALLBACK
+
+    def _skip(self, cand: Candidate, error_class: ErrorClass, message: str) -> None:
+        self._emit(
+            CallRecord(
+                call_id=self.call_id,
+                attempt=len(self.records),
+                role=self._role(cand),
+                provider=cand.provider,
+                model=cand.name,
+                outcome=Outcome.SKIPPED,
+                started_at=datetime.now(UTC),
+                latency_s=0.0,
+                error_class=error_class.value,
+                error_message=message,
+            )
+        )
+        self.current = None
+
+    def _prefer_larger_windows(self, need: int) -> None:
+        """After a context overflow, try candidates known to hold ``need`` tokens first, unknown ones next."""
+
+        def rank(c: Candidate) -> int:
+            w = c.context_window
+            return 1 if w is None else (0 if w >= need else 2)
+
+        self.queue = deque(sorted(self.queue, key=rank))
+
+    # -- the decision procedure ------------------------------------------------------------------
+    def next(self) -> _Attempt | float:
+        while True:
+            if self.wait > 0:
+                wait, self.wait = self.wait, 0.0
+                return wait
+            now = self.clock()
+            remaining = self.deadline - now
+            if remaining <= 0:
+                raise self._give_up(deadline=True)
+            if self.current is None:
+                if not self.queue:
+                    raise self._give_up()
+                self.current, self.retries, self.admitted = self.queue.popleft(), 0, False
+            cand = self.current
+            if not self.admitted:
+                if not cand.breaker.allow(now):
+                    left = max(0.0, cand.breaker.open_until() - now)
+                    self._skip(cand, ErrorClass.COOLDOWN, f"cooling down after repeated failures ({left:.0f}s left)")
+                    continue
+                window = cand.context_window
+                if window is not None:
+                    need = self.prompt_tokens(cand).tokens + (int(self.max_tokens) if self.max_tokens else 0)
+                    if need > window:
+                        cand.breaker.release()
+                        self._skip(
+                            cand,
+                            ErrorClass.CONTEXT_OVERFLOW,
+                            f"prompt ~{need} tokens (incl. max_tokens) exceeds its context window of {window}",
+                        )
+                        self._prefer_larger_windows(need)
+                        continue
+                self.admitted = True
+            if cand.limiter is not None:
+                wait = cand.limiter.try_acquire(self.prompt_tokens(cand).tokens + self._output_cap(cand), now)
+                if wait > 0:
+                    if wait < remaining:
+                        return wait
+                    cand.breaker.release()
+                    self._skip(cand, ErrorClass.RATE_LIMIT, f"local rpm/tpm limit: next slot in {wait:.1f}s, past the deadline")
+                    continue
+            lease = None
+            budget = self.picker.budget
+            if budget is not None:
+                price = cand.facts.price
+                estimate = (
+                    price.cost(self.prompt_tokens(cand).tokens, self._output_cap(cand)) if price is not None else None
+                )
+                try:
+                    lease = budget.reserve(cand.name, estimate)
+                except BudgetExceededError as exc:
+                    cand.breaker.release()
+                    self.budget_error = exc
+                    self._skip(cand, ErrorClass.BUDGET, str(exc))
+                    continue
+            return _Attempt(
+                candidate=cand,
+                index=len(self.records),
+                role=self._role(cand),
+                timeout=min(self.policy.attempt_timeout, remaining),
+                lease=lease,
+                started_at=datetime.now(UTC),
+                started=now,
+            )
+
+    def failed(
+        self, attempt: _Attempt, exc: BaseException, *, ttft: float | None = None, partial: BaseMessage | None = None
+    ) -> Action:
+        """Record a failed attempt and decide what comes next.
+
+        ``partial`` is what a stream delivered before it broke: the provider bills it, so its
+        estimated cost is committed rather than released.
+        """
+        now = self.clock()
+        failure: Failure = classify(exc)
+        cand = attempt.candidate
+        rule = self.policy.rules[failure.error_class]
+        cand.breaker.failure(
+            rule.trip, now, seconds=failure.retry_after if failure.error_class is ErrorClass.RATE_LIMIT else None
+        )
+        self.last_exc = exc
+        if partial is not None:
+            tokens, estimated = self._usage(cand, partial)
+            cost, source = self._settle(attempt, tokens)
+            record = self._record(
+                attempt, Outcome.ERROR, now, failure=failure, ttft=ttft, tokens=tokens[:4],
+                estimated=estimated, cost=cost, price_source=source,
+            )
+        else:
+            self._settle(attempt, None)
+            record = self._record(attempt, Outcome.ERROR, now, failure=failure, ttft=ttft)
+        self._emit(record)
+        if failure.error_class is ErrorClass.CONTEXT_OVERFLOW:
+            self._prefer_larger_windows(max(cand.context_window or 0, self.prompt_tokens(cand).tokens) + 1)
+        if rule.retry and self.retries < self.policy.max_retries and cand.breaker.open_until() == 0.0:
+            wait = self.policy.backoff(self.retries, failure.retry_after, self.picker._rng)
+            if wait is not None and now + wait < self.deadline:
+                self.retries += 1
+                self.wait = wait
+                return Action.RETRY
+        if rule.fallback:
+            self.current = None
+            return Action.FALLBACK
+        return Action.RAISE
+
+    def cancelled(self, attempt: _Attempt) -> None:
+        self._settle(attempt, None)
+        attempt.candidate.breaker.failure(Trip.NONE, self.clock())
+        self._emit(self._record(attempt, Outcome.CANCELLED, self.clock()))
+
+    def succeeded(self, attempt: _Attempt, output: Any, *, ttft: float | None = None, streamed: bool = False) -> AIMessage:
+        """Account for a successful attempt; return its message with ``response_metadata["coffee_nb"]``."""
+        now = self.clock()
+        message, structured = _as_message(output)
+        cand = attempt.candidate
+        tokens, estimated = self._usage(cand, message)
+        cost, source = self._settle(attempt, tokens)
+        cand.breaker.success()
+        record = self._record(
+            attempt,
+            Outcome.OK,
+            now,
+            ttft=ttft,
+            tokens=tokens[:4],
+            estimated=estimated,
+            cost=cost,
+            price_source=source,
+            streamed=streamed,
+        )
+        self._emit(record)
+        first_failure = next((r.error_class for r in self.records if r.outcome is not Outcome.OK), None)
+        meta: dict[str, Any] = {
+            "call_id": self.call_id,
+            "model": cand.name,
+            "provider": cand.provider,
+            "role": record.role.value,
+            "fallback_reason": first_failure if record.role is Role.FALLBACK else None,
+            "attempts": [_summary(r) for r in self.records],
+            "tokens": {
+                "input": record.input_tokens,
+                "output": record.output_tokens,
+                "cached": record.cached_tokens,
+                "reasoning": record.reasoning_tokens,
+                "estimated": estimated,
+            },
+            "cost": cost,
+            "priced": cost is not None,
+            "price_source": record.price_source,
+            "latency_s": now - self.start,
+            "ttft_s": ttft,
+        }
+        if structured is not None:
+            meta["structured"] = structured
+        return message.model_copy(
+            update={"response_metadata": {**message.response_metadata, "coffee_nb": meta}}
+        )
+
+    def _usage(self, cand: Candidate, message: BaseMessage) -> tuple[tuple[int, int, int, int, int], bool]:
+        """(input, output, cached, reasoning, cache_write) tokens: as reported, else counted offline."""
+        usage = getattr(message, "usage_metadata", None)
+        if usage:
+            in_details = usage.get("input_token_details") or {}
+            out_details = usage.get("output_token_details") or {}
+            return (
+                int(usage.get("input_tokens") or 0),
+                int(usage.get("output_tokens") or 0),
+                int(in_details.get("cache_read") or 0),
+                int(out_details.get("reasoning") or 0),
+                int(in_details.get("cache_creation") or 0),
+            ), False
+        from coffee_nb._tokens import encoding_for
+
+        encoding, _ = encoding_for(cand.provider, cand.model)
+        return (self.prompt_tokens(cand).tokens, count_tokens(_text(message), encoding), 0, 0, 0), True
+
+    def _settle(self, attempt: _Attempt, tokens: tuple[int, int, int, int, int] | None) -> tuple[Decimal | None, str]:
+        """Price ``tokens`` and commit them to the budget; with no tokens, release the reservation."""
+        budget = self.picker.budget
+        if tokens is None:
+            if attempt.lease is not None and budget is not None:
+                budget.release(attempt.lease)
+            return None, "unpriced"
+        price = attempt.candidate.facts.price
+        cost = price.cost(tokens[0], tokens[1], tokens[2], tokens[4]) if price is not None else None
+        if attempt.lease is not None and budget is not None:
+            budget.commit(attempt.lease, cost)
+        return cost, price.source if price is not None else "unpriced"
+
+    def _record(
+        self,
+        attempt: _Attempt,
+        outcome: Outcome,
+        now: float,
+        *,
+        failure: Failure | None = None,
+        ttft: float | None = None,
+        tokens: tuple[int, int, int, int] = (0, 0, 0, 0),
+        estimated: bool = False,
+        cost: Decimal | None = None,
+        price_source: str = "unpriced",
+        streamed: bool = False,
+    ) -> CallRecord:
+        cand = attempt.candidate
+        return CallRecord(
+            call_id=self.call_id,
+            attempt=attempt.index,
+            role=attempt.role,
+            provider=cand.provider,
+            model=cand.name,
+            outcome=outcome,
+            started_at=attempt.started_at,
+            latency_s=now - attempt.started,
+            error_class=failure.error_class.value if failure else None,
+            error_message=failure.message if failure else None,
+            ttft_s=ttft,
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            cached_tokens=tokens[2],
+            reasoning_tokens=tokens[3],
+            tokens_estimated=estimated,
+            cost=cost,
+            price_source=price_source,
+            streamed=streamed or ttft is not None,
+        )
+
+    def _give_up(self, *, deadline: bool = False) -> BaseException:
+        tried = [r for r in self.records if r.outcome is not Outcome.SKIPPED]
+        if not deadline and self.budget_error is not None and all(
+            r.error_class == ErrorClass.BUDGET for r in self.records
+        ):
+            err: BaseException = BudgetExceededError(str(self.budget_error))
+        elif deadline:
+            err = DeadlineExceededError(
+                self.records, f"deadline of {self.policy.deadline:g}s reached before any model answered"
+            )
+        else:
+            reason = "all candidate models failed" if tried else "no candidate model could be tried"
+            err = AllModelsFailedError(self.records, reason)
+        err.__cause__ = self.last_exc
+        return err
+
+
+def _summary(r: CallRecord) -> dict[str, Any]:
+    return {
+        "model": r.model,
+        "role": r.role.value,
+        "outcome": r.outcome.value,
+        "error_class": r.error_class,
+        "latency_s": r.latency_s,
+    }
+
+
+def _text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content if isinstance(b, (str, dict)))
+
+
+def _as_message(output: Any) -> tuple[AIMessage, dict[str, Any] | None]:
+    """A candidate's output as a message: plain, or the ``include_raw`` dict of structured output."""
+    if isinstance(output, BaseMessage):
+        if not isinstance(output, AIMessage):
+            output = AIMessage(content=output.content, response_metadata=output.response_metadata)
+        return output, None
+    if isinstance(output, dict) and isinstance(output.get("raw"), BaseMessage):
+        raw, _ = _as_message(output["raw"])
+        return raw, {"parsed": output.get("parsed"), "parsing_error": output.get("parsing_error")}
+    raise TypeError(f"a candidate returned {type(output).__name__}, expected a chat message")
+
+
+def _pick_structured(include_raw: bool) -> Runnable:
+    def pick(message: AIMessage) -> Any:
+        s = message.response_metadata["coffee_nb"]["structured"]
+        if include_raw:
+            return {"raw": message, "parsed": s["parsed"], "parsing_error": s["parsing_error"]}
+        if s["parsing_error"] is not None:
+            raise s["parsing_error"]
+        return s["parsed"]
+
+    return RunnableLambda(pick, name="coffee_nb_structured")
+
+
+class AutoPicker(BaseChatModel):
+    """A chat model over a primary model and ordered fallbacks, with retries, deadline, cooldowns and budget.
+
+    >>> llm = AutoPicker("openai/gpt-4o-mini", ["anthropic/claude-3-5-haiku-latest", "sandbox/fast"])
+    >>> llm.invoke("Hello").response_metadata["coffee_nb"]["model"]
+
+    ``primary`` and each fallback are ``"provider/model"`` specs, chat model instances, or
+    :class:`coffee_nb.ModelSpec`. ``metrics`` and ``on_record`` take record sinks (objects with
+    ``emit(record)``, or callables). ``timeout`` is the whole call's deadline in seconds and
+    ``max_retries`` the retries per model; both override ``policy``.
+
+    Streaming falls back only before the first chunk; an error after it propagates (the caller
+    has already seen text from that model).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)
+
+    primary: Any = Field(default=None, alias="model")
+    fallbacks: list[Any] = Field(default_factory=list)
+    budget: Any = None
+    metrics: Any = None
+    policy: Policy | None = None
+    on_record: Any = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    streaming: bool = False
+    seed: int | None = Field(default=None, exclude=True)  # seeds backoff jitter (tests)
+
+    _candidates: list[Candidate] = PrivateAttr(default_factory=list)
+    _policy: Policy = PrivateAttr()
+    _sinks: tuple[Any, ...] = PrivateAttr(default=())
+    _rng: random.Random = PrivateAttr()
+    _clock: Any = PrivateAttr(default=time.monotonic)
+
+    def __init__(self, primary: Any = None, fallbacks: Sequence[Any] | None = None, /, **kwargs: Any) -> None:
+        if primary is not None:
+            if "model" in kwargs or "primary" in kwargs:
+                raise ConfigError("give the primary model once: positionally or as model=/primary=")
+            kwargs["primary"] = primary
+        if fallbacks is not None:
+            if "fallbacks" in kwargs:
+                raise ConfigError("give fallbacks once: positionally or as fallbacks=")
+            kwargs["fallbacks"] = fallbacks
+        if isinstance(kwargs.get("fallbacks"), (str, bytes)):
+            kwargs["fallbacks"] = [kwargs["fallbacks"]]
+        super().__init__(**kwargs)
+
+    @model_validator(mode="after")
+    def _build(self) -> AutoPicker:
+        if self.primary is None:
+            raise ConfigError(
+                "AutoPicker needs at least one model: AutoPicker('openai/gpt-4o-mini', ['sandbox/fast'])"
+            )
+        policy = self.policy or Policy()
+        changes: dict[str, Any] = {}
+        if self.timeout is not None:
+            changes["deadline"] = self.timeout
+        if self.max_retries is not None:
+            changes["max_retries"] = self.max_retries
+        if changes:
+            from dataclasses import replace
+
+            policy = replace(policy, **changes)
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens <= 0):
+            raise ConfigError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+        self._policy = policy
+        items = [self.primary, *self.fallbacks]
+        self._candidates = [
+            Candidate(item, cooldown_after=policy.cooldown_after, cooldown=policy.cooldown) for item in items
+        ]
+        names = [c.name for c in self._candidates]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ConfigError(f"the same model appears twice in the chain: {sorted(dupes)}; give each a name=")
+        self._sinks = as_sinks(self.metrics) + as_sinks(self.on_record)
+        self._rng = random.Random(self.seed)
+        return self
+
+    # -- LangChain plumbing ------------------------------------------------------------------------
+    @property
+    def _llm_type(self) -> str:
+        return "coffee_nb-autopicker"
+
+    @property
+    def model_names(self) -> list[str]:
+        """The chain, in order."""
+        return [c.name for c in self._candidates]
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return list(self._candidates)
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"models": self.model_names, "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "coffee_nb"
+        params["ls_model_name"] = kwargs.get("model") or self._candidates[0].name
+        if self.temperature is not None:
+            params["ls_temperature"] = self.temperature
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        stop = stop or self.stop
+        if stop:
+            params["ls_stop"] = stop
+        return params
+
+    def __repr__(self) -> str:
+        return f"AutoPicker({self.model_names!r})"
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Runnable:
+        """Bind tools; each candidate formats them its own way when it is tried."""
+        tool_kwargs = dict(kwargs)
+        if tool_choice is not None:
+            tool_kwargs["tool_choice"] = tool_choice
+        return self.bind(coffee_tools=(tuple(tools), tool_kwargs))
+
+    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Runnable:
+        """Structured output, forwarded to each candidate's own ``with_structured_output`` (same kwargs)."""
+        so_kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        return self.bind(coffee_structured=(schema, so_kwargs)) | _pick_structured(include_raw)
+
+    # -- calling one candidate ----------------------------------------------------------------------
+    def _target(self, attempt: _Attempt, call_kwargs: dict[str, Any], loop: Any = None) -> tuple[Any, dict[str, Any]]:
+        """The runnable to call for ``attempt`` and the kwargs to call it with."""
+        cand = attempt.candidate
+        model: Any = cand.chat_model(timeout=attempt.timeout, loop=loop)
+        kwargs = {k: v for k, v in call_kwargs.items() if k not in _CALL_KEYS}
+        built = cand.instance is None
+        if built:
+            if self.temperature is not None:
+                kwargs.setdefault("temperature", self.temperature)
+            if self.max_tokens is not None:
+                kwargs.setdefault("max_tokens", self.max_tokens)
+            if cand.timeout_kwarg and loop is None:
+                kwargs["timeout"] = attempt.timeout
+        tools = call_kwargs.get("coffee_tools")
+        if tools is not None:
+            model = model.bind_tools(list(tools[0]), **tools[1])
+        structured = call_kwargs.get("coffee_structured")
+        if structured is not None:
+            model = model.with_structured_output(structured[0], include_raw=True, **structured[1])
+        return model, kwargs
+
+    def _plan(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _Plan:
+        return _Plan(self, messages, kwargs)
+
+    # -- the drivers: only I/O differs ----------------------------------------------------------------
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        plan = self._plan(messages, kwargs)
+        stop = stop or self.stop or None
+        config = _child_config(run_manager)
+        while True:
+            step = plan.next()
+            if isinstance(step, float):
+                time.sleep(step)
+                continue
+            try:
+                model, call_kwargs = self._target(step, kwargs)
+                output = model.invoke(messages, config, stop=stop, **call_kwargs)
+            except Exception as exc:  # noqa: BLE001 - classified by the plan
+                if plan.failed(step, exc) is Action.RAISE:
+                    raise
+                continue
+            except BaseException:
+                plan.cancelled(step)
+                raise
+            return ChatResult(generations=[ChatGeneration(message=plan.succeeded(step, output))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        plan = self._plan(messages, kwargs)
+        stop = stop or self.stop or None
+        config = _child_config(run_manager)
+        loop = asyncio.get_running_loop()
+        while True:
+            step = plan.next()
+            if isinstance(step, float):
+                await asyncio.sleep(step)
+                continue
+            try:
+                model, call_kwargs = self._target(step, kwargs, loop)
+                output = await asyncio.wait_for(
+                    model.ainvoke(messages, config, stop=stop, **call_kwargs), step.timeout
+                )
+            except Exception as exc:  # noqa: BLE001
+                if plan.failed(step, exc) is Action.RAISE:
+                    raise
+                continue
+            except BaseException:
+                plan.cancelled(step)
+                raise
+            return ChatResult(generations=[ChatGeneration(message=plan.succeeded(step, output))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        if "coffee_structured" in kwargs:  # parsed objects don't stream as message chunks
+            result = self._generate(messages, stop, run_manager, **kwargs)
+            yield _as_chunk(result.generations[0].message)
+            return
+        plan = self._plan(messages, kwargs)
+        stop = stop or self.stop or None
+        config = _child_config(run_manager)
+        while True:
+            step = plan.next()
+            if isinstance(step, float):
+                time.sleep(step)
+                continue
+            try:
+                model, call_kwargs = self._target(step, kwargs)
+                chunks = iter(model.stream(messages, config, stop=stop, **call_kwargs))
+                first = next(chunks, None)
+            except Exception as exc:  # noqa: BLE001 - nothing seen yet: we may still fall back
+                if plan.failed(step, exc) is Action.RAISE:
+                    raise
+                continue
+            except BaseException:
+                plan.cancelled(step)
+                raise
+            ttft = plan.clock() - step.started
+            total: AIMessageChunk | None = None
+            try:
+                chunk = first
+                while chunk is not None:
+                    total = chunk if total is None else total + chunk
+                    out = ChatGenerationChunk(message=chunk)
+                    if run_manager:
+                        run_manager.on_llm_new_token(chunk.text, chunk=out)
+                    yield out
+                    chunk = next(chunks, None)
+            except Exception as exc:
+                plan.failed(step, exc, ttft=ttft, partial=total)
+                raise
+            except BaseException:
+                plan.cancelled(step)
+                raise
+            final = plan.succeeded(step, total or AIMessageChunk(content=""), ttft=ttft, streamed=True)
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content="", response_metadata={"coffee_nb": final.response_metadata["coffee_nb"]})
+            )
+            return
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        if "coffee_structured" in kwargs:
+            result = await self._agenerate(messages, stop, run_manager, **kwargs)
+            yield _as_chunk(result.generations[0].message)
+            return
+        plan = self._plan(messages, kwargs)
+        stop = stop or self.stop or None
+        config = _child_config(run_manager)
+        loop = asyncio.get_running_loop()
+        while True:
+            step = plan.next()
+            if isinstance(step, float):
+                await asyncio.sleep(step)
+                continue
+            try:
+                model, call_kwargs = self._target(step, kwargs, loop)
+                chunks = aiter(model.astream(messages, config, stop=stop, **call_kwargs))
+                first = await asyncio.wait_for(anext(chunks, None), step.timeout)
+            except Exception as exc:  # noqa: BLE001
+                if plan.failed(step, exc) is Action.RAISE:
+                    raise
+                continue
+            except BaseException:
+                plan.cancelled(step)
+                raise
+            ttft = plan.clock() - step.started
+            total: AIMessageChunk | None = None
+            try:
+                chunk = first
+                while chunk is not None:
+                    total = chunk if total is None else total + chunk
+                    out = ChatGenerationChunk(message=chunk)
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=out)
+                    yield out
+                    chunk = await anext(chunks, None)
+            except Exception as exc:
+                plan.failed(step, exc, ttft=ttft, partial=total)
+                raise
+            except BaseException:
+                plan.cancelled(step)
+                raise
+            final = plan.succeeded(step, total or AIMessageChunk(content=""), ttft=ttft, streamed=True)
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content="", response_metadata={"coffee_nb": final.response_metadata["coffee_nb"]})
+            )
+            return
+
+
+def _child_config(run_manager: Any) -> dict[str, Any] | None:
+    """Config for a candidate's run, nested under ours so callbacks and traces propagate."""
+    if run_manager is None:
+        return None
+    from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+
+    cls = AsyncCallbackManager if isinstance(run_manager, AsyncCallbackManagerForLLMRun) else CallbackManager
+    manager = cls(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return {"callbacks": manager}
+
+
+def _as_chunk(message: BaseMessage) -> ChatGenerationChunk:
+    return ChatGenerationChunk(
+        message=AIMessageChunk(
+            content=message.content,
+            response_metadata=message.response_metadata,
+            usage_metadata=getattr(message, "usage_metadata", None),
+            tool_calls=getattr(message, "tool_calls", []),
+            id=message.id,
+        )
+    )

@@ -1,0 +1,265 @@
+"""Model specs (``"provider/model"``) and the candidates AutoPicker tries.
+
+Spec strings build real LangChain clients lazily, on the first attempt: a missing API key is an
+error of that attempt (so the chain can fall back past it), never of construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from coffee_nb._errors import ConfigError, MissingAPIKeyError
+from coffee_nb._policy import CircuitBreaker, RateLimit, RateLimiter
+from coffee_nb._pricing import ModelFacts, model_info
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+__all__ = ["ModelSpec", "PROVIDERS", "Candidate", "parse_spec", "register_provider"]
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """How to build a chat model for a provider. ``build(model, key, settings)`` returns a BaseChatModel."""
+
+    name: str
+    env_var: str | None  # API key variable; None when no key is needed
+    build: Callable[[str, str | None, "BuildSettings"], BaseChatModel]
+    timeout_kwarg: bool = False  # accepts a per-call ``timeout=`` (Stainless SDKs do)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSettings:
+    timeout: float
+    params: Mapping[str, Any]  # user's extra constructor params (base_url, temperature, ...)
+    loop: asyncio.AbstractEventLoop | None  # build for this event loop's pooled async client
+
+
+def _build_openai(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    from coffee_nb import _http
+
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "api_key": key,
+        "max_retries": 0,  # one retry loop: ours
+        "timeout": s.timeout,
+        "stream_usage": True,
+        "http_client": _http.get_http_client(),
+        **s.params,
+    }
+    if s.loop is not None:
+        kwargs["http_async_client"] = _http.get_async_http_client(s.loop)
+    return ChatOpenAI(**kwargs)
+
+
+def _build_anthropic(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
+    try:
+        from langchain_anthropic import ChatAnthropic
+    except ImportError as exc:  # an optional extra
+        raise ImportError(
+            "anthropic models need the anthropic extra: pip install 'coffee_nb[anthropic]'"
+        ) from exc
+    return ChatAnthropic(model=model, api_key=key, max_retries=0, timeout=s.timeout, **s.params)
+
+
+def _build_ollama(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
+    try:
+        from langchain_ollama import ChatOllama
+    except ImportError as exc:
+        raise ImportError("ollama models need the ollama extra: pip install 'coffee_nb[ollama]'") from exc
+    params = dict(s.params)
+    params.setdefault("base_url", os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"))
+    params.setdefault("client_kwargs", {"timeout": s.timeout})
+    return ChatOllama(model=model, **params)
+
+
+def _build_sandbox(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
+    from coffee_nb.sandbox import build_chat_model
+
+    return build_chat_model(model, s)
+
+
+PROVIDERS: dict[str, Provider] = {
+    "openai": Provider("openai", "OPENAI_API_KEY", _build_openai, timeout_kwarg=True),
+    "anthropic": Provider("anthropic", "ANTHROPIC_API_KEY", _build_anthropic),
+    "ollama": Provider("ollama", None, _build_ollama),
+    "sandbox": Provider("sandbox", None, _build_sandbox, timeout_kwarg=True),
+}
+
+
+def register_provider(
+    name: str,
+    build: Callable[[str, str | None, BuildSettings], BaseChatModel],
+    *,
+    env_var: str | None = None,
+    timeout_kwarg: bool = False,
+) -> None:
+    """Teach spec strings a new provider: ``build(model, api_key, settings)`` returns a chat model."""
+    if not name.isidentifier():
+        raise ConfigError(f"provider name must be a simple identifier, got {name!r}")
+    PROVIDERS[name] = Provider(name, env_var, build, timeout_kwarg)
+
+
+def _accepted() -> str:
+    return ", ".join(f"'{p}/<model>'" for p in PROVIDERS)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"openai/gpt-4o-mini"`` → ``("openai", "gpt-4o-mini")``; a bad spec is a ConfigError."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"a model must be a 'provider/model' string or a chat model, got {spec!r}")
+    provider, sep, model = spec.strip().partition("/")
+    if not sep or not provider or not model or any(c.isspace() for c in spec.strip()):
+        hint = ""
+        if not sep and spec.strip():
+            guess = "anthropic" if spec.startswith("claude") else "openai"
+            hint = f" Did you mean '{guess}/{spec.strip()}'?"
+        raise ConfigError(f"malformed model spec {spec!r}: expected 'provider/model', one of {_accepted()}.{hint}")
+    if provider not in PROVIDERS:
+        raise ConfigError(f"unknown provider {provider!r} in {spec!r}: expected one of {_accepted()}")
+    return provider, model
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSpec:
+    """A candidate model with its own settings.
+
+    ``model`` is a spec string or any LangChain chat model; ``name`` labels it in records.
+    ``params`` go to the constructor of a model built from a spec (e.g. ``base_url``).
+    """
+
+    model: Any
+    name: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _instance_name(model: Any) -> tuple[str, str]:
+    """(provider, model name) for a chat model instance."""
+    try:
+        ls = model._get_ls_params()
+        provider = str(ls.get("ls_provider") or "")
+        name = str(ls.get("ls_model_name") or "")
+    except Exception:  # noqa: BLE001 - any chat model goes; naming must not fail
+        provider, name = "", ""
+    for attr in ("model_name", "model", "model_id"):
+        if not name:
+            value = getattr(model, attr, None)
+            name = value if isinstance(value, str) else ""
+    provider = provider or type(model).__name__
+    return provider, name or type(model).__name__
+
+
+class Candidate:
+    """One model in the chain, with its breaker, rate limiter and lazily built client."""
+
+    def __init__(self, item: Any, *, cooldown_after: int, cooldown: float) -> None:
+        spec = item if isinstance(item, ModelSpec) else ModelSpec(model=item)
+        self.instance: BaseChatModel | None = None
+        self.params = dict(spec.params)
+        if isinstance(spec.model, str):
+            self.provider, self.model = parse_spec(spec.model)
+            self.name = spec.name or f"{self.provider}/{self.model}"
+            self._provider: Provider | None = PROVIDERS[self.provider]
+        elif hasattr(spec.model, "invoke"):
+            self.instance = spec.model
+            self.provider, self.model = _instance_name(spec.model)
+            self.name = spec.name or f"{self.provider}/{self.model}"
+            self._provider = None
+        else:
+            raise ConfigError(
+                f"a model must be a 'provider/model' string ({_accepted()}) or a LangChain chat model, "
+                f"got {spec.model!r}"
+            )
+        for attr in ("context_window", "max_output_tokens"):
+            v = getattr(spec, attr)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+                raise ConfigError(f"{attr} for {self.name} must be a positive integer, got {v!r}")
+        self.limiter = RateLimiter(RateLimit(rpm=spec.rpm, tpm=spec.tpm)) if (spec.rpm or spec.tpm) else None
+        if spec.rpm is not None or spec.tpm is not None:
+            RateLimit(rpm=spec.rpm, tpm=spec.tpm)  # validates
+        self.breaker = CircuitBreaker(cooldown_after, cooldown)
+        self._window = spec.context_window
+        self.max_output_tokens = spec.max_output_tokens
+        self._lock = threading.Lock()
+        self._sync: tuple[Any, BaseChatModel] | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BaseChatModel] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"Candidate({self.name!r})"
+
+    @property
+    def timeout_kwarg(self) -> bool:
+        return self._provider is not None and self._provider.timeout_kwarg
+
+    @property
+    def facts(self) -> ModelFacts:
+        return model_info(self.provider, self.model, name=self.name)  # cached there, reset by register_price
+
+    @property
+    def context_window(self) -> int | None:
+        if self._window is not None:
+            return self._window
+        if self.facts.context_window:
+            return self.facts.context_window
+        profile = getattr(self.instance, "profile", None)
+        if isinstance(profile, Mapping):
+            value = profile.get("max_input_tokens")
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def api_key(self) -> str | None:
+        provider = self._provider
+        if provider is None or provider.env_var is None:
+            return None
+        if "api_key" in self.params:
+            return None  # given explicitly in params
+        key = os.environ.get(provider.env_var)
+        if not key:
+            raise MissingAPIKeyError(self.provider, provider.env_var)
+        return key
+
+    def chat_model(self, *, timeout: float, loop: asyncio.AbstractEventLoop | None = None) -> BaseChatModel:
+        """The model to call: the user's instance, or one built from the spec (per event loop for async)."""
+        if self.instance is not None:
+            return self.instance
+        assert self._provider is not None
+        from coffee_nb import _http
+
+        if loop is None:
+            pooled = _http.get_http_client() if self._provider.timeout_kwarg else None
+            cached = self._sync
+            if cached is not None and cached[0] is pooled:
+                return cached[1]
+            key = self.api_key()
+            with self._lock:
+                model = self._provider.build(self.model, key, BuildSettings(timeout, self.params, None))
+                self._sync = (pooled, model)
+            return model
+        model = self._async.get(loop)
+        if model is not None and not _closed_async(model):
+            return model
+        key = self.api_key()
+        with self._lock:
+            model = self._provider.build(self.model, key, BuildSettings(timeout, self.params, loop))
+            self._async[loop] = model
+        return model
+
+
+def _closed_async(model: Any) -> bool:
+    client = getattr(model, "http_async_client", None)
+    return bool(getattr(client, "is_closed", False))

@@ -1,0 +1,205 @@
+"""Prices: genai-prices' bundled data (never its updater), resolved once per model; per-call cost is arithmetic.
+
+A model with no known price is *unpriced*: ``price_for`` returns None and costs are None, never $0.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from coffee_nb._errors import ConfigError
+
+__all__ = ["Price", "price_for", "register_price", "reset_prices", "model_info"]
+
+_MILLION = Decimal(1_000_000)
+# genai-prices provider ids for coffee_nb provider names.
+_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "azure": "azure"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Tiered:
+    base: Decimal
+    tiers: tuple[tuple[int, Decimal], ...]  # (start, price), ascending
+
+    def at(self, total_input: int) -> Decimal:
+        for start, price in reversed(self.tiers):
+            if total_input > start:  # genai-prices' "cliff" rule: the tier applies to all tokens
+                return price
+        return self.base
+
+
+Rate = Decimal | _Tiered | None
+
+
+def _rate(value: Rate, total_input: int) -> Decimal | None:
+    if value is None or isinstance(value, Decimal):
+        return value
+    return value.at(total_input)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens. ``cached_input`` defaults to the input rate when a provider has no discount."""
+
+    input: Rate
+    output: Rate
+    cached_input: Rate = None
+    cache_write: Rate = None
+    source: str = "custom"  # "genai-prices", "custom", "sandbox", "local"
+
+    def cost(
+        self, input_tokens: int, output_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
+    ) -> Decimal:
+        """Cost of one call. ``input_tokens`` includes cached and cache-write tokens (LangChain/OpenAI usage)."""
+        inp = _rate(self.input, input_tokens) or Decimal(0)
+        cached = _rate(self.cached_input, input_tokens)
+        write = _rate(self.cache_write, input_tokens)
+        out = _rate(self.output, input_tokens) or Decimal(0)
+        cached = inp if cached is None else cached
+        write = inp if write is None else write
+        uncached = max(0, input_tokens - cached_tokens - cache_write_tokens)
+        total = uncached * inp + cached_tokens * cached + cache_write_tokens * write + output_tokens * out
+        return total / _MILLION
+
+    def describe(self) -> str:
+        def fmt(r: Rate) -> str:
+            if r is None:
+                return "-"
+            return f"${r}" if isinstance(r, Decimal) else f"${r.base}+tiers"
+
+        return f"{fmt(self.input)} in / {fmt(self.output)} out per 1M tokens ({self.source})"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What maintained data says about a model."""
+
+    price: Price | None
+    context_window: int | None
+
+
+_lock = threading.Lock()
+_custom: dict[str, Price] = {}
+_custom_windows: dict[str, int] = {}
+_resolved: dict[tuple[str, str], ModelFacts] = {}
+
+
+def _to_decimal(name: str, value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        d = Decimal(str(value))
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"price {name} must be a number (USD per 1M tokens), got {value!r}") from exc
+    if not d.is_finite() or d < 0:
+        raise ConfigError(f"price {name} must be a finite number >= 0 (USD per 1M tokens), got {value!r}")
+    return d
+
+
+def register_price(
+    model: str,
+    *,
+    input: float | Decimal | str,  # noqa: A002 - reads best at the call site
+    output: float | Decimal | str,
+    cached_input: float | Decimal | str | None = None,
+    cache_write: float | Decimal | str | None = None,
+    context_window: int | None = None,
+    source: str = "custom",
+) -> Price:
+    """Declare a price (USD per 1M tokens) for a custom or self-hosted model, by spec (``"provider/model"``).
+
+    >>> register_price("ollama/llama3.2", input=0, output=0, source="local")
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"register_price needs a model spec like 'openai/my-finetune', got {model!r}")
+    if context_window is not None and (not isinstance(context_window, int) or context_window <= 0):
+        raise ConfigError(f"context_window must be a positive integer, got {context_window!r}")
+    price = Price(
+        input=_to_decimal("input", input),
+        output=_to_decimal("output", output),
+        cached_input=_to_decimal("cached_input", cached_input),
+        cache_write=_to_decimal("cache_write", cache_write),
+        source=source,
+    )
+    with _lock:
+        _custom[model] = price
+        if context_window is not None:
+            _custom_windows[model] = context_window
+        _resolved.clear()
+    return price
+
+
+def reset_prices() -> None:
+    """Forget every registered price and every resolved one."""
+    with _lock:
+        _custom.clear()
+        _custom_windows.clear()
+        _resolved.clear()
+
+
+def _convert(value: Any) -> Rate:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    tiers = getattr(value, "tiers", None)
+    if tiers is not None:
+        return _Tiered(Decimal(value.base), tuple((t.start, Decimal(t.price)) for t in tiers))
+    return Decimal(str(value))
+
+
+def _from_genai_prices(provider: str, model: str) -> ModelFacts:
+    provider_id = _PROVIDER_IDS.get(provider)
+    if provider_id is None:
+        return ModelFacts(None, None)
+    from genai_prices import data_snapshot  # bundled data; the updater is never started
+
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
+    except LookupError:
+        return ModelFacts(None, None)
+    mp = info.get_prices(datetime.now(UTC))
+    price = Price(
+        input=_convert(getattr(mp, "input_mtok", None)),
+        output=_convert(getattr(mp, "output_mtok", None)),
+        cached_input=_convert(getattr(mp, "cache_read_mtok", None)),
+        cache_write=_convert(getattr(mp, "cache_write_mtok", None)),
+        source="genai-prices",
+    )
+    if price.input is None and price.output is None:
+        price = None
+    return ModelFacts(price, info.context_window)
+
+
+def model_info(provider: str, model: str, *, name: str | None = None) -> ModelFacts:
+    """Price and context window for ``provider/model`` (registered as ``name`` or the spec first, then
+    genai-prices). Cached until the next ``register_price``."""
+    spec = f"{provider}/{model}"
+    key = (name or spec, spec)
+    facts = _resolved.get(key)
+    if facts is not None:
+        return facts
+    with _lock:
+        custom = _custom.get(name) if name else None
+        custom = custom or _custom.get(spec)
+        window = _custom_windows.get(name) if name else None
+        window = window or _custom_windows.get(spec)
+    if custom is not None:
+        facts = ModelFacts(custom, window)
+    elif provider == "ollama":  # runs on the user's machine: no API fee, and labelled so
+        facts = ModelFacts(Price(Decimal(0), Decimal(0), source="local"), window)
+    else:
+        found = _from_genai_prices(provider, model)
+        facts = ModelFacts(found.price, window or found.context_window)
+    with _lock:
+        _resolved[key] = facts
+    return facts
+
+
+def price_for(provider: str, model: str) -> Price | None:
+    """The price of ``provider/model``, or None when it is unpriced."""
+    return model_info(provider, model).price
