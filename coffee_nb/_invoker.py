@@ -22,7 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from coffee_nb._errors import (
     AllModelsFailedError,
@@ -89,6 +89,7 @@ class _Plan:
         self.records: list[CallRecord] = []
         self.last_exc: BaseException | None = None
         self.budget_error: BaseException | None = None
+        self.deadline_cut = False
         self._counts: dict[str, TokenCount] = {}
 
     # -- helpers -------------------------------------------------------------------------------
@@ -248,6 +249,8 @@ class _Plan:
                 self.retries += 1
                 self.wait = wait
                 return Action.RETRY
+            if wait is not None:
+                self.deadline_cut = True  # a retry was due but would end past the deadline
         if rule.fallback:
             self.current = None
             return Action.FALLBACK
@@ -379,7 +382,7 @@ class _Plan:
             r.error_class == ErrorClass.BUDGET for r in self.records
         ):
             err: BaseException = BudgetExceededError(str(self.budget_error))
-        elif deadline:
+        elif deadline or self.deadline_cut:
             err = DeadlineExceededError(
                 self.records, f"deadline of {self.policy.deadline:g}s reached before any model answered"
             )
@@ -480,9 +483,9 @@ class AutoPicker(BaseChatModel):
         if isinstance(kwargs.get("fallbacks"), (str, bytes)):
             kwargs["fallbacks"] = [kwargs["fallbacks"]]
         super().__init__(**kwargs)
+        self._build()  # outside pydantic validation, so a ConfigError reaches the user unwrapped
 
-    @model_validator(mode="after")
-    def _build(self) -> AutoPicker:
+    def _build(self) -> None:
         if self.primary is None:
             raise ConfigError(
                 "AutoPicker needs at least one model: AutoPicker('openai/gpt-4o-mini', ['sandbox/fast'])"
@@ -510,7 +513,6 @@ class AutoPicker(BaseChatModel):
             raise ConfigError(f"the same model appears twice in the chain: {sorted(dupes)}; give each a name=")
         self._sinks = as_sinks(self.metrics) + as_sinks(self.on_record)
         self._rng = random.Random(self.seed)
-        return self
 
     # -- LangChain plumbing ------------------------------------------------------------------------
     @property

@@ -198,11 +198,11 @@ class RateLimit:
 class RateLimiter:
     """Sliding one-minute window over requests and tokens. ``try_acquire`` never blocks."""
 
-    __slots__ = ("_lock", "_events", "_tokens", "limit")
-    WINDOW = 60.0
+    __slots__ = ("_lock", "_events", "_tokens", "limit", "window")
 
-    def __init__(self, limit: RateLimit) -> None:
+    def __init__(self, limit: RateLimit, window: float = 60.0) -> None:
         self.limit = limit
+        self.window = window
         self._lock = threading.Lock()
         self._events: deque[tuple[float, int]] = deque()
         self._tokens = 0
@@ -211,12 +211,12 @@ class RateLimiter:
         """Take a slot for a request of ``tokens`` tokens: 0.0 if taken, else seconds until one may be free."""
         with self._lock:
             events = self._events
-            while events and events[0][0] <= now - self.WINDOW:
+            while events and events[0][0] <= now - self.window:
                 self._tokens -= events.popleft()[1]
             rpm, tpm = self.limit.rpm, self.limit.tpm
             wait = 0.0
             if rpm is not None and len(events) >= rpm:
-                wait = events[len(events) - rpm][0] + self.WINDOW - now
+                wait = events[len(events) - rpm][0] + self.window - now
             if tpm is not None and self._tokens + tokens > tpm and events:
                 # wait until enough old events leave the window
                 excess = self._tokens + tokens - tpm
@@ -224,10 +224,10 @@ class RateLimiter:
                 for t, n in events:
                     freed += n
                     if freed >= excess:
-                        wait = max(wait, t + self.WINDOW - now)
+                        wait = max(wait, t + self.window - now)
                         break
                 else:
-                    wait = max(wait, events[-1][0] + self.WINDOW - now)
+                    wait = max(wait, events[-1][0] + self.window - now)
             if wait > 0:
                 return wait
             events.append((now, tokens))

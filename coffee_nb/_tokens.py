@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,8 @@ def encoding_for(provider: str, model: str) -> tuple[str, bool]:
 
 @functools.cache
 def _encoding(name: str) -> Any:
-    with _lock:
+    with _lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # bpe-openai uses importlib.resources.open_binary
         import bpe_openai
 
         return bpe_openai.get_encoding(name)

@@ -1,0 +1,398 @@
+"""AutoPicker works wherever a chat model works, and every call leaves an honest trace."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from pydantic import BaseModel
+
+from coffee_nb import (
+    AllModelsFailedError,
+    AutoPicker,
+    BudgetExceededError,
+    ConfigError,
+    ModelSpec,
+    Policy,
+    capture_records,
+    register_price,
+)
+from coffee_nb.testing import ScriptedChatModel, http_error
+
+FAST = Policy(backoff_base=0.001, backoff_cap=0.002)
+
+
+def picker(*scripts: list[Any], **kwargs: Any) -> AutoPicker:
+    models = [ScriptedChatModel(model_name=f"m{i}", script=list(s)) for i, s in enumerate(scripts)]
+    kwargs.setdefault("policy", FAST)
+    return AutoPicker(models[0], models[1:], **kwargs)
+
+
+def test_invoke_metadata_and_usage():
+    llm = picker(["hello there"])
+    msg = llm.invoke("hi")
+    assert isinstance(msg, AIMessage) and msg.content == "hello there"
+    meta = msg.response_metadata["coffee_nb"]
+    assert meta["model"] == "fake/m0" and meta["role"] == "primary" and meta["fallback_reason"] is None
+    assert meta["tokens"]["output"] == 2 and meta["tokens"]["estimated"] is False
+    assert meta["cost"] is None and meta["priced"] is False and meta["price_source"] == "unpriced"
+    assert len(meta["attempts"]) == 1 and meta["latency_s"] >= 0
+
+
+def test_prices_flow_into_record_and_metadata():
+    register_price("fake/m0", input=2, output=10)
+    llm = picker(["a b c d"])
+    with capture_records() as records:
+        msg = llm.invoke("one two")
+    # scripted usage: input = words + 3 = 5, output = 4 words
+    expected = (Decimal(5) * 2 + Decimal(4) * 10) / Decimal(1_000_000)
+    assert msg.response_metadata["coffee_nb"]["cost"] == expected
+    assert records[-1].cost == expected and records[-1].price_source == "custom"
+
+
+def test_estimated_tokens_when_provider_reports_none():
+    model = ScriptedChatModel(model_name="quiet", script=["four words right here"], usage=False)
+    with capture_records() as records:
+        AutoPicker(model).invoke("hello")
+    assert records[0].tokens_estimated is True
+    assert records[0].output_tokens == 4 and records[0].input_tokens > 0
+
+
+def test_batch_and_abatch():
+    llm = picker(["same"])
+    assert [m.content for m in llm.batch(["a", "b", "c"])] == ["same"] * 3
+
+    async def go():
+        return await llm.abatch(["a", "b"])
+
+    assert [m.content for m in asyncio.run(go())] == ["same", "same"]
+
+
+def test_ainvoke_falls_back():
+    llm = picker([http_error(503)], ["async fallback"])
+    msg = asyncio.run(llm.ainvoke("hi"))
+    assert msg.content == "async fallback"
+    assert msg.response_metadata["coffee_nb"]["fallback_reason"] == "server"
+
+
+def test_async_attempt_timeout_falls_back():
+    slow = ScriptedChatModel(model_name="slow", script=["too late"], delay=5)
+    fast = ScriptedChatModel(model_name="fast", script=["in time"])
+    llm = AutoPicker(slow, [fast], policy=Policy(attempt_timeout=0.2, max_retries=0))
+    with capture_records() as records:
+        msg = asyncio.run(llm.ainvoke("hi"))
+    assert msg.content == "in time"
+    assert records[0].error_class == "timeout" and records[0].latency_s < 2
+
+
+def test_stream_yields_chunks_and_final_metadata():
+    llm = picker(["one two three"])
+    chunks = list(llm.stream("hi"))
+    assert "".join(c.content for c in chunks) == "one two three"
+    assert len(chunks) >= 3
+    total = chunks[0]
+    for c in chunks[1:]:
+        total = total + c
+    meta = total.response_metadata["coffee_nb"]
+    assert meta["model"] == "fake/m0" and meta["ttft_s"] is not None
+    assert total.usage_metadata["output_tokens"] == 3
+
+
+def test_stream_falls_back_before_first_chunk():
+    llm = picker([http_error(500)], ["from fallback"], max_retries=0)
+    assert "".join(c.content for c in llm.stream("hi")) == "from fallback"
+
+
+def test_stream_error_after_first_chunk_propagates_and_is_charged():
+    register_price("fake/m0", input=1, output=1)
+    broken = ScriptedChatModel(model_name="m0", script=["a b c d"], fail_after_chunks=2)
+    fallback = ScriptedChatModel(model_name="m1", script=["never"])
+    llm = AutoPicker(broken, [fallback])
+    seen = []
+    with capture_records() as records, pytest.raises(ConnectionResetError):
+        for chunk in llm.stream("hi"):
+            seen.append(chunk.content)
+    assert seen == ["a", " b"]
+    assert fallback.steps_taken == 0
+    assert records[-1].outcome == "error" and records[-1].error_class == "connection"
+    assert records[-1].cost is not None and records[-1].cost > 0  # what was streamed is billed, estimated
+    assert records[-1].tokens_estimated
+
+
+def test_astream_falls_back():
+    llm = picker([http_error(429)], ["async stream"], max_retries=0)
+
+    async def go():
+        return "".join([c.content async for c in llm.astream("hi")])
+
+    assert asyncio.run(go()) == "async stream"
+
+
+def test_lcel_chain():
+    llm = picker([http_error(500)], ["chained"], max_retries=0)
+    chain = ChatPromptTemplate.from_messages([("system", "be brief"), ("human", "{q}")]) | llm | StrOutputParser()
+    assert chain.invoke({"q": "why?"}) == "chained"
+    assert chain.batch([{"q": "a"}, {"q": "b"}]) == ["chained", "chained"]
+
+
+class Recorder(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.starts: list[str] = []
+        self.tokens: list[str] = []
+        self.ends = 0
+
+    def on_chat_model_start(self, serialized, messages, **kwargs):
+        self.starts.append((kwargs.get("invocation_params") or {}).get("_type", "?"))
+
+    def on_llm_new_token(self, token, **kwargs):
+        self.tokens.append(token)
+
+    def on_llm_end(self, response, **kwargs):
+        self.ends += 1
+
+
+def test_callbacks_propagate_to_candidates():
+    handler = Recorder()
+    llm = picker([http_error(500)], ["x y"], max_retries=0)
+    llm.invoke("hi", config={"callbacks": [handler]})
+    # our run + the failing primary + the fallback
+    assert handler.starts.count("coffee_nb-autopicker") == 1
+    assert handler.starts.count("scripted") == 2
+    handler2 = Recorder()
+    list(llm.stream("hi", config={"callbacks": [handler2]}))
+    assert "x" in handler2.tokens
+
+
+def test_bind_tools_forwarded_to_each_candidate():
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    primary = ScriptedChatModel(model_name="p", script=[http_error(500)])
+    fallback = ScriptedChatModel(model_name="f", script=["ok"])
+    llm = AutoPicker(primary, [fallback], max_retries=0)
+    bound = llm.bind_tools([add], tool_choice="any")
+    assert bound.invoke("2+2").content == "ok"
+    for model in (primary, fallback):
+        kwargs = model.calls[-1]["kwargs"]
+        assert kwargs["tools"][0]["function"]["name"] == "add"
+        assert kwargs["tool_choice"] == "any"
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def test_with_structured_output_forwarded():
+    tool_call = AIMessage(content="", tool_calls=[{"name": "Person", "args": {"name": "Ada", "age": 36}, "id": "1"}])
+    primary = ScriptedChatModel(model_name="p", script=[http_error(429)])
+    fallback = ScriptedChatModel(model_name="f", script=[tool_call])
+    llm = AutoPicker(primary, [fallback], max_retries=0)
+    person = llm.with_structured_output(Person).invoke("who?")
+    assert person == Person(name="Ada", age=36)
+    raw = llm.with_structured_output(Person, include_raw=True).invoke("who?")
+    assert raw["parsed"] == Person(name="Ada", age=36) and isinstance(raw["raw"], AIMessage)
+    assert raw["raw"].response_metadata["coffee_nb"]["model"] == "fake/f"
+
+
+def test_all_models_failed_lists_every_attempt():
+    llm = picker([http_error(401, "bad key")], [http_error(404, "no such model")])
+    with pytest.raises(AllModelsFailedError) as info:
+        llm.invoke("hi")
+    err = info.value
+    assert [a.error_class for a in err.attempts] == ["auth", "not_found"]
+    assert "fake/m0" in str(err) and "fake/m1" in str(err) and "no such model" in str(err)
+
+
+def test_missing_key_falls_back(no_keys):
+    llm = AutoPicker("openai/gpt-4o-mini", [ScriptedChatModel(model_name="local", script=["offline"])])
+    with capture_records() as records:
+        assert llm.invoke("hi").content == "offline"
+    assert records[0].error_class == "auth"
+    assert "OPENAI_API_KEY" in records[0].error_message
+
+
+def test_missing_keys_everywhere_say_which_variables(no_keys):
+    llm = AutoPicker("openai/gpt-4o-mini", ["anthropic/claude-3-5-haiku-latest"])
+    with pytest.raises(AllModelsFailedError) as info:
+        llm.invoke("hi")
+    assert "OPENAI_API_KEY" in str(info.value) and "ANTHROPIC_API_KEY" in str(info.value)
+
+
+def test_context_precheck_skips_small_windows_and_prefers_large():
+    small = ModelSpec(model=ScriptedChatModel(model_name="small", script=["small"]), context_window=50)
+    unknown = ScriptedChatModel(model_name="unknown", script=["unknown"])
+    large = ModelSpec(model=ScriptedChatModel(model_name="large", script=["large"]), context_window=100_000)
+    llm = AutoPicker(small, [unknown, large])
+    with capture_records() as records:
+        msg = llm.invoke("word " * 200)
+    assert msg.content == "large"  # the known-large window went ahead of the unknown one
+    assert records[0].outcome == "skipped" and records[0].error_class == "context_overflow"
+    assert "context window of 50" in records[0].error_message
+    assert llm.invoke("short").content == "small"
+
+
+def test_context_overflow_error_prefers_larger_windows():
+    primary = ModelSpec(
+        model=ScriptedChatModel(model_name="p", script=[http_error(400, code="context_length_exceeded")]),
+        context_window=1000,
+    )
+    tiny = ModelSpec(model=ScriptedChatModel(model_name="tiny", script=["tiny"]), context_window=500)
+    big = ModelSpec(model=ScriptedChatModel(model_name="big", script=["big"]), context_window=200_000)
+    llm = AutoPicker(primary, [tiny, big])
+    assert llm.invoke("hello").content == "big"
+
+
+def test_max_tokens_counts_toward_the_window():
+    small = ModelSpec(model=ScriptedChatModel(model_name="small", script=["small"]), context_window=100)
+    llm = AutoPicker(small, [ScriptedChatModel(model_name="other", script=["other"])], max_tokens=500)
+    assert llm.invoke("hi").content == "other"
+
+
+class FakeBudget:
+    """The two-phase contract AutoPicker relies on, with a hard cap."""
+
+    def __init__(self, cap: Decimal) -> None:
+        self.cap = cap
+        self.reserved: dict[int, Decimal] = {}
+        self.spent = Decimal(0)
+        self.lock = threading.Lock()
+        self.n = 0
+
+    def reserve(self, model: str, amount: Decimal | None) -> int:
+        with self.lock:
+            amount = amount or Decimal(0)
+            if self.spent + sum(self.reserved.values()) + amount > self.cap:
+                raise BudgetExceededError(f"total budget ${self.cap} would be exceeded by {model}")
+            self.n += 1
+            self.reserved[self.n] = amount
+            return self.n
+
+    def commit(self, lease: int, amount: Decimal | None) -> None:
+        with self.lock:
+            self.reserved.pop(lease)
+            self.spent += amount or Decimal(0)
+
+    def release(self, lease: int) -> None:
+        with self.lock:
+            self.reserved.pop(lease)
+
+
+def test_budget_reserve_commit_release_and_skip_expensive():
+    register_price("fake/pricey", input=1_000_000, output=1_000_000)  # $1 per token
+    register_price("fake/cheap", input=1, output=1)
+    budget = FakeBudget(Decimal("0.5"))
+    pricey = ScriptedChatModel(model_name="pricey", script=["never"])
+    cheap = ScriptedChatModel(model_name="cheap", script=[http_error(500), "cheap answer"])
+    llm = AutoPicker(pricey, [cheap], budget=budget, policy=FAST, max_tokens=10)
+    with capture_records() as records:
+        msg = llm.invoke("hi")
+    assert msg.content == "cheap answer"
+    assert pricey.steps_taken == 0
+    assert records[0].error_class == "budget" and records[0].outcome == "skipped"
+    assert records[1].error_class == "server"  # failed attempt: released, not charged
+    assert budget.reserved == {} and budget.spent == records[-1].cost > 0
+
+
+def test_budget_exceeded_everywhere_raises_budget_error():
+    register_price("fake/m0", input=1_000_000, output=1_000_000)
+    llm = picker(["x"], budget=FakeBudget(Decimal("0.01")))
+    with pytest.raises(BudgetExceededError, match="total budget"):
+        llm.invoke("hi")
+
+
+def test_user_sinks_get_records_and_a_broken_sink_is_harmless():
+    got = []
+
+    class Sink:
+        def emit(self, record):
+            got.append(record)
+
+    def broken(record):
+        raise RuntimeError("sink bug")
+
+    llm = picker([http_error(500)], ["ok"], metrics=Sink(), on_record=[broken], max_retries=0)
+    assert llm.invoke("hi").content == "ok"
+    assert [r.outcome for r in got] == ["error", "ok"]
+    assert got[0].call_id == got[1].call_id and got[1].attempt == 1
+
+
+def test_messages_and_params_pass_through():
+    model = ScriptedChatModel(model_name="p", script=["ok"])
+    llm = AutoPicker(model)
+    llm.invoke([HumanMessage("hello")], stop=["END"], top_p=0.5)
+    assert model.calls[0]["kwargs"]["top_p"] == 0.5
+    assert model.calls[0]["messages"][0].content == "hello"
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("gpt-4o-mini",), "Did you mean 'openai/gpt-4o-mini'"),
+        (("nope/model",), "unknown provider 'nope'"),
+        (("openai/",), "malformed model spec"),
+        (("openai/gpt 4",), "malformed model spec"),
+        ((42,), "'provider/model' string"),
+        ((None,), "at least one model"),
+    ],
+)
+def test_bad_specs_fail_at_construction(args, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        AutoPicker(*args)
+    assert isinstance(info.value, ValueError)
+
+
+def test_empty_chain_and_duplicates_and_bad_limits():
+    with pytest.raises(ValueError, match="at least one model"):
+        AutoPicker()
+    with pytest.raises(ValueError, match="twice"):
+        AutoPicker("openai/gpt-4o", ["openai/gpt-4o"])
+    with pytest.raises(ValueError, match="max_tokens"):
+        AutoPicker("openai/gpt-4o", max_tokens=-3)
+    with pytest.raises(ValueError, match="context_window"):
+        AutoPicker(ModelSpec(model="openai/gpt-4o", context_window=-1))
+    with pytest.raises(ValueError):
+        AutoPicker("openai/gpt-4o", timeout=-1)
+    with pytest.raises(ValueError):
+        AutoPicker("openai/gpt-4o", bogus_option=1)
+
+
+def test_specs_are_lazy_and_repr_has_no_secrets(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET0123456789abcdef")
+    llm = AutoPicker("openai/gpt-4o-mini", ["anthropic/claude-3-5-haiku-latest", "ollama/llama3.2"])
+    assert llm.model_names == ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest", "ollama/llama3.2"]
+    assert llm.candidates[0]._sync is None  # nothing built yet
+    assert "SECRET" not in repr(llm) and "SECRET" not in str(llm.model_dump())
+
+
+def test_built_openai_client_uses_our_pool_and_no_sdk_retries(monkeypatch):
+    from coffee_nb import get_http_client
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0000000000000000")
+    cand = AutoPicker("openai/gpt-4o-mini").candidates[0]
+    model = cand.chat_model(timeout=12)
+    assert model.max_retries == 0
+    assert model.root_client._client is get_http_client()
+    assert model.stream_usage is True
+    assert cand.chat_model(timeout=12) is model  # built once
+    assert cand.context_window == 128_000  # maintained data (genai-prices)
+    assert cand.facts.price.source == "genai-prices"
+
+    async def in_loop():
+        import asyncio as aio
+
+        m = cand.chat_model(timeout=5, loop=aio.get_running_loop())
+        from coffee_nb import get_async_http_client
+
+        assert m.root_async_client._client is get_async_http_client()
+        return m
+
+    assert asyncio.run(in_loop()) is not model
