@@ -65,6 +65,17 @@ class _Attempt:
     started: float
 
 
+@dataclass(slots=True)
+class _Core:
+    """AutoPicker's runtime state, in one plain object (pydantic private attributes are slow to read)."""
+
+    candidates: list[Candidate]
+    policy: Policy
+    sinks: tuple[Any, ...]
+    rng: random.Random
+    clock: Any = time.monotonic
+
+
 class _Plan:
     """The decisions of one call: which model next, how long to wait, what to record.
 
@@ -73,15 +84,18 @@ class _Plan:
     """
 
     def __init__(self, picker: AutoPicker, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> None:
+        core: _Core = picker._core
         self.picker = picker
-        self.policy = picker._policy
-        self.clock = picker._clock
+        self.core = core
+        self.policy = core.policy
+        self.clock = core.clock
+        self.budget = picker.budget
         self.messages = messages
         self.call_id = uuid.uuid4().hex
         self.start = self.clock()
         self.deadline = self.start + self.policy.deadline
         self.max_tokens: int | None = kwargs.get("max_tokens", picker.max_tokens)
-        self.queue: deque[Candidate] = deque(picker._candidates)
+        self.queue: deque[Candidate] = deque(core.candidates)
         self.current: Candidate | None = None
         self.admitted = False
         self.retries = 0
@@ -115,13 +129,13 @@ class _Plan:
 
     def _emit(self, record: CallRecord) -> None:
         self.records.append(record)
-        publish(self.picker._sinks, record)
+        publish(self.core.sinks, record)
         publish(global_sinks(), record)
 
     def _role(self, cand: Candidate) -> Role:
         if self.retries:
             return Role.RETRY
-        return Role.PRIMARY if cand is self.picker._candidates[0] else Role.FALLBACK
+        return Role.PRIMARY if cand is self.core.candidates[0] else Role.FALLBACK
 
     def _skip(self, cand: Candidate, error_class: ErrorClass, message: str) -> None:
         self._emit(
@@ -191,7 +205,7 @@ class _Plan:
                     self._skip(cand, ErrorClass.RATE_LIMIT, f"local rpm/tpm limit: next slot in {wait:.1f}s, past the deadline")
                     continue
             lease = None
-            budget = self.picker.budget
+            budget = self.budget
             if budget is not None:
                 price = cand.facts.price
                 estimate = (
@@ -244,7 +258,7 @@ class _Plan:
         if failure.error_class is ErrorClass.CONTEXT_OVERFLOW:
             self._prefer_larger_windows(max(cand.context_window or 0, self.prompt_tokens(cand).tokens) + 1)
         if rule.retry and self.retries < self.policy.max_retries and cand.breaker.open_until() == 0.0:
-            wait = self.policy.backoff(self.retries, failure.retry_after, self.picker._rng)
+            wait = self.policy.backoff(self.retries, failure.retry_after, self.core.rng)
             if wait is not None and now + wait < self.deadline:
                 self.retries += 1
                 self.wait = wait
@@ -328,7 +342,7 @@ class _Plan:
 
     def _settle(self, attempt: _Attempt, tokens: tuple[int, int, int, int, int] | None) -> tuple[Decimal | None, str]:
         """Price ``tokens`` and commit them to the budget; with no tokens, release the reservation."""
-        budget = self.picker.budget
+        budget = self.budget
         if tokens is None:
             if attempt.lease is not None and budget is not None:
                 budget.release(attempt.lease)
@@ -465,11 +479,7 @@ class AutoPicker(BaseChatModel):
     streaming: bool = False
     seed: int | None = Field(default=None, exclude=True)  # seeds backoff jitter (tests)
 
-    _candidates: list[Candidate] = PrivateAttr(default_factory=list)
-    _policy: Policy = PrivateAttr()
-    _sinks: tuple[Any, ...] = PrivateAttr(default=())
-    _rng: random.Random = PrivateAttr()
-    _clock: Any = PrivateAttr(default=time.monotonic)
+    _core: _Core = PrivateAttr()
 
     def __init__(self, primary: Any = None, fallbacks: Sequence[Any] | None = None, /, **kwargs: Any) -> None:
         if primary is not None:
@@ -502,17 +512,14 @@ class AutoPicker(BaseChatModel):
             policy = replace(policy, **changes)
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens <= 0):
             raise ConfigError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
-        self._policy = policy
         items = [self.primary, *self.fallbacks]
-        self._candidates = [
-            Candidate(item, cooldown_after=policy.cooldown_after, cooldown=policy.cooldown) for item in items
-        ]
-        names = [c.name for c in self._candidates]
+        candidates = [Candidate(item, cooldown_after=policy.cooldown_after, cooldown=policy.cooldown) for item in items]
+        names = [c.name for c in candidates]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ConfigError(f"the same model appears twice in the chain: {sorted(dupes)}; give each a name=")
-        self._sinks = as_sinks(self.metrics) + as_sinks(self.on_record)
-        self._rng = random.Random(self.seed)
+        sinks = as_sinks(self.metrics) + as_sinks(self.on_record)
+        self._core = _Core(candidates, policy, sinks, random.Random(self.seed))
 
     # -- LangChain plumbing ------------------------------------------------------------------------
     @property
@@ -522,11 +529,16 @@ class AutoPicker(BaseChatModel):
     @property
     def model_names(self) -> list[str]:
         """The chain, in order."""
-        return [c.name for c in self._candidates]
+        return [c.name for c in self._core.candidates]
+
+    @property
+    def policy_in_force(self) -> Policy:
+        """The policy after ``timeout`` / ``max_retries`` overrides."""
+        return self._core.policy
 
     @property
     def candidates(self) -> list[Candidate]:
-        return list(self._candidates)
+        return list(self._core.candidates)
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -535,7 +547,7 @@ class AutoPicker(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "coffee_nb"
-        params["ls_model_name"] = kwargs.get("model") or self._candidates[0].name
+        params["ls_model_name"] = kwargs.get("model") or self._core.candidates[0].name
         if self.temperature is not None:
             params["ls_temperature"] = self.temperature
         max_tokens = kwargs.get("max_tokens", self.max_tokens)
@@ -587,13 +599,8 @@ class AutoPicker(BaseChatModel):
         return _Plan(self, messages, kwargs)
 
     # -- the drivers: only I/O differs ----------------------------------------------------------------
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
+    def _run(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]) -> AIMessage:
+        """The sync driver: do what the plan says until a message comes back or the plan gives up."""
         plan = self._plan(messages, kwargs)
         stop = stop or self.stop or None
         config = _child_config(run_manager)
@@ -612,15 +619,12 @@ class AutoPicker(BaseChatModel):
             except BaseException:
                 plan.cancelled(step)
                 raise
-            return ChatResult(generations=[ChatGeneration(message=plan.succeeded(step, output))])
+            return plan.succeeded(step, output)
 
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
+    async def _arun(
+        self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]
+    ) -> AIMessage:
+        """The async driver: the same plan, with awaited sleeps and a per-attempt timeout."""
         plan = self._plan(messages, kwargs)
         stop = stop or self.stop or None
         config = _child_config(run_manager)
@@ -632,9 +636,7 @@ class AutoPicker(BaseChatModel):
                 continue
             try:
                 model, call_kwargs = self._target(step, kwargs, loop)
-                output = await asyncio.wait_for(
-                    model.ainvoke(messages, config, stop=stop, **call_kwargs), step.timeout
-                )
+                output = await asyncio.wait_for(model.ainvoke(messages, config, stop=stop, **call_kwargs), step.timeout)
             except Exception as exc:  # noqa: BLE001
                 if plan.failed(step, exc) is Action.RAISE:
                     raise
@@ -642,7 +644,51 @@ class AutoPicker(BaseChatModel):
             except BaseException:
                 plan.cancelled(step)
                 raise
-            return ChatResult(generations=[ChatGeneration(message=plan.succeeded(step, output))])
+            return plan.succeeded(step, output)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._run(messages, stop, run_manager, kwargs))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        message = await self._arun(messages, stop, run_manager, kwargs)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    # -- the fast path: with nobody listening, skip our own layer of callback machinery ----------------
+    def _unobserved(self, config: Any, kwargs: dict[str, Any]) -> bool:
+        """True when our own run would reach no callback handler, tracer, cache or rate limiter.
+
+        Then our layer of LangChain's chat-model machinery (about as costly as the model call itself
+        for a fast model) is pure overhead; the candidates' own ``invoke`` still runs in full.
+        """
+        if (config and config.get("callbacks")) or self.callbacks or self.verbose or self.streaming:
+            return False
+        if kwargs.get("stream") or self.rate_limiter is not None or self.cache not in (None, False):
+            return False
+        return _nothing_global_listening(self.cache is False)
+
+    def invoke(self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        if self._unobserved(config, kwargs):
+            return self._run(self._convert_input(input).to_messages(), stop, None, kwargs)
+        return super().invoke(input, config, stop=stop, **kwargs)
+
+    async def ainvoke(
+        self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> AIMessage:
+        if self._unobserved(config, kwargs):
+            return await self._arun(self._convert_input(input).to_messages(), stop, None, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def _stream(
         self,
@@ -750,6 +796,26 @@ class AutoPicker(BaseChatModel):
                 message=AIMessageChunk(content="", response_metadata={"coffee_nb": final.response_metadata["coffee_nb"]})
             )
             return
+
+
+def _nothing_global_listening(cache_off: bool) -> bool:
+    """No global LLM cache, debug/verbose mode, LangSmith tracing or configure hook is active."""
+    from langchain_core.globals import get_debug, get_llm_cache, get_verbose
+    from langchain_core.tracers.context import _configure_hooks, _tracing_v2_is_enabled
+    from langchain_core.utils.env import env_var_is_set
+
+    if get_debug() or get_verbose() or _tracing_v2_is_enabled():
+        return False
+    if not cache_off and get_llm_cache() is not None:
+        return False
+    from langsmith.run_helpers import get_tracing_context
+
+    if get_tracing_context()["parent"] is not None:
+        return False
+    for var, _inheritable, handler_class, env_var in _configure_hooks:
+        if var.get() is not None or (env_var is not None and handler_class is not None and env_var_is_set(env_var)):
+            return False
+    return True
 
 
 def _child_config(run_manager: Any) -> dict[str, Any] | None:

@@ -136,7 +136,7 @@ def test_endless_429_falls_back_then_errors():
 
 def test_timeout_param_sets_the_deadline():
     llm = AutoPicker(ScriptedChatModel(), timeout=7, max_retries=4)
-    assert llm._policy.deadline == 7 and llm._policy.max_retries == 4
+    assert llm.policy_in_force.deadline == 7 and llm.policy_in_force.max_retries == 4
 
 
 def test_cooldown_opens_skips_then_half_open_probe():

@@ -1,0 +1,124 @@
+"""Per-call overhead of AutoPicker vs LangChain's ``with_fallbacks``, measured side by side in one run.
+
+Prints median per-call time of: a bare fake chat model; ``with_fallbacks`` over it; AutoPicker over it
+with pricing, an in-memory budget and local metrics switched on (whatever of these exists). Self-time
+is the wrapper's median minus the bare model's. Then the same with the primary failing once.
+
+    .venv/bin/python benchmarks/overhead.py [--calls N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+import coffee_nb
+from coffee_nb import AutoPicker, Policy, register_price
+
+
+class Bare(BaseChatModel):
+    """The cheapest honest chat model: a constant answer with usage."""
+
+    name_: str = "bare"
+    fail: bool = False
+
+    @property
+    def _llm_type(self) -> str:
+        return "bare"
+
+    def _get_ls_params(self, stop: Any = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"], params["ls_model_name"] = "bench", self.name_
+        return params
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        if self.fail:
+            from coffee_nb.testing import http_error
+
+            raise http_error(500)
+        msg = AIMessage(content="ok", usage_metadata={"input_tokens": 12, "output_tokens": 3, "total_tokens": 15})
+        return ChatResult(generations=[ChatGeneration(message=msg)])
+
+
+def median_us(fn: Callable[[], Any], calls: int, rounds: int = 5) -> float:
+    for _ in range(min(200, calls)):
+        fn()  # warm up
+    medians = []
+    for _ in range(rounds):
+        gc.collect()
+        times = []
+        for _ in range(calls // rounds):
+            t = time.perf_counter_ns()
+            fn()
+            times.append(time.perf_counter_ns() - t)
+        medians.append(statistics.median(times))
+    return statistics.median(medians) / 1000
+
+
+def sinks() -> list[Any]:
+    """Local metrics (once they exist) or a plain list collector."""
+    out: list[Any] = []
+    local = getattr(coffee_nb, "LocalMetrics", None)
+    out.append(local() if local else [].append)
+    return out
+
+
+def budget() -> Any:
+    maker = getattr(coffee_nb, "Budget", None)
+    return maker(total=1_000_000, ledger="memory") if maker else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=5000)
+    args = parser.parse_args()
+    register_price("bench/bare", input=0.15, output=0.6)
+    register_price("bench/bare2", input=0.15, output=0.6)
+    policy = Policy(max_retries=0)
+
+    bare, bare2 = Bare(), Bare(name_="bare2")
+    failing = Bare(name_="failing", fail=True)
+    b = budget()
+    picker = AutoPicker(bare, [bare2], metrics=sinks(), budget=b, policy=policy)
+    picker_fail = AutoPicker(failing, [bare2], metrics=sinks(), budget=b, policy=Policy(max_retries=0, cooldown_after=10**9))
+    lc = bare.with_fallbacks([bare2])
+    lc_fail = failing.with_fallbacks([bare2])
+    prompt = "hello"
+
+    # interleave so machine noise hits all variants alike
+    results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap", "lc_fail", "ap_fail")}
+    fns = {
+        "bare": lambda: bare.invoke(prompt),
+        "lc": lambda: lc.invoke(prompt),
+        "ap": lambda: picker.invoke(prompt),
+        "lc_fail": lambda: lc_fail.invoke(prompt),
+        "ap_fail": lambda: picker_fail.invoke(prompt),
+    }
+    for _ in range(3):
+        for key, fn in fns.items():
+            results[key].append(median_us(fn, args.calls // 3))
+    m = {k: statistics.median(v) for k, v in results.items()}
+    lc_self = m["lc"] - m["bare"]
+    ap_self = m["ap"] - m["bare"]
+    print(f"calls per variant: {args.calls}  (median of medians, µs per call)")
+    print(f"  bare fake model                       {m['bare']:8.1f}")
+    print(f"  with_fallbacks                        {m['lc']:8.1f}   self {lc_self:7.1f}")
+    extras = ", ".join(x for x, on in (("pricing", True), ("budget", b is not None), ("metrics", True)) if on)
+    print(f"  AutoPicker ({extras:<24}) {m['ap']:8.1f}   self {ap_self:7.1f}")
+    print(f"  self-time ratio AutoPicker / with_fallbacks: {ap_self / lc_self:.2f}  (target <= 1.00)")
+    print("primary fails (HTTP 500) then fallback answers:")
+    print(f"  with_fallbacks                        {m['lc_fail']:8.1f}")
+    print(f"  AutoPicker                            {m['ap_fail']:8.1f}")
+    print(f"  ratio AutoPicker / with_fallbacks: {m['ap_fail'] / m['lc_fail']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
