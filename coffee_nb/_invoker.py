@@ -7,6 +7,7 @@ Sync, async, streaming and batch share one decision procedure, :class:`_Plan`; t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -65,6 +66,15 @@ class _Attempt:
     started: float
 
 
+_CALL_PREFIX = uuid.uuid4().hex[:12]
+_call_counter = itertools.count(1)
+
+
+def _new_call_id() -> str:
+    """Unique across processes (random prefix per process) and cheap (a counter)."""
+    return f"{_CALL_PREFIX}-{next(_call_counter):08x}"
+
+
 @dataclass(slots=True)
 class _Core:
     """AutoPicker's runtime state, in one plain object (pydantic private attributes are slow to read)."""
@@ -84,14 +94,14 @@ class _Plan:
     """
 
     def __init__(self, picker: AutoPicker, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> None:
-        core: _Core = picker._core
+        core: _Core = picker.__pydantic_private__["_core"]  # direct: pydantic's __getattr__ is slow
         self.picker = picker
         self.core = core
         self.policy = core.policy
         self.clock = core.clock
         self.budget = picker.budget
         self.messages = messages
-        self.call_id = uuid.uuid4().hex
+        self.call_id = _new_call_id()
         self.start = self.clock()
         self.deadline = self.start + self.policy.deadline
         self.max_tokens: int | None = kwargs.get("max_tokens", picker.max_tokens)
