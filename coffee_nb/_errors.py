@@ -190,6 +190,7 @@ _SDK_TABLE: dict[str, ErrorClass | None] = {
     # builtins
     "builtins.TimeoutError": ErrorClass.TIMEOUT,  # also asyncio.TimeoutError
     "builtins.ConnectionError": ErrorClass.CONNECTION,
+    "json.JSONDecodeError": ErrorClass.SERVER,  # a provider answered with a body that is not JSON
 }
 
 _STATUS: dict[int, ErrorClass] = {

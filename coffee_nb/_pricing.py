@@ -190,6 +190,14 @@ def model_info(provider: str, model: str, *, name: str | None = None) -> ModelFa
         window = window or _custom_windows.get(spec)
     if custom is not None:
         facts = ModelFacts(custom, window)
+    elif provider == "sandbox":  # declared sandbox prices, labelled as such wherever shown
+        from coffee_nb.sandbox._catalog import get_model
+
+        m = get_model(model)
+        price = None
+        if m is not None:
+            price = Price(m.input_price, m.output_price, m.cached_input_price, source="sandbox")
+        facts = ModelFacts(price, window or (m.context_window if m else None))
     elif provider == "ollama":  # runs on the user's machine: no API fee, and labelled so
         facts = ModelFacts(Price(Decimal(0), Decimal(0), source="local"), window)
     else:

@@ -79,11 +79,17 @@ def _content_text(content: Any) -> str:
 
 
 def count_message_tokens(messages: Sequence[Any], provider: str, model: str) -> TokenCount:
-    """Estimated prompt tokens of chat ``messages`` (LangChain messages) for ``provider/model``."""
+    """Estimated prompt tokens of chat ``messages`` (LangChain messages or OpenAI dicts) for ``provider/model``."""
     encoding, exact = encoding_for(provider, model)
     total = _REPLY_PRIMING
     for m in messages:
         total += _TOKENS_PER_MESSAGE
+        if isinstance(m, dict):  # OpenAI wire format (the sandbox counts this way)
+            total += count_tokens(_content_text(m.get("content")), encoding)
+            tool_calls = m.get("tool_calls")
+            if tool_calls:
+                total += count_tokens(repr(tool_calls), encoding)
+            continue
         total += count_tokens(_content_text(getattr(m, "content", m)), encoding)
         tool_calls = getattr(m, "tool_calls", None)
         if tool_calls:

@@ -1,0 +1,99 @@
+"""The sandbox's ready-made models: pure data (prices, windows, latency, behaviour), no server."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+__all__ = ["SandboxModel", "MODELS", "add_model", "get_model"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SandboxModel:
+    """A model the sandbox serves. Prices are *sandbox prices* (USD per 1M tokens), labelled as such."""
+
+    name: str  # served as "<name>", used as "sandbox/<name>"
+    description: str
+    input_price: Decimal = Decimal("0.10")
+    output_price: Decimal = Decimal("0.40")
+    cached_input_price: Decimal | None = None
+    context_window: int = 16_000
+    reply_tokens: int = 40  # length of a default answer
+    latency_ms: float = 20.0  # median time to first byte
+    latency_sigma: float = 0.3  # lognormal spread
+    token_ms: float = 1.0  # time per streamed token
+    echo: bool = False  # answer with the last user message
+    failure_rates: dict[str, float] = field(default_factory=dict)  # fault name -> probability
+
+
+MODELS: dict[str, SandboxModel] = {}
+_lock = threading.Lock()
+
+
+def add_model(model: SandboxModel) -> SandboxModel:
+    """Serve another sandbox model (replaces one of the same name)."""
+    from coffee_nb._errors import ConfigError
+    from coffee_nb.sandbox._faults import check_fault_name
+
+    if not model.name or "/" in model.name or any(c.isspace() for c in model.name):
+        raise ConfigError(f"sandbox model names are single words like 'fast', got {model.name!r}")
+    for fault, p in model.failure_rates.items():
+        check_fault_name(fault)
+        if not 0 <= p <= 1:
+            raise ConfigError(f"failure rate for {fault!r} must be within [0, 1], got {p!r}")
+    with _lock:
+        MODELS[model.name] = model
+    return model
+
+
+def get_model(name: str) -> SandboxModel | None:
+    return MODELS.get(name.removeprefix("sandbox/"))
+
+
+for _m in (
+    SandboxModel(
+        name="fast",
+        description="fast and cheap, small context window",
+        input_price=Decimal("0.10"),
+        output_price=Decimal("0.40"),
+        cached_input_price=Decimal("0.05"),
+        context_window=16_000,
+        latency_ms=20,
+    ),
+    SandboxModel(
+        name="smart",
+        description="slow and expensive, big context window",
+        input_price=Decimal("5.00"),
+        output_price=Decimal("15.00"),
+        context_window=200_000,
+        reply_tokens=80,
+        latency_ms=300,
+        token_ms=4,
+    ),
+    SandboxModel(
+        name="flaky",
+        description="cheap, fails one request in three (500 or 503), seeded",
+        input_price=Decimal("0.10"),
+        output_price=Decimal("0.40"),
+        latency_ms=30,
+        failure_rates={"server_error": 0.15, "overloaded": 0.18},
+    ),
+    SandboxModel(
+        name="limited",
+        description="always rate-limited (429 with Retry-After)",
+        input_price=Decimal("0.10"),
+        output_price=Decimal("0.40"),
+        latency_ms=5,
+        failure_rates={"rate_limit": 1.0},
+    ),
+    SandboxModel(
+        name="echo",
+        description="repeats the last user message; tiny price",
+        input_price=Decimal("0.01"),
+        output_price=Decimal("0.01"),
+        latency_ms=5,
+        echo=True,
+    ),
+):
+    MODELS[_m.name] = _m
