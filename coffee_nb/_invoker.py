@@ -52,7 +52,8 @@ class BudgetLike(Protocol):
     def release(self, lease: Any) -> None: ...
 
 
-_CALL_KEYS = ("coffee_tools", "coffee_structured")  # our private kwargs, set by bind_tools/with_structured_output
+# Our private kwargs (set by bind_tools/with_structured_output) and tracing-only ones: never sent to candidates.
+_CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_output_format"})
 
 
 @dataclass(slots=True)
@@ -580,8 +581,15 @@ class AutoPicker(BaseChatModel):
 
     def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Runnable:
         """Structured output, forwarded to each candidate's own ``with_structured_output`` (same kwargs)."""
+        from langchain_core.utils.function_calling import convert_to_json_schema
+
         so_kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        return self.bind(coffee_structured=(schema, so_kwargs)) | _pick_structured(include_raw)
+        try:
+            traced = {"kwargs": so_kwargs, "schema": convert_to_json_schema(schema)}
+        except Exception:  # noqa: BLE001 - tracing detail only; the candidates validate the schema
+            traced = {"kwargs": so_kwargs, "schema": {}}
+        bound = self.bind(coffee_structured=(schema, so_kwargs), ls_structured_output_format=traced)
+        return bound | _pick_structured(include_raw)
 
     # -- calling one candidate ----------------------------------------------------------------------
     def _target(self, attempt: _Attempt, call_kwargs: dict[str, Any], loop: Any = None) -> tuple[Any, dict[str, Any]]:
@@ -606,6 +614,11 @@ class AutoPicker(BaseChatModel):
         return model, kwargs
 
     def _plan(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> _Plan:
+        if "model" in kwargs:
+            raise ConfigError(
+                f"AutoPicker chooses the model itself; a per-call model={kwargs['model']!r} is not supported. "
+                "Build another AutoPicker for another chain, e.g. AutoPicker('sandbox/smart', ['sandbox/fast'])."
+            )
         return _Plan(self, messages, kwargs)
 
     # -- the drivers: only I/O differs ----------------------------------------------------------------

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -57,13 +58,24 @@ def _content_text(content: Any) -> str:
     return ""
 
 
-def _example_for(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Any:
-    """A deterministic value matching a JSON schema (for tool calls and structured output)."""
+def _example_for(
+    schema: Mapping[str, Any],
+    defs: Mapping[str, Any],
+    numbers: list[float] | None = None,
+    strings: list[str] | None = None,
+) -> Any:
+    """A deterministic value matching a JSON schema (for tool calls and structured output).
+
+    Numbers and quoted strings found in the prompt fill numeric and string fields in order, the
+    way a model would pick them up.
+    """
+    numbers = [] if numbers is None else numbers
+    strings = [] if strings is None else strings
     if "$ref" in schema:
-        return _example_for(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs)
+        return _example_for(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs, numbers, strings)
     for key in ("anyOf", "oneOf", "allOf"):
         if key in schema and schema[key]:
-            return _example_for(schema[key][0], defs)
+            return _example_for(schema[key][0], defs, numbers, strings)
     if "enum" in schema and schema["enum"]:
         return schema["enum"][0]
     if "default" in schema:
@@ -73,9 +85,14 @@ def _example_for(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Any:
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         props = schema.get("properties", {})
-        return {k: _example_for(v, defs) for k, v in props.items()}
+        return {k: _example_for(v, defs, numbers, strings) for k, v in props.items()}
     if kind == "array":
-        return [_example_for(schema.get("items", {}), defs)]
+        return [_example_for(schema.get("items", {}), defs, numbers, strings)]
+    if kind in ("integer", "number") and numbers:
+        n = numbers.pop(0)
+        return int(n) if kind == "integer" else n
+    if kind == "string" and strings:
+        return strings.pop(0)
     return {"string": "sandbox", "integer": 1, "number": 1.0, "boolean": True, "null": None}.get(kind, "sandbox")
 
 
@@ -419,16 +436,29 @@ class SandboxServer:
         return True
 
     def _tool_call(self, req: dict[str, Any]) -> dict[str, Any] | None:
-        tools = req.get("tools") or []
+        """Like an eager agent model: when tools are bound and the user just spoke, call the tool whose
+        name and description share the most words with the message; answer in text after a tool result."""
+        tools = [t.get("function", {}) for t in req.get("tools") or [] if isinstance(t, dict)]
         choice = req.get("tool_choice")
-        if not tools or choice in (None, "auto", "none"):
+        last = req["messages"][-1]
+        if not tools or choice == "none" or last.get("role") != "user":
             return None
-        fn = tools[0].get("function", {})
+        text = _content_text(last.get("content"))
+        words = set(re.findall(r"\w+", text.lower()))
+
+        def overlap(fn: dict[str, Any]) -> int:
+            name = str(fn.get("name", ""))
+            own = set(re.findall(r"\w+", f"{name.replace('_', ' ')} {fn.get('description', '')}".lower()))
+            return len(own & words) + (10 if name and name in text else 0)
+
+        fn = max(tools, key=overlap)
         if isinstance(choice, dict):
             wanted = (choice.get("function") or {}).get("name")
-            fn = next((t.get("function", {}) for t in tools if t.get("function", {}).get("name") == wanted), fn)
+            fn = next((t for t in tools if t.get("name") == wanted), fn)
         params = fn.get("parameters") or {}
-        args = _example_for(params, params.get("$defs", {}))
+        numbers = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", text)]
+        strings = [a or b for a, b in re.findall(r"'([^']+)'|\"([^\"]+)\"", text)]
+        args = _example_for(params, params.get("$defs", {}), numbers, strings)
         with self._lock:
             self._counter += 1
             call_id = f"call_sandbox{self._counter:08d}"
