@@ -23,10 +23,6 @@ class TestAutoPickerOverSandbox(ChatModelIntegrationTests):
         return {"model": "sandbox/fast", "fallbacks": ["sandbox/smart"]}
 
     @property
-    def supports_json_mode(self) -> bool:
-        return True  # forwarded to ChatOpenAI's json_mode; the sandbox honours response_format
-
-    @property
     def supports_model_override(self) -> bool:
         # AutoPicker picks the model itself; a per-call model= is refused with a clear error.
         return False
