@@ -5,6 +5,7 @@ Exception tree::
     CoffeeError
      ├── ConfigError (also ValueError)      bad spec, limit or option, raised at construction
      ├── MissingAPIKeyError                 a provider's key is not set (classified as ``auth``)
+     ├── EmptyResponseError                 a stream ended before any chunk (classified as ``server``)
      ├── AllModelsFailedError               every candidate failed; carries every attempt
      │    └── DeadlineExceededError         ...because the call's deadline ran out
      └── BudgetExceededError                no candidate fits a hard budget
@@ -76,6 +77,10 @@ class MissingAPIKeyError(CoffeeError):
             f"No API key for provider {provider!r}: set the environment variable {env_var} "
             f"(or pass a ready-made chat model instead of a spec string)."
         )
+
+
+class EmptyResponseError(CoffeeError):
+    """A provider answered a stream with no chunks at all (classified as ``server``)."""
 
 
 class BudgetExceededError(CoffeeError):
@@ -273,6 +278,10 @@ def classify(exc: BaseException) -> Failure:
         return Failure(ErrorClass.AUTH, message)
     if isinstance(exc, BudgetExceededError):
         return Failure(ErrorClass.BUDGET, message)
+    if isinstance(exc, EmptyResponseError) or (
+        type(exc) is ValueError and "No generation chunks were returned" in message  # langchain-core, empty stream
+    ):
+        return Failure(ErrorClass.SERVER, message)
     found, error_class = lookup(type(exc))
     status = _status_of(exc)
     if error_class is None and status is not None:

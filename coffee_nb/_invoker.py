@@ -30,6 +30,7 @@ from coffee_nb._errors import (
     BudgetExceededError,
     ConfigError,
     DeadlineExceededError,
+    EmptyResponseError,
     ErrorClass,
     Failure,
     classify,
@@ -736,6 +737,8 @@ class AutoPicker(BaseChatModel):
                 model, call_kwargs = self._target(step, kwargs)
                 chunks = iter(model.stream(messages, config, stop=stop, **call_kwargs))
                 first = next(chunks, None)
+                if first is None:
+                    raise EmptyResponseError(f"{step.candidate.name} ended its stream without a single chunk")
             except Exception as exc:  # noqa: BLE001 - nothing seen yet: we may still fall back
                 if plan.failed(step, exc) is Action.RAISE:
                     raise
@@ -760,7 +763,7 @@ class AutoPicker(BaseChatModel):
             except BaseException:
                 plan.cancelled(step)
                 raise
-            final = plan.succeeded(step, total or AIMessageChunk(content=""), ttft=ttft, streamed=True)
+            final = plan.succeeded(step, total, ttft=ttft, streamed=True)
             yield ChatGenerationChunk(
                 message=AIMessageChunk(content="", response_metadata={"coffee_nb": final.response_metadata["coffee_nb"]})
             )
@@ -790,6 +793,8 @@ class AutoPicker(BaseChatModel):
                 model, call_kwargs = self._target(step, kwargs, loop)
                 chunks = aiter(model.astream(messages, config, stop=stop, **call_kwargs))
                 first = await asyncio.wait_for(anext(chunks, None), step.timeout)
+                if first is None:
+                    raise EmptyResponseError(f"{step.candidate.name} ended its stream without a single chunk")
             except Exception as exc:  # noqa: BLE001
                 if plan.failed(step, exc) is Action.RAISE:
                     raise
@@ -814,7 +819,7 @@ class AutoPicker(BaseChatModel):
             except BaseException:
                 plan.cancelled(step)
                 raise
-            final = plan.succeeded(step, total or AIMessageChunk(content=""), ttft=ttft, streamed=True)
+            final = plan.succeeded(step, total, ttft=ttft, streamed=True)
             yield ChatGenerationChunk(
                 message=AIMessageChunk(content="", response_metadata={"coffee_nb": final.response_metadata["coffee_nb"]})
             )

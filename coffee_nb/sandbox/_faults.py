@@ -62,7 +62,9 @@ def parse_fault(spec: str | Fault) -> Fault:
         try:
             seconds = float(arg)
         except ValueError:
-            raise ConfigError(f"bad seconds in sandbox fault {spec!r}: expected e.g. 'rate_limit:0.5'") from None
+            raise ConfigError(
+                f"bad seconds in sandbox fault {spec!r}: expected e.g. 'rate_limit:0.5'; faults: {_accepted()}"
+            ) from None
     return Fault(name, seconds)
 
 
