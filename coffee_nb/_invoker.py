@@ -34,6 +34,7 @@ from coffee_nb._errors import (
     ErrorClass,
     Failure,
     classify,
+    redact,
 )
 from coffee_nb._models import Candidate
 from coffee_nb._policy import Action, Policy, Trip
@@ -415,7 +416,12 @@ class _Plan:
         else:
             reason = "all candidate models failed" if tried else "no candidate model could be tried"
             err = AllModelsFailedError(self.records, reason)
-        err.__cause__ = self.last_exc
+        last = self.last_exc
+        # chain the provider's own exception for debugging, unless its text holds something key-like
+        if last is not None and redact(str(last)) == str(last):
+            err.__cause__ = last
+        else:
+            err.__suppress_context__ = True
         return err
 
 

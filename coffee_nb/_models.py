@@ -247,6 +247,9 @@ class Candidate:
                 return cached[1]
             key = self.api_key()
             with self._lock:
+                cached = self._sync
+                if cached is not None and cached[0] is pooled:  # another thread built it meanwhile
+                    return cached[1]
                 model = self._provider.build(self.model, key, BuildSettings(timeout, self.params, None))
                 self._sync = (pooled, model)
             return model
@@ -255,8 +258,10 @@ class Candidate:
             return model
         key = self.api_key()
         with self._lock:
-            model = self._provider.build(self.model, key, BuildSettings(timeout, self.params, loop))
-            self._async[loop] = model
+            model = self._async.get(loop)
+            if model is None or _closed_async(model):
+                model = self._provider.build(self.model, key, BuildSettings(timeout, self.params, loop))
+                self._async[loop] = model
         return model
 
 

@@ -396,3 +396,19 @@ def test_built_openai_client_uses_our_pool_and_no_sdk_retries(monkeypatch):
         return m
 
     assert asyncio.run(in_loop()) is not model
+
+
+def test_keys_never_reach_errors_records_or_metadata(monkeypatch):
+    key = "sk-proj-REALLOOKINGKEY0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    leaky = http_error(401, f"Incorrect API key provided: {key}")
+    llm = picker([leaky], [http_error(500, f"upstream said Bearer {key}")], max_retries=0)
+    with capture_records() as records, pytest.raises(AllModelsFailedError) as info:
+        llm.invoke("hi")
+    assert key not in str(info.value) and key not in repr(info.value)
+    assert all(key not in (r.error_message or "") for r in records)
+    assert "[redacted]" in records[0].error_message
+    import traceback
+
+    printed = "".join(traceback.format_exception(info.value))
+    assert key not in printed  # the key-bearing provider error is not chained into the traceback

@@ -37,3 +37,33 @@ def test_import_does_no_network(monkeypatch):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def _lower_bounds_pyproject() -> dict[str, str]:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    deps = list(data["project"]["dependencies"])
+    for extra, items in data["project"]["optional-dependencies"].items():
+        deps += [d for d in items if not d.startswith("coffee_nb")]
+    out = {}
+    for dep in deps:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)>=([0-9.]+)", dep)
+        assert m, f"every dependency pins a lower bound: {dep!r}"
+        out[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return out
+
+
+def test_environment_yml_mirrors_pyproject_lower_bounds():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "environment.yml").read_text()
+    found = {}
+    for name, version in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)>=([0-9.]+)\s*$", text, re.M):
+        found[name.lower().replace("_", "-")] = version
+    found["redis"] = found.pop("redis-py", None)  # conda's name for redis
+    expected = _lower_bounds_pyproject()
+    assert {k: found.get(k) for k in expected} == expected
