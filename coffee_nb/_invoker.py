@@ -283,10 +283,25 @@ class _Plan:
             return Action.FALLBACK
         return Action.RAISE
 
-    def cancelled(self, attempt: _Attempt) -> None:
-        self._settle(attempt, None)
-        attempt.candidate.breaker.failure(Trip.NONE, self.clock())
-        self._emit(self._record(attempt, Outcome.CANCELLED, self.clock()))
+    def cancelled(self, attempt: _Attempt, *, ttft: float | None = None, partial: BaseMessage | None = None) -> None:
+        """The caller stopped the attempt (Ctrl-C, task cancelled, stream closed early).
+
+        Streamed text was billed by the provider, so its estimated cost is committed.
+        """
+        now = self.clock()
+        attempt.candidate.breaker.release()
+        if partial is None:
+            self._settle(attempt, None)
+            self._emit(self._record(attempt, Outcome.CANCELLED, now, ttft=ttft))
+            return
+        tokens, estimated = self._usage(attempt.candidate, partial)
+        cost, source = self._settle(attempt, tokens)
+        self._emit(
+            self._record(
+                attempt, Outcome.CANCELLED, now, ttft=ttft, tokens=tokens[:4], estimated=estimated,
+                cost=cost, price_source=source,
+            )
+        )
 
     def succeeded(self, attempt: _Attempt, output: Any, *, ttft: float | None = None, streamed: bool = False) -> AIMessage:
         """Account for a successful attempt; return its message with ``response_metadata["coffee_nb"]``."""
@@ -639,17 +654,11 @@ class AutoPicker(BaseChatModel):
             if isinstance(step, float):
                 time.sleep(step)
                 continue
-            try:
+            with _Guard(plan, step) as guard:
                 model, call_kwargs = self._target(step, kwargs)
                 output = model.invoke(messages, config, stop=stop, **call_kwargs)
-            except Exception as exc:  # noqa: BLE001 - classified by the plan
-                if plan.failed(step, exc) is Action.RAISE:
-                    raise
-                continue
-            except BaseException:
-                plan.cancelled(step)
-                raise
-            return plan.succeeded(step, output)
+            if not guard.failed:
+                return plan.succeeded(step, output)
 
     async def _arun(
         self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]
@@ -664,17 +673,11 @@ class AutoPicker(BaseChatModel):
             if isinstance(step, float):
                 await asyncio.sleep(step)
                 continue
-            try:
+            with _Guard(plan, step) as guard:
                 model, call_kwargs = self._target(step, kwargs, loop)
                 output = await asyncio.wait_for(model.ainvoke(messages, config, stop=stop, **call_kwargs), step.timeout)
-            except Exception as exc:  # noqa: BLE001
-                if plan.failed(step, exc) is Action.RAISE:
-                    raise
-                continue
-            except BaseException:
-                plan.cancelled(step)
-                raise
-            return plan.succeeded(step, output)
+            if not guard.failed:
+                return plan.succeeded(step, output)
 
     def _generate(
         self,
@@ -728,8 +731,7 @@ class AutoPicker(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         if "coffee_structured" in kwargs:  # parsed objects don't stream as message chunks
-            result = self._generate(messages, stop, run_manager, **kwargs)
-            yield _as_chunk(result.generations[0].message)
+            yield _as_chunk(self._run(messages, stop, run_manager, kwargs))
             return
         plan = self._plan(messages, kwargs)
         stop = stop or self.stop or None
@@ -739,40 +741,21 @@ class AutoPicker(BaseChatModel):
             if isinstance(step, float):
                 time.sleep(step)
                 continue
-            try:
+            with _Guard(plan, step) as guard:  # nothing seen yet: a failure may still fall back
                 model, call_kwargs = self._target(step, kwargs)
                 chunks = iter(model.stream(messages, config, stop=stop, **call_kwargs))
-                first = next(chunks, None)
-                if first is None:
-                    raise EmptyResponseError(f"{step.candidate.name} ended its stream without a single chunk")
-            except Exception as exc:  # noqa: BLE001 - nothing seen yet: we may still fall back
-                if plan.failed(step, exc) is Action.RAISE:
-                    raise
+                first = guard.first(next(chunks, None))
+            if guard.failed:
                 continue
-            except BaseException:
-                plan.cancelled(step)
-                raise
-            ttft = plan.clock() - step.started
-            total: AIMessageChunk | None = None
-            try:
+            with guard:  # text has reached the caller: a failure now propagates
                 chunk = first
                 while chunk is not None:
-                    total = chunk if total is None else total + chunk
-                    out = ChatGenerationChunk(message=chunk)
+                    out = guard.relay(chunk)
                     if run_manager:
                         run_manager.on_llm_new_token(chunk.text, chunk=out)
                     yield out
                     chunk = next(chunks, None)
-            except Exception as exc:
-                plan.failed(step, exc, ttft=ttft, partial=total)
-                raise
-            except BaseException:
-                plan.cancelled(step)
-                raise
-            final = plan.succeeded(step, total, ttft=ttft, streamed=True)
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(content="", response_metadata={"coffee_nb": final.response_metadata["coffee_nb"]})
-            )
+            yield guard.finish()
             return
 
     async def _astream(
@@ -783,8 +766,7 @@ class AutoPicker(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         if "coffee_structured" in kwargs:
-            result = await self._agenerate(messages, stop, run_manager, **kwargs)
-            yield _as_chunk(result.generations[0].message)
+            yield _as_chunk(await self._arun(messages, stop, run_manager, kwargs))
             return
         plan = self._plan(messages, kwargs)
         stop = stop or self.stop or None
@@ -795,41 +777,67 @@ class AutoPicker(BaseChatModel):
             if isinstance(step, float):
                 await asyncio.sleep(step)
                 continue
-            try:
+            with _Guard(plan, step) as guard:
                 model, call_kwargs = self._target(step, kwargs, loop)
                 chunks = aiter(model.astream(messages, config, stop=stop, **call_kwargs))
-                first = await asyncio.wait_for(anext(chunks, None), step.timeout)
-                if first is None:
-                    raise EmptyResponseError(f"{step.candidate.name} ended its stream without a single chunk")
-            except Exception as exc:  # noqa: BLE001
-                if plan.failed(step, exc) is Action.RAISE:
-                    raise
+                first = guard.first(await asyncio.wait_for(anext(chunks, None), step.timeout))
+            if guard.failed:
                 continue
-            except BaseException:
-                plan.cancelled(step)
-                raise
-            ttft = plan.clock() - step.started
-            total: AIMessageChunk | None = None
-            try:
+            with guard:
                 chunk = first
                 while chunk is not None:
-                    total = chunk if total is None else total + chunk
-                    out = ChatGenerationChunk(message=chunk)
+                    out = guard.relay(chunk)
                     if run_manager:
                         await run_manager.on_llm_new_token(chunk.text, chunk=out)
                     yield out
                     chunk = await anext(chunks, None)
-            except Exception as exc:
-                plan.failed(step, exc, ttft=ttft, partial=total)
-                raise
-            except BaseException:
-                plan.cancelled(step)
-                raise
-            final = plan.succeeded(step, total, ttft=ttft, streamed=True)
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(content="", response_metadata={"coffee_nb": final.response_metadata["coffee_nb"]})
-            )
+            yield guard.finish()
             return
+
+
+class _Guard:
+    """Reports how one attempt ended to the plan, for every driver alike.
+
+    Before the first chunk, a failure the policy can handle is swallowed (``failed`` is set and the
+    driver asks the plan what next); once a stream has delivered text, failures propagate.
+    """
+
+    __slots__ = ("plan", "step", "failed", "ttft", "total")
+
+    def __init__(self, plan: _Plan, step: _Attempt) -> None:
+        self.plan = plan
+        self.step = step
+        self.failed = False
+        self.ttft: float | None = None
+        self.total: AIMessageChunk | None = None
+
+    def __enter__(self) -> _Guard:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        self.failed = True
+        if isinstance(exc, Exception):
+            action = self.plan.failed(self.step, exc, ttft=self.ttft, partial=self.total)
+            return self.ttft is None and action is not Action.RAISE
+        self.plan.cancelled(self.step, ttft=self.ttft, partial=self.total)  # KeyboardInterrupt, cancel, close
+        return False
+
+    def first(self, chunk: AIMessageChunk | None) -> AIMessageChunk:
+        if chunk is None:
+            raise EmptyResponseError(f"{self.step.candidate.name} ended its stream without a single chunk")
+        self.ttft = self.plan.clock() - self.step.started
+        return chunk
+
+    def relay(self, chunk: AIMessageChunk) -> ChatGenerationChunk:
+        self.total = chunk if self.total is None else self.total + chunk
+        return ChatGenerationChunk(message=chunk)
+
+    def finish(self) -> ChatGenerationChunk:
+        final = self.plan.succeeded(self.step, self.total, ttft=self.ttft, streamed=True)
+        meta = {"coffee_nb": final.response_metadata["coffee_nb"]}
+        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta))
 
 
 def _nothing_global_listening(cache_off: bool) -> bool:

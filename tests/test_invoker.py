@@ -412,3 +412,16 @@ def test_keys_never_reach_errors_records_or_metadata(monkeypatch):
 
     printed = "".join(traceback.format_exception(info.value))
     assert key not in printed  # the key-bearing provider error is not chained into the traceback
+
+
+def test_stream_closed_early_is_cancelled_and_what_streamed_is_charged():
+    register_price("fake/m0", input=1, output=1)
+    budget = FakeBudget(Decimal(10))
+    llm = picker(["one two three four five"], budget=budget)
+    with capture_records() as records:
+        stream = llm.stream("hi")
+        assert next(stream).content == "one"
+        stream.close()  # the caller walks away mid-stream
+    assert [r.outcome.value for r in records] == ["cancelled"]
+    assert records[0].cost is not None and records[0].cost > 0
+    assert budget.reserved == {} and budget.spent == records[0].cost

@@ -139,21 +139,9 @@ def script_replies(model: str, replies: Iterable[str]) -> None:
 
 def build_chat_model(model: str, settings: BuildSettings) -> BaseChatModel:
     """A real ChatOpenAI pointed at this process's sandbox, on coffee_nb's pooled HTTP clients."""
-    from langchain_openai import ChatOpenAI
+    from dataclasses import replace
 
-    from coffee_nb import _http
+    from coffee_nb._models import _build_openai
 
-    srv = server()
-    kwargs: dict[str, Any] = {
-        "model": model,
-        "base_url": srv.url,
-        "api_key": "sandbox-no-key-needed",
-        "max_retries": 0,
-        "timeout": settings.timeout,
-        "stream_usage": True,
-        "http_client": _http.get_http_client(),
-        **settings.params,
-    }
-    if settings.loop is not None:
-        kwargs["http_async_client"] = _http.get_async_http_client(settings.loop)
-    return ChatOpenAI(**kwargs)
+    params = {"base_url": server().url, **settings.params}
+    return _build_openai(model, "sandbox-no-key-needed", replace(settings, params=params))
