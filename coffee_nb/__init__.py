@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
 from coffee_nb._errors import (
     AllModelsFailedError,
     BudgetExceededError,
@@ -30,12 +31,16 @@ __all__ = [
     "Action",
     "AllModelsFailedError",
     "AutoPicker",
+    "Budget",
+    "BudgetEvent",
     "BudgetExceededError",
+    "BudgetWarning",
     "CallRecord",
     "CoffeeError",
     "ConfigError",
     "DeadlineExceededError",
     "ErrorClass",
+    "Limit",
     "MissingAPIKeyError",
     "ModelSpec",
     "Outcome",
@@ -52,6 +57,7 @@ __all__ = [
     "close_http_clients",
     "configure_http",
     "count_message_tokens",
+    "create_budget_enforcer",
     "count_tokens",
     "get_async_http_client",
     "get_http_client",

@@ -43,6 +43,7 @@ from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
 
 __all__ = ["AutoPicker"]
 
+ESTIMATE_MARGIN = Decimal("1.25")  # on worst-case reservations when the prompt count is an estimate
 DEFAULT_OUTPUT_ESTIMATE = 4096  # worst-case output tokens when neither max_tokens nor the model says
 
 
@@ -221,9 +222,12 @@ class _Plan:
             budget = self.budget
             if budget is not None:
                 price = cand.facts.price
-                estimate = (
-                    price.cost(self.prompt_tokens(cand).tokens, self._output_cap(cand)) if price is not None else None
-                )
+                estimate = None
+                if price is not None:
+                    prompt = self.prompt_tokens(cand)
+                    estimate = price.cost(prompt.tokens, self._output_cap(cand))
+                    if not prompt.exact:  # a stand-in tokenizer may count low: hold a margin
+                        estimate *= ESTIMATE_MARGIN
                 try:
                     lease = budget.reserve(cand.name, estimate)
                 except BudgetExceededError as exc:

@@ -1,0 +1,455 @@
+"""``Budget``: multi-period, hard or soft, two-phase (reserve → commit/release), persistent, shareable."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+import warnings
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from coffee_nb._errors import BudgetExceededError, ConfigError
+from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, MemoryLedger, from_pico, to_pico
+from coffee_nb.budget._periods import PERIODS, Period, bucket, period_window, resolve_timezone
+
+__all__ = ["Budget", "BudgetEvent", "BudgetWarning", "Lease", "Limit", "create_budget_enforcer", "open_ledger"]
+
+DEFAULT_WARN_AT = 0.8
+DEFAULT_LEASE_TTL = 300.0  # seconds; longer than any call's deadline
+
+
+class BudgetWarning(UserWarning):
+    """Spend crossed a warning threshold, or a soft limit was exceeded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One period's limit, with its own hard/soft switch and warning threshold (None: the budget's)."""
+
+    amount: Decimal | float | int | str
+    hard: bool | None = None
+    warn_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    scope: str  # "global" or "model:<name>"
+    period: Period
+    amount: Decimal
+    hard: bool
+    warn_at: float
+
+    @property
+    def label(self) -> str:
+        return self.period.value if self.scope == "global" else f"{self.period.value} for {self.scope[6:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetEvent:
+    """A warning (spend crossed ``threshold`` of a limit) or an exceeded soft limit; widgets show these."""
+
+    kind: str  # "warning" | "exceeded"
+    period: str
+    scope: str
+    limit: Decimal
+    spent: Decimal
+    threshold: float
+    at: datetime
+    message: str
+
+
+@dataclass(slots=True)
+class Lease:
+    """A reservation held for one attempt; commit or release it exactly once."""
+
+    id: str
+    model: str
+    amount: Decimal | None  # None: unpriced
+    buckets: tuple[str, ...]
+    done: bool = False
+
+
+def _money(name: str, value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an amount in USD, got {value!r}")
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        raise ConfigError(f"{name} must be an amount in USD, got {value!r}") from None
+    if not d.is_finite() or d < 0:
+        raise ConfigError(f"{name} must be a finite amount >= 0 (USD), got {value!r}")
+    return d
+
+
+def _fraction(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value <= 1:
+        raise ConfigError(f"{name} must be a fraction within (0, 1], e.g. 0.8 for 80%; got {value!r}")
+    return float(value)
+
+
+def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
+    """``"memory"``, ``"sqlite"`` (per-user file), ``"sqlite:///path.db"``, a ``.db``/``.sqlite3`` path,
+    ``"redis://host:port/db"``, or a ledger object."""
+    accepted = "'memory', 'sqlite', 'sqlite:///path/to/ledger.db', a path ending .db/.sqlite/.sqlite3, 'redis://host:port/db'"
+    if spec is None or spec == "sqlite":
+        from coffee_nb.budget._sqlite import SQLiteLedger
+
+        return SQLiteLedger(namespace=namespace)
+    if isinstance(spec, Path):
+        spec = str(spec)
+    if not isinstance(spec, str):
+        if all(hasattr(spec, m) for m in ("reserve", "commit", "release", "spent", "reserved")):
+            return spec
+        raise ConfigError(f"ledger must be one of {accepted} or a ledger object, got {spec!r}")
+    if spec == "memory":
+        return MemoryLedger()
+    if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
+        from coffee_nb.budget._sqlite import SQLiteLedger
+
+        return SQLiteLedger(spec[len("sqlite:///") :], namespace=namespace)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(spec)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if not parts.hostname and parts.scheme != "unix" or port == -1:
+            raise ConfigError(f"malformed ledger URL {spec!r}: expected one of {accepted}")
+        from coffee_nb.budget._redis import RedisLedger
+
+        return RedisLedger(spec, namespace=namespace)
+    if spec.endswith((".db", ".sqlite", ".sqlite3")) and "://" not in spec:
+        from coffee_nb.budget._sqlite import SQLiteLedger
+
+        return SQLiteLedger(spec, namespace=namespace)
+    raise ConfigError(f"malformed ledger {spec!r}: expected one of {accepted}")
+
+
+class Budget:
+    """Cost limits per period, enforced inside AutoPicker before each attempt.
+
+    >>> Budget(daily=5, total=50, warn_at=0.8)                     # hard limits, SQLite ledger
+    >>> Budget(hourly=Limit(1, hard=False), per_model={"sandbox/smart": {"daily": 0.5}}, ledger="memory")
+
+    Periods are calendar-aligned in ``timezone`` (default: this machine's) and reset themselves;
+    ``total`` never resets. Before each attempt AutoPicker reserves the worst case; a hard limit
+    that can't cover it skips that model (cheaper fallbacks get their chance). After the attempt
+    the actual cost is committed, or the reservation released. Reservations are leases that
+    expire after ``lease_ttl`` seconds, so a crashed kernel never blocks the budget for long.
+    ``strict=True`` refuses unpriced models; by default they run and are counted as unpriced.
+    """
+
+    def __init__(
+        self,
+        *,
+        hourly: Any = None,
+        daily: Any = None,
+        weekly: Any = None,
+        monthly: Any = None,
+        total: Any = None,
+        hard: bool = True,
+        warn_at: float = DEFAULT_WARN_AT,
+        per_model: Mapping[str, Mapping[str, Any]] | None = None,
+        timezone: str | tzinfo | None = None,
+        ledger: str | Path | Ledger | None = None,
+        name: str = "default",
+        strict: bool = False,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        on_warning: Callable[[BudgetEvent], Any] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(hard, bool):
+            raise ConfigError(f"hard must be True (block) or False (warn only), got {hard!r}")
+        self.warn_at = _fraction("warn_at", warn_at)
+        if not isinstance(lease_ttl, (int, float)) or isinstance(lease_ttl, bool) or not 0 < lease_ttl < math.inf:
+            raise ConfigError(f"lease_ttl must be a positive number of seconds, got {lease_ttl!r}")
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise ConfigError(f"budget name must be a non-empty word, got {name!r}")
+        self.hard = hard
+        self.strict = bool(strict)
+        self.lease_ttl = float(lease_ttl)
+        self.name = name
+        self.tz = resolve_timezone(timezone)
+        self._clock = clock or time.time
+        rules: list[_Rule] = []
+        given = {"hourly": hourly, "daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
+        for period_name, value in given.items():
+            if value is not None:
+                rules.append(self._rule("global", Period(period_name), value))
+        for model, limits in (per_model or {}).items():
+            if not isinstance(model, str) or not model:
+                raise ConfigError(f"per_model keys are model specs like 'openai/gpt-4o', got {model!r}")
+            if not isinstance(limits, Mapping):
+                raise ConfigError(
+                    f"per_model[{model!r}] must map periods to amounts, e.g. {{'daily': 2.0}}; got {limits!r}"
+                )
+            for period_name, value in limits.items():
+                rules.append(self._rule(f"model:{model}", Period.parse(period_name), value))
+        self.rules: tuple[_Rule, ...] = tuple(rules)
+        self.ledger: Ledger = open_ledger(ledger, name)
+        self.on_warning = on_warning
+        self.events: deque[BudgetEvent] = deque(maxlen=200)
+        self._listeners: list[Callable[[BudgetEvent], Any]] = []
+        self._warned: set[tuple[str, float]] = set()
+        self._lock = threading.Lock()
+
+    def _rule(self, scope: str, period: Period, value: Any) -> _Rule:
+        label = period.value if scope == "global" else f"per_model {scope[6:]} {period.value}"
+        if isinstance(value, Limit):
+            amount = _money(f"{label} limit", value.amount)
+            hard = self.hard if value.hard is None else value.hard
+            warn = self.warn_at if value.warn_at is None else _fraction(f"{label} warn_at", value.warn_at)
+        else:
+            amount, hard, warn = _money(f"{label} limit", value), self.hard, self.warn_at
+        return _Rule(scope, period, amount, hard, warn)
+
+    def __repr__(self) -> str:
+        limits = ", ".join(f"{r.label}=${r.amount}{'' if r.hard else ' (soft)'}" for r in self.rules) or "no limits"
+        return f"Budget({limits}; ledger={self.ledger!r})"
+
+    # -- time ----------------------------------------------------------------------------------
+    def _now(self) -> tuple[float, datetime]:
+        t = self._clock()
+        return t, datetime.fromtimestamp(t, UTC)
+
+    def _bucket(self, scope: str, period: Period, when: datetime) -> str:
+        return f"{scope}|{bucket(period, when, self.tz)}"
+
+    def _all_buckets(self, model: str, when: datetime) -> tuple[str, ...]:
+        """Every bucket a call's spend goes to: all periods, globally and for its model."""
+        return tuple(self._bucket(s, p, when) for s in ("global", f"model:{model}") for p in PERIODS)
+
+    def _rules_for(self, model: str) -> list[_Rule]:
+        return [r for r in self.rules if r.scope == "global" or r.scope == f"model:{model}"]
+
+    # -- two-phase enforcement (what AutoPicker calls) -----------------------------------------
+    def reserve(self, model: str, amount: Decimal | None) -> Lease:
+        """Hold ``amount`` (worst case) for an attempt of ``model``; raise BudgetExceededError if a hard limit can't cover it."""
+        if amount is None and self.strict:
+            raise BudgetExceededError(
+                f"{model} has no known price and this budget is strict: register one with "
+                f"coffee_nb.register_price({model!r}, input=..., output=...) or use Budget(strict=False)"
+            )
+        t, when = self._now()
+        buckets = self._all_buckets(model, when)
+        rules = self._rules_for(model)
+        checks = [(self._bucket(r.scope, r.period, when), to_pico(r.amount)) for r in rules if r.hard]
+        lease = Lease(uuid.uuid4().hex, model, amount, buckets)
+        try:
+            self.ledger.reserve(lease.id, to_pico(amount or Decimal(0)), buckets, checks, t + self.lease_ttl, t)
+        except LimitHit as hit:
+            rule = next(r for r in rules if self._bucket(r.scope, r.period, when) == hit.bucket)
+            raise BudgetExceededError(self._exceeded_message(rule, hit, amount, when)) from None
+        return lease
+
+    def commit(self, lease: Lease, amount: Decimal | None) -> None:
+        """Record the actual cost of the attempt (None: unpriced, counted at $0 and flagged)."""
+        if lease.done:
+            return
+        lease.done = True
+        t, when = self._now()
+        pico = to_pico(amount) if amount is not None else 0
+        buckets = self._all_buckets(lease.model, when)
+        row = CallRow(lease.id, lease.model, pico, t, amount is not None)
+        self.ledger.commit(lease.id, pico, buckets, row)
+        self._check_thresholds(lease.model, when)
+
+    def release(self, lease: Lease) -> None:
+        """Give the reservation back (the attempt failed before costing anything)."""
+        if lease.done:
+            return
+        lease.done = True
+        self.ledger.release(lease.id)
+
+    # -- warnings ----------------------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[BudgetEvent], Any]) -> Callable[[], None]:
+        """Call ``listener`` on every event; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _check_thresholds(self, model: str, when: datetime) -> None:
+        rules = self._rules_for(model)
+        if not rules:
+            return
+        keys = [self._bucket(r.scope, r.period, when) for r in rules]
+        spent = self.ledger.spent(keys)
+        for rule, key, s in zip(rules, keys, spent, strict=True):
+            limit = to_pico(rule.amount)
+            for threshold, kind in ((rule.warn_at, "warning"), (1.0, "exceeded")):
+                if kind == "exceeded" and rule.hard:
+                    continue  # hard limits block instead of warning after the fact
+                if limit and s >= limit * threshold and (key, threshold) not in self._warned:
+                    with self._lock:
+                        if (key, threshold) in self._warned:
+                            continue
+                        self._warned.add((key, threshold))
+                    self._fire(rule, kind, threshold, from_pico(s), when)
+
+    def _fire(self, rule: _Rule, kind: str, threshold: float, spent: Decimal, when: datetime) -> None:
+        _, end = period_window(rule.period, when, self.tz)
+        resets = f"; resets {end:%Y-%m-%d %H:%M %Z}" if end else ""
+        if kind == "warning":
+            message = (
+                f"coffee_nb budget: {rule.label} spend ${spent:.4f} reached {threshold:.0%} of its ${rule.amount} limit{resets}"
+            )
+        else:
+            message = f"coffee_nb budget: soft {rule.label} limit of ${rule.amount} exceeded (spent ${spent:.4f}){resets}"
+        event = BudgetEvent(kind, rule.period.value, rule.scope, rule.amount, spent, threshold, when, message)
+        self.events.append(event)
+        warnings.warn(message, BudgetWarning, stacklevel=_user_stacklevel())
+        for listener in [self.on_warning, *self._listeners]:
+            if listener is not None:
+                try:
+                    listener(event)
+                except Exception:  # noqa: BLE001 - a broken listener must not break a call
+                    import logging
+
+                    logging.getLogger("coffee_nb").exception("budget listener failed")
+
+    def _exceeded_message(self, rule: _Rule, hit: LimitHit, needed: Decimal | None, when: datetime) -> str:
+        _, end = period_window(rule.period, when, self.tz)
+        if end is None:
+            resets = "it never resets (total)"
+        else:
+            left = end - when
+            hours, rem = divmod(int(left.total_seconds()), 3600)
+            resets = f"resets at {end:%Y-%m-%d %H:%M %Z} (in {hours}h{rem // 60:02d}m)"
+        return (
+            f"{rule.label} budget of ${rule.amount} can't cover a call to {rule.scope[6:] if rule.scope != 'global' else 'this model'}: "
+            f"spent ${from_pico(hit.spent):.6f}, reserved ${from_pico(hit.reserved):.6f}, "
+            f"this call may cost up to ${(needed or Decimal(0)):.6f}; {resets}. "
+            "Raise the limit, wait for the reset, or use a cheaper model."
+        )
+
+    # -- queries -----------------------------------------------------------------------------------
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per limit: budget, spent, reserved, remaining, percentage, hard, warn_at, resets_at."""
+        t, when = self._now()
+        keys = [self._bucket(r.scope, r.period, when) for r in self.rules]
+        spent = self.ledger.spent(keys)
+        held = self.ledger.reserved(keys, t)
+        out: dict[str, dict[str, Any]] = {}
+        for rule, s, h in zip(self.rules, spent, held, strict=True):
+            spent_d, held_d = from_pico(s), from_pico(max(h, 0))
+            _, end = period_window(rule.period, when, self.tz)
+            name = rule.period.value if rule.scope == "global" else f"{rule.scope[6:]}:{rule.period.value}"
+            out[name] = {
+                "budget": rule.amount,
+                "spent": spent_d,
+                "reserved": held_d,
+                "remaining": max(rule.amount - spent_d, Decimal(0)),
+                "percentage": float(spent_d / rule.amount * 100) if rule.amount else (100.0 if spent_d else 0.0),
+                "hard": rule.hard,
+                "warn_at": rule.warn_at,
+                "resets_at": end,
+            }
+        return out
+
+    def spent(self, period: str | Period = "total", model: str | None = None) -> Decimal:
+        """Committed spend in the current ``period`` (all models, or one)."""
+        p = Period.parse(period)
+        _, when = self._now()
+        scope = "global" if model is None else f"model:{model}"
+        return from_pico(self.ledger.spent([self._bucket(scope, p, when)])[0])
+
+    def remaining(self, period: str | Period) -> Decimal:
+        """What is left of the global ``period`` limit (not counting in-flight reservations)."""
+        p = Period.parse(period)
+        rule = next((r for r in self.rules if r.scope == "global" and r.period is p), None)
+        if rule is None:
+            configured = ", ".join(r.period.value for r in self.rules if r.scope == "global") or "none"
+            raise ConfigError(f"this budget has no {p.value} limit (configured: {configured})")
+        return max(rule.amount - self.spent(p), Decimal(0))
+
+    def can_afford(self, cost: Decimal | float | str, model: str | None = None) -> bool:
+        """Would ``cost`` fit under every hard limit right now (counting reservations)?"""
+        amount = _money("cost", cost)
+        t, when = self._now()
+        rules = [r for r in self.rules if r.hard and (r.scope == "global" or (model and r.scope == f"model:{model}"))]
+        keys = [self._bucket(r.scope, r.period, when) for r in rules]
+        spent, held = self.ledger.spent(keys), self.ledger.reserved(keys, t)
+        return all(s + h + to_pico(amount) <= to_pico(r.amount) for r, s, h in zip(rules, spent, held, strict=True))
+
+    def record(self, cost: Decimal | float | str, model: str = "manual") -> None:
+        """Record spend made outside AutoPicker (no reservation)."""
+        amount = _money("cost", cost)
+        lease = Lease(uuid.uuid4().hex, model, amount, ())
+        self.commit(lease, amount)
+
+    def reset(self, period: str | Period | None = None) -> None:
+        """Forget spend of the current and past ``period`` buckets (all periods when None). Use with care."""
+        if period is None:
+            self.ledger.reset(None)
+        else:
+            p = Period.parse(period)
+            prefix = {"hourly": "h:", "daily": "d:", "weekly": "w:", "monthly": "m:", "total": "total"}[p.value]
+            self.ledger.reset([f"global|{prefix}"] + [f"{r.scope}|{prefix}" for r in self.rules])
+        self._warned.clear()
+
+    def calls(self, limit: int | None = None) -> list[CallRow]:
+        """Committed calls in the ledger, newest last."""
+        return self.ledger.calls(limit)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    # -- the seed's API ------------------------------------------------------------------------------
+    def get_budget_status(self) -> dict[str, dict[str, Any]]:
+        return self.status()
+
+    def get_remaining(self, period: str = "daily") -> Decimal:
+        return self.remaining(period)
+
+    def get_spent(self, period: str = "daily", model: str | None = None) -> Decimal:
+        return self.spent(period, model)
+
+    def record_cost(self, cost: Decimal | float | str, model: str = "manual") -> None:
+        self.record(cost, model)
+
+    def reset_budget(self, period: str | None = None) -> None:
+        self.reset(period)
+
+
+def _user_stacklevel() -> int:
+    """Point a warning at the first frame outside coffee_nb and LangChain: the user's own line."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith(("coffee_nb", "langchain", "concurrent.", "asyncio", "threading")):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
+
+
+def create_budget_enforcer(
+    daily_budget: float | None = None,
+    monthly_budget: float | None = None,
+    total_budget: float | None = None,
+    hourly_budget: float | None = None,
+    weekly_budget: float | None = None,
+    hard_limit: bool = True,
+    warning_threshold: float = DEFAULT_WARN_AT,
+    **kwargs: Any,
+) -> Budget:
+    """The seed's factory: the same kind of object ``AutoPicker(..., budget=...)`` takes."""
+    return Budget(
+        hourly=hourly_budget,
+        daily=daily_budget,
+        weekly=weekly_budget,
+        monthly=monthly_budget,
+        total=total_budget,
+        hard=hard_limit,
+        warn_at=warning_threshold,
+        **kwargs,
+    )

@@ -1,0 +1,159 @@
+"""Where spend lives: one contract, three backends (memory, SQLite, Redis).
+
+Amounts are integer picodollars (1e-12 USD): exact for every real price, and atomic counters in
+SQLite and Redis. Spend is kept in per-period buckets ("d:2026-11-26", "global|…", "model:x|…"),
+so a status query touches a handful of counters whatever the length of history.
+
+Reservations are leases with an expiry (wall-clock seconds): a crashed process's holds stop
+counting once they expire.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Protocol
+
+__all__ = ["CallRow", "Ledger", "LimitHit", "MemoryLedger", "from_pico", "to_pico"]
+
+_PICO = Decimal("1e12")
+
+
+def to_pico(amount: Decimal) -> int:
+    return int((amount * _PICO).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def from_pico(value: int) -> Decimal:
+    return (Decimal(value) / _PICO).normalize() if value else Decimal(0)
+
+
+class LimitHit(Exception):  # noqa: N818 - internal signal, turned into BudgetExceededError by Budget
+    def __init__(self, bucket: str, limit: int, spent: int, reserved: int) -> None:
+        super().__init__(bucket)
+        self.bucket = bucket
+        self.limit = limit
+        self.spent = spent
+        self.reserved = reserved
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """One committed call in the ledger's history."""
+
+    lease_id: str
+    model: str
+    amount: int  # picodollars
+    at: float  # wall-clock seconds
+    priced: bool = True
+
+
+class Ledger(Protocol):
+    """The contract every backend keeps; the same tests run against all three."""
+
+    def reserve(
+        self, lease_id: str, amount: int, buckets: Sequence[str], checks: Sequence[tuple[str, int]], expires: float, now: float
+    ) -> None:
+        """Atomically: for every (bucket, limit) in ``checks``, spent + reserved + amount <= limit, else
+        raise :class:`LimitHit`; then hold ``amount`` on every bucket in ``buckets`` until ``expires``."""
+
+    def commit(self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow) -> bool:
+        """Drop the lease (if still held) and add ``amount`` to ``buckets``; record ``call``.
+
+        Idempotent per lease id: returns False (and changes nothing) when it was already committed."""
+
+    def release(self, lease_id: str) -> None:
+        """Drop the lease without spending."""
+
+    def spent(self, buckets: Sequence[str]) -> list[int]: ...
+
+    def reserved(self, buckets: Sequence[str], now: float) -> list[int]: ...
+
+    def reset(self, prefixes: Sequence[str] | None = None) -> None:
+        """Zero the spend of buckets whose key starts with one of ``prefixes`` (all when None)."""
+
+    def calls(self, limit: int | None = None) -> list[CallRow]:
+        """Committed calls, newest last (at most ``limit``)."""
+
+    def close(self) -> None: ...
+
+
+class MemoryLedger:
+    """In-process ledger: a lock and dictionaries."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spent: dict[str, int] = {}
+        self._reserved: dict[str, int] = {}
+        self._leases: dict[str, tuple[int, tuple[str, ...], float]] = {}
+        self._calls: list[CallRow] = []
+        self._committed: set[str] = set()
+
+    def __repr__(self) -> str:
+        return "MemoryLedger()"
+
+    def _purge(self, now: float) -> None:
+        expired = [k for k, (_, _, exp) in self._leases.items() if exp <= now]
+        for k in expired:
+            self._drop(k)
+
+    def _drop(self, lease_id: str) -> None:
+        lease = self._leases.pop(lease_id, None)
+        if lease is None:
+            return
+        amount, buckets, _ = lease
+        for b in buckets:
+            self._reserved[b] = self._reserved.get(b, 0) - amount
+
+    def reserve(
+        self, lease_id: str, amount: int, buckets: Sequence[str], checks: Sequence[tuple[str, int]], expires: float, now: float
+    ) -> None:
+        with self._lock:
+            self._purge(now)
+            for b, limit in checks:
+                spent, held = self._spent.get(b, 0), self._reserved.get(b, 0)
+                if spent + held + amount > limit:
+                    raise LimitHit(b, limit, spent, held)
+            self._leases[lease_id] = (amount, tuple(buckets), expires)
+            for b in buckets:
+                self._reserved[b] = self._reserved.get(b, 0) + amount
+
+    def commit(self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow) -> bool:
+        with self._lock:
+            if lease_id in self._committed:
+                return False
+            self._committed.add(lease_id)
+            self._drop(lease_id)
+            for b in buckets:
+                self._spent[b] = self._spent.get(b, 0) + amount
+            self._calls.append(call)
+            return True
+
+    def release(self, lease_id: str) -> None:
+        with self._lock:
+            self._drop(lease_id)
+
+    def spent(self, buckets: Sequence[str]) -> list[int]:
+        with self._lock:
+            return [self._spent.get(b, 0) for b in buckets]
+
+    def reserved(self, buckets: Sequence[str], now: float) -> list[int]:
+        with self._lock:
+            self._purge(now)
+            return [self._reserved.get(b, 0) for b in buckets]
+
+    def reset(self, prefixes: Sequence[str] | None = None) -> None:
+        with self._lock:
+            if prefixes is None:
+                self._spent.clear()
+                return
+            for b in [b for b in self._spent if b.startswith(tuple(prefixes))]:
+                del self._spent[b]
+
+    def calls(self, limit: int | None = None) -> list[CallRow]:
+        with self._lock:
+            return list(self._calls[-limit:] if limit else self._calls)
+
+    def close(self) -> None:
+        pass

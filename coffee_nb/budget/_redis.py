@@ -1,0 +1,175 @@
+"""Redis ledger: a team budget shared by many kernels and machines. Reserve/commit are Lua scripts (atomic).
+
+Keys (``P`` = ``coffee_nb:<namespace>``): ``P:spent`` and ``P:held`` hashes bucket → picodollars,
+``P:leases`` sorted set id → expiry, ``P:lease`` hash id → "amount|bucket\\tbucket…",
+``P:done`` set of committed ids, ``P:calls`` list of JSON rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from coffee_nb._errors import ConfigError
+from coffee_nb.budget._ledger import CallRow, LimitHit
+
+__all__ = ["RedisLedger"]
+
+_PURGE = """
+local p = ARGV[1]
+local expired = redis.call('ZRANGEBYSCORE', p..':leases', '-inf', ARGV[2])
+for _, id in ipairs(expired) do
+  local data = redis.call('HGET', p..':lease', id)
+  if data then
+    local sep = string.find(data, '|', 1, true)
+    local neg = '-' .. string.sub(data, 1, sep - 1)
+    for b in string.gmatch(string.sub(data, sep + 1), '[^\\t]+') do
+      redis.call('HINCRBY', p..':held', b, neg)
+    end
+    redis.call('HDEL', p..':lease', id)
+  end
+  redis.call('ZREM', p..':leases', id)
+end
+"""
+
+# Amounts go to HINCRBY as the strings they came in as: Lua prints large numbers in exponent form.
+# ARGV: prefix, now, lease_id, amount, expires, nbuckets, buckets..., nchecks, (bucket, limit)...
+_RESERVE = (
+    _PURGE
+    + """
+local id, amount, expires = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local nb = tonumber(ARGV[6])
+local i = 7 + nb
+local nc = tonumber(ARGV[i])
+for c = 1, nc do
+  local b, limit = ARGV[i + 2 * c - 1], tonumber(ARGV[i + 2 * c])
+  local spent = tonumber(redis.call('HGET', p..':spent', b) or '0')
+  local held = tonumber(redis.call('HGET', p..':held', b) or '0')
+  if spent + held + amount > limit then
+    return {b, tostring(limit), tostring(spent), tostring(held)}
+  end
+end
+local buckets = {}
+for k = 1, nb do
+  local b = ARGV[6 + k]
+  buckets[k] = b
+  redis.call('HINCRBY', p..':held', b, ARGV[4])  -- the string: Lua would print big numbers as 1e+14
+end
+redis.call('HSET', p..':lease', id, ARGV[4] .. '|' .. table.concat(buckets, '\\t'))
+redis.call('ZADD', p..':leases', expires, id)
+return 'OK'
+"""
+)
+
+# ARGV: prefix, lease_id, amount, call_json, nbuckets, buckets...
+_COMMIT = """
+local p, id, amount = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('SADD', p..':done', id) == 0 then return 0 end
+local data = redis.call('HGET', p..':lease', id)
+if data then
+  local sep = string.find(data, '|', 1, true)
+  local neg = '-' .. string.sub(data, 1, sep - 1)
+  for b in string.gmatch(string.sub(data, sep + 1), '[^\\t]+') do
+    redis.call('HINCRBY', p..':held', b, neg)
+  end
+  redis.call('HDEL', p..':lease', id)
+  redis.call('ZREM', p..':leases', id)
+end
+for k = 1, tonumber(ARGV[5]) do
+  redis.call('HINCRBY', p..':spent', ARGV[5 + k], amount)
+end
+redis.call('RPUSH', p..':calls', ARGV[4])
+return 1
+"""
+
+# ARGV: prefix, lease_id
+_RELEASE = """
+local p, id = ARGV[1], ARGV[2]
+local data = redis.call('HGET', p..':lease', id)
+if data then
+  local sep = string.find(data, '|', 1, true)
+  local neg = '-' .. string.sub(data, 1, sep - 1)
+  for b in string.gmatch(string.sub(data, sep + 1), '[^\\t]+') do
+    redis.call('HINCRBY', p..':held', b, neg)
+  end
+  redis.call('HDEL', p..':lease', id)
+  redis.call('ZREM', p..':leases', id)
+end
+return 1
+"""
+
+
+class RedisLedger:
+    def __init__(self, url: str, *, namespace: str = "default", client: Any = None) -> None:
+        try:
+            import redis
+        except ImportError as exc:
+            raise ImportError("Redis ledgers need the redis extra: pip install 'coffee_nb[redis]'") from exc
+        if client is None:
+            try:
+                client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+            except ValueError as exc:
+                raise ConfigError(f"malformed Redis URL {url!r}: expected redis://host:port/db ({exc})") from None
+        self.url = url
+        self.ns = namespace
+        self.prefix = f"coffee_nb:{namespace}"
+        self._r = client
+        self._reserve = client.register_script(_RESERVE)
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+        self._purge = client.register_script(_PURGE + "\nreturn 1")
+
+    def __repr__(self) -> str:
+        # never show credentials that may sit in the URL
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        host = parts.hostname or "?"
+        return f"RedisLedger('{parts.scheme}://{host}:{parts.port or 6379}', namespace={self.ns!r})"
+
+    def reserve(
+        self, lease_id: str, amount: int, buckets: Sequence[str], checks: Sequence[tuple[str, int]], expires: float, now: float
+    ) -> None:
+        args: list[Any] = [self.prefix, now, lease_id, amount, expires, len(buckets), *buckets, len(checks)]
+        for b, limit in checks:
+            args += [b, limit]
+        result = self._reserve(args=args)
+        if result != b"OK" and result != "OK":
+            b, limit, spent, held = (x.decode() if isinstance(x, bytes) else x for x in result)
+            raise LimitHit(b, int(float(limit)), int(float(spent)), int(float(held)))
+
+    def commit(self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow) -> bool:
+        row = json.dumps([call.lease_id, call.model, call.amount, call.at, call.priced])
+        return bool(self._commit(args=[self.prefix, lease_id, amount, row, len(buckets), *buckets]))
+
+    def release(self, lease_id: str) -> None:
+        self._release(args=[self.prefix, lease_id])
+
+    def spent(self, buckets: Sequence[str]) -> list[int]:
+        if not buckets:
+            return []
+        return [int(v) if v is not None else 0 for v in self._r.hmget(f"{self.prefix}:spent", list(buckets))]
+
+    def reserved(self, buckets: Sequence[str], now: float) -> list[int]:
+        self._purge(args=[self.prefix, now])
+        if not buckets:
+            return []
+        return [int(v) if v is not None else 0 for v in self._r.hmget(f"{self.prefix}:held", list(buckets))]
+
+    def reset(self, prefixes: Sequence[str] | None = None) -> None:
+        key = f"{self.prefix}:spent"
+        if prefixes is None:
+            self._r.delete(key)
+            return
+        fields = [f for f, _ in self._r.hscan_iter(key) if f.decode().startswith(tuple(prefixes))]
+        if fields:
+            self._r.hdel(key, *fields)
+
+    def calls(self, limit: int | None = None) -> list[CallRow]:
+        raw = self._r.lrange(f"{self.prefix}:calls", -limit if limit else 0, -1)
+        rows = [json.loads(x) for x in raw]
+        return [CallRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
+
+    def close(self) -> None:
+        self._r.close()
