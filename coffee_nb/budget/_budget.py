@@ -65,6 +65,16 @@ class BudgetEvent:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """Everything a call of one model needs from the calendar, valid until the next period boundary."""
+
+    buckets: tuple[str, ...]  # where its spend goes: every period, globally and for the model
+    rules: tuple[_Rule, ...]  # limits that apply to it
+    rule_buckets: tuple[str, ...]  # the current bucket of each rule
+    checks: tuple[tuple[str, int], ...]  # (bucket, limit in picodollars) of its hard rules
+
+
 @dataclass(slots=True)
 class Lease:
     """A reservation held for one attempt; commit or release it exactly once."""
@@ -201,6 +211,8 @@ class Budget:
         self._listeners: list[Callable[[BudgetEvent], Any]] = []
         self._warned: set[tuple[str, float]] = set()
         self._lock = threading.Lock()
+        self._keys: dict[str, _Keys] = {}
+        self._keys_span = (0.0, 0.0)  # [from, until) wall-clock seconds the cached keys are valid for
 
     def _rule(self, scope: str, period: Period, value: Any) -> _Rule:
         label = period.value if scope == "global" else f"per_model {scope[6:]} {period.value}"
@@ -231,6 +243,25 @@ class Budget:
     def _rules_for(self, model: str) -> list[_Rule]:
         return [r for r in self.rules if r.scope == "global" or r.scope == f"model:{model}"]
 
+    def _keys_for(self, model: str, t: float) -> _Keys:
+        """Bucket keys and checks for ``model`` at ``t``; computed once per period instance, not per call."""
+        start, until = self._keys_span
+        if not start <= t < until:
+            when = datetime.fromtimestamp(t, UTC)
+            ends = [period_window(p, when, self.tz) for p in PERIODS if p is not Period.TOTAL]
+            with self._lock:
+                self._keys = {}
+                self._keys_span = (max(s.timestamp() for s, _ in ends), min(e.timestamp() for _, e in ends))
+        keys = self._keys.get(model)
+        if keys is None:
+            when = datetime.fromtimestamp(t, UTC)
+            rules = tuple(self._rules_for(model))
+            rule_buckets = tuple(self._bucket(r.scope, r.period, when) for r in rules)
+            checks = tuple((b, to_pico(r.amount)) for r, b in zip(rules, rule_buckets, strict=True) if r.hard)
+            keys = _Keys(self._all_buckets(model, when), rules, rule_buckets, checks)
+            self._keys[model] = keys
+        return keys
+
     # -- two-phase enforcement (what AutoPicker calls) -----------------------------------------
     def reserve(self, model: str, amount: Decimal | None) -> Lease:
         """Hold ``amount`` (worst case) for an attempt of ``model``; raise BudgetExceededError if a hard limit can't cover it."""
@@ -239,16 +270,14 @@ class Budget:
                 f"{model} has no known price and this budget is strict: register one with "
                 f"coffee_nb.register_price({model!r}, input=..., output=...) or use Budget(strict=False)"
             )
-        t, when = self._now()
-        buckets = self._all_buckets(model, when)
-        rules = self._rules_for(model)
-        checks = [(self._bucket(r.scope, r.period, when), to_pico(r.amount)) for r in rules if r.hard]
-        lease = Lease(uuid.uuid4().hex, model, amount, buckets)
+        t = self._clock()
+        keys = self._keys_for(model, t)
+        lease = Lease(_lease_id(), model, amount, keys.buckets)
         try:
-            self.ledger.reserve(lease.id, to_pico(amount or Decimal(0)), buckets, checks, t + self.lease_ttl, t)
+            self.ledger.reserve(lease.id, to_pico(amount or Decimal(0)), keys.buckets, keys.checks, t + self.lease_ttl, t)
         except LimitHit as hit:
-            rule = next(r for r in rules if self._bucket(r.scope, r.period, when) == hit.bucket)
-            raise BudgetExceededError(self._exceeded_message(rule, hit, amount, when)) from None
+            rule = keys.rules[keys.rule_buckets.index(hit.bucket)]
+            raise BudgetExceededError(self._exceeded_message(rule, hit, amount, datetime.fromtimestamp(t, UTC))) from None
         return lease
 
     def commit(self, lease: Lease, amount: Decimal | None) -> None:
@@ -256,12 +285,14 @@ class Budget:
         if lease.done:
             return
         lease.done = True
-        t, when = self._now()
+        t = self._clock()
+        keys = self._keys_for(lease.model, t)
         pico = to_pico(amount) if amount is not None else 0
-        buckets = self._all_buckets(lease.model, when)
         row = CallRow(lease.id, lease.model, pico, t, amount is not None)
-        self.ledger.commit(lease.id, pico, buckets, row)
-        self._check_thresholds(lease.model, when)
+        watch = self._unwarned(keys)
+        spent = self.ledger.commit(lease.id, pico, keys.buckets, row, watch)
+        if spent:
+            self._check_thresholds(keys, dict(zip(watch, spent, strict=True)), t)
 
     def release(self, lease: Lease) -> None:
         """Give the reservation back (the attempt failed before costing anything)."""
@@ -276,13 +307,21 @@ class Budget:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def _check_thresholds(self, model: str, when: datetime) -> None:
-        rules = self._rules_for(model)
-        if not rules:
-            return
-        keys = [self._bucket(r.scope, r.period, when) for r in rules]
-        spent = self.ledger.spent(keys)
-        for rule, key, s in zip(rules, keys, spent, strict=True):
+    def _unwarned(self, keys: _Keys) -> tuple[str, ...]:
+        """Rule buckets that may still owe a warning this period (the rest need no read)."""
+        warned = self._warned
+        out = []
+        for rule, key in zip(keys.rules, keys.rule_buckets, strict=True):
+            if (key, rule.warn_at) not in warned or (not rule.hard and (key, 1.0) not in warned):
+                out.append(key)
+        return tuple(dict.fromkeys(out))
+
+    def _check_thresholds(self, keys: _Keys, spent: Mapping[str, int], t: float) -> None:
+        when = datetime.fromtimestamp(t, UTC)
+        for rule, key in zip(keys.rules, keys.rule_buckets, strict=True):
+            s = spent.get(key)
+            if s is None:
+                continue
             limit = to_pico(rule.amount)
             for threshold, kind in ((rule.warn_at, "warning"), (1.0, "exceeded")):
                 if kind == "exceeded" and rule.hard:
@@ -382,8 +421,7 @@ class Budget:
     def record(self, cost: Decimal | float | str, model: str = "manual") -> None:
         """Record spend made outside AutoPicker (no reservation)."""
         amount = _money("cost", cost)
-        lease = Lease(uuid.uuid4().hex, model, amount, ())
-        self.commit(lease, amount)
+        self.commit(Lease(_lease_id(), model, amount, ()), amount)
 
     def reset(self, period: str | Period | None = None) -> None:
         """Forget spend of the current and past ``period`` buckets (all periods when None). Use with care."""
@@ -417,6 +455,15 @@ class Budget:
 
     def reset_budget(self, period: str | None = None) -> None:
         self.reset(period)
+
+
+_LEASE_PREFIX = uuid.uuid4().hex[:16]
+_lease_counter = __import__("itertools").count(1)
+
+
+def _lease_id() -> str:
+    """Unique across processes and machines (random prefix per process), cheap (a counter)."""
+    return f"{_LEASE_PREFIX}-{next(_lease_counter):x}"
 
 
 def _user_stacklevel() -> int:

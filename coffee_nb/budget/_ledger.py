@@ -58,10 +58,13 @@ class Ledger(Protocol):
         """Atomically: for every (bucket, limit) in ``checks``, spent + reserved + amount <= limit, else
         raise :class:`LimitHit`; then hold ``amount`` on every bucket in ``buckets`` until ``expires``."""
 
-    def commit(self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow) -> bool:
-        """Drop the lease (if still held) and add ``amount`` to ``buckets``; record ``call``.
+    def commit(
+        self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()
+    ) -> list[int] | None:
+        """Drop the lease (if still held), add ``amount`` to ``buckets``, record ``call``; return the
+        spend of the ``watch`` buckets afterwards (same transaction).
 
-        Idempotent per lease id: returns False (and changes nothing) when it was already committed."""
+        Idempotent per lease id: returns None (and changes nothing) when it was already committed."""
 
     def release(self, lease_id: str) -> None:
         """Drop the lease without spending."""
@@ -119,16 +122,19 @@ class MemoryLedger:
             for b in buckets:
                 self._reserved[b] = self._reserved.get(b, 0) + amount
 
-    def commit(self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow) -> bool:
+    def commit(
+        self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()
+    ) -> list[int] | None:
         with self._lock:
             if lease_id in self._committed:
-                return False
+                return None
             self._committed.add(lease_id)
             self._drop(lease_id)
+            spent = self._spent
             for b in buckets:
-                self._spent[b] = self._spent.get(b, 0) + amount
+                spent[b] = spent.get(b, 0) + amount
             self._calls.append(call)
-            return True
+            return [spent.get(b, 0) for b in watch]
 
     def release(self, lease_id: str) -> None:
         with self._lock:

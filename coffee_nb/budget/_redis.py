@@ -62,10 +62,10 @@ return 'OK'
 """
 )
 
-# ARGV: prefix, lease_id, amount, call_json, nbuckets, buckets...
+# ARGV: prefix, lease_id, amount, call_json, nbuckets, buckets..., nwatch, watch...
 _COMMIT = """
 local p, id, amount = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('SADD', p..':done', id) == 0 then return 0 end
+if redis.call('SADD', p..':done', id) == 0 then return false end
 local data = redis.call('HGET', p..':lease', id)
 if data then
   local sep = string.find(data, '|', 1, true)
@@ -80,7 +80,12 @@ for k = 1, tonumber(ARGV[5]) do
   redis.call('HINCRBY', p..':spent', ARGV[5 + k], amount)
 end
 redis.call('RPUSH', p..':calls', ARGV[4])
-return 1
+local nb = tonumber(ARGV[5])
+local out = {}
+for k = 1, tonumber(ARGV[6 + nb]) do
+  out[k] = redis.call('HGET', p..':spent', ARGV[6 + nb + k]) or '0'
+end
+return out
 """
 
 # ARGV: prefix, lease_id
@@ -139,9 +144,12 @@ class RedisLedger:
             b, limit, spent, held = (x.decode() if isinstance(x, bytes) else x for x in result)
             raise LimitHit(b, int(float(limit)), int(float(spent)), int(float(held)))
 
-    def commit(self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow) -> bool:
+    def commit(
+        self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()
+    ) -> list[int] | None:
         row = json.dumps([call.lease_id, call.model, call.amount, call.at, call.priced])
-        return bool(self._commit(args=[self.prefix, lease_id, amount, row, len(buckets), *buckets]))
+        out = self._commit(args=[self.prefix, lease_id, amount, row, len(buckets), *buckets, len(watch), *watch])
+        return None if out is None else [int(v) for v in out]
 
     def release(self, lease_id: str) -> None:
         self._release(args=[self.prefix, lease_id])

@@ -103,7 +103,9 @@ class SQLiteLedger:
                 cur.execute("ROLLBACK")
                 raise
 
-    def commit(self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow) -> bool:
+    def commit(
+        self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()
+    ) -> list[int] | None:
         with self._lock:
             cur = self._tx()
             try:
@@ -113,7 +115,7 @@ class SQLiteLedger:
                 ).rowcount
                 if not inserted:
                     cur.execute("ROLLBACK")
-                    return False
+                    return None
                 lease = cur.execute(
                     "SELECT amount, buckets FROM leases WHERE ns=? AND id=?", (self.ns, lease_id)
                 ).fetchone()
@@ -124,8 +126,9 @@ class SQLiteLedger:
                     "ON CONFLICT (ns, bucket) DO UPDATE SET amount = amount + excluded.amount",
                     [(self.ns, b, amount) for b in buckets],
                 )
+                spent = [self._get(cur, "spend", b) for b in watch]
                 cur.execute("COMMIT")
-                return True
+                return spent
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise

@@ -32,7 +32,7 @@ def row(lease: str, amount: int, model: str = "m") -> CallRow:
 def test_reserve_commit_moves_hold_to_spend(ledger):
     ledger.reserve("a", 50, ["b1", "b2"], [("b1", 100)], expires=2000, now=1000)
     assert ledger.reserved(["b1", "b2"], now=1000) == [50, 50]
-    assert ledger.commit("a", 30, ["b1", "b2", "b3"], row("a", 30)) is True
+    assert ledger.commit("a", 30, ["b1", "b2", "b3"], row("a", 30), watch=["b3", "zz"]) == [30, 0]
     assert ledger.reserved(["b1", "b2"], now=1000) == [0, 0]
     assert ledger.spent(["b1", "b2", "b3", "missing"]) == [30, 30, 30, 0]
 
@@ -68,8 +68,8 @@ def test_leases_expire(ledger):
 
 def test_commit_is_idempotent(ledger):
     ledger.reserve("a", 10, ["b"], [], expires=2000, now=1000)
-    assert ledger.commit("a", 10, ["b"], row("a", 10)) is True
-    assert ledger.commit("a", 10, ["b"], row("a", 10)) is False
+    assert ledger.commit("a", 10, ["b"], row("a", 10)) == []
+    assert ledger.commit("a", 10, ["b"], row("a", 10), watch=["b"]) is None
     assert ledger.spent(["b"]) == [10]
     assert [c.lease_id for c in ledger.calls()] == ["a"]
 
