@@ -88,16 +88,18 @@ def main() -> None:
     failing = Bare(name_="failing", fail=True)
     b = budget()
     picker = AutoPicker(bare, [bare2], metrics=sinks(), budget=b, policy=policy)
+    picker_nb = AutoPicker(bare, [bare2], metrics=sinks(), policy=policy)
     picker_fail = AutoPicker(failing, [bare2], metrics=sinks(), budget=b, policy=Policy(max_retries=0, cooldown_after=10**9))
     lc = bare.with_fallbacks([bare2])
     lc_fail = failing.with_fallbacks([bare2])
     prompt = "hello"
 
     # interleave so machine noise hits all variants alike
-    results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap", "lc_fail", "ap_fail")}
+    results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap_nb", "ap", "lc_fail", "ap_fail")}
     fns = {
         "bare": lambda: bare.invoke(prompt),
         "lc": lambda: lc.invoke(prompt),
+        "ap_nb": lambda: picker_nb.invoke(prompt),
         "ap": lambda: picker.invoke(prompt),
         "lc_fail": lambda: lc_fail.invoke(prompt),
         "ap_fail": lambda: picker_fail.invoke(prompt),
@@ -108,12 +110,15 @@ def main() -> None:
     m = {k: statistics.median(v) for k, v in results.items()}
     lc_self = m["lc"] - m["bare"]
     ap_self = m["ap"] - m["bare"]
+    nb_self = m["ap_nb"] - m["bare"]
     print(f"calls per variant: {args.calls}  (median of medians, µs per call)")
     print(f"  bare fake model                       {m['bare']:8.1f}")
     print(f"  with_fallbacks                        {m['lc']:8.1f}   self {lc_self:7.1f}")
-    extras = ", ".join(x for x, on in (("pricing", True), ("budget", b is not None), ("metrics", True)) if on)
-    print(f"  AutoPicker ({extras:<24}) {m['ap']:8.1f}   self {ap_self:7.1f}")
-    print(f"  self-time ratio AutoPicker / with_fallbacks: {ap_self / lc_self:.2f}  (target <= 1.00)")
+    metrics_name = "LocalMetrics" if getattr(coffee_nb, "LocalMetrics", None) else "record sink"
+    print(f"  AutoPicker (pricing, {metrics_name:<13})    {m['ap_nb']:8.1f}   self {nb_self:7.1f}")
+    print(f"  AutoPicker (+ in-memory budget)       {m['ap']:8.1f}   self {ap_self:7.1f}")
+    print(f"  self-time ratio AutoPicker / with_fallbacks: {nb_self / lc_self:.2f} without budget, "
+          f"{ap_self / lc_self:.2f} with budget  (target <= 1.00)")
     print("primary fails (HTTP 500) then fallback answers:")
     print(f"  with_fallbacks                        {m['lc_fail']:8.1f}")
     print(f"  AutoPicker                            {m['ap_fail']:8.1f}")

@@ -844,21 +844,28 @@ class _Guard:
         return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta))
 
 
+_listening_checks: tuple[Any, ...] | None = None
+
+
 def _nothing_global_listening(cache_off: bool) -> bool:
     """No global LLM cache, debug/verbose mode, LangSmith tracing or configure hook is active."""
-    from langchain_core.globals import get_debug, get_llm_cache, get_verbose
-    from langchain_core.tracers.context import _configure_hooks, _tracing_v2_is_enabled
-    from langchain_core.utils.env import env_var_is_set
+    global _listening_checks
+    if _listening_checks is None:
+        from langchain_core.globals import get_debug, get_llm_cache, get_verbose
+        from langchain_core.tracers.context import _configure_hooks, _tracing_v2_is_enabled
+        from langchain_core.utils.env import env_var_is_set
+        from langsmith.run_helpers import get_tracing_context
 
-    if get_debug() or get_verbose() or _tracing_v2_is_enabled():
+        _listening_checks = (get_debug, get_verbose, _tracing_v2_is_enabled, get_llm_cache, get_tracing_context,
+                             _configure_hooks, env_var_is_set)
+    get_debug, get_verbose, tracing, get_llm_cache, get_tracing_context, hooks, env_var_is_set = _listening_checks
+    if get_debug() or get_verbose() or tracing():
         return False
     if not cache_off and get_llm_cache() is not None:
         return False
-    from langsmith.run_helpers import get_tracing_context
-
     if get_tracing_context()["parent"] is not None:
         return False
-    for var, _inheritable, handler_class, env_var in _configure_hooks:
+    for var, _inheritable, handler_class, env_var in hooks:
         if var.get() is not None or (env_var is not None and handler_class is not None and env_var_is_set(env_var)):
             return False
     return True

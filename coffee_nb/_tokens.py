@@ -61,6 +61,18 @@ def count_tokens(text: str, encoding: str = "o200k_base") -> int:
     """Tokens in ``text`` with ``encoding``."""
     if not text:
         return 0
+    if len(text) <= _CACHE_MAX_CHARS:
+        return _cached_count(text, encoding)
+    return len(_encoding(encoding).encode_ordinary(text))
+
+
+_CACHE_MAX_CHARS = 20_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_count(text: str, encoding: str) -> int:
+    # Chats re-send the same system prompt and history every turn, and retries re-send everything:
+    # count each distinct message once.
     return len(_encoding(encoding).encode_ordinary(text))
 
 

@@ -73,6 +73,7 @@ class _Keys:
     rules: tuple[_Rule, ...]  # limits that apply to it
     rule_buckets: tuple[str, ...]  # the current bucket of each rule
     checks: tuple[tuple[str, int], ...]  # (bucket, limit in picodollars) of its hard rules
+    limits: tuple[int, ...]  # each rule's limit in picodollars
 
 
 @dataclass(slots=True)
@@ -212,6 +213,7 @@ class Budget:
         self._warned: set[tuple[str, float]] = set()
         self._lock = threading.Lock()
         self._keys: dict[str, _Keys] = {}
+        self._watch: dict[int, tuple[int, tuple[str, ...]]] = {}
         self._keys_span = (0.0, 0.0)  # [from, until) wall-clock seconds the cached keys are valid for
 
     def _rule(self, scope: str, period: Period, value: Any) -> _Rule:
@@ -251,14 +253,16 @@ class Budget:
             ends = [period_window(p, when, self.tz) for p in PERIODS if p is not Period.TOTAL]
             with self._lock:
                 self._keys = {}
+                self._watch = {}
                 self._keys_span = (max(s.timestamp() for s, _ in ends), min(e.timestamp() for _, e in ends))
         keys = self._keys.get(model)
         if keys is None:
             when = datetime.fromtimestamp(t, UTC)
             rules = tuple(self._rules_for(model))
             rule_buckets = tuple(self._bucket(r.scope, r.period, when) for r in rules)
-            checks = tuple((b, to_pico(r.amount)) for r, b in zip(rules, rule_buckets, strict=True) if r.hard)
-            keys = _Keys(self._all_buckets(model, when), rules, rule_buckets, checks)
+            limits = tuple(to_pico(r.amount) for r in rules)
+            checks = tuple((b, lim) for r, b, lim in zip(rules, rule_buckets, limits, strict=True) if r.hard)
+            keys = _Keys(self._all_buckets(model, when), rules, rule_buckets, checks, limits)
             self._keys[model] = keys
         return keys
 
@@ -310,19 +314,23 @@ class Budget:
     def _unwarned(self, keys: _Keys) -> tuple[str, ...]:
         """Rule buckets that may still owe a warning this period (the rest need no read)."""
         warned = self._warned
+        cached = self._watch.get(id(keys))  # id: hashing nested tuples each call costs more
+        if cached is not None and cached[0] == len(warned):  # warnings only ever get added
+            return cached[1]
         out = []
         for rule, key in zip(keys.rules, keys.rule_buckets, strict=True):
             if (key, rule.warn_at) not in warned or (not rule.hard and (key, 1.0) not in warned):
                 out.append(key)
-        return tuple(dict.fromkeys(out))
+        watch = tuple(dict.fromkeys(out))
+        self._watch[id(keys)] = (len(warned), watch)
+        return watch
 
     def _check_thresholds(self, keys: _Keys, spent: Mapping[str, int], t: float) -> None:
         when = datetime.fromtimestamp(t, UTC)
-        for rule, key in zip(keys.rules, keys.rule_buckets, strict=True):
+        for rule, key, limit in zip(keys.rules, keys.rule_buckets, keys.limits, strict=True):
             s = spent.get(key)
             if s is None:
                 continue
-            limit = to_pico(rule.amount)
             for threshold, kind in ((rule.warn_at, "warning"), (1.0, "exceeded")):
                 if kind == "exceeded" and rule.hard:
                     continue  # hard limits block instead of warning after the fact
@@ -432,6 +440,7 @@ class Budget:
             prefix = {"hourly": "h:", "daily": "d:", "weekly": "w:", "monthly": "m:", "total": "total"}[p.value]
             self.ledger.reset([f"global|{prefix}"] + [f"{r.scope}|{prefix}" for r in self.rules])
         self._warned.clear()
+        self._watch = {}
 
     def calls(self, limit: int | None = None) -> list[CallRow]:
         """Committed calls in the ledger, newest last."""
