@@ -146,17 +146,28 @@ class _Plan:
         publish(self.core.sinks, record)
         publish(global_sinks(), record)
 
+    def _fallback_origin(self, role: Role) -> tuple[str | None, str | None]:
+        """For a fallback attempt: the first model this call tried, and why the call moved on."""
+        if role is not Role.FALLBACK or not self.records:
+            return None, None
+        first_failure = next((r.error_class for r in self.records if r.error_class), None)
+        return self.records[0].model, first_failure
+
     def _role(self, cand: Candidate) -> Role:
         if self.retries:
             return Role.RETRY
         return Role.PRIMARY if cand is self.core.candidates[0] else Role.FALLBACK
 
     def _skip(self, cand: Candidate, error_class: ErrorClass, message: str) -> None:
+        role = self._role(cand)
+        origin, reason = self._fallback_origin(role)
         self._emit(
             CallRecord(
                 call_id=self.call_id,
                 attempt=len(self.records),
-                role=self._role(cand),
+                role=role,
+                fallback_from=origin,
+                fallback_reason=reason,
                 provider=cand.provider,
                 model=cand.name,
                 outcome=Outcome.SKIPPED,
@@ -400,10 +411,13 @@ class _Plan:
         streamed: bool = False,
     ) -> CallRecord:
         cand = attempt.candidate
+        origin, reason = self._fallback_origin(attempt.role)
         return CallRecord(
             call_id=self.call_id,
             attempt=attempt.index,
             role=attempt.role,
+            fallback_from=origin,
+            fallback_reason=reason,
             provider=cand.provider,
             model=cand.name,
             outcome=outcome,

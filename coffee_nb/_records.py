@@ -60,6 +60,8 @@ class CallRecord:
     price_source: str = "unpriced"  # "genai-prices", "custom", "sandbox", "unpriced"
     cache_hit: bool = False
     streamed: bool = False
+    fallback_from: str | None = None  # role "fallback": the first model this call tried
+    fallback_reason: str | None = None  # role "fallback": the error class that moved the call on
 
     @property
     def priced(self) -> bool:

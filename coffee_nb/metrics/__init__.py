@@ -1,0 +1,42 @@
+"""Metrics strategies: sinks of CallRecords. ``LocalMetrics``, ``PrometheusMetrics``, ``NoOpMetrics``.
+
+Pass one or several as ``AutoPicker(..., metrics=[...])``. Anything with ``emit(record)`` works too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from coffee_nb.metrics._local import LocalMetrics
+from coffee_nb.metrics._noop import NoOpMetrics
+
+if TYPE_CHECKING:
+    from coffee_nb.metrics._prometheus import PrometheusMetrics
+
+__all__ = ["LocalMetrics", "NoOpMetrics", "PrometheusMetrics", "create_metrics_strategy"]
+
+STRATEGIES = ("local", "prometheus", "noop")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PrometheusMetrics":  # prometheus_client loads only when asked for
+        from coffee_nb.metrics._prometheus import PrometheusMetrics
+
+        return PrometheusMetrics
+    raise AttributeError(name)
+
+
+def create_metrics_strategy(name: str = "local", **kwargs: Any) -> Any:
+    """The seed's factory: ``"local"``, ``"prometheus"`` or ``"noop"``."""
+    from coffee_nb._errors import ConfigError
+
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key == "local":
+        return LocalMetrics(**kwargs)
+    if key == "prometheus":
+        from coffee_nb.metrics._prometheus import PrometheusMetrics
+
+        return PrometheusMetrics(**kwargs)
+    if key == "noop":
+        return NoOpMetrics(**kwargs)
+    raise ConfigError(f"unknown metrics strategy {name!r}: expected one of {', '.join(repr(s) for s in STRATEGIES)}")

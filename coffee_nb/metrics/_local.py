@@ -1,0 +1,398 @@
+"""LocalMetrics: every attempt in memory, column by column (not a list of dicts), thread-safe.
+
+Columns are ``array`` buffers (8-byte floats/ints, small integer category codes), so a million
+attempts cost a few dozen MB and ``to_dataframe()`` wraps them without a Python loop. With
+``capacity=N`` the columns become a ring buffer of the last N attempts; the counters stay exact.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from array import array
+from collections import Counter
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from coffee_nb._records import CallRecord, Outcome, Role
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["LocalMetrics"]
+
+_PICO = Decimal("1e12")
+_NO_COST = -1  # picodollar sentinel for unpriced attempts
+_CATEGORIES = ("model", "provider", "role", "outcome", "error_class", "price_source")
+
+
+class _Codes:
+    """Dictionary encoding for a string column."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self) -> None:
+        self.index: dict[str | None, int] = {}
+        self.values: list[str | None] = []
+
+    def code(self, value: str | None) -> int:
+        code = self.index.get(value)
+        if code is None:
+            code = self.index[value] = len(self.values)
+            self.values.append(value)
+        return code
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+class LocalMetrics:
+    """In-memory metrics: ``get_metrics()``, ``to_dataframe()``, ``summary()``, ``reset()``.
+
+    >>> metrics = LocalMetrics()
+    >>> llm = AutoPicker("sandbox/fast", metrics=metrics)
+    >>> metrics.get_metrics()["requests"]["total"]
+
+    ``capacity`` keeps only the last N attempts for the DataFrame and the latency percentiles;
+    every counter (requests, errors, tokens, costs, fallbacks) stays exact regardless.
+    """
+
+    def __init__(self, *, capacity: int | None = None) -> None:
+        from coffee_nb._errors import ConfigError
+
+        if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0):
+            raise ConfigError(f"capacity must be a positive number of attempts or None, got {capacity!r}")
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._listeners: list[Any] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything."""
+        with getattr(self, "_lock", threading.Lock()):
+            self._codes = {name: _Codes() for name in (*_CATEGORIES, "call_id")}
+            self._cols: dict[str, array[Any]] = {
+                "started_at": array("d"),
+                "latency_s": array("d"),
+                "ttft_s": array("d"),
+                "attempt": array("h"),
+                "input_tokens": array("q"),
+                "output_tokens": array("q"),
+                "cached_tokens": array("q"),
+                "reasoning_tokens": array("q"),
+                "cost_pico": array("q"),
+                "flags": array("b"),  # bit 0: tokens estimated, 1: streamed, 2: cache hit
+                **{name: array("i") for name in (*_CATEGORIES, "call_id")},
+            }
+            self._next = 0  # ring position once full
+            self._size = 0
+            self._requests: Counter[tuple[str, str, str]] = Counter()  # (model, role, outcome)
+            self._errors: Counter[tuple[str, str]] = Counter()  # (model, error_class)
+            self._cost: dict[str, Decimal] = {}
+            self._unpriced: Counter[str] = Counter()
+            self._tokens: Counter[tuple[str, str]] = Counter()  # (model, type)
+            self._fallbacks: Counter[tuple[str, str, str]] = Counter()  # (from, to, reason)
+            self._cache_hits = 0
+
+    # -- the sink ------------------------------------------------------------------------------
+    def emit(self, record: CallRecord) -> None:
+        model = record.model
+        cost_pico = _NO_COST if record.cost is None else int(record.cost * _PICO)
+        flags = int(record.tokens_estimated) | (int(record.streamed) << 1) | (int(record.cache_hit) << 2)
+        ttft = math.nan if record.ttft_s is None else record.ttft_s
+        with self._lock:
+            codes = self._codes
+            row = (
+                ("started_at", record.started_at.timestamp()),
+                ("latency_s", record.latency_s),
+                ("ttft_s", ttft),
+                ("attempt", min(record.attempt, 32767)),
+                ("input_tokens", record.input_tokens),
+                ("output_tokens", record.output_tokens),
+                ("cached_tokens", record.cached_tokens),
+                ("reasoning_tokens", record.reasoning_tokens),
+                ("cost_pico", cost_pico),
+                ("flags", flags),
+                ("model", codes["model"].code(model)),
+                ("provider", codes["provider"].code(record.provider)),
+                ("role", codes["role"].code(record.role.value)),
+                ("outcome", codes["outcome"].code(record.outcome.value)),
+                ("error_class", codes["error_class"].code(record.error_class)),
+                ("price_source", codes["price_source"].code(record.price_source)),
+                ("call_id", codes["call_id"].code(record.call_id)),
+            )
+            cols = self._cols
+            if self.capacity is not None and self._size >= self.capacity:
+                i = self._next
+                for name, value in row:
+                    cols[name][i] = value
+                self._next = (i + 1) % self.capacity
+                if len(codes["call_id"].values) > 4 * self.capacity:
+                    self._compact_call_ids()
+            else:
+                for name, value in row:
+                    cols[name].append(value)
+                self._size += 1
+            # exact counters, whatever the capacity
+            self._requests[(model, record.role.value, record.outcome.value)] += 1
+            if record.error_class and record.outcome is Outcome.ERROR:
+                self._errors[(model, record.error_class)] += 1
+            if record.cost is not None:
+                self._cost[model] = self._cost.get(model, Decimal(0)) + record.cost
+            elif record.outcome is Outcome.OK:
+                self._unpriced[model] += 1
+            if record.outcome is not Outcome.SKIPPED:
+                for kind, n in (
+                    ("input", record.input_tokens),
+                    ("output", record.output_tokens),
+                    ("cached", record.cached_tokens),
+                    ("reasoning", record.reasoning_tokens),
+                ):
+                    if n:
+                        self._tokens[(model, kind)] += n
+            if record.role is Role.FALLBACK and record.outcome is Outcome.OK and record.fallback_from:
+                self._fallbacks[(record.fallback_from, model, record.fallback_reason or "unknown")] += 1
+            if record.cache_hit:
+                self._cache_hits += 1
+        for listener in self._listeners:
+            listener(record)
+
+    def _compact_call_ids(self) -> None:
+        """Ring buffer: re-encode call ids so codes of overwritten rows don't pile up."""
+        old = self._codes["call_id"]
+        col = self._cols["call_id"]
+        fresh = _Codes()
+        for i, code in enumerate(col):
+            col[i] = fresh.code(old.values[code])
+        self._codes["call_id"] = fresh
+
+    def subscribe(self, listener: Any) -> Any:
+        """Call ``listener(record)`` after each record is counted; returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def __len__(self) -> int:
+        return self._size
+
+    # -- views -------------------------------------------------------------------------------------
+    def _ordered(self) -> tuple[dict[str, array[Any]], dict[str, list[str | None]]]:
+        """A consistent copy of the columns, oldest first."""
+        with self._lock:
+            cols = {k: array(v.typecode, v) for k, v in self._cols.items()}
+            cats = {k: list(c.values) for k, c in self._codes.items()}
+            start = self._next if self.capacity is not None and self._size >= self.capacity else 0
+        if start:
+            cols = {k: v[start:] + v[:start] for k, v in cols.items()}
+        return cols, cats
+
+    def latencies(self, model: str | None = None, *, ttft: bool = False) -> list[float]:
+        """Latencies (or times to first token) of answered attempts in the window, oldest first."""
+        cols, cats = self._ordered()
+        ok = cats["outcome"].index("ok") if "ok" in cats["outcome"] else -1
+        want = cats["model"].index(model) if model in cats["model"] else None
+        if model is not None and want is None:
+            return []
+        values = cols["ttft_s" if ttft else "latency_s"]
+        out = []
+        for i, v in enumerate(values):
+            if cols["outcome"][i] == ok and (want is None or cols["model"][i] == want) and not math.isnan(v):
+                out.append(v)
+        return out
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Requests, errors, costs, latency, tokens, fallbacks and totals, as plain Python values.
+
+        Costs are ``Decimal`` USD (exact); latency in seconds over the retained window.
+        """
+        with self._lock:
+            requests = Counter(self._requests)
+            errors = Counter(self._errors)
+            cost = dict(self._cost)
+            unpriced = Counter(self._unpriced)
+            tokens = Counter(self._tokens)
+            fallbacks = Counter(self._fallbacks)
+            cache_hits = self._cache_hits
+        lat_by_model: dict[str, list[float]] = {}
+        cols, cats = self._ordered()
+        ok_code = cats["outcome"].index("ok") if "ok" in cats["outcome"] else -1
+        for i, v in enumerate(cols["latency_s"]):
+            if cols["outcome"][i] == ok_code:
+                lat_by_model.setdefault(cats["model"][cols["model"][i]] or "", []).append(v)
+
+        def stats(values: list[float]) -> dict[str, float | int | None]:
+            values = sorted(values)
+            return {
+                "count": len(values),
+                "mean": sum(values) / len(values) if values else None,
+                "p50": _percentile(values, 0.50),
+                "p95": _percentile(values, 0.95),
+                "p99": _percentile(values, 0.99),
+            }
+
+        sent = {k: n for k, n in requests.items() if k[2] != Outcome.SKIPPED.value}
+        by_model: Counter[str] = Counter()
+        by_role: Counter[str] = Counter()
+        for (model, role, _), n in sent.items():
+            by_model[model] += n
+            by_role[role] += n
+        ok = sum(n for (_, _, outcome), n in requests.items() if outcome == Outcome.OK.value)
+        err_by_model: Counter[str] = Counter()
+        err_by_class: Counter[str] = Counter()
+        for (model, cls), n in errors.items():
+            err_by_model[model] += n
+            err_by_class[cls] += n
+        skipped = Counter()
+        for (_, _, outcome), n in requests.items():
+            if outcome == Outcome.SKIPPED.value:
+                skipped["total"] += n
+        tok_tot: Counter[str] = Counter()
+        for (_, kind), n in tokens.items():
+            tok_tot[kind] += n
+        all_lat = [v for vs in lat_by_model.values() for v in vs]
+        total_cost = sum(cost.values(), Decimal(0))
+        fb_total = sum(fallbacks.values())
+        return {
+            "requests": {
+                "total": sum(sent.values()),
+                "successful": ok,
+                "by_model": dict(by_model),
+                "primary": by_role.get("primary", 0),
+                "retry": by_role.get("retry", 0),
+                "fallback": by_role.get("fallback", 0),
+                "skipped": skipped.get("total", 0),
+                "cache_hits": cache_hits,
+            },
+            "errors": {"total": sum(errors.values()), "by_model": dict(err_by_model), "by_class": dict(err_by_class)},
+            "costs": {
+                "total": total_cost,
+                "by_model": cost,
+                "unpriced_calls": sum(unpriced.values()),
+                "unpriced_by_model": dict(unpriced),
+            },
+            "latency": {**stats(all_lat), "by_model": {m: stats(v) for m, v in lat_by_model.items()}},
+            "tokens": {
+                "input": tok_tot.get("input", 0),
+                "output": tok_tot.get("output", 0),
+                "cached": tok_tot.get("cached", 0),
+                "reasoning": tok_tot.get("reasoning", 0),
+                "by_model": {
+                    m: {k: n for (mm, k), n in tokens.items() if mm == m} for m in {m for m, _ in tokens}
+                },
+            },
+            "fallbacks": {
+                "total": fb_total,
+                "by_route": {f"{a} -> {b}": n for (a, b, _), n in _sum_routes(fallbacks).items()},
+                "by_reason": dict(_sum_reasons(fallbacks)),
+            },
+            "totals": {
+                "requests": sum(sent.values()),
+                "successful": ok,
+                "errors": sum(errors.values()),
+                "fallbacks": fb_total,
+                "cost": total_cost,
+                "tokens": sum(tok_tot.values()),
+            },
+            # the seed's flat keys
+            "total_requests": sum(sent.values()),
+            "successful_requests": ok,
+            "failed_requests": sum(errors.values()),
+            "total_cost": total_cost,
+            "average_latency": stats(all_lat)["mean"],
+            "fallback_count": fb_total,
+        }
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per attempt (oldest first).
+
+        dtypes: ``started_at`` datetime64[ns, UTC]; ``model``, ``provider``, ``role``, ``outcome``,
+        ``error_class``, ``price_source``, ``call_id`` category; ``latency_s``/``ttft_s`` float64
+        (NaN: none); token columns int64; ``cost_usd`` float64 with NaN for unpriced attempts (exact
+        Decimal totals: ``get_metrics()["costs"]``); ``priced``, ``tokens_estimated``, ``streamed``,
+        ``cache_hit`` bool.
+        """
+        import numpy as np
+        import pandas as pd
+
+        cols, cats = self._ordered()
+        data: dict[str, Any] = {}
+        data["started_at"] = pd.to_datetime(np.frombuffer(cols["started_at"], dtype=np.float64) * 1e9, utc=True)
+        data["call_id"] = _categorical(cols["call_id"], cats["call_id"])
+        data["attempt"] = np.frombuffer(cols["attempt"], dtype=np.int16)
+        for name in _CATEGORIES:
+            data[name] = _categorical(cols[name], cats[name])
+        data["latency_s"] = np.frombuffer(cols["latency_s"], dtype=np.float64)
+        data["ttft_s"] = np.frombuffer(cols["ttft_s"], dtype=np.float64)
+        for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+            data[name] = np.frombuffer(cols[name], dtype=np.int64)
+        pico = np.frombuffer(cols["cost_pico"], dtype=np.int64)
+        priced = pico != _NO_COST
+        data["cost_usd"] = np.where(priced, pico / 1e12, np.nan)
+        data["priced"] = priced
+        flags = np.frombuffer(cols["flags"], dtype=np.int8)
+        data["tokens_estimated"] = (flags & 1).astype(bool)
+        data["streamed"] = (flags & 2).astype(bool)
+        data["cache_hit"] = (flags & 4).astype(bool)
+        return pd.DataFrame(data, copy=False)
+
+    def summary(self) -> pd.DataFrame:
+        """Per model: calls, errors, tokens, cost, share of cost, p50/p95 latency (from exact counters and the window)."""
+        import pandas as pd
+
+        m = self.get_metrics()
+        rows = []
+        total_cost = m["costs"]["total"]
+        models = sorted(set(m["requests"]["by_model"]) | set(m["costs"]["by_model"]))
+        for model in models:
+            lat = m["latency"]["by_model"].get(model, {})
+            cost = m["costs"]["by_model"].get(model)
+            toks = m["tokens"]["by_model"].get(model, {})
+            rows.append(
+                {
+                    "model": model,
+                    "calls": m["requests"]["by_model"].get(model, 0),
+                    "errors": m["errors"]["by_model"].get(model, 0),
+                    "input_tokens": toks.get("input", 0),
+                    "output_tokens": toks.get("output", 0),
+                    "cost_usd": float(cost) if cost is not None else float("nan"),
+                    "cost_share": float(cost / total_cost) if cost is not None and total_cost else 0.0,
+                    "unpriced_calls": m["costs"]["unpriced_by_model"].get(model, 0),
+                    "p50_latency_s": lat.get("p50"),
+                    "p95_latency_s": lat.get("p95"),
+                }
+            )
+        columns = ["model", "calls", "errors", "input_tokens", "output_tokens", "cost_usd", "cost_share",
+                   "unpriced_calls", "p50_latency_s", "p95_latency_s"]
+        return pd.DataFrame(rows, columns=columns).set_index("model")
+
+
+def _categorical(codes: array[Any], values: list[str | None]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    arr = np.frombuffer(codes, dtype=np.int32)
+    if None not in values:
+        return pd.Categorical.from_codes(arr, categories=values)
+    # None is a value of ours (e.g. no error class); in pandas it is a missing value (code -1)
+    kept = [v for v in values if v is not None]
+    lookup = {v: i for i, v in enumerate(kept)}
+    remap = np.array([-1 if v is None else lookup[v] for v in values], dtype=np.int32)
+    return pd.Categorical.from_codes(remap[arr], categories=kept)
+
+
+def _sum_routes(fallbacks: Counter[tuple[str, str, str]]) -> Counter[tuple[str, str, str]]:
+    out: Counter[tuple[str, str, str]] = Counter()
+    for (a, b, _), n in fallbacks.items():
+        out[(a, b, "")] += n
+    return out
+
+
+def _sum_reasons(fallbacks: Counter[tuple[str, str, str]]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for (_, _, reason), n in fallbacks.items():
+        out[reason] += n
+    return out

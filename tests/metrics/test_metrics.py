@@ -1,0 +1,242 @@
+"""get_metrics(), the DataFrame and a real /metrics scrape agree with each other and with the scripted truth."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from coffee_nb import (
+    AllModelsFailedError,
+    AutoPicker,
+    Budget,
+    LocalMetrics,
+    NoOpMetrics,
+    Policy,
+    PrometheusMetrics,
+    create_metrics_strategy,
+    register_price,
+)
+from coffee_nb.testing import ScriptedChatModel, http_error
+
+POLICY = Policy(backoff_base=0.001, backoff_cap=0.002, max_retries=1, cooldown_after=100)
+
+
+def scripted_run(*sinks):
+    """Truth: 4 calls. (1) primary ok; (2) primary 429 then retry ok; (3) primary 500 ×2 → fallback ok;
+    (4) primary 401 → fallback 500 ×2 → AllModelsFailedError."""
+    register_price("fake/primary", input=1_000_000, output=2_000_000)  # $1 / $2 per token
+    primary = ScriptedChatModel(
+        model_name="primary",
+        script=["a b", http_error(429), "c d e", http_error(500), http_error(500), http_error(401)],
+    )
+    fallback = ScriptedChatModel(model_name="fallback", script=["f g", http_error(500), http_error(500)])
+    llm = AutoPicker(primary, [fallback], metrics=list(sinks), policy=POLICY)
+    llm.invoke("one")
+    llm.invoke("two")
+    llm.invoke("three")
+    with pytest.raises(AllModelsFailedError):
+        llm.invoke("four")
+
+
+# scripted usage: input = words + 3 = 4 for every prompt; output = words of the answer
+TRUTH = {
+    "requests": 9,  # 1 + 2 + 3 + 3
+    "successful": 3,
+    "errors_by_class": {"rate_limit": 1, "server": 4, "auth": 1},
+    "errors_by_model": {"fake/primary": 4, "fake/fallback": 2},
+    "fallbacks": {"fake/primary -> fake/fallback": 1},
+    "primary_cost": Decimal(4 * 1 + 2 * 2) + Decimal(4 * 1 + 3 * 2),  # calls 1 and 2
+    "output_tokens": 2 + 3 + 2,
+}
+
+
+def test_local_metrics_match_the_script():
+    local = LocalMetrics()
+    scripted_run(local)
+    m = local.get_metrics()
+    assert m["requests"]["total"] == TRUTH["requests"] and m["requests"]["successful"] == TRUTH["successful"]
+    assert m["requests"]["primary"] == 4 and m["requests"]["retry"] == 3 and m["requests"]["fallback"] == 2
+    assert m["errors"]["by_class"] == TRUTH["errors_by_class"]
+    assert m["errors"]["by_model"] == TRUTH["errors_by_model"]
+    assert m["fallbacks"]["by_route"] == TRUTH["fallbacks"] and m["fallbacks"]["by_reason"] == {"server": 1}
+    assert m["costs"]["by_model"] == {"fake/primary": TRUTH["primary_cost"]}
+    assert m["costs"]["unpriced_calls"] == 1  # the fallback's answer has no price
+    assert m["tokens"]["output"] == TRUTH["output_tokens"]
+    assert m["latency"]["count"] == 3 and m["latency"]["p50"] is not None
+    assert m["total_requests"] == 9 and m["total_cost"] == TRUTH["primary_cost"]  # the seed's keys
+
+
+def test_dataframe_agrees_with_get_metrics():
+    local = LocalMetrics()
+    scripted_run(local)
+    df = local.to_dataframe()
+    m = local.get_metrics()
+    assert len(df) == TRUTH["requests"]
+    assert str(df["started_at"].dtype) == "datetime64[ns, UTC]"
+    for col in ("model", "provider", "role", "outcome", "error_class", "call_id"):
+        assert isinstance(df[col].dtype, pd.CategoricalDtype), col
+    assert df["cost_usd"].dtype == "float64" and df["input_tokens"].dtype == "int64"
+    assert df["error_class"].value_counts().to_dict() == {**TRUTH["errors_by_class"]}
+    assert df["error_class"].isna().sum() == TRUTH["successful"]
+    assert df.loc[df.priced, "cost_usd"].sum() == pytest.approx(float(m["costs"]["total"]))
+    assert df["call_id"].nunique() == 4
+    assert df["output_tokens"].sum() == m["tokens"]["output"]
+    assert (df.loc[df.outcome == "ok", "latency_s"] > 0).all()
+    summary = local.summary()
+    assert summary.loc["fake/primary", "calls"] == 6 and summary.loc["fake/primary", "errors"] == 4
+    assert summary.loc["fake/primary", "cost_share"] == 1.0
+    assert summary.loc["fake/fallback", "unpriced_calls"] == 1
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_prometheus_scrape_agrees():
+    local, prom = LocalMetrics(), PrometheusMetrics()
+    scripted_run(local, prom)
+    port = prom.serve(0)
+    try:
+        s = _scrape(port)
+    finally:
+        prom.stop()
+    m = local.get_metrics()
+
+    def total(name, **labels):
+        return sum(v for (n, ls), v in s.items() if n == name and all(dict(ls).get(k) == w for k, w in labels.items()))
+
+    assert total("coffee_nb_requests_total") == m["requests"]["total"]
+    assert total("coffee_nb_requests_total", outcome="ok") == m["requests"]["successful"]
+    for cls, n in TRUTH["errors_by_class"].items():
+        assert total("coffee_nb_errors_total", error_class=cls) == n
+    assert total("coffee_nb_fallbacks_total", from_model="fake/primary", to_model="fake/fallback", reason="server") == 1
+    assert total("coffee_nb_cost_usd_total", model="fake/primary") == pytest.approx(float(TRUTH["primary_cost"]))
+    assert total("coffee_nb_tokens_total", type="output") == TRUTH["output_tokens"]
+    assert total("coffee_nb_request_duration_seconds_count") == m["latency"]["count"]
+    assert total("coffee_nb_unpriced_requests_total") == 1
+    assert all("Error code" not in str(k) for k in s)  # labels hold classes, never messages
+
+
+def test_prometheus_twice_in_one_process_and_shared_registry():
+    a, b = PrometheusMetrics(), PrometheusMetrics()  # a re-run notebook cell
+    assert a.registry is not b.registry
+    shared = CollectorRegistry()
+    PrometheusMetrics(registry=shared)
+    with pytest.raises(ValueError, match="Duplicated"):
+        PrometheusMetrics(registry=shared)  # same registry twice is the caller's explicit choice
+
+
+def test_prometheus_model_labels_are_capped():
+    prom = PrometheusMetrics(max_models=2)
+    for i in range(5):
+        AutoPicker(ScriptedChatModel(model_name=f"m{i}"), metrics=prom).invoke("x")
+    models = {dict(ls)["model"] for (n, ls), _ in _families(prom).items() if n == "coffee_nb_requests_total"}
+    assert models == {"fake/m0", "fake/m1", "other"}
+
+
+def _families(prom):
+    out = {}
+    for family in text_string_to_metric_families(prom.exposition()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_budget_remaining_gauge():
+    budget = Budget(daily=2, total=10, ledger="memory")
+    budget.record("0.5")
+    prom = PrometheusMetrics(budget=budget)
+    s = _families(prom)
+    assert s[("coffee_nb_budget_remaining_usd", (("period", "daily"),))] == 1.5
+    assert s[("coffee_nb_budget_remaining_usd", (("period", "total"),))] == 9.5
+
+
+def test_push_to_a_local_gateway():
+    import http.server
+
+    got = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802
+            got.append((self.path, self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    prom = PrometheusMetrics()
+    prom.emit(_ok_record())
+    prom.push(f"127.0.0.1:{server.server_port}", job="nb")
+    server.server_close()
+    assert got and got[0][0] == "/metrics/job/nb" and b"coffee_nb_requests_total" in got[0][1]
+
+
+def _ok_record():
+    from datetime import UTC, datetime
+
+    from coffee_nb import CallRecord, Outcome, Role
+
+    return CallRecord(call_id="c", attempt=0, role=Role.PRIMARY, provider="p", model="p/m", outcome=Outcome.OK,
+                      started_at=datetime.now(UTC), latency_s=0.1)
+
+
+def test_capacity_keeps_counters_exact():
+    local = LocalMetrics(capacity=10)
+    llm = AutoPicker(ScriptedChatModel(model_name="m", script=["a b c"]), metrics=local)
+    for _ in range(25):
+        llm.invoke("x")
+    m = local.get_metrics()
+    assert m["requests"]["total"] == 25 and m["tokens"]["output"] == 75  # exact
+    df = local.to_dataframe()
+    assert len(df) == 10 and df["started_at"].is_monotonic_increasing  # the last 10, oldest first
+    assert m["latency"]["count"] == 10  # percentiles come from the window (documented)
+
+
+def test_reset_and_threads():
+    local = LocalMetrics()
+    llm = AutoPicker(ScriptedChatModel(model_name="m"), metrics=local)
+    threads = [threading.Thread(target=lambda: [llm.invoke("x") for _ in range(25)]) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert local.get_metrics()["requests"]["total"] == 200 == len(local.to_dataframe())
+    local.reset()
+    assert local.get_metrics()["requests"]["total"] == 0 and local.to_dataframe().empty
+
+
+def test_noop_and_factory():
+    assert isinstance(create_metrics_strategy("local"), LocalMetrics)
+    assert isinstance(create_metrics_strategy("prometheus"), PrometheusMetrics)
+    noop = create_metrics_strategy("noop")
+    assert isinstance(noop, NoOpMetrics)
+    AutoPicker(ScriptedChatModel(), metrics=noop).invoke("x")
+    assert noop.get_metrics() == {}
+    with pytest.raises(ValueError, match="unknown metrics strategy 'statsd'.*'local', 'prometheus', 'noop'"):
+        create_metrics_strategy("statsd")
+    with pytest.raises(ValueError, match="capacity"):
+        LocalMetrics(capacity=0)
+    with pytest.raises(ValueError, match="max_models"):
+        PrometheusMetrics(max_models=0)
+
+
+def test_seed_usage():
+    metrics = LocalMetrics()
+    llm = AutoPicker(ScriptedChatModel(model_name="m"), metrics=metrics)
+    llm.invoke("x")
+    printed = str(metrics.get_metrics())
+    assert "total_requests" in printed and "'requests'" in printed
