@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalMetrics"]
 
-_PICO = Decimal("1e12")
-_NO_COST = -1  # picodollar sentinel for unpriced attempts
+_NAN = float("nan")
+_ZERO = Decimal(0)
 _CATEGORIES = ("model", "provider", "role", "outcome", "error_class", "price_source")
 
 
@@ -41,14 +41,6 @@ class _Codes:
             code = self.index[value] = len(self.values)
             self.values.append(value)
         return code
-
-
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = (len(sorted_values) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
 class LocalMetrics:
@@ -85,10 +77,12 @@ class LocalMetrics:
                 "output_tokens": array("q"),
                 "cached_tokens": array("q"),
                 "reasoning_tokens": array("q"),
-                "cost_pico": array("q"),
+                "cost_usd": array("d"),
                 "flags": array("b"),  # bit 0: tokens estimated, 1: streamed, 2: cache hit
                 **{name: array("i") for name in (*_CATEGORIES, "call_id")},
             }
+            self._col_list = list(self._cols.values())  # the order of ``row`` in emit()
+            self._code_fns = [self._codes[name].code for name in (*_CATEGORIES, "call_id")]
             self._next = 0  # ring position once full
             self._size = 0
             self._requests: Counter[tuple[str, str, str]] = Counter()  # (model, role, outcome)
@@ -102,60 +96,62 @@ class LocalMetrics:
     # -- the sink ------------------------------------------------------------------------------
     def emit(self, record: CallRecord) -> None:
         model = record.model
-        cost_pico = _NO_COST if record.cost is None else int(record.cost * _PICO)
-        flags = int(record.tokens_estimated) | (int(record.streamed) << 1) | (int(record.cache_hit) << 2)
-        ttft = math.nan if record.ttft_s is None else record.ttft_s
+        cost = record.cost
+        outcome = record.outcome
+        ttft = record.ttft_s
+        row = (
+            record.started_at.timestamp(),
+            record.latency_s,
+            _NAN if ttft is None else ttft,
+            record.attempt if record.attempt < 32767 else 32767,
+            record.input_tokens,
+            record.output_tokens,
+            record.cached_tokens,
+            record.reasoning_tokens,
+            _NAN if cost is None else float(cost),
+            record.tokens_estimated | (record.streamed << 1) | (record.cache_hit << 2),
+        )
         with self._lock:
-            codes = self._codes
-            row = (
-                ("started_at", record.started_at.timestamp()),
-                ("latency_s", record.latency_s),
-                ("ttft_s", ttft),
-                ("attempt", min(record.attempt, 32767)),
-                ("input_tokens", record.input_tokens),
-                ("output_tokens", record.output_tokens),
-                ("cached_tokens", record.cached_tokens),
-                ("reasoning_tokens", record.reasoning_tokens),
-                ("cost_pico", cost_pico),
-                ("flags", flags),
-                ("model", codes["model"].code(model)),
-                ("provider", codes["provider"].code(record.provider)),
-                ("role", codes["role"].code(record.role.value)),
-                ("outcome", codes["outcome"].code(record.outcome.value)),
-                ("error_class", codes["error_class"].code(record.error_class)),
-                ("price_source", codes["price_source"].code(record.price_source)),
-                ("call_id", codes["call_id"].code(record.call_id)),
+            codes = self._code_fns
+            row += (
+                codes[0](model),
+                codes[1](record.provider),
+                codes[2](record.role),
+                codes[3](outcome),
+                codes[4](record.error_class),
+                codes[5](record.price_source),
+                codes[6](record.call_id),
             )
-            cols = self._cols
             if self.capacity is not None and self._size >= self.capacity:
                 i = self._next
-                for name, value in row:
-                    cols[name][i] = value
+                for col, value in zip(self._col_list, row):
+                    col[i] = value
                 self._next = (i + 1) % self.capacity
-                if len(codes["call_id"].values) > 4 * self.capacity:
+                if len(self._codes["call_id"].values) > 4 * self.capacity:
                     self._compact_call_ids()
             else:
-                for name, value in row:
-                    cols[name].append(value)
+                for col, value in zip(self._col_list, row):
+                    col.append(value)
                 self._size += 1
             # exact counters, whatever the capacity
-            self._requests[(model, record.role.value, record.outcome.value)] += 1
-            if record.error_class and record.outcome is Outcome.ERROR:
+            self._requests[(model, record.role, outcome)] += 1
+            if outcome is Outcome.ERROR and record.error_class:
                 self._errors[(model, record.error_class)] += 1
-            if record.cost is not None:
-                self._cost[model] = self._cost.get(model, Decimal(0)) + record.cost
-            elif record.outcome is Outcome.OK:
+            if cost is not None:
+                self._cost[model] = self._cost.get(model, _ZERO) + cost
+            elif outcome is Outcome.OK:
                 self._unpriced[model] += 1
-            if record.outcome is not Outcome.SKIPPED:
-                for kind, n in (
-                    ("input", record.input_tokens),
-                    ("output", record.output_tokens),
-                    ("cached", record.cached_tokens),
-                    ("reasoning", record.reasoning_tokens),
-                ):
-                    if n:
-                        self._tokens[(model, kind)] += n
-            if record.role is Role.FALLBACK and record.outcome is Outcome.OK and record.fallback_from:
+            if outcome is not Outcome.SKIPPED:
+                tokens = self._tokens
+                if record.input_tokens:
+                    tokens[(model, "input")] += record.input_tokens
+                if record.output_tokens:
+                    tokens[(model, "output")] += record.output_tokens
+                if record.cached_tokens:
+                    tokens[(model, "cached")] += record.cached_tokens
+                if record.reasoning_tokens:
+                    tokens[(model, "reasoning")] += record.reasoning_tokens
+            if record.role is Role.FALLBACK and outcome is Outcome.OK and record.fallback_from:
                 self._fallbacks[(record.fallback_from, model, record.fallback_reason or "unknown")] += 1
             if record.cache_hit:
                 self._cache_hits += 1
@@ -170,6 +166,7 @@ class LocalMetrics:
         for i, code in enumerate(col):
             col[i] = fresh.code(old.values[code])
         self._codes["call_id"] = fresh
+        self._code_fns[-1] = fresh.code
 
     def subscribe(self, listener: Any) -> Any:
         """Call ``listener(record)`` after each record is counted; returns an unsubscribe function."""
@@ -190,19 +187,30 @@ class LocalMetrics:
             cols = {k: v[start:] + v[:start] for k, v in cols.items()}
         return cols, cats
 
-    def latencies(self, model: str | None = None, *, ttft: bool = False) -> list[float]:
-        """Latencies (or times to first token) of answered attempts in the window, oldest first."""
+    def _ok_latencies(self, column: str = "latency_s") -> dict[str, Any]:
+        """Per model, the numpy array of ``column`` over answered attempts in the window."""
+        import numpy as np
+
         cols, cats = self._ordered()
-        ok = cats["outcome"].index("ok") if "ok" in cats["outcome"] else -1
-        want = cats["model"].index(model) if model in cats["model"] else None
-        if model is not None and want is None:
-            return []
-        values = cols["ttft_s" if ttft else "latency_s"]
-        out = []
-        for i, v in enumerate(values):
-            if cols["outcome"][i] == ok and (want is None or cols["model"][i] == want) and not math.isnan(v):
-                out.append(v)
+        if "ok" not in cats["outcome"]:
+            return {}
+        values = np.frombuffer(cols[column], dtype=np.float64)
+        models = np.frombuffer(cols["model"], dtype=np.int32)
+        ok = np.frombuffer(cols["outcome"], dtype=np.int32) == cats["outcome"].index("ok")
+        ok &= ~np.isnan(values)
+        out = {}
+        for code in np.unique(models[ok]):
+            out[str(cats["model"][code])] = values[ok & (models == code)]
         return out
+
+    def latencies(self, model: str | None = None, *, ttft: bool = False) -> list[float]:
+        """Latencies (or times to first token) of answered attempts in the window."""
+        import numpy as np
+
+        by_model = self._ok_latencies("ttft_s" if ttft else "latency_s")
+        if model is not None:
+            return by_model.get(model, np.empty(0)).tolist()
+        return np.concatenate(list(by_model.values())).tolist() if by_model else []
 
     def get_metrics(self) -> dict[str, Any]:
         """Requests, errors, costs, latency, tokens, fallbacks and totals, as plain Python values.
@@ -217,22 +225,16 @@ class LocalMetrics:
             tokens = Counter(self._tokens)
             fallbacks = Counter(self._fallbacks)
             cache_hits = self._cache_hits
-        lat_by_model: dict[str, list[float]] = {}
-        cols, cats = self._ordered()
-        ok_code = cats["outcome"].index("ok") if "ok" in cats["outcome"] else -1
-        for i, v in enumerate(cols["latency_s"]):
-            if cols["outcome"][i] == ok_code:
-                lat_by_model.setdefault(cats["model"][cols["model"][i]] or "", []).append(v)
+        import numpy as np
 
-        def stats(values: list[float]) -> dict[str, float | int | None]:
-            values = sorted(values)
-            return {
-                "count": len(values),
-                "mean": sum(values) / len(values) if values else None,
-                "p50": _percentile(values, 0.50),
-                "p95": _percentile(values, 0.95),
-                "p99": _percentile(values, 0.99),
-            }
+        lat_by_model = self._ok_latencies()
+
+        def stats(values: Any) -> dict[str, float | int | None]:
+            if not len(values):
+                return {"count": 0, "mean": None, "p50": None, "p95": None, "p99": None}
+            p50, p95, p99 = np.percentile(values, [50, 95, 99])  # linear interpolation
+            return {"count": int(len(values)), "mean": float(values.mean()), "p50": float(p50),
+                    "p95": float(p95), "p99": float(p99)}
 
         sent = {k: n for k, n in requests.items() if k[2] != Outcome.SKIPPED.value}
         by_model: Counter[str] = Counter()
@@ -253,7 +255,7 @@ class LocalMetrics:
         tok_tot: Counter[str] = Counter()
         for (_, kind), n in tokens.items():
             tok_tot[kind] += n
-        all_lat = [v for vs in lat_by_model.values() for v in vs]
+        all_lat = np.concatenate(list(lat_by_model.values())) if lat_by_model else np.empty(0)
         total_cost = sum(cost.values(), Decimal(0))
         fb_total = sum(fallbacks.values())
         return {
@@ -329,10 +331,9 @@ class LocalMetrics:
         data["ttft_s"] = np.frombuffer(cols["ttft_s"], dtype=np.float64)
         for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
             data[name] = np.frombuffer(cols[name], dtype=np.int64)
-        pico = np.frombuffer(cols["cost_pico"], dtype=np.int64)
-        priced = pico != _NO_COST
-        data["cost_usd"] = np.where(priced, pico / 1e12, np.nan)
-        data["priced"] = priced
+        cost = np.frombuffer(cols["cost_usd"], dtype=np.float64)
+        data["cost_usd"] = cost
+        data["priced"] = ~np.isnan(cost)
         flags = np.frombuffer(cols["flags"], dtype=np.int8)
         data["tokens_estimated"] = (flags & 1).astype(bool)
         data["streamed"] = (flags & 2).astype(bool)
@@ -375,6 +376,7 @@ def _categorical(codes: array[Any], values: list[str | None]) -> Any:
     import pandas as pd
 
     arr = np.frombuffer(codes, dtype=np.int32)
+    values = [None if v is None else str(v) for v in values]  # StrEnum members → plain strings
     if None not in values:
         return pd.Categorical.from_codes(arr, categories=values)
     # None is a value of ours (e.g. no error class); in pandas it is a missing value (code -1)
