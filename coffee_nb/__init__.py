@@ -1,81 +1,114 @@
 """coffee_nb: call language models from notebooks without fear.
 
 >>> from coffee_nb import AutoPicker
->>> llm = AutoPicker("openai/gpt-4o-mini", ["anthropic/claude-3-5-haiku-latest"])
+>>> llm = AutoPicker("openai/gpt-4o-mini", ["anthropic/claude-3-5-haiku-latest", "sandbox/fast"])
+
+In a notebook: ``%load_ext coffee_nb``, then ``%%llm`` cells. Names load on first use, so importing
+coffee_nb (and ``%load_ext``) costs milliseconds; LangChain, pandas and provider SDKs come later.
 """
 
 from __future__ import annotations
 
-from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
-from coffee_nb._errors import (
-    AllModelsFailedError,
-    BudgetExceededError,
-    CoffeeError,
-    ConfigError,
-    DeadlineExceededError,
-    ErrorClass,
-    MissingAPIKeyError,
-)
-from coffee_nb._http import close as close_http_clients
-from coffee_nb._http import configure_http, get_async_http_client, get_http_client
-from coffee_nb._invoker import AutoPicker
-from coffee_nb.metrics import LocalMetrics, NoOpMetrics, create_metrics_strategy
-from coffee_nb._models import ModelSpec, register_provider
-from coffee_nb._policy import Action, Policy, RateLimit, Rule, Trip
-from coffee_nb._pricing import Price, price_for, register_price, reset_prices
-from coffee_nb._records import CallRecord, Outcome, RecordSink, Role, capture_records
-from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "AllModelsFailedError": "coffee_nb._errors",
+    "BudgetExceededError": "coffee_nb._errors",
+    "CoffeeError": "coffee_nb._errors",
+    "ConfigError": "coffee_nb._errors",
+    "DeadlineExceededError": "coffee_nb._errors",
+    "ErrorClass": "coffee_nb._errors",
+    "MissingAPIKeyError": "coffee_nb._errors",
+    "AutoPicker": "coffee_nb._invoker",
+    "ModelSpec": "coffee_nb._models",
+    "register_provider": "coffee_nb._models",
+    "Action": "coffee_nb._policy",
+    "Policy": "coffee_nb._policy",
+    "RateLimit": "coffee_nb._policy",
+    "Rule": "coffee_nb._policy",
+    "Trip": "coffee_nb._policy",
+    "Price": "coffee_nb._pricing",
+    "price_for": "coffee_nb._pricing",
+    "register_price": "coffee_nb._pricing",
+    "reset_prices": "coffee_nb._pricing",
+    "CallRecord": "coffee_nb._records",
+    "Outcome": "coffee_nb._records",
+    "RecordSink": "coffee_nb._records",
+    "Role": "coffee_nb._records",
+    "capture_records": "coffee_nb._records",
+    "TokenCount": "coffee_nb._tokens",
+    "count_message_tokens": "coffee_nb._tokens",
+    "count_tokens": "coffee_nb._tokens",
+    "configure_http": "coffee_nb._http",
+    "get_async_http_client": "coffee_nb._http",
+    "get_http_client": "coffee_nb._http",
+    "close_http_clients": "coffee_nb._http",
+    "Budget": "coffee_nb.budget",
+    "BudgetEvent": "coffee_nb.budget",
+    "BudgetWarning": "coffee_nb.budget",
+    "Limit": "coffee_nb.budget",
+    "create_budget_enforcer": "coffee_nb.budget",
+    "LocalMetrics": "coffee_nb.metrics",
+    "NoOpMetrics": "coffee_nb.metrics",
+    "PrometheusMetrics": "coffee_nb.metrics",
+    "create_metrics_strategy": "coffee_nb.metrics",
+    "Answer": "coffee_nb._session",
+    "Session": "coffee_nb._session",
+    "ask": "coffee_nb._session",
+    "configure": "coffee_nb._session",
+    "get_session": "coffee_nb._session",
+    "reset": "coffee_nb._session",
+}
+_ATTR_ALIASES = {"close_http_clients": "close"}
 
-def __getattr__(name: str) -> object:
-    if name == "PrometheusMetrics":  # prometheus_client loads only when asked for
-        from coffee_nb.metrics._prometheus import PrometheusMetrics
+__all__ = sorted([*_EXPORTS, "__version__", "load_ipython_extension", "sandbox"])
 
-        return PrometheusMetrics
-    raise AttributeError(f"module 'coffee_nb' has no attribute {name!r}")
 
-__all__ = [
-    "Action",
-    "AllModelsFailedError",
-    "AutoPicker",
-    "Budget",
-    "BudgetEvent",
-    "BudgetExceededError",
-    "BudgetWarning",
-    "CallRecord",
-    "CoffeeError",
-    "ConfigError",
-    "DeadlineExceededError",
-    "ErrorClass",
-    "Limit",
-    "LocalMetrics",
-    "MissingAPIKeyError",
-    "ModelSpec",
-    "NoOpMetrics",
-    "Outcome",
-    "Policy",
-    "Price",
-    "PrometheusMetrics",
-    "RateLimit",
-    "RecordSink",
-    "Role",
-    "Rule",
-    "TokenCount",
-    "Trip",
-    "__version__",
-    "capture_records",
-    "close_http_clients",
-    "configure_http",
-    "count_message_tokens",
-    "create_budget_enforcer",
-    "create_metrics_strategy",
-    "count_tokens",
-    "get_async_http_client",
-    "get_http_client",
-    "price_for",
-    "register_price",
-    "register_provider",
-    "reset_prices",
-]
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        if name == "sandbox":
+            return importlib.import_module("coffee_nb.sandbox")
+        raise AttributeError(f"module 'coffee_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), _ATTR_ALIASES.get(name, name))
+    globals()[name] = value  # next lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext coffee_nb``: register the ``%%llm`` magics (heavy libraries load on first use)."""
+    from coffee_nb.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily above
+    from coffee_nb import sandbox
+    from coffee_nb._errors import (
+        AllModelsFailedError,
+        BudgetExceededError,
+        CoffeeError,
+        ConfigError,
+        DeadlineExceededError,
+        ErrorClass,
+        MissingAPIKeyError,
+    )
+    from coffee_nb._http import close as close_http_clients
+    from coffee_nb._http import configure_http, get_async_http_client, get_http_client
+    from coffee_nb._invoker import AutoPicker
+    from coffee_nb._models import ModelSpec, register_provider
+    from coffee_nb._policy import Action, Policy, RateLimit, Rule, Trip
+    from coffee_nb._pricing import Price, price_for, register_price, reset_prices
+    from coffee_nb._records import CallRecord, Outcome, RecordSink, Role, capture_records
+    from coffee_nb._session import Answer, Session, ask, configure, get_session, reset
+    from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
+    from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
+    from coffee_nb.metrics import LocalMetrics, NoOpMetrics, PrometheusMetrics, create_metrics_strategy

@@ -62,6 +62,11 @@ class ErrorClass(StrEnum):
 class CoffeeError(Exception):
     """Root of every exception coffee_nb raises itself."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback wall: what happened, not where in our code.
+        lines = str(self).splitlines() or [""]
+        return [f"{type(self).__name__}: {lines[0]}", *lines[1:]]
+
 
 class ConfigError(CoffeeError, ValueError):
     """A bad model spec, limit or option. Raised at construction, naming the value and the accepted forms."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from coffee_nb.budget._budget import (
     Budget,
     BudgetEvent,
+    BudgetStack,
     BudgetWarning,
     Lease,
     Limit,
@@ -17,6 +18,7 @@ from coffee_nb.budget._periods import Period
 __all__ = [
     "Budget",
     "BudgetEvent",
+    "BudgetStack",
     "BudgetWarning",
     "CallRow",
     "Lease",

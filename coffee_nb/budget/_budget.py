@@ -19,7 +19,7 @@ from coffee_nb._errors import BudgetExceededError, ConfigError
 from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, MemoryLedger, from_pico, to_pico
 from coffee_nb.budget._periods import PERIODS, Period, bucket, period_window, resolve_timezone
 
-__all__ = ["Budget", "BudgetEvent", "BudgetWarning", "Lease", "Limit", "create_budget_enforcer", "open_ledger"]
+__all__ = ["Budget", "BudgetEvent", "BudgetStack", "BudgetWarning", "Lease", "Limit", "create_budget_enforcer", "open_ledger"]
 
 DEFAULT_WARN_AT = 0.8
 DEFAULT_LEASE_TTL = 300.0  # seconds; longer than any call's deadline
@@ -509,3 +509,32 @@ def create_budget_enforcer(
         warn_at=warning_threshold,
         **kwargs,
     )
+
+
+class BudgetStack:
+    """Several budgets enforced together (e.g. the session's and a per-cell cap): all must agree."""
+
+    def __init__(self, *budgets: Any) -> None:
+        self.budgets = [b for b in budgets if b is not None]
+
+    def __repr__(self) -> str:
+        return f"BudgetStack({', '.join(map(repr, self.budgets))})"
+
+    def reserve(self, model: str, amount: Decimal | None) -> list[Any]:
+        leases: list[Any] = []
+        try:
+            for budget in self.budgets:
+                leases.append(budget.reserve(model, amount))
+        except BaseException:
+            for budget, lease in zip(self.budgets, leases, strict=False):
+                budget.release(lease)
+            raise
+        return leases
+
+    def commit(self, leases: list[Any], amount: Decimal | None) -> None:
+        for budget, lease in zip(self.budgets, leases, strict=True):
+            budget.commit(lease, amount)
+
+    def release(self, leases: list[Any]) -> None:
+        for budget, lease in zip(self.budgets, leases, strict=True):
+            budget.release(lease)

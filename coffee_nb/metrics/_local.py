@@ -134,29 +134,34 @@ class LocalMetrics:
                     col.append(value)
                 self._size += 1
             # exact counters, whatever the capacity
-            self._requests[(model, record.role, outcome)] += 1
-            if outcome is Outcome.ERROR and record.error_class:
-                self._errors[(model, record.error_class)] += 1
-            if cost is not None:
-                self._cost[model] = self._cost.get(model, _ZERO) + cost
-            elif outcome is Outcome.OK:
-                self._unpriced[model] += 1
-            if outcome is not Outcome.SKIPPED:
-                tokens = self._tokens
-                if record.input_tokens:
-                    tokens[(model, "input")] += record.input_tokens
-                if record.output_tokens:
-                    tokens[(model, "output")] += record.output_tokens
-                if record.cached_tokens:
-                    tokens[(model, "cached")] += record.cached_tokens
-                if record.reasoning_tokens:
-                    tokens[(model, "reasoning")] += record.reasoning_tokens
-            if record.role is Role.FALLBACK and outcome is Outcome.OK and record.fallback_from:
-                self._fallbacks[(record.fallback_from, model, record.fallback_reason or "unknown")] += 1
-            if record.cache_hit:
+            if record.cache_hit:  # answered from the cache: no request was sent
                 self._cache_hits += 1
+            else:
+                self._count(record, model, cost, outcome)
         for listener in self._listeners:
             listener(record)
+
+    def _count(self, record: CallRecord, model: str, cost: Decimal | None, outcome: Outcome) -> None:
+        """Exact counters (the caller holds the lock)."""
+        self._requests[(model, record.role, outcome)] += 1
+        if outcome is Outcome.ERROR and record.error_class:
+            self._errors[(model, record.error_class)] += 1
+        if cost is not None:
+            self._cost[model] = self._cost.get(model, _ZERO) + cost
+        elif outcome is Outcome.OK:
+            self._unpriced[model] += 1
+        if outcome is not Outcome.SKIPPED:
+            tokens = self._tokens
+            if record.input_tokens:
+                tokens[(model, "input")] += record.input_tokens
+            if record.output_tokens:
+                tokens[(model, "output")] += record.output_tokens
+            if record.cached_tokens:
+                tokens[(model, "cached")] += record.cached_tokens
+            if record.reasoning_tokens:
+                tokens[(model, "reasoning")] += record.reasoning_tokens
+        if record.role is Role.FALLBACK and outcome is Outcome.OK and record.fallback_from:
+            self._fallbacks[(record.fallback_from, model, record.fallback_reason or "unknown")] += 1
 
     def _compact_call_ids(self) -> None:
         """Ring buffer: re-encode call ids so codes of overwritten rows don't pile up."""
@@ -198,6 +203,7 @@ class LocalMetrics:
         models = np.frombuffer(cols["model"], dtype=np.int32)
         ok = np.frombuffer(cols["outcome"], dtype=np.int32) == cats["outcome"].index("ok")
         ok &= ~np.isnan(values)
+        ok &= (np.frombuffer(cols["flags"], dtype=np.int8) & 4) == 0  # cache hits sent no request
         out = {}
         for code in np.unique(models[ok]):
             out[str(cats["model"][code])] = values[ok & (models == code)]

@@ -116,6 +116,9 @@ class PrometheusMetrics:
 
     def emit(self, record: CallRecord) -> None:
         model = self._label(record.model)
+        if record.cache_hit:  # answered from the response cache: no request was sent
+            self.cache_hits.labels(model).inc()
+            return
         if record.outcome is Outcome.SKIPPED:
             self.skips.labels(model, record.error_class or "unknown").inc()
             return
@@ -130,8 +133,6 @@ class PrometheusMetrics:
                 self.fallbacks.labels(self._label(record.fallback_from), model, record.fallback_reason or "unknown").inc()
             if record.cost is None:
                 self.unpriced.labels(model).inc()
-            if record.cache_hit:
-                self.cache_hits.labels(model).inc()
         if record.cost is not None and record.cost > 0:
             self.cost.labels(model).inc(float(record.cost))
         for kind, n in (

@@ -9,7 +9,7 @@ import pytest
 
 from coffee_nb import AutoPicker, capture_records
 
-pytestmark = pytest.mark.real_api
+pytestmark = [pytest.mark.real_api, pytest.mark.enable_socket]  # real providers: the one place with outside network
 
 PROVIDERS = {
     "openai/gpt-4o-mini": "OPENAI_API_KEY",

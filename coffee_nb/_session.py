@@ -1,0 +1,544 @@
+"""The notebook session: the defaults ``%%llm`` uses (model chain, budget, metrics, cache, chat), in one
+object with ``configure()`` / ``reset()``. Nothing here imports a notebook library; nothing runs at import.
+
+>>> import coffee_nb
+>>> coffee_nb.configure(models=["openai/gpt-4o-mini", "sandbox/fast"], daily=5)
+>>> coffee_nb.ask("Why is the sky blue?").text
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from coffee_nb._errors import ConfigError
+
+if TYPE_CHECKING:
+    from langchain_core.messages import AIMessage, BaseMessage
+
+    from coffee_nb._invoker import AutoPicker
+    from coffee_nb._policy import Policy
+    from coffee_nb.budget import Budget
+    from coffee_nb.metrics import LocalMetrics
+
+__all__ = ["Answer", "Session", "ask", "configure", "get_session", "reset"]
+
+DEFAULT_DAILY_BUDGET = Decimal("5")  # a hard daily cap unless configured: no surprise bills
+SANDBOX_CHAIN = ("sandbox/fast", "sandbox/smart")
+KEYED_DEFAULTS = (("OPENAI_API_KEY", "openai/gpt-4o-mini"), ("ANTHROPIC_API_KEY", "anthropic/claude-3-5-haiku-latest"))
+KNOWN_MODELS = (
+    "openai/gpt-4o-mini",
+    "openai/gpt-4o",
+    "openai/gpt-4.1-mini",
+    "openai/o3-mini",
+    "anthropic/claude-3-5-haiku-latest",
+    "anthropic/claude-sonnet-4-5",
+    "ollama/llama3.2",
+)
+FORMATS = ("markdown", "text", "code", "json", "html")
+
+
+@dataclass
+class Answer:
+    """What one ``%%llm`` cell (or ``coffee_nb.ask``) got back: the text, the full message, the trace."""
+
+    message: AIMessage
+    model: str
+    provider: str
+    attempts: list[dict[str, Any]]
+    cost: Decimal | None
+    price_source: str
+    tokens: dict[str, Any]
+    latency_s: float
+    cache_hit: bool = False
+    fallback_reason: str | None = None
+    format: str = "markdown"
+    parsed: Any = None
+    budget_left: dict[str, Decimal] = field(default_factory=dict)
+    notice: str | None = None
+
+    @property
+    def text(self) -> str:
+        content = self.message.content
+        if isinstance(content, str):
+            return content
+        return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Answer(model={self.model!r}, cost={self.cost_text()}, tokens={self.tokens.get('input')}→{self.tokens.get('output')})"
+
+    def cost_text(self) -> str:
+        if self.cache_hit:
+            return "$0 (cache hit)"
+        if self.cost is None:
+            return "unpriced"
+        label = " (sandbox prices)" if self.price_source == "sandbox" else ""
+        return f"{money(self.cost)}{label}"
+
+    def footer(self) -> str:
+        """One line: model, fallbacks taken, tokens, cost, latency, budget remaining."""
+        parts = [self.model]
+        tried = [a["model"] for a in self.attempts if a["outcome"] != "ok"]
+        if self.fallback_reason:
+            parts.append(f"fallback from {tried[0]} ({self.fallback_reason})")
+        elif len(self.attempts) > 1:
+            parts.append(f"{len(self.attempts) - 1} retr{'y' if len(self.attempts) == 2 else 'ies'}")
+        est = "~" if self.tokens.get("estimated") else ""
+        parts.append(f"{est}{self.tokens.get('input', 0)}→{self.tokens.get('output', 0)} tokens")
+        parts.append(self.cost_text())
+        parts.append(f"{self.latency_s:.2f} s")
+        for period, left in self.budget_left.items():
+            parts.append(f"{period} budget left {money(left)}")
+            break
+        return " · ".join(parts)
+
+    def _repr_markdown_(self) -> str:
+        return f"{self.text}\n\n<sub>{self.footer()}</sub>"
+
+
+class Conversation:
+    """Chat memory for ``--chat``: one exchange per cell; re-running a cell replaces its exchange."""
+
+    def __init__(self) -> None:
+        self.exchanges: OrderedDict[str, tuple[BaseMessage, BaseMessage]] = OrderedDict()
+
+    def history(self, key: str) -> list[BaseMessage]:
+        """The exchanges before ``key``'s (all of them when ``key`` is new)."""
+        out: list[BaseMessage] = []
+        for k, (human, ai) in self.exchanges.items():
+            if k == key:
+                break
+            out += [human, ai]
+        return out
+
+    def record(self, key: str, human: BaseMessage, ai: BaseMessage) -> None:
+        self.exchanges[key] = (human, ai)  # same key: replaced in place, order kept
+
+    def clear(self) -> None:
+        self.exchanges.clear()
+
+    def __len__(self) -> int:
+        return len(self.exchanges)
+
+
+class Session:
+    """Defaults for the magics and ``coffee_nb.ask``: model chain, budget, metrics, cache, chat."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.models: list[Any] | None = None  # None: the default chain (keys present → real; else sandbox)
+        self.system: str | None = None
+        self.temperature: float | None = None
+        self.max_tokens: int | None = None
+        self.policy: Policy | None = None
+        self.cache_enabled = True
+        self._budget: Any = None
+        self._budget_args: dict[str, Any] = {}
+        self._metrics: LocalMetrics | None = None
+        self._cache: Any = None
+        self._pickers: dict[tuple[Any, ...], AutoPicker] = {}
+        self.sinks: list[Callable[[Any], Any]] = []
+        self.conversation = Conversation()
+        self._noticed = False
+
+    # -- configuration -------------------------------------------------------------------------
+    def configure(
+        self,
+        *,
+        models: Sequence[Any] | str | None = None,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        policy: Policy | None = None,
+        budget: Any = None,
+        hourly: Any = None,
+        daily: Any = None,
+        weekly: Any = None,
+        monthly: Any = None,
+        total: Any = None,
+        hard: bool | None = None,
+        ledger: Any = None,
+        metrics: Any = None,
+        cache: bool | None = None,
+    ) -> Session:
+        """Change the defaults. Budget limits given here replace the session budget (same ledger)."""
+        with self._lock:
+            if models is not None:
+                chain = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models)
+                chain = [m for m in chain if m != ""]
+                if not chain:
+                    raise ConfigError("models must name at least one model, e.g. 'openai/gpt-4o-mini,sandbox/fast'")
+                from coffee_nb._invoker import AutoPicker
+
+                AutoPicker(chain[0], chain[1:])  # validates every spec now, with a clear error
+                self.models = chain
+                self._pickers.clear()
+            if temperature is not None:
+                if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+                    raise ConfigError(f"temperature must be a number within [0, 2], got {temperature!r}")
+                self.temperature = float(temperature)
+            if max_tokens is not None:
+                if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
+                    raise ConfigError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+                self.max_tokens = max_tokens
+            if system is not None:
+                self.system = system or None
+            if policy is not None:
+                self.policy = policy
+                self._pickers.clear()
+            if cache is not None:
+                self.cache_enabled = bool(cache)
+            limits = {"hourly": hourly, "daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
+            limits = {k: v for k, v in limits.items() if v is not None}
+            if budget is not None:
+                self._budget = budget
+                self._pickers.clear()
+            elif limits or hard is not None or ledger is not None:
+                from coffee_nb.budget import Budget
+
+                # given limits are added to (or replace) the current ones; Budget(...) via budget= for full control
+                args = dict(self._budget_args or {"daily": DEFAULT_DAILY_BUDGET})
+                args.update(limits)
+                if hard is not None:
+                    args["hard"] = hard
+                if ledger is not None:
+                    args["ledger"] = ledger
+                self._budget = Budget(**args)
+                self._budget_args = args
+                self._pickers.clear()
+            if metrics is not None:
+                self._metrics = metrics
+                self._pickers.clear()
+        return self
+
+    def reset(self) -> None:
+        """Back to defaults: a fresh budget object, metrics, chat memory and model chain."""
+        with self._lock:
+            self.__init__()  # type: ignore[misc]
+
+    # -- parts -------------------------------------------------------------------------------------
+    @property
+    def budget(self) -> Budget:
+        """The session budget: a hard daily cap of $5 on the per-user SQLite ledger unless configured."""
+        with self._lock:
+            if self._budget is None:
+                from coffee_nb.budget import Budget
+
+                self._budget_args = {"daily": DEFAULT_DAILY_BUDGET}
+                self._budget = Budget(**self._budget_args)
+            return self._budget
+
+    @property
+    def metrics(self) -> LocalMetrics:
+        with self._lock:
+            if self._metrics is None:
+                from coffee_nb.metrics import LocalMetrics
+
+                self._metrics = LocalMetrics()
+            return self._metrics
+
+    @property
+    def cache(self) -> Any:
+        with self._lock:
+            if self._cache is None:
+                from coffee_nb._cache import ResponseCache
+
+                self._cache = ResponseCache()
+            return self._cache
+
+    def chain(self) -> tuple[list[Any], str | None]:
+        """The model chain to use and, for the default sandbox chain, a notice saying so."""
+        if self.models:
+            return list(self.models), None
+        keyed = [spec for var, spec in KEYED_DEFAULTS if os.environ.get(var)]
+        if keyed:
+            return keyed, None
+        notice = (
+            "No API keys found (OPENAI_API_KEY, ANTHROPIC_API_KEY): answering offline with the built-in sandbox "
+            f"({' → '.join(SANDBOX_CHAIN)}, sandbox prices). Set a key, or choose models with "
+            "%llm_config --models openai/gpt-4o-mini,sandbox/fast"
+        )
+        return list(SANDBOX_CHAIN), notice
+
+    def picker(self, models: Sequence[Any] | None = None, budget: Any = None) -> AutoPicker:
+        """The AutoPicker for ``models`` (default chain when None); cached so cooldowns persist across cells."""
+        from coffee_nb._invoker import AutoPicker
+
+        chain = list(models) if models else self.chain()[0]
+        key = tuple(m if isinstance(m, str) else id(m) for m in chain)
+        with self._lock:
+            base = self._pickers.get(key)
+            if base is None:
+                sinks = [self.metrics, *self.sinks]
+                base = AutoPicker(chain[0], chain[1:], budget=self.budget, metrics=sinks, policy=self.policy)
+                self._pickers[key] = base
+        if budget is None:
+            return base
+        from coffee_nb.budget import BudgetStack
+
+        return base.model_copy(update={"budget": BudgetStack(self.budget, budget)})  # shares breakers, clients
+
+    # -- asking ------------------------------------------------------------------------------------------
+    def messages(self, prompt: str, *, system: str | None = None, chat: str | None = None) -> list[BaseMessage]:
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        out: list[BaseMessage] = []
+        system = system if system is not None else self.system
+        if system:
+            out.append(SystemMessage(system))
+        if chat is not None:
+            out += self.conversation.history(chat)
+        out.append(HumanMessage(prompt))
+        return out
+
+    def ask(
+        self,
+        prompt: str,
+        *,
+        models: Sequence[Any] | None = None,
+        system: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        cache: bool | None = None,
+        chat: str | None = None,
+        budget: Any = None,
+        on_token: Callable[[str], Any] | None = None,
+        format: str = "markdown",  # noqa: A002 - matches the magic's option
+    ) -> Answer:
+        """Ask the chain; stream through ``on_token`` when given. Identical requests come from the cache at $0."""
+        if format not in FORMATS:
+            raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        chain, notice = (list(models), None) if models else self.chain()
+        if notice and self._noticed:
+            notice = None
+        self._noticed = self._noticed or notice is not None
+        messages = self.messages(prompt, system=system, chat=chat)
+        params = {
+            "temperature": temperature if temperature is not None else self.temperature,
+            "max_tokens": max_tokens if max_tokens is not None else self.max_tokens,
+        }
+        names = [m if isinstance(m, str) else repr(m) for m in chain]
+        use_cache = self.cache_enabled if cache is None else cache
+        key = None
+        if use_cache:
+            from coffee_nb._cache import request_key
+
+            key = request_key(names, messages, params)
+            hit = self._from_cache(key, format)
+            if hit is not None:
+                hit.notice = notice
+                if on_token is not None:
+                    on_token(hit.text)
+                if chat is not None:
+                    self.conversation.record(chat, messages[-1], hit.message)
+                return hit
+        picker = self.picker(chain, budget)
+        call_kwargs = {k: v for k, v in params.items() if v is not None}
+        start = time.perf_counter()
+        if on_token is not None:
+            total = None
+            for chunk in picker.stream(messages, **call_kwargs):
+                total = chunk if total is None else total + chunk
+                if chunk.content:
+                    on_token(chunk.text)
+            message = _as_ai_message(total)
+        else:
+            message = picker.invoke(messages, **call_kwargs)
+        answer = self._answer(message, format, time.perf_counter() - start)
+        answer.notice = notice
+        if key is not None:
+            self.cache.put(key, message, {"model": answer.model, "provider": answer.provider, "tokens": answer.tokens})
+        if chat is not None:
+            self.conversation.record(chat, messages[-1], message)
+        return answer
+
+    def _budget_left(self) -> dict[str, Decimal]:
+        try:
+            status = self.budget.status()
+        except Exception:  # noqa: BLE001 - a footer must not fail a call
+            return {}
+        return {name: s["remaining"] for name, s in status.items()}
+
+    def _answer(self, message: AIMessage, format: str, latency: float) -> Answer:  # noqa: A002
+        meta = message.response_metadata.get("coffee_nb", {})
+        answer = Answer(
+            message=message,
+            model=meta.get("model", "?"),
+            provider=meta.get("provider", "?"),
+            attempts=meta.get("attempts", []),
+            cost=meta.get("cost"),
+            price_source=meta.get("price_source", "unpriced"),
+            tokens=meta.get("tokens", {}),
+            latency_s=meta.get("latency_s", latency),
+            fallback_reason=meta.get("fallback_reason"),
+            format=format,
+            budget_left=self._budget_left(),
+        )
+        if format == "json":
+            answer.parsed = parse_json(answer.text)
+        return answer
+
+    def _from_cache(self, key: str, format: str) -> Answer | None:  # noqa: A002
+        start = time.perf_counter()
+        found = self.cache.get(key)
+        if found is None:
+            return None
+        message, stored = found
+        from coffee_nb._records import CallRecord, Outcome, Role, global_sinks, publish
+
+        latency = time.perf_counter() - start
+        tokens = stored.get("tokens", {})
+        record = CallRecord(
+            call_id=uuid.uuid4().hex,
+            attempt=0,
+            role=Role.PRIMARY,
+            provider=stored.get("provider", "?"),
+            model=stored.get("model", "?"),
+            outcome=Outcome.OK,
+            started_at=datetime.now(UTC),
+            latency_s=latency,
+            input_tokens=int(tokens.get("input", 0)),
+            output_tokens=int(tokens.get("output", 0)),
+            cost=Decimal(0),
+            price_source="cache",
+            cache_hit=True,
+        )
+        publish([self.metrics.emit, *self.sinks], record)
+        publish(global_sinks(), record)
+        meta = {
+            "call_id": record.call_id,
+            "model": record.model,
+            "provider": record.provider,
+            "role": "primary",
+            "fallback_reason": None,
+            "attempts": [{"model": record.model, "role": "primary", "outcome": "ok", "error_class": None,
+                          "latency_s": latency}],
+            "tokens": tokens,
+            "cost": Decimal(0),
+            "priced": True,
+            "price_source": "cache",
+            "latency_s": latency,
+            "ttft_s": None,
+            "cache_hit": True,
+        }
+        message = message.model_copy(update={"response_metadata": {**message.response_metadata, "coffee_nb": meta}})
+        answer = self._answer(message, format, latency)
+        answer.cache_hit = True
+        return answer
+
+    def dry_run(
+        self,
+        prompt: str,
+        *,
+        models: Sequence[Any] | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        chat: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per candidate: estimated input tokens, context window, worst-case cost, and budget left after. No call."""
+        from coffee_nb._invoker import DEFAULT_OUTPUT_ESTIMATE
+        from coffee_nb._tokens import count_message_tokens
+
+        picker = self.picker(models)
+        messages = self.messages(prompt, system=system, chat=chat)
+        cap = max_tokens or self.max_tokens
+        status = self.budget.status()
+        rows = []
+        for cand in picker.candidates:
+            count = count_message_tokens(messages, cand.provider, cand.model)
+            out_cap = cap or cand.max_output_tokens or DEFAULT_OUTPUT_ESTIMATE
+            price = cand.facts.price
+            worst = price.cost(count.tokens, out_cap) if price is not None else None
+            window = cand.context_window
+            rows.append(
+                {
+                    "model": cand.name,
+                    "input_tokens": count.tokens,
+                    "exact": count.exact,
+                    "context_window": window,
+                    "fits": None if window is None else count.tokens + (cap or 0) <= window,
+                    "max_output_tokens": out_cap,
+                    "worst_case_cost": worst,
+                    "price_source": price.source if price is not None else "unpriced",
+                    "budget_left_after": {
+                        name: (s["remaining"] - worst if worst is not None else None) for name, s in status.items()
+                    },
+                }
+            )
+        return rows
+
+
+def money(amount: Decimal | None) -> str:
+    """``$4.999978``: up to 6 decimals, no trailing zeros past the cents."""
+    if amount is None:
+        return "unpriced"
+    text = f"{amount:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"
+
+
+def _as_ai_message(chunk: Any) -> AIMessage:
+    from langchain_core.messages import AIMessage
+
+    if chunk is None:
+        return AIMessage(content="")
+    return AIMessage(
+        content=chunk.content,
+        response_metadata=chunk.response_metadata,
+        usage_metadata=chunk.usage_metadata,
+        tool_calls=chunk.tool_calls,
+        id=chunk.id,
+    )
+
+
+def parse_json(text: str) -> Any:
+    """Parse a JSON answer, fenced (```json ... ```) or bare; raise ValueError saying what was wrong."""
+    import json
+    import re
+
+    fenced = re.search(r"```(?:json)?\s*\n(.*?)```", text, re.S)
+    body = fenced.group(1) if fenced else text
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the answer is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+
+
+_session: Session | None = None
+_session_lock = threading.Lock()
+
+
+def get_session() -> Session:
+    """The process-wide notebook session (created on first use)."""
+    global _session
+    if _session is None:
+        with _session_lock:
+            if _session is None:
+                _session = Session()
+    return _session
+
+
+def configure(**kwargs: Any) -> Session:
+    """Set session defaults from Python: ``coffee_nb.configure(models=[...], daily=5, system="...")``."""
+    return get_session().configure(**kwargs)
+
+
+def reset() -> None:
+    """Reset the session to its defaults (chain, budget object, metrics, chat memory)."""
+    get_session().reset()
+
+
+def ask(prompt: str, **kwargs: Any) -> Answer:
+    """Ask the session's chain from Python (same cache, budget and metrics as ``%%llm``)."""
+    return get_session().ask(prompt, **kwargs)
