@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench bench-deps venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/budget.py
+	$(PY) benchmarks/metrics.py
+	$(PY) benchmarks/throughput.py
+	@test -x .venv-bench/bin/python && $(PY) benchmarks/load_ext.py || echo "load_ext benchmark: run 'make bench-deps' first"
+
+# jupyter-ai-magics (the %load_ext comparison) pins LangChain versions that clash with ours: own venv
+bench-deps:
+	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet "jupyter-ai-magics==2.31.7" ipython
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-bench build *.egg-info
