@@ -62,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "configure": "coffee_nb._session",
     "get_session": "coffee_nb._session",
     "reset": "coffee_nb._session",
+    "dashboard": "coffee_nb.notebook",
 }
 _ATTR_ALIASES = {"close_http_clients": "close"}
 
@@ -109,6 +110,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb._pricing import Price, price_for, register_price, reset_prices
     from coffee_nb._records import CallRecord, Outcome, RecordSink, Role, capture_records
     from coffee_nb._session import Answer, Session, ask, configure, get_session, reset
+    from coffee_nb.notebook import dashboard
     from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
     from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
     from coffee_nb.metrics import LocalMetrics, NoOpMetrics, PrometheusMetrics, create_metrics_strategy

@@ -441,7 +441,8 @@ class _Plan:
         if not deadline and self.budget_error is not None and all(
             r.error_class == ErrorClass.BUDGET for r in self.records
         ):
-            err: BaseException = BudgetExceededError(str(self.budget_error))
+            lines = [r.error_message or "" for r in self.records if r.error_class == ErrorClass.BUDGET]
+            err: BaseException = BudgetExceededError("\n".join(dict.fromkeys(lines)) or str(self.budget_error))
         elif deadline or self.deadline_cut:
             err = DeadlineExceededError(
                 self.records, f"deadline of {self.policy.deadline:g}s reached before any model answered"

@@ -87,6 +87,12 @@ class Lease:
     done: bool = False
 
 
+def _usd(amount: Decimal) -> str:
+    from coffee_nb._session import money
+
+    return money(amount)
+
+
 def _money(name: str, value: Any) -> Decimal:
     if isinstance(value, bool):
         raise ConfigError(f"{name} must be an amount in USD, got {value!r}")
@@ -230,6 +236,26 @@ class Budget:
         limits = ", ".join(f"{r.label}=${r.amount}{'' if r.hard else ' (soft)'}" for r in self.rules) or "no limits"
         return f"Budget({limits}; ledger={self.ledger!r})"
 
+    def _repr_html_(self) -> str:
+        """A status table, so ``budget`` alone in a cell shows well even without widgets."""
+        import html
+
+        rows = []
+        for name, s in self.status().items():
+            pct = min(100.0, s["percentage"])
+            color = "#c62828" if pct >= 100 else ("#f9a825" if pct >= s["warn_at"] * 100 else "#2e7d32")
+            bar = (f"<div style='width:120px;background:#eee;height:8px'><div style='width:{pct:.0f}%;"
+                   f"background:{color};height:8px'></div></div>")
+            resets = s["resets_at"].strftime("%Y-%m-%d %H:%M %Z") if s["resets_at"] else "never"
+            rows.append(
+                f"<tr><td>{html.escape(name)}</td><td>{bar}</td><td>{_usd(s['spent'])} / {_usd(s['budget'])}</td>"
+                f"<td>{_usd(s['remaining'])}</td><td>{_usd(s['reserved'])}</td>"
+                f"<td>{'hard' if s['hard'] else 'soft'}</td><td>{resets}</td></tr>"
+            )
+        head = "<tr><th>period</th><th></th><th>spent / limit</th><th>left</th><th>in flight</th><th></th><th>resets</th></tr>"
+        body = "".join(rows) or "<tr><td colspan=7><i>no limits</i></td></tr>"
+        return f"<table><caption>coffee_nb budget · {html.escape(repr(self.ledger))}</caption>{head}{body}</table>"
+
     # -- time ----------------------------------------------------------------------------------
     def _now(self) -> tuple[float, datetime]:
         t = self._clock()
@@ -281,7 +307,8 @@ class Budget:
             self.ledger.reserve(lease.id, to_pico(amount or Decimal(0)), keys.buckets, keys.checks, t + self.lease_ttl, t)
         except LimitHit as hit:
             rule = keys.rules[keys.rule_buckets.index(hit.bucket)]
-            raise BudgetExceededError(self._exceeded_message(rule, hit, amount, datetime.fromtimestamp(t, UTC))) from None
+            message = self._exceeded_message(rule, hit, model, amount, datetime.fromtimestamp(t, UTC))
+            raise BudgetExceededError(message) from None
         return lease
 
     def commit(self, lease: Lease, amount: Decimal | None) -> None:
@@ -362,7 +389,7 @@ class Budget:
 
                     logging.getLogger("coffee_nb").exception("budget listener failed")
 
-    def _exceeded_message(self, rule: _Rule, hit: LimitHit, needed: Decimal | None, when: datetime) -> str:
+    def _exceeded_message(self, rule: _Rule, hit: LimitHit, model: str, needed: Decimal | None, when: datetime) -> str:
         _, end = period_window(rule.period, when, self.tz)
         if end is None:
             resets = "it never resets (total)"
@@ -371,7 +398,7 @@ class Budget:
             hours, rem = divmod(int(left.total_seconds()), 3600)
             resets = f"resets at {end:%Y-%m-%d %H:%M %Z} (in {hours}h{rem // 60:02d}m)"
         return (
-            f"{rule.label} budget of ${rule.amount} can't cover a call to {rule.scope[6:] if rule.scope != 'global' else 'this model'}: "
+            f"{rule.label} budget of ${rule.amount} can't cover a call to {model}: "
             f"spent ${from_pico(hit.spent):.6f}, reserved ${from_pico(hit.reserved):.6f}, "
             f"this call may cost up to ${(needed or Decimal(0)):.6f}; {resets}. "
             "Raise the limit, wait for the reset, or use a cheaper model."

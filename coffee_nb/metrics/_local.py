@@ -181,6 +181,17 @@ class LocalMetrics:
     def __len__(self) -> int:
         return self._size
 
+    def __repr__(self) -> str:
+        m = self.get_metrics()
+        return (f"LocalMetrics(requests={m['requests']['total']}, errors={m['errors']['total']}, "
+                f"cost=${m['costs']['total']}, capacity={self.capacity})")
+
+    def _repr_html_(self) -> str:
+        """The per-model summary, so ``metrics`` alone in a cell shows well even without widgets."""
+        if not self._size:
+            return "<i>coffee_nb metrics: no calls yet</i>"
+        return self.summary().to_html(float_format=lambda x: f"{x:.6g}", na_rep="-")
+
     # -- views -------------------------------------------------------------------------------------
     def _ordered(self) -> tuple[dict[str, array[Any]], dict[str, list[str | None]]]:
         """A consistent copy of the columns, oldest first."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load_ipython_extension"]
+__all__ = ["dashboard", "load_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -12,3 +12,17 @@ def load_ipython_extension(ipython: Any) -> None:
     from coffee_nb.notebook.magics import LLMMagics
 
     ipython.register_magics(LLMMagics)
+
+
+def dashboard(*, display: bool = True, **kwargs: Any) -> Any:
+    """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
+    from coffee_nb._session import get_session
+    from coffee_nb.notebook.widgets import Dashboard
+
+    session = get_session()
+    board = Dashboard(session.metrics, session.budget, **kwargs)
+    if display:
+        from IPython.display import display as show
+
+        show(board)
+    return board

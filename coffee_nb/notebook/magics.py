@@ -297,11 +297,10 @@ class LLMMagics(Magics):
 
     @line_magic("llm_dashboard")
     def llm_dashboard(self, line: str) -> Any:
-        """Budget and costs at a glance."""
-        from IPython.display import display
+        """The live dashboard: budget bars, latency histogram, cost table, counters, last calls."""
+        from coffee_nb.notebook import dashboard
 
-        display(self.llm_budget(""))
-        return self.llm_costs("")
+        return dashboard(display=False)
 
 
 def _rate(value: Any) -> float | None:
