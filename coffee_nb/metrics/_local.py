@@ -193,14 +193,19 @@ class LocalMetrics:
         return self.summary().to_html(float_format=lambda x: f"{x:.6g}", na_rep="-")
 
     # -- views -------------------------------------------------------------------------------------
-    def _ordered(self) -> tuple[dict[str, array[Any]], dict[str, list[str | None]]]:
-        """A consistent copy of the columns, oldest first."""
+    def _ordered(self, last: int | None = None) -> tuple[dict[str, array[Any]], dict[str, list[str | None]]]:
+        """A consistent copy of the columns (the ``last`` N rows, or all), oldest first."""
         with self._lock:
-            cols = {k: array(v.typecode, v) for k, v in self._cols.items()}
-            cats = {k: list(c.values) for k, c in self._codes.items()}
             start = self._next if self.capacity is not None and self._size >= self.capacity else 0
+            if last is not None and last < self._size and not start:
+                cols = {k: v[-last:] if last else v[:0] for k, v in self._cols.items()}
+            else:
+                cols = {k: array(v.typecode, v) for k, v in self._cols.items()}
+            cats = {k: list(c.values) for k, c in self._codes.items()}
         if start:
             cols = {k: v[start:] + v[:start] for k, v in cols.items()}
+            if last is not None:
+                cols = {k: v[-last:] if last else v[:0] for k, v in cols.items()}
         return cols, cats
 
     def _ok_latencies(self, column: str = "latency_s") -> dict[str, Any]:
@@ -325,8 +330,8 @@ class LocalMetrics:
             "fallback_count": fb_total,
         }
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """One row per attempt (oldest first).
+    def to_dataframe(self, *, last: int | None = None) -> pd.DataFrame:
+        """One row per attempt (oldest first); ``last=N``: only the N most recent.
 
         dtypes: ``started_at`` datetime64[ns, UTC]; ``model``, ``provider``, ``role``, ``outcome``,
         ``error_class``, ``price_source``, ``call_id`` category; ``latency_s``/``ttft_s`` float64
@@ -337,7 +342,7 @@ class LocalMetrics:
         import numpy as np
         import pandas as pd
 
-        cols, cats = self._ordered()
+        cols, cats = self._ordered(last)
         data: dict[str, Any] = {}
         data["started_at"] = pd.to_datetime(np.frombuffer(cols["started_at"], dtype=np.float64) * 1e9, utc=True)
         data["call_id"] = _categorical(cols["call_id"], cats["call_id"])

@@ -9,11 +9,13 @@ detaches a view from its model.
 
 from __future__ import annotations
 
+import atexit
 import html
 import io
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -24,8 +26,21 @@ from coffee_nb._session import money
 
 __all__ = ["BudgetGauge", "CostTable", "Dashboard", "LatencyHistogram"]
 
-DEFAULT_MAX_REDRAWS_PER_SECOND = 4.0
+DEFAULT_MAX_REDRAWS_PER_SECOND = 2.0
 _MPL_LOCK = threading.Lock()  # matplotlib's text layout is not thread-safe; views redraw from timer threads
+
+
+_ALL_LIVE: weakref.WeakSet[_Live] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """At exit, cancel pending redraws and wait for running ones: a redraw inside matplotlib's C++ code
+    while the interpreter finalizes aborts the process."""
+    for live in list(_ALL_LIVE):
+        live.close()
+        with live.drawing:
+            pass
 
 
 class _Live:
@@ -40,6 +55,7 @@ class _Live:
         self._closed = False
         self.pokes = 0
         self.redraws = 0
+        _ALL_LIVE.add(self)
 
     def poke(self, *_: Any) -> None:
         with self._lock:
@@ -47,7 +63,8 @@ class _Live:
             if self._timer is not None or self._closed:
                 return  # a redraw is already due: this change will be in it
             self._timer = threading.Timer(self.interval, self._fire)
-            self._timer.daemon = True
+            # not a daemon: interpreter exit waits for a due redraw instead of killing it mid-render
+            self._timer.daemon = False
             self._timer.start()
 
     def _fire(self) -> None:
@@ -84,13 +101,14 @@ class _View(W.VBox):
 
     _label = "coffee_nb view"
 
-    def __init__(self, *, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND, **kwargs: Any) -> None:
+    def __init__(self, *, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND, watch: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._live = _Live(self.redraw, rate)
         self._unsubscribe: list[Callable[[], Any]] = []
+        self._watching = watch  # False: a part of a Dashboard, redrawn by the dashboard's timer
 
     def _watch(self, model: Any) -> None:
-        if model is not None and hasattr(model, "subscribe"):
+        if self._watching and model is not None and hasattr(model, "subscribe"):
             self._unsubscribe.append(model.subscribe(self._live.poke))
 
     def redraw(self) -> None:  # pragma: no cover - overridden
@@ -144,8 +162,9 @@ class BudgetGauge(_View):
 
     _label = "coffee_nb budget gauge (live)"
 
-    def __init__(self, budget: Any, *, metrics: Any = None, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND) -> None:
-        super().__init__(rate=rate)
+    def __init__(self, budget: Any, *, metrics: Any = None, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND,
+                 watch: bool = True) -> None:
+        super().__init__(rate=rate, watch=watch)
         self.budget = budget
         self.bars: dict[str, W.FloatProgress] = {}
         self.held: dict[str, W.FloatProgress] = {}
@@ -191,8 +210,9 @@ class LatencyHistogram(_View):
 
     _label = "coffee_nb latency histogram (live)"
 
-    def __init__(self, metrics: Any, *, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND, max_bins: int = 40) -> None:
-        super().__init__(rate=rate)
+    def __init__(self, metrics: Any, *, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND, max_bins: int = 40,
+                 watch: bool = True) -> None:
+        super().__init__(rate=rate, watch=watch)
         self.metrics = metrics
         self.max_bins = max_bins
         self.model = W.Dropdown(options=["all models"], value="all models", description="model",
@@ -225,6 +245,7 @@ class LatencyHistogram(_View):
             edges = np.array([lo * 0.9, lo * 1.1 + 1e-9])
         elif log:
             edges = np.logspace(math.log10(lo), math.log10(hi), n_bins + 1)
+            edges[0], edges[-1] = lo, hi  # exact ends: rounding must not drop the extremes
         else:
             edges = np.linspace(lo, hi, n_bins + 1)
         models = {m: np.histogram(v, bins=edges)[0] for m, v in by_model.items()}
@@ -254,20 +275,23 @@ class LatencyHistogram(_View):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(5.2, 2.4), dpi=90)
+        fig = Figure(figsize=(5.2, 2.4), dpi=80)
         FigureCanvasAgg(fig)
+        fig.subplots_adjust(left=0.1, right=0.98, top=0.95, bottom=0.2)  # tight_layout costs more than the plot
         ax = fig.add_subplot(1, 1, 1)
         what = "time to first token" if self.view.value != "latency" else "latency"
         if d["count"]:
             edges = d["edges"]
-            bottom = None
-            for model, counts in d["models"].items():
-                ax.bar(edges[:-1], counts, width=edges[1:] - edges[:-1], align="edge", bottom=bottom, label=model,
-                       alpha=0.8)
-                bottom = counts if bottom is None else bottom + counts
+            baseline: Any = 0
+            for model, counts in d["models"].items():  # stacked, one artist per model
+                top = counts + baseline
+                ax.stairs(top, edges, baseline=baseline, fill=True, alpha=0.8, label=model)
+                baseline = top
+            ymax = float(baseline.max()) if hasattr(baseline, "max") else 1.0
+            ax.set_ylim(0, ymax * 1.15 or 1)
             for q, value, style in (("p50", d["p50"], "--"), ("p95", d["p95"], ":")):
                 ax.axvline(value, color="black", linestyle=style, linewidth=1)
-                ax.annotate(f"{q} {value:.2f}s", (value, ax.get_ylim()[1] * 0.92), fontsize=7, ha="left")
+                ax.text(value, ymax * 1.05, f" {q} {value:.2f}s", fontsize=7, ha="left")
             if d.get("log"):
                 ax.set_xscale("log")
             if len(d["models"]) > 1:
@@ -277,9 +301,8 @@ class LatencyHistogram(_View):
         ax.set_xlabel(f"{what} (s)", fontsize=8)
         ax.set_ylabel("calls", fontsize=8)
         ax.tick_params(labelsize=7)
-        fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png")
+        fig.savefig(buf, format="png", pil_kwargs={"compress_level": 1})
         return buf.getvalue()
 
 
@@ -288,8 +311,8 @@ class CostTable(_View):
 
     _label = "coffee_nb cost table (live)"
 
-    def __init__(self, metrics: Any, *, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND) -> None:
-        super().__init__(rate=rate)
+    def __init__(self, metrics: Any, *, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND, watch: bool = True) -> None:
+        super().__init__(rate=rate, watch=watch)
         self.metrics = metrics
         self.table = W.HTML()
         self.children = [W.HTML("<b>Costs</b>"), self.table]
@@ -353,18 +376,25 @@ class CostTable(_View):
 
 
 class Dashboard(_View):
-    """Budget gauge, latency histogram and cost table, with counters and the last calls."""
+    """Budget gauge, latency histogram and cost table, with counters and the last calls.
+
+    One coalescing timer drives every part (at most ``rate`` redraws per second); the histogram, whose
+    figure is the costly part, re-renders at most every ``histogram_interval`` seconds.
+    """
 
     _label = "coffee_nb dashboard (live)"
 
-    def __init__(self, metrics: Any, budget: Any = None, *, last: int = 8,
-                 rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND) -> None:
+    def __init__(self, metrics: Any, budget: Any = None, *, last: int = 8, rate: float = 2.0,
+                 histogram_interval: float = 3.0) -> None:
         super().__init__(rate=rate)
         self.metrics = metrics
         self.last_n = last
-        self.gauge = BudgetGauge(budget, metrics=metrics, rate=rate) if budget is not None else None
-        self.histogram = LatencyHistogram(metrics, rate=rate)
-        self.costs = CostTable(metrics, rate=rate)
+        self.histogram_interval = histogram_interval
+        self._histogram_at = 0.0
+        self.gauge = BudgetGauge(budget, rate=0, watch=False) if budget is not None else None
+        self.histogram = LatencyHistogram(metrics, rate=0, watch=False)
+        self.costs = CostTable(metrics, rate=0, watch=False)
+        self._histogram_at = time.monotonic()
         self.counters = W.HTML()
         self.recent = W.HTML()
         parts: list[Any] = [W.HTML("<h4 style='margin:4px 0'>coffee_nb</h4>"), self.counters]
@@ -373,7 +403,8 @@ class Dashboard(_View):
         parts += [self.costs, self.histogram, W.HTML("<b>Last calls</b>"), self.recent]
         self.children = parts
         self._watch(metrics)
-        self.redraw()
+        self._watch(budget)
+        self._draw_own()
 
     def counter_values(self) -> dict[str, Any]:
         m = self.metrics.get_metrics()
@@ -386,7 +417,9 @@ class Dashboard(_View):
             "cost": m["costs"]["total"],
         }
 
-    def redraw(self) -> None:
+    def _draw_own(self) -> None:
+        import pandas as pd
+
         c = self.counter_values()
         errors = ", ".join(f"{k} {n}" for k, n in sorted(c["errors"].items())) or "none"
         routes = ", ".join(f"{k} ({n})" for k, n in c["fallbacks"].items()) or "none"
@@ -394,9 +427,7 @@ class Dashboard(_View):
             f"requests <b>{c['requests']}</b> · answered <b>{c['answered']}</b> · cache hits <b>{c['cache_hits']}</b>"
             f" · cost <b>{money(c['cost'])}</b><br>errors: {html.escape(errors)}<br>fallbacks: {html.escape(routes)}"
         )
-        import pandas as pd
-
-        df = self.metrics.to_dataframe().tail(self.last_n)
+        df = self.metrics.to_dataframe(last=self.last_n)
         rows = "".join(
             f"<tr><td>{r.started_at:%H:%M:%S}</td><td>{html.escape(str(r.model))}</td><td>{r.role}</td>"
             f"<td>{r.outcome}{'' if pd.isna(r.error_class) else ' · ' + str(r.error_class)}"
@@ -405,17 +436,26 @@ class Dashboard(_View):
         )
         self.recent.value = f"<table>{rows}</table>" if rows else "<i>no calls yet</i>"
 
-    def refresh(self) -> None:
-        for part in (self.gauge, self.histogram, self.costs):
+    def redraw(self, *, force: bool = False) -> None:
+        self._draw_own()
+        for part in (self.gauge, self.costs):
             if part is not None:
-                part.refresh()
-        super().refresh()
+                part.redraw()
+        now = time.monotonic()
+        if force or now - self._histogram_at >= self.histogram_interval:
+            self.histogram.redraw()
+            self._histogram_at = now
+        else:
+            self._live.poke()  # come back for the histogram once its interval has passed
+
+    def refresh(self) -> None:
+        self._live.flush()
+        with self._live.drawing:
+            self.redraw(force=True)
 
     def flush(self) -> None:
-        """Wait until every pending coalesced redraw of the dashboard and its parts has run."""
-        for part in (self.gauge, self.histogram, self.costs, self):
-            if part is not None:
-                part._live.flush()
+        """Wait until pending coalesced redraws have run."""
+        self._live.flush()
 
     def close(self) -> None:
         for part in (self.gauge, self.histogram, self.costs):

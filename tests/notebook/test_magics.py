@@ -286,9 +286,10 @@ def test_line_magics(ip):
         ip.run_line_magic("llm_config", "--daily -3")
     with pytest.raises(UsageError, match="unknown provider"):
         ip.run_line_magic("llm_config", "--models nope/x")
-    with capture_output() as cap:
-        ip.run_line_magic("llm_dashboard", "")
-    assert "coffee_nb budget" in "".join(outputs(cap))
+    board = ip.run_line_magic("llm_dashboard", "")
+    assert repr(board) == "coffee_nb dashboard (live)" and board.counter_values()["requests"] >= 1
+    assert "daily" in board.gauge.bars
+    board.close()
     ip.run_line_magic("llm_reset", "--all")
     assert coffee_nb.get_session().models is None
 

@@ -173,10 +173,14 @@ def test_works_when_displayed_after_the_calls_and_several_watch_one_session():
 
 def test_closing_detaches():
     metrics = LocalMetrics()
-    board = Dashboard(metrics, Budget(daily=1, ledger="memory"), rate=1000)
-    assert len(metrics._listeners) == 4  # dashboard, gauge, histogram, costs
+    budget = Budget(daily=1, ledger="memory")
+    board = Dashboard(metrics, budget, rate=1000)
+    assert len(metrics._listeners) == 1 and len(budget._listeners) == 1  # one timer drives every part
+    gauge = BudgetGauge(budget, metrics=metrics, rate=1000)
+    assert len(metrics._listeners) == 2
+    gauge.close()
     board.close()
-    assert metrics._listeners == []
+    assert metrics._listeners == [] and budget._listeners == []
     AutoPicker("sandbox/fast", metrics=metrics).invoke("x")  # no redraw of a closed widget, no error
     assert board.redraws == 0  # no coalesced redraw after the initial draw
 
