@@ -18,8 +18,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m coffee_nb.demo
 
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
 test: $(STAMP)
-	$(PY) -m pytest -rs
+	$(PY) -m pytest -rs tests notebooks $(NBVAL)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -480,10 +480,13 @@ class Session:
 
 
 def money(amount: Decimal | None) -> str:
-    """``$4.999978``: up to 6 decimals, no trailing zeros past the cents."""
+    """``$4.999978``: up to 6 decimals (more for sub-micro amounts), no trailing zeros past the cents."""
     if amount is None:
         return "unpriced"
-    text = f"{amount:.6f}".rstrip("0")
+    places = 6
+    if 0 < abs(amount) < Decimal("0.000001"):  # never show a real (tiny) cost as $0.00
+        places = min(12, -amount.adjusted() + 1)
+    text = f"{amount:.{places}f}".rstrip("0")
     whole, _, frac = text.partition(".")
     return f"${whole}.{frac.ljust(2, '0')}"
 

@@ -67,54 +67,61 @@ class Rendered:
         return a.parsed
 
 
-class _Streaming:
-    """The live view while tokens arrive: plain text (markdown re-render on every update is costly)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text + " ▌"
-
-
 class AnswerView:
-    """One display area per cell: tokens stream in (throttled), then the final render replaces them."""
+    """What a ``%%llm`` cell shows. Tokens stream into a small live widget (throttled updates, from any
+    thread); when the answer is complete the widget is hidden and the final render is displayed.
 
-    def __init__(self, *, stream: bool, interval: float = STREAM_INTERVAL) -> None:
-        from IPython.display import display
+    The final render is an ordinary display output, so saved notebooks, HTML exports and nbval see the
+    answer itself; the live widget's plain-text form is empty.
+    """
 
+    def __init__(self, *, stream: bool, interval: float | None = None) -> None:
         self.stream = stream
-        self.interval = interval
+        self.interval = STREAM_INTERVAL if interval is None else interval
         self.text = ""
         self.updates = 0
         self._last = 0.0
-        self._handle = display(_Streaming(""), display_id=True) if stream else None
+        self._box: Any = None
+        if stream:
+            from IPython.display import display
+
+            self._box = _live_box()
+            display(self._box)
 
     def token(self, piece: str) -> None:
         self.text += piece
         now = time.monotonic()
-        if self._handle is not None and now - self._last >= self.interval:
-            self._handle.update(_Streaming(self.text))
+        if self._box is not None and now - self._last >= self.interval:
+            self._box.value = f"<div style='white-space:pre-wrap'>{html.escape(self.text)} ▌</div>"
             self._last = now
             self.updates += 1
+
+    def _done(self) -> None:
+        if self._box is not None:
+            self._box.value = ""
+            self._box.layout.display = "none"
 
     def final(self, answer: Answer) -> None:
         from IPython.display import display
 
-        rendered = Rendered(answer)
-        if self._handle is not None:
-            self._handle.update(rendered)
-        else:
-            display(rendered)
+        self._done()
+        display(Rendered(answer))
 
     def error(self, exc: BaseException) -> None:
         from IPython.display import display
 
-        box = ErrorBox(exc)
-        if self._handle is not None:
-            self._handle.update(box)
-        else:
-            display(box)
+        self._done()
+        display(ErrorBox(exc))
+
+
+def _live_box() -> Any:
+    import ipywidgets as W
+
+    class LiveAnswer(W.HTML):
+        def __repr__(self) -> str:  # the plain-text twin of a live view: nothing to keep
+            return ""
+
+    return LiveAnswer(value="<i>waiting for the first token…</i>")
 
 
 _ADVICE = {

@@ -96,6 +96,13 @@ def _example_for(
     return {"string": "sandbox", "integer": 1, "number": 1.0, "boolean": True, "null": None}.get(kind, "sandbox")
 
 
+def _prompt_hints(text: str) -> tuple[list[float], list[str]]:
+    """Numbers and quoted strings in the prompt, in order: what a model would copy into fields."""
+    numbers = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", text)]
+    strings = [a or b for a, b in re.findall(r"'([^']+)'|\"([^\"]+)\"", text)]
+    return numbers, strings
+
+
 class SandboxServer:
     """The sandbox HTTP server. ``start()`` runs it on a background thread; ``serve_forever()`` in this one."""
 
@@ -385,7 +392,8 @@ class SandboxServer:
             fmt = req.get("response_format") or {}
             if fmt.get("type") == "json_schema":
                 schema = (fmt.get("json_schema") or {}).get("schema") or {}
-                text = json.dumps(_example_for(schema, schema.get("$defs", {})))
+                numbers, strings = _prompt_hints(_content_text(last_user.get("content")))
+                text = json.dumps(_example_for(schema, schema.get("$defs", {}), numbers, strings))
             elif fmt.get("type") == "json_object":
                 text = json.dumps({"answer": text})
         finish = "tool_calls" if tool_call else "stop"
@@ -456,8 +464,7 @@ class SandboxServer:
             wanted = (choice.get("function") or {}).get("name")
             fn = next((t for t in tools if t.get("name") == wanted), fn)
         params = fn.get("parameters") or {}
-        numbers = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", text)]
-        strings = [a or b for a, b in re.findall(r"'([^']+)'|\"([^\"]+)\"", text)]
+        numbers, strings = _prompt_hints(text)
         args = _example_for(params, params.get("$defs", {}), numbers, strings)
         with self._lock:
             self._counter += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -37,7 +38,8 @@ def test_load_ext_registers_magics_and_stays_light(ip):
 def test_basic_cell_streams_then_renders_with_footer(ip):
     cap = run(ip, "", "Say something about coffee")
     texts = outputs(cap)
-    assert texts[0].endswith("▌")  # the live view first
+    assert texts[0] == ""  # the live widget first (its plain-text twin is empty)
+    assert "application/vnd.jupyter.widget-view+json" in cap.outputs[0].data
     final = texts[-1]
     assert "You said: 'Say something about coffee'" in final
     assert "sandbox/fast ·" in final and "tokens" in final and "(sandbox prices)" in final
@@ -50,22 +52,41 @@ def test_basic_cell_streams_then_renders_with_footer(ip):
     assert "No API keys found" not in second  # said once
 
 
-def test_streaming_updates_are_throttled(ip, monkeypatch):
+def test_streaming_updates_live_then_hides(ip, monkeypatch):
     from coffee_nb.notebook import render
 
+    seen: list[str] = []
+    real = render._live_box
+
+    def spy():
+        box = real()
+        box.observe(lambda change: seen.append(change["new"]), names="value")
+        return box
+
+    monkeypatch.setattr(render, "_live_box", spy)
     monkeypatch.setattr(render, "STREAM_INTERVAL", 0.0)
     sandbox.set_latency_scale(1.0)  # tokens arrive over time
-    cap = run(ip, "sandbox/smart --no-cache", "Stream please")
-    updates = outputs(cap)
-    assert len(updates) > 5  # many partial views before the final one
-    assert all(u.endswith("▌") for u in updates[:-1])
-    partial = [u[:-2] for u in updates[:-1]]
-    assert all(len(a) <= len(b) for a, b in zip(partial, partial[1:], strict=False))  # it only grows
+    run(ip, "sandbox/smart --no-cache", "Stream please")
+    partial = [v for v in seen if v]
+    assert len(partial) > 5 and all("▌" in v for v in partial)  # many live updates...
+    assert all(len(a) <= len(b) for a, b in zip(partial, partial[1:], strict=False))  # ...that only grow
+    assert seen[-1] == ""  # then the live view empties and hides for the final render
+
+
+def test_stream_updates_are_throttled(ip):
+    from coffee_nb.notebook.render import AnswerView
+
+    view = AnswerView(stream=True, interval=0.05)
+    start = time.monotonic()
+    for _ in range(2000):
+        view.token("x")
+    elapsed = time.monotonic() - start
+    assert view.updates <= elapsed / 0.05 + 2 and view.text == "x" * 2000
 
 
 def test_no_stream_and_out_variable(ip):
     cap = run(ip, "--no-stream -o reply", "Hello")
-    assert len(cap.outputs) == 1
+    assert len(cap.outputs) == 1 and "application/vnd.jupyter.widget-view+json" not in cap.outputs[0].data
     assert isinstance(ip.user_ns["reply"], coffee_nb.Answer)
     assert ip.user_ns["reply"] is ip.user_ns["_"]
 

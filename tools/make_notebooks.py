@@ -1,0 +1,535 @@
+"""Write the tutorial notebooks in notebooks/ from the sources below, then execute them (outputs committed).
+
+    .venv/bin/python tools/make_notebooks.py [--no-execute] [NAME ...]
+
+Cells are (kind, source, tags). Tags: ``nbval-ignore-output`` for cells whose output truly varies
+(timings in tables, environment-dependent services), ``raises-exception`` for cells that show an error.
+Everything else is compared strictly by nbval (with notebooks/nbval_sanitize.cfg for timings, dates,
+ports and ids).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT / "notebooks"
+LAX = ["nbval-ignore-output"]
+RAISES = ["raises-exception"]
+
+
+def md(text: str) -> tuple[str, str, list[str]]:
+    return ("markdown", text.strip("\n"), [])
+
+
+def code(text: str, tags: list[str] | None = None) -> tuple[str, str, list[str]]:
+    return ("code", text.strip("\n"), tags or [])
+
+
+QUICKSTART = [
+    md("""
+# Quickstart: ask a model from your notebook
+
+coffee_nb adds a `%%llm` cell magic to Jupyter. The cell body is your prompt; the answer **streams into
+the cell**, and a one-line footer says which model answered, how many tokens it used, what it cost, how
+long it took and how much budget is left.
+
+You need no API key to follow along: without keys, coffee_nb answers with its built-in **sandbox**, an
+offline stand-in for OpenAI that runs on your machine (its prices are pretend *sandbox prices*, so you
+can watch costs and budgets work for free). With a key set (`OPENAI_API_KEY`), the same cells use the
+real model.
+"""),
+    code("%load_ext coffee_nb"),
+    md("""
+## Ask
+
+Run the cell below. The first answer also tells you that the sandbox is in use.
+"""),
+    code("""
+%%llm
+What does p95 latency mean?
+"""),
+    md("""
+## Use your variables
+
+`{name}` is replaced by the variable's value (also `{name.attr}`, `{name[key]}`, `{In[3]}`, `{Out[3]}`).
+Braces that are not a variable — code, JSON — stay exactly as written.
+"""),
+    code('topic = "cold brew"'),
+    code("""
+%%llm --no-stream
+Explain {topic} in one sentence. Keep {"format": "json"} as it is.
+"""),
+    md("""
+## Choose models and formats
+
+Name models on the first line, in order: the first is tried first, the others are fallbacks.
+`-f/--format` picks how the answer is shown: `markdown` (default), `text`, `code`, `json`, `html`.
+The `sandbox/echo` model repeats your prompt, which makes formats easy to see.
+"""),
+    code("""
+%%llm sandbox/echo -f json
+```json
+{"answer": 42, "unit": "cups"}
+```
+"""),
+    code("""
+%%llm sandbox/echo -f code
+```python
+def brew(grams, ml):
+    return {"ratio": ml / grams}
+```
+"""),
+    md("""
+## Keep the answer
+
+`-o NAME` stores the answer object in a variable (it is also in `_`). It holds the text, the model that
+answered, the cost (a `Decimal`, in USD), the tokens and the full trace of attempts.
+"""),
+    code("""
+%%llm -o reply --no-stream
+Name three coffee bean varieties.
+"""),
+    code("reply.model, reply.cost, reply.tokens"),
+    code('[(a["model"], a["role"], a["outcome"]) for a in reply.attempts]'),
+    md("""
+## Re-running is free
+
+An identical request (same models, prompt and options) is answered from a local cache at $0, so
+re-running a notebook never bills you twice. Add `--no-cache` to force a new call.
+"""),
+    code("""
+%%llm --no-stream
+Name three coffee bean varieties.
+"""),
+    md("""
+## Know the cost before you spend
+
+`--dry-run` makes no call: for each model it shows the estimated prompt tokens, the worst case (every
+allowed output token at the output price) and what that would leave of your budget.
+"""),
+    code("""
+%%llm sandbox/fast sandbox/smart --dry-run -m 200
+Summarise the history of espresso.
+"""),
+    md("""
+## Where the money went
+
+`%llm_budget` shows each budget period (the default is a hard **$5 per day**; change it with
+`%llm_config --daily 10`). `%llm_costs` returns a pandas DataFrame per model. `%llm_dashboard` shows
+live widgets that update while cells run.
+"""),
+    code("%llm_budget"),
+    code("%llm_costs", LAX),
+    code("%llm_dashboard"),
+]
+
+FALLBACKS = [
+    md("""
+# Fallbacks and faults
+
+Real providers rate-limit, time out and go down. coffee_nb's `AutoPicker` tries your primary model,
+**retries** transient errors with backoff, **falls back** to the next model, **cools down** a model that
+keeps failing, and bounds everything by **one deadline** per call.
+
+The sandbox can fail on purpose, so you can watch each of these happen. `sandbox.inject(model, [...])`
+scripts the next responses of a model.
+"""),
+    code("""
+from coffee_nb import AutoPicker, Policy, sandbox, AllModelsFailedError, DeadlineExceededError
+
+def trace(message):
+    \"\"\"The attempts of one call: model, why it was tried, how it ended.\"\"\"
+    return [(a["model"], a["role"], a["outcome"], a["error_class"]) for a in message.response_metadata["coffee_nb"]["attempts"]]
+
+llm = AutoPicker("sandbox/fast", ["sandbox/smart"], policy=Policy(backoff_base=0.05, backoff_cap=0.2))
+"""),
+    md("""
+## A rate limit, then success: retry
+
+A 429 with `Retry-After` is retried on the same model after waiting at least that long.
+"""),
+    code("""
+sandbox.inject("sandbox/fast", ["rate_limit:0.2"])
+trace(llm.invoke("Hello"))
+"""),
+    md("""
+## An outage: fall back
+
+Three 503s in a row use up the primary's retries, and the fallback answers.
+"""),
+    code("""
+sandbox.inject("sandbox/fast", ["overloaded"] * 3)
+answer = llm.invoke("Hello again")
+trace(answer), answer.response_metadata["coffee_nb"]["fallback_reason"]
+"""),
+    md("""
+## Cooldown
+
+After repeated failures the primary is **skipped** for a while (a circuit breaker), so the next calls
+don't waste time on it. After the cooldown one call probes it again.
+"""),
+    code("""
+trace(llm.invoke("Is the primary cooling down?")), llm.candidates[0].breaker.state
+"""),
+    md("""
+## Caller errors are raised, not retried
+
+A bad request (HTTP 400) is your call's problem, not the provider's: it is raised at once and never
+cools a model down. Context overflow is the exception: a model with a bigger window may succeed.
+"""),
+    code("""
+sandbox.inject("sandbox/echo", ["context_overflow"])
+llm2 = AutoPicker("sandbox/echo", ["sandbox/smart"])
+trace(llm2.invoke("A very long prompt, pretend"))
+"""),
+    md("""
+## One deadline for everything
+
+`Policy(deadline=...)` bounds all retries, waits and fallbacks together. Here both models hang.
+"""),
+    code("""
+sandbox.inject("sandbox/fast", ["hang:5"])
+sandbox.inject("sandbox/smart", ["hang:5"])
+quick = AutoPicker("sandbox/fast", ["sandbox/smart"], policy=Policy(deadline=1.0, max_retries=0))
+try:
+    quick.invoke("Anyone there?")
+except DeadlineExceededError as exc:
+    print(type(exc).__name__, "after", len(exc.attempts), "attempts:", [(a.model, a.error_class) for a in exc.attempts])
+"""),
+    md("""
+## When every model fails
+
+`AllModelsFailedError` lists every attempt: model, error class, message and latency.
+"""),
+    code("""
+sandbox.clear_faults()
+sandbox.inject("sandbox/fast", ["auth"])
+sandbox.inject("sandbox/echo", ["auth"])
+try:
+    AutoPicker("sandbox/fast", ["sandbox/echo"]).invoke("Hello?")
+except AllModelsFailedError as exc:
+    print([(a.model, a.error_class) for a in exc.attempts])
+"""),
+    md("""
+In a `%%llm` cell the same failure shows a readable box (what happened, each attempt, what to do) and
+stops "Run all" without a traceback wall:
+"""),
+    code("%load_ext coffee_nb"),
+    code("""
+import coffee_nb
+sandbox.inject("sandbox/fast", ["auth"])
+sandbox.inject("sandbox/echo", ["auth"])
+"""),
+    code("""
+%%llm sandbox/fast sandbox/echo --no-cache
+This will not work.
+""", RAISES),
+]
+
+BUDGETS = [
+    md("""
+# Budgets: never a surprise bill
+
+A `Budget` caps spend per **hour, day, ISO week, month** or in **total**, calendar-aligned in your
+timezone. Limits are **hard** (block) or **soft** (warn). Before each attempt coffee_nb *reserves* the
+worst case; after it, it *commits* what the call really cost (or releases the reservation if it failed).
+"""),
+    code("""
+import tempfile, warnings
+from pathlib import Path
+from coffee_nb import AutoPicker, Budget, Limit, BudgetExceededError, sandbox
+
+workdir = Path(tempfile.mkdtemp())   # this tutorial's own ledger file
+ledger = workdir / "ledger.sqlite3"
+budget = Budget(daily="0.002", total=Limit(1, hard=False), warn_at=0.5, ledger=ledger, timezone="UTC")
+budget
+"""),
+    md("""
+## Budget-aware fallback
+
+`sandbox/smart` costs 50× more than `sandbox/fast`. When the worst case of a smart call no longer fits the
+daily limit, AutoPicker **skips** it and the cheaper fallback answers, until nothing fits.
+"""),
+    code("""
+llm = AutoPicker("sandbox/smart", ["sandbox/fast"], budget=budget, max_tokens=50)
+answered_by = []
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        for i in range(40):
+            answered_by.append(llm.invoke(f"question {i}").response_metadata["coffee_nb"]["model"])
+    except BudgetExceededError as exc:
+        stopped = str(exc)
+print(answered_by[:3], "...", answered_by[-2:], f"({len(answered_by)} answers)")
+print("stopped:", stopped.splitlines()[0][:60], "...")
+print("warnings:", [str(w.message)[:60] for w in caught])
+"""),
+    md("""
+The warning fired **once** when spend crossed 50% of the daily limit. Committed spend never exceeds a
+hard limit, even with many threads or kernels racing for it.
+"""),
+    code("budget.status()['daily']['spent'] <= budget.status()['daily']['budget']"),
+    md("""
+## Dry run
+
+`%%llm --dry-run` shows the same arithmetic without calling anything (see the quickstart). From Python:
+"""),
+    code("""
+import coffee_nb
+coffee_nb.configure(budget=budget)
+[(r["model"], r["input_tokens"], r["worst_case_cost"]) for r in coffee_nb.get_session().dry_run("One more?", max_tokens=50)]
+"""),
+    md("""
+## Persistence across kernels
+
+The default ledger is a SQLite file, so today's spend survives a kernel restart, and several kernels
+on one machine share it safely. Here a separate Python process — standing in for another kernel —
+records $0.0005 into the same ledger:
+"""),
+    code("""
+import subprocess, sys
+before = budget.spent("daily")
+subprocess.run([sys.executable, "-c",
+    f"from coffee_nb import Budget; Budget(daily=1, ledger={str(ledger)!r}).record('0.0005', model='other-kernel')"],
+    check=True)
+budget.spent("daily") - before
+"""),
+    md("""
+## A team budget on Redis
+
+Point several kernels — on several machines — at one Redis, with a shared name:
+`Budget(daily=20, ledger="redis://host:6379/0", name="team-ml")`. Reserve and commit are atomic Lua
+scripts. To try it locally, install Redis (`apt-get install redis-server`, or `brew install redis`);
+this cell starts one on a free port if it is installed and skips otherwise.
+"""),
+    code("""
+import shutil, socket, subprocess, time
+exe = shutil.which("redis-server")
+if exe is None:
+    print("redis-server is not installed: skipped (install it to try a shared budget)")
+else:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    redis = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    url = f"redis://127.0.0.1:{port}/0"
+    alice = Budget(daily=1, ledger=url, name="team")
+    bob = Budget(daily=1, ledger=url, name="team")   # another kernel, same team budget
+    alice.record("0.25"); bob.record("0.5")
+    print("team spend seen by alice:", alice.spent("daily"))
+    redis.terminate()
+""", LAX),
+]
+
+METRICS = [
+    md("""
+# Metrics: where the seconds and the money went
+
+Every attempt produces one `CallRecord`. Metrics *sinks* receive them: `LocalMetrics` keeps them in
+memory (DataFrames, percentiles), `PrometheusMetrics` exposes them for scraping.
+"""),
+    code("""
+from coffee_nb import AutoPicker, LocalMetrics, PrometheusMetrics, Policy, sandbox
+
+local = LocalMetrics()
+prom = PrometheusMetrics()
+llm = AutoPicker("sandbox/flaky", ["sandbox/fast"], metrics=[local, prom],
+                 policy=Policy(backoff_base=0.01, backoff_cap=0.02))
+answers = [llm.invoke(f"question {i}") for i in range(30)]
+len(answers)
+"""),
+    md("""
+## The numbers
+
+`get_metrics()` returns plain Python values. Costs are exact `Decimal`s (sandbox prices here).
+`sandbox/flaky` fails about one request in three, so there are retries and errors to look at.
+"""),
+    code("""
+m = local.get_metrics()
+{"requests": m["requests"]["total"], "answered": m["requests"]["successful"], "retries": m["requests"]["retry"],
+ "errors by class": m["errors"]["by_class"], "cost": m["costs"]["total"]}
+"""),
+    md("""
+## One row per attempt
+
+`to_dataframe()` gives proper dtypes: timestamps in UTC, categories for model/outcome/error class,
+`cost_usd` as float (NaN for unpriced attempts).
+"""),
+    code("df = local.to_dataframe()\ndf.dtypes"),
+    code("df.groupby('model', observed=True)['outcome'].value_counts().unstack(fill_value=0)"),
+    code("local.summary()[['calls', 'errors', 'output_tokens', 'cost_usd', 'p50_latency_s', 'p95_latency_s']]", LAX),
+    md("""
+## Latency histogram
+
+A live widget: pick a model, switch to time-to-first-token; p50 and p95 are marked.
+"""),
+    code("""
+from coffee_nb.notebook.widgets import LatencyHistogram
+LatencyHistogram(local)
+"""),
+    md("""
+## Prometheus
+
+Each `PrometheusMetrics` has its own registry (re-running this cell is safe). `serve()` exposes
+`/metrics` on 127.0.0.1; here we scrape it ourselves.
+"""),
+    code("""
+import urllib.request
+port = prom.serve(0)
+text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+print("\\n".join(line for line in text.splitlines() if line.startswith(("coffee_nb_requests_total", "coffee_nb_errors_total"))))
+prom.stop()
+"""),
+]
+
+PYTHON_API = [
+    md("""
+# The Python API: AutoPicker is a LangChain chat model
+
+Everything `%%llm` does is available from Python. `AutoPicker` works wherever a LangChain chat model
+works: `invoke`, `batch`, `stream`, async, LCEL chains, callbacks, tools and structured output.
+"""),
+    code("""
+from coffee_nb import AutoPicker
+llm = AutoPicker("sandbox/fast", ["sandbox/smart"])
+llm.invoke("Hello").content
+"""),
+    md("## In an LCEL chain"),
+    code("""
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.output_parsers import StrOutputParser
+
+chain = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", "Tell me about {thing}")]) | llm | StrOutputParser()
+chain.invoke({"thing": "crema"})
+"""),
+    md("## Batch, async and streaming"),
+    code("""
+[m.content[:40] for m in llm.batch(["one", "two", "three"])]
+"""),
+    code("""
+answers = await llm.abatch(["four", "five"])
+[a.response_metadata["coffee_nb"]["model"] for a in answers]
+"""),
+    code("""
+for chunk in AutoPicker("sandbox/echo").stream("streamed word by word"):
+    if chunk.content:
+        print(repr(chunk.content), end=" ")
+"""),
+    md("## Callbacks see every model that was tried"),
+    code("""
+from langchain_core.callbacks import BaseCallbackHandler
+from coffee_nb import sandbox
+
+class Starts(BaseCallbackHandler):
+    def __init__(self): self.models = []
+    def on_chat_model_start(self, serialized, messages, **kw):
+        self.models.append(kw["invocation_params"].get("model_name") or kw["invocation_params"].get("_type"))
+
+sandbox.inject("sandbox/fast", ["auth"])
+handler = Starts()
+llm.invoke("who answers?", config={"callbacks": [handler]})
+handler.models
+"""),
+    md("## Structured output, forwarded to each candidate"),
+    code("""
+from pydantic import BaseModel
+
+class Drink(BaseModel):
+    name: str
+    size_ml: int
+
+AutoPicker("sandbox/fast").with_structured_output(Drink).invoke("A 250 ml 'flat white', please")
+"""),
+]
+
+REAL = [
+    md("""
+# Real providers
+
+Everything in these tutorials works with real models: set a key and name the model.
+
+| provider | key variable | example spec |
+|---|---|---|
+| OpenAI | `OPENAI_API_KEY` | `openai/gpt-4o-mini` |
+| Anthropic | `ANTHROPIC_API_KEY` (`pip install 'coffee_nb[anthropic]'`) | `anthropic/claude-3-5-haiku-latest` |
+| Ollama (local) | none; `OLLAMA_HOST` | `ollama/llama3.2` |
+
+Prices come from genai-prices' bundled data; a model without a known price is shown as *unpriced*.
+Keep the sandbox as a last fallback to survive an outage. This notebook is skipped in automated
+validation when no keys are present.
+"""),
+    code("""
+import os
+from coffee_nb import AutoPicker
+chain = [spec for var, spec in [("OPENAI_API_KEY", "openai/gpt-4o-mini"),
+                                ("ANTHROPIC_API_KEY", "anthropic/claude-3-5-haiku-latest")] if os.environ.get(var)]
+chain
+""", LAX),
+    code("""
+llm = AutoPicker(chain[0], chain[1:] + ["sandbox/fast"], max_tokens=50)
+msg = llm.invoke("Say hello in French.")
+msg.content, msg.response_metadata["coffee_nb"]["model"], msg.response_metadata["coffee_nb"]["cost"]
+""", LAX),
+    code("%load_ext coffee_nb"),
+    code("""
+%%llm {chain[0]} sandbox/fast -m 50
+Say hello in Spanish.
+""", LAX),
+]
+
+NOTEBOOKS = {
+    "01_quickstart": QUICKSTART,
+    "02_fallbacks_and_faults": FALLBACKS,
+    "03_budgets": BUDGETS,
+    "04_metrics": METRICS,
+    "05_python_api": PYTHON_API,
+    "06_real_providers": REAL,
+}
+
+
+def build(name: str, cells: list[tuple[str, str, list[str]]]) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for i, (kind, source, tags) in enumerate(cells):
+        cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source)
+        cell["id"] = f"{name[:2]}-{i:02d}"
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    return nb
+
+
+def execute(nb: nbformat.NotebookNode, name: str) -> None:
+    from nbclient import NotebookClient
+
+    with tempfile.TemporaryDirectory() as data:
+        os.environ["COFFEE_NB_DATA_DIR"] = data  # a fresh ledger and cache, as nbval runs them
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NB)}},
+                       allow_errors=True, store_widget_state=True).execute()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="notebooks to write (default: all)")
+    parser.add_argument("--no-execute", action="store_true")
+    args = parser.parse_args()
+    for name, cells in NOTEBOOKS.items():
+        if args.names and name not in args.names:
+            continue
+        nb = build(name, cells)
+        if not args.no_execute and name != "06_real_providers":
+            execute(nb, name)
+        nbformat.write(nb, NB / f"{name}.ipynb")
+        print("wrote", NB / f"{name}.ipynb", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
