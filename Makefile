@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-deps venv clean
+.PHONY: demo test lab bench bench-deps venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m coffee_nb.demo
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 

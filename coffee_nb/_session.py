@@ -104,7 +104,8 @@ class Answer:
         return " · ".join(parts)
 
     def _repr_markdown_(self) -> str:
-        return f"{self.text}\n\n<sub>{self.footer()}</sub>"
+        # "$" starts LaTeX math in Jupyter's markdown: MathJax skips elements with these classes
+        return f"{self.text}\n\n<sub class='tex2jax_ignore mathjax_ignore'>{self.footer()}</sub>"
 
 
 class Conversation:

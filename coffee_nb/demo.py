@@ -1,73 +1,83 @@
-"""``make demo``: coffee_nb's main job, offline, on the built-in sandbox provider. No keys, no network.
+"""``make demo``: run the quickstart notebook headlessly on the offline sandbox, save it executed and as
+HTML, and print what happened. No API keys, no network beyond 127.0.0.1.
 
-Runs a fallback chain through the sandbox's real HTTP path, injects an outage and a rate limit,
-streams an answer, runs a batch, and prints what happened and what it cost.
+    python -m coffee_nb.demo [--out artifacts]
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
+import json
+import os
 import sys
-from collections import Counter
-from decimal import Decimal
+import tempfile
+from pathlib import Path
 
-from coffee_nb import AllModelsFailedError, AutoPicker, CallRecord, Policy, sandbox
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "notebooks" / "01_quickstart.ipynb"
+_SUMMARY_TAG = "coffee_nb-demo-summary"
+_SUMMARY_CODE = """
+import json, coffee_nb
+_s = coffee_nb.get_session()
+_m = _s.metrics.get_metrics()
+print(json.dumps({
+    "requests": _m["requests"]["total"], "answered": _m["requests"]["successful"],
+    "cache_hits": _m["requests"]["cache_hits"], "fallbacks": _m["fallbacks"]["by_route"],
+    "errors": _m["errors"]["by_class"], "cost": str(_m["costs"]["total"]),
+    "budget": {k: str(v["remaining"]) for k, v in _s.budget.status().items()},
+}))
+"""
 
 
-def main() -> int:
-    records: list[CallRecord] = []
-    llm = AutoPicker(
-        "sandbox/fast",
-        ["sandbox/smart"],
-        on_record=records.append,
-        policy=Policy(backoff_base=0.05, backoff_cap=0.2, deadline=30),
-    )
-    print("coffee_nb demo — offline, on the sandbox provider (sandbox prices, not real ones)\n")
-
-    answer = llm.invoke("What is coffee_nb for?")
-    meta = answer.response_metadata["coffee_nb"]
-    print(f"1. invoke        → {meta['model']}: {answer.content[:70]}…")
-
-    sandbox.inject("sandbox/fast", ["rate_limit:0.1"])
-    answer = llm.invoke("Try again after a rate limit")
-    meta = answer.response_metadata["coffee_nb"]
-    print(f"2. 429, retried  → {meta['model']} after {len(meta['attempts'])} attempts")
-
-    sandbox.inject("sandbox/fast", ["overloaded"] * 3)
-    answer = llm.invoke("The primary is down")
-    meta = answer.response_metadata["coffee_nb"]
-    print(f"3. outage        → fell back to {meta['model']} (reason: {meta['fallback_reason']})")
-
-    print("4. stream        → ", end="", flush=True)
-    for chunk in llm.stream("Stream a short answer"):
-        print(chunk.content, end="", flush=True)
-    print()
-
-    answers = asyncio.run(llm.abatch([f"Question {i}" for i in range(8)]))
-    print(f"5. async batch   → {len(answers)} answers")
-
-    broken = AutoPicker("sandbox/no-such-model", ["sandbox/limited"], policy=Policy(max_retries=1, deadline=5, max_retry_after=0.5))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coffee_nb.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "artifacts"), help="where to write the executed notebook and HTML")
+    args = parser.parse_args(argv)
     try:
-        broken.invoke("This chain cannot answer")
-    except AllModelsFailedError as exc:
-        print(f"6. all failed    → AllModelsFailedError with {len(exc.attempts)} attempts:")
-        for line in str(exc).splitlines()[1:]:
-            print("     " + line[:110])
-
-    ok = [r for r in records if r.outcome == "ok"]
-    cost = sum((r.cost for r in ok if r.cost is not None), Decimal(0))
-    fallbacks = Counter(r.model for r in ok if r.role == "fallback")
-    errors = Counter(r.error_class for r in records if r.outcome == "error")
-    skipped = Counter(r.error_class for r in records if r.outcome == "skipped")
-    print("\nSummary")
-    print(f"  calls answered : {len(ok)}  (attempts: {len(records)})")
-    print(f"  fallbacks      : {dict(fallbacks) or 'none'}")
-    print(f"  errors by class: {dict(errors) or 'none'}")
-    print(f"  skipped, why   : {dict(skipped) or 'none'}  (a cooling-down model is skipped, not called)")
-    print(f"  tokens in/out  : {sum(r.input_tokens for r in ok)} / {sum(r.output_tokens for r in ok)}")
-    print(f"  cost           : ${cost:.6f} (sandbox prices)")
-    print(f"  p50 latency    : {sorted(r.latency_s for r in ok)[len(ok) // 2] * 1000:.0f} ms")
-    sandbox.stop()
+        import nbformat
+        from nbclient import NotebookClient
+        from nbconvert import HTMLExporter
+    except ImportError:
+        print("The demo needs the dev tools: pip install -e '.[dev]' (make demo does this).", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.read(QUICKSTART, as_version=4)
+    summary_cell = nbformat.v4.new_code_cell(_SUMMARY_CODE.strip())
+    summary_cell.metadata["tags"] = [_SUMMARY_TAG]
+    nb.cells.append(summary_cell)
+    print("coffee_nb demo: running notebooks/01_quickstart.ipynb on the offline sandbox …", flush=True)
+    with tempfile.TemporaryDirectory(prefix="coffee_nb-demo-") as data:
+        env_before = os.environ.get("COFFEE_NB_DATA_DIR")
+        os.environ["COFFEE_NB_DATA_DIR"] = data  # a fresh ledger and cache: the demo never touches yours
+        try:
+            NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(QUICKSTART.parent)}},
+                           store_widget_state=True).execute()
+        finally:
+            if env_before is None:
+                os.environ.pop("COFFEE_NB_DATA_DIR", None)
+            else:
+                os.environ["COFFEE_NB_DATA_DIR"] = env_before
+    last = nb.cells.pop()
+    text = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
+    summary = json.loads(text.strip().splitlines()[-1])
+    executed = out / "01_quickstart.executed.ipynb"
+    nbformat.write(nb, executed)
+    html_path = out / "01_quickstart.html"
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    html_path.write_text(body, encoding="utf-8")
+    fallbacks = ", ".join(f"{k} ×{n}" for k, n in summary["fallbacks"].items()) or "none"
+    print()
+    print("Summary (sandbox prices, not real money)")
+    print(f"  calls answered   {summary['answered']}  (requests sent: {summary['requests']}, cache hits: {summary['cache_hits']})")
+    print(f"  fallbacks        {fallbacks}")
+    print(f"  errors           {summary['errors'] or 'none'}")
+    print(f"  cost             ${summary['cost']}")
+    for period, left in summary["budget"].items():
+        print(f"  budget left      {period}: ${left}")
+    print()
+    print(f"Executed notebook: {executed}")
+    print(f"HTML export:       {html_path}")
     return 0
 
 

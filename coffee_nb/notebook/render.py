@@ -14,6 +14,8 @@ from coffee_nb._session import Answer, money
 __all__ = ["AnswerView", "ErrorBox", "Rendered", "Table"]
 
 STREAM_INTERVAL = 0.1  # seconds between live display updates (throttled)
+# Jupyter typesets "$...$" as LaTeX: amounts like "$0.01 … $4.99" would turn into math. MathJax skips these.
+NO_MATH = "tex2jax_ignore mathjax_ignore"
 
 
 def _fenced(text: str) -> tuple[str, str]:
@@ -50,7 +52,7 @@ class Rendered:
         if a.format == "code":
             lang, code = _fenced(a.text)
             body = f"```{lang or 'python'}\n{code}\n```"
-        return f"{notice}{body}\n\n<sub>{html.escape(self._footer())}</sub>"
+        return f"{notice}{body}\n\n<sub class='{NO_MATH}'>{html.escape(self._footer())}</sub>"
 
     def _repr_html_(self) -> str | None:
         a = self.answer
@@ -58,7 +60,7 @@ class Rendered:
             return None
         body = a.text if a.format == "html" else f"<pre>{html.escape(a.text)}</pre>"
         notice = f"<blockquote>{html.escape(a.notice)}</blockquote>" if a.notice else ""
-        return f"{notice}{body}<div style='font-size:smaller;opacity:.7'>{html.escape(self._footer())}</div>"
+        return f"{notice}{body}<div class='{NO_MATH}' style='font-size:smaller;opacity:.7'>{html.escape(self._footer())}</div>"
 
     def _repr_json_(self) -> Any:
         a = self.answer
@@ -169,13 +171,12 @@ class Table:
         out += [line(r) for r in self.rows]
         return "\n".join(out)
 
-    def _repr_markdown_(self) -> str:
-        esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-        out = [f"**{self.title}**\n"] if self.title else []
-        out.append("| " + " | ".join(map(esc, self.columns)) + " |")
-        out.append("|" + "---|" * len(self.columns))
-        out += ["| " + " | ".join(map(esc, r)) + " |" for r in self.rows]
-        return "\n".join(out)
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in r) + "</tr>"
+                       for r in self.rows)
+        caption = f"<caption style='text-align:left'><b>{html.escape(self.title)}</b></caption>" if self.title else ""
+        return f"<table class='{NO_MATH}'>{caption}<tr>{head}</tr>{body}</table>"
 
 
 def dry_run_table(rows: list[dict[str, Any]]) -> Table:

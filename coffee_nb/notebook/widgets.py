@@ -372,7 +372,7 @@ class CostTable(_View):
             )
         head = "".join(f"<th>{h}</th>" for h in ("model", "calls", "errors", "fallbacks", "tokens in", "tokens out",
                                                   "cost", "share"))
-        self.table.value = f"<table class='coffee-nb-costs'><tr>{head}</tr>{''.join(rows)}</table>"
+        self.table.value = f"<table class='coffee-nb-costs tex2jax_ignore mathjax_ignore'><tr>{head}</tr>{''.join(rows)}</table>"
 
 
 class Dashboard(_View):

@@ -46,7 +46,21 @@ __all__ = [
 
 _lock = threading.Lock()
 _server: SandboxServer | None = None
-_latency_scale = 1.0
+
+
+def _env_latency_scale() -> float:
+    """``COFFEE_NB_SANDBOX_LATENCY_SCALE`` slows (or, at 0, removes) simulated latency, e.g. for demos."""
+    import os
+
+    raw = os.environ.get("COFFEE_NB_SANDBOX_LATENCY_SCALE", "1")
+    try:
+        value = float(raw)
+    except ValueError:
+        return 1.0
+    return value if value >= 0 else 1.0
+
+
+_latency_scale = _env_latency_scale()
 
 
 def server() -> SandboxServer:
