@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -32,31 +29,11 @@ from coffee_nb import Budget
 from coffee_nb.budget import MemoryLedger
 from coffee_nb.budget._redis import RedisLedger
 from coffee_nb.budget._sqlite import SQLiteLedger
+from coffee_nb.testing import redis_server
 
 MODELS = [f"provider/model-{i}" for i in range(20)]
 START = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 YEAR = 365 * 24 * 3600.0
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes] | None, str | None]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        return None, None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    return None, None
 
 
 def make_budget(kind: str, tmp: Path, redis_url: str | None, name: str) -> Budget:
@@ -132,10 +109,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--redis", default=None, help="use this Redis instead of starting redis-server")
     args = parser.parse_args()
-    proc, redis_url = (None, args.redis) if args.redis else start_redis()
+    server = None
+    redis_url = args.redis
+    if redis_url is None:
+        try:
+            server = redis_server()
+            redis_url = server.__enter__()
+        except FileNotFoundError:
+            print("redis-server not found: Redis rows skipped (apt-get install redis-server)")
     kinds = ["memory", "sqlite"] + (["redis"] if redis_url else [])
-    if not redis_url:
-        print("redis-server not found: Redis rows skipped (apt-get install redis-server)")
     try:
         with tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
@@ -165,8 +147,8 @@ def main() -> None:
                     f"  (target <= 1.10; load took {load:.0f}s)"
                 )
     finally:
-        if proc is not None:
-            proc.terminate()
+        if server is not None:
+            server.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

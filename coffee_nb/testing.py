@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from coffee_nb._records import capture_records
 
-__all__ = ["ScriptedChatModel", "capture_records", "http_error"]
+__all__ = ["ScriptedChatModel", "capture_records", "http_error", "redis_server"]
 
 
 def http_error(status: int, message: str = "", *, retry_after: float | None = None, code: str | None = None) -> Exception:
@@ -160,3 +161,40 @@ class ScriptedChatModel(BaseChatModel):
             if self.fail_after_chunks is not None and i >= self.fail_after_chunks:
                 raise ConnectionResetError("stream broke (scripted)")
             yield ChatGenerationChunk(message=chunk)
+
+
+@contextmanager
+def redis_server(*, timeout: float = 20.0) -> Iterator[str]:
+    """A throwaway ``redis-server`` on a free 127.0.0.1 port; yields its URL, stops it after.
+
+    Raises FileNotFoundError when redis-server is not installed (``apt-get install redis-server``).
+    """
+    import shutil
+    import socket
+    import subprocess
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)

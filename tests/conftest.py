@@ -1,10 +1,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 
@@ -42,27 +38,23 @@ def _need_service(what: str, how: str) -> None:
 @pytest.fixture(scope="session")
 def redis_url():
     """A throwaway redis-server on a free loopback port, stopped after the session."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        _need_service("redis-server", "install Debian's redis-server (apt-get install redis-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
+    from coffee_nb.testing import redis_server
+
+    try:
+        server = redis_server()
+        url = server.__enter__()
+    except FileNotFoundError as exc:
+        _need_service("redis-server", str(exc))
+    yield url
+    server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def quiet_sandbox():
+    """No simulated sandbox latency and no leftover faults, before and after the test."""
+    from coffee_nb import sandbox
+
+    sandbox.set_latency_scale(0)
+    sandbox.clear_faults()
+    yield sandbox
+    sandbox.clear_faults()

@@ -16,10 +16,10 @@ from coffee_nb.budget._ledger import CallRow, LimitHit
 
 __all__ = ["RedisLedger"]
 
-_PURGE = """
-local p = ARGV[1]
-local expired = redis.call('ZRANGEBYSCORE', p..':leases', '-inf', ARGV[2])
-for _, id in ipairs(expired) do
+# One Lua helper, shared by every script: drop a lease and give its hold back to its buckets.
+# Amounts go to HINCRBY as the strings they came in as: Lua prints large numbers in exponent form.
+_DROP = """
+local function drop(p, id)
   local data = redis.call('HGET', p..':lease', id)
   if data then
     local sep = string.find(data, '|', 1, true)
@@ -33,7 +33,17 @@ for _, id in ipairs(expired) do
 end
 """
 
-# Amounts go to HINCRBY as the strings they came in as: Lua prints large numbers in exponent form.
+# ARGV: prefix, now
+_PURGE = (
+    _DROP
+    + """
+local p = ARGV[1]
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..':leases', '-inf', ARGV[2])) do
+  drop(p, id)
+end
+"""
+)
+
 # ARGV: prefix, now, lease_id, amount, expires, nbuckets, buckets..., nchecks, (bucket, limit)...
 _RESERVE = (
     _PURGE
@@ -54,7 +64,7 @@ local buckets = {}
 for k = 1, nb do
   local b = ARGV[6 + k]
   buckets[k] = b
-  redis.call('HINCRBY', p..':held', b, ARGV[4])  -- the string: Lua would print big numbers as 1e+14
+  redis.call('HINCRBY', p..':held', b, ARGV[4])
 end
 redis.call('HSET', p..':lease', id, ARGV[4] .. '|' .. table.concat(buckets, '\\t'))
 redis.call('ZADD', p..':leases', expires, id)
@@ -63,19 +73,12 @@ return 'OK'
 )
 
 # ARGV: prefix, lease_id, amount, call_json, nbuckets, buckets..., nwatch, watch...
-_COMMIT = """
+_COMMIT = (
+    _DROP
+    + """
 local p, id, amount = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('SADD', p..':done', id) == 0 then return false end
-local data = redis.call('HGET', p..':lease', id)
-if data then
-  local sep = string.find(data, '|', 1, true)
-  local neg = '-' .. string.sub(data, 1, sep - 1)
-  for b in string.gmatch(string.sub(data, sep + 1), '[^\\t]+') do
-    redis.call('HINCRBY', p..':held', b, neg)
-  end
-  redis.call('HDEL', p..':lease', id)
-  redis.call('ZREM', p..':leases', id)
-end
+drop(p, id)
 for k = 1, tonumber(ARGV[5]) do
   redis.call('HINCRBY', p..':spent', ARGV[5 + k], amount)
 end
@@ -87,22 +90,10 @@ for k = 1, tonumber(ARGV[6 + nb]) do
 end
 return out
 """
+)
 
 # ARGV: prefix, lease_id
-_RELEASE = """
-local p, id = ARGV[1], ARGV[2]
-local data = redis.call('HGET', p..':lease', id)
-if data then
-  local sep = string.find(data, '|', 1, true)
-  local neg = '-' .. string.sub(data, 1, sep - 1)
-  for b in string.gmatch(string.sub(data, sep + 1), '[^\\t]+') do
-    redis.call('HINCRBY', p..':held', b, neg)
-  end
-  redis.call('HDEL', p..':lease', id)
-  redis.call('ZREM', p..':leases', id)
-end
-return 1
-"""
+_RELEASE = _DROP + "\ndrop(ARGV[1], ARGV[2])\nreturn 1\n"
 
 
 class RedisLedger:

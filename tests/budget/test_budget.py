@@ -23,12 +23,7 @@ from coffee_nb.budget._sqlite import SQLiteLedger
 from coffee_nb.testing import ScriptedChatModel, http_error
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    sandbox.set_latency_scale(0)
-    sandbox.clear_faults()
-    yield
-    sandbox.clear_faults()
+pytestmark = pytest.mark.usefixtures("quiet_sandbox")
 
 
 def model(name: str, script=("ok answer",)) -> ScriptedChatModel:

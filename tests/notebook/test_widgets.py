@@ -14,12 +14,7 @@ from coffee_nb.notebook.widgets import BudgetGauge, CostTable, Dashboard, Latenc
 from coffee_nb.testing import ScriptedChatModel, http_error
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    sandbox.set_latency_scale(0)
-    sandbox.clear_faults()
-    yield
-    sandbox.clear_faults()
+pytestmark = pytest.mark.usefixtures("quiet_sandbox")
 
 
 def test_budget_gauge_values_and_colours_at_thresholds():
