@@ -25,6 +25,17 @@ def test_import_loads_no_notebook_libraries_or_sdks():
     assert out == "[]"
 
 
+def test_core_never_imports_notebook_libraries():
+    code = (
+        "import sys, coffee_nb\n"
+        "from coffee_nb import AutoPicker, Budget, LocalMetrics, sandbox, configure, ask\n"
+        "llm = AutoPicker('sandbox/fast')\n"
+        "print([m for m in ('IPython', 'ipywidgets', 'matplotlib') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
 def test_import_does_no_network(monkeypatch):
     code = (
         "import socket\n"
