@@ -16,6 +16,7 @@ from coffee_nb._errors import ConfigError
 __all__ = ["Price", "price_for", "register_price", "reset_prices", "model_info"]
 
 _MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
 # genai-prices provider ids for coffee_nb provider names.
 _PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "azure": "azure"}
 
@@ -55,14 +56,15 @@ class Price:
         self, input_tokens: int, output_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
     ) -> Decimal:
         """Cost of one call. ``input_tokens`` includes cached and cache-write tokens (LangChain/OpenAI usage)."""
-        inp = _rate(self.input, input_tokens) or Decimal(0)
-        cached = _rate(self.cached_input, input_tokens)
-        write = _rate(self.cache_write, input_tokens)
-        out = _rate(self.output, input_tokens) or Decimal(0)
-        cached = inp if cached is None else cached
-        write = inp if write is None else write
-        uncached = max(0, input_tokens - cached_tokens - cache_write_tokens)
-        total = uncached * inp + cached_tokens * cached + cache_write_tokens * write + output_tokens * out
+        inp = _rate(self.input, input_tokens) or _ZERO
+        out = _rate(self.output, input_tokens) or _ZERO
+        total = max(0, input_tokens - cached_tokens - cache_write_tokens) * inp + output_tokens * out
+        if cached_tokens:  # most calls have none: skip the Decimal work
+            cached = _rate(self.cached_input, input_tokens)
+            total += cached_tokens * (inp if cached is None else cached)
+        if cache_write_tokens:
+            write = _rate(self.cache_write, input_tokens)
+            total += cache_write_tokens * (inp if write is None else write)
         return total / _MILLION
 
     def describe(self) -> str:

@@ -92,14 +92,18 @@ class MemoryLedger:
         self._leases: dict[str, tuple[int, tuple[str, ...], float]] = {}
         self._calls: list[CallRow] = []
         self._committed: set[str] = set()
+        self._next_expiry = float("inf")  # earliest lease expiry: no scan before then
 
     def __repr__(self) -> str:
         return "MemoryLedger()"
 
     def _purge(self, now: float) -> None:
+        if now < self._next_expiry:
+            return
         expired = [k for k, (_, _, exp) in self._leases.items() if exp <= now]
         for k in expired:
             self._drop(k)
+        self._next_expiry = min((exp for _, _, exp in self._leases.values()), default=float("inf"))
 
     def _drop(self, lease_id: str) -> None:
         lease = self._leases.pop(lease_id, None)
@@ -119,6 +123,7 @@ class MemoryLedger:
                 if spent + held + amount > limit:
                     raise LimitHit(b, limit, spent, held)
             self._leases[lease_id] = (amount, tuple(buckets), expires)
+            self._next_expiry = min(self._next_expiry, expires)
             for b in buckets:
                 self._reserved[b] = self._reserved.get(b, 0) + amount
 
