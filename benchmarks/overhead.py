@@ -10,7 +10,6 @@ is the wrapper's median minus the bare model's. Then the same with the primary f
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -48,21 +47,6 @@ class Bare(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
 
-def median_us(fn: Callable[[], Any], calls: int, rounds: int = 5) -> float:
-    for _ in range(min(200, calls)):
-        fn()  # warm up
-    medians = []
-    for _ in range(rounds):
-        gc.collect()
-        times = []
-        for _ in range(calls // rounds):
-            t = time.perf_counter_ns()
-            fn()
-            times.append(time.perf_counter_ns() - t)
-        medians.append(statistics.median(times))
-    return statistics.median(medians) / 1000
-
-
 def sinks() -> list[Any]:
     """Local metrics (once they exist) or a plain list collector."""
     out: list[Any] = []
@@ -94,7 +78,7 @@ def main() -> None:
     lc_fail = failing.with_fallbacks([bare2])
     prompt = "hello"
 
-    # interleave so machine noise hits all variants alike
+    # interleave finely (small batches, round-robin) so machine noise hits all variants alike
     results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap_nb", "ap", "lc_fail", "ap_fail")}
     fns = {
         "bare": lambda: bare.invoke(prompt),
@@ -104,14 +88,21 @@ def main() -> None:
         "lc_fail": lambda: lc_fail.invoke(prompt),
         "ap_fail": lambda: picker_fail.invoke(prompt),
     }
-    for _ in range(3):
+    for fn in fns.values():
+        for _ in range(200):
+            fn()  # warm up
+    batch = 25
+    for _ in range(max(1, args.calls // batch)):
         for key, fn in fns.items():
-            results[key].append(median_us(fn, args.calls // 3))
+            for _ in range(batch):
+                t = time.perf_counter_ns()
+                fn()
+                results[key].append((time.perf_counter_ns() - t) / 1000)
     m = {k: statistics.median(v) for k, v in results.items()}
     lc_self = m["lc"] - m["bare"]
     ap_self = m["ap"] - m["bare"]
     nb_self = m["ap_nb"] - m["bare"]
-    print(f"calls per variant: {args.calls}  (median of medians, µs per call)")
+    print(f"calls per variant: {args.calls}, round-robin in batches of {batch}  (median µs per call)")
     print(f"  bare fake model                       {m['bare']:8.1f}")
     print(f"  with_fallbacks                        {m['lc']:8.1f}   self {lc_self:7.1f}")
     metrics_name = "LocalMetrics" if getattr(coffee_nb, "LocalMetrics", None) else "record sink"
