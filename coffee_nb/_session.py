@@ -204,6 +204,7 @@ class Session:
             limits = {k: v for k, v in limits.items() if v is not None}
             if budget is not None:
                 self._budget = budget
+                self._budget_args = {}  # limits given later start from the defaults, not from this object
                 self._pickers.clear()
             elif limits or hard is not None or ledger is not None:
                 from coffee_nb.budget import Budget
