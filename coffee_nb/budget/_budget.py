@@ -74,6 +74,7 @@ class _Keys:
     rule_buckets: tuple[str, ...]  # the current bucket of each rule
     checks: tuple[tuple[str, int], ...]  # (bucket, limit in picodollars) of its hard rules
     limits: tuple[int, ...]  # each rule's limit in picodollars
+    held: tuple[str, ...]  # where a reservation is held: only buckets some limit looks at
 
 
 @dataclass(slots=True)
@@ -288,7 +289,8 @@ class Budget:
             rule_buckets = tuple(self._bucket(r.scope, r.period, when) for r in rules)
             limits = tuple(to_pico(r.amount) for r in rules)
             checks = tuple((b, lim) for r, b, lim in zip(rules, rule_buckets, limits, strict=True) if r.hard)
-            keys = _Keys(self._all_buckets(model, when), rules, rule_buckets, checks, limits)
+            held = tuple(dict.fromkeys(rule_buckets))
+            keys = _Keys(self._all_buckets(model, when), rules, rule_buckets, checks, limits, held)
             self._keys[model] = keys
         return keys
 
@@ -302,9 +304,9 @@ class Budget:
             )
         t = self._clock()
         keys = self._keys_for(model, t)
-        lease = Lease(_lease_id(), model, amount, keys.buckets)
+        lease = Lease(_lease_id(), model, amount, keys.held)
         try:
-            self.ledger.reserve(lease.id, to_pico(amount or Decimal(0)), keys.buckets, keys.checks, t + self.lease_ttl, t)
+            self.ledger.reserve(lease.id, to_pico(amount or Decimal(0)), keys.held, keys.checks, t + self.lease_ttl, t)
         except LimitHit as hit:
             rule = keys.rules[keys.rule_buckets.index(hit.bucket)]
             message = self._exceeded_message(rule, hit, model, amount, datetime.fromtimestamp(t, UTC))
