@@ -37,7 +37,7 @@ from coffee_nb._errors import (
     redact,
 )
 from coffee_nb._models import Candidate
-from coffee_nb._policy import Action, Policy, Trip
+from coffee_nb._policy import Action, Policy
 from coffee_nb._records import CallRecord, Outcome, Role, as_sinks, global_sinks, publish
 from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
 

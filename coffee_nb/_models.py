@@ -186,9 +186,8 @@ class Candidate:
             v = getattr(spec, attr)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
                 raise ConfigError(f"{attr} for {self.name} must be a positive integer, got {v!r}")
-        self.limiter = RateLimiter(RateLimit(rpm=spec.rpm, tpm=spec.tpm)) if (spec.rpm or spec.tpm) else None
-        if spec.rpm is not None or spec.tpm is not None:
-            RateLimit(rpm=spec.rpm, tpm=spec.tpm)  # validates
+        limit = RateLimit(rpm=spec.rpm, tpm=spec.tpm)  # validates, even values that turn limiting off
+        self.limiter = RateLimiter(limit) if (spec.rpm or spec.tpm) else None
         self.breaker = CircuitBreaker(cooldown_after, cooldown)
         self._window = spec.context_window
         self.max_output_tokens = spec.max_output_tokens

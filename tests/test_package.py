@@ -57,7 +57,7 @@ def _lower_bounds_pyproject() -> dict[str, str]:
 
     data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     deps = list(data["project"]["dependencies"])
-    for extra, items in data["project"]["optional-dependencies"].items():
+    for items in data["project"]["optional-dependencies"].values():
         deps += [d for d in items if not d.startswith("coffee_nb")]
     out = {}
     for dep in deps:

@@ -7,7 +7,6 @@ attempts cost a few dozen MB and ``to_dataframe()`` wraps them without a Python 
 
 from __future__ import annotations
 
-import math
 import threading
 from array import array
 from collections import Counter
@@ -124,13 +123,13 @@ class LocalMetrics:
             )
             if self.capacity is not None and self._size >= self.capacity:
                 i = self._next
-                for col, value in zip(self._col_list, row):
+                for col, value in zip(self._col_list, row, strict=True):
                     col[i] = value
                 self._next = (i + 1) % self.capacity
                 if len(self._codes["call_id"].values) > 4 * self.capacity:
                     self._compact_call_ids()
             else:
-                for col, value in zip(self._col_list, row):
+                for col, value in zip(self._col_list, row, strict=True):
                     col.append(value)
                 self._size += 1
             # exact counters, whatever the capacity

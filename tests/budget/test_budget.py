@@ -20,7 +20,7 @@ from coffee_nb import (
 )
 from coffee_nb.budget import MemoryLedger
 from coffee_nb.budget._sqlite import SQLiteLedger
-from coffee_nb.testing import ScriptedChatModel, http_error
+from coffee_nb.testing import ScriptedChatModel
 
 
 pytestmark = pytest.mark.usefixtures("quiet_sandbox")

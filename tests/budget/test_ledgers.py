@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from coffee_nb.budget import CallRow, MemoryLedger
+from coffee_nb.budget._ledger import LimitHit
 from coffee_nb.budget._redis import RedisLedger
 from coffee_nb.budget._sqlite import SQLiteLedger
 
@@ -39,7 +40,7 @@ def test_reserve_commit_moves_hold_to_spend(ledger):
 
 def test_hard_check_counts_spend_and_holds(ledger):
     ledger.reserve("a", 60, ["b"], [("b", 100)], expires=2000, now=1000)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(LimitHit) as info:
         ledger.reserve("b", 50, ["b"], [("b", 100)], expires=2000, now=1000)
     hit = info.value
     assert (hit.bucket, hit.limit, hit.spent, hit.reserved) == ("b", 100, 0, 60)
@@ -57,7 +58,7 @@ def test_release_frees_the_hold(ledger):
 
 def test_leases_expire(ledger):
     ledger.reserve("a", 100, ["b"], [("b", 100)], expires=1010, now=1000)
-    with pytest.raises(Exception):
+    with pytest.raises(LimitHit):
         ledger.reserve("b", 1, ["b"], [("b", 100)], expires=1020, now=1005)
     assert ledger.reserved(["b"], now=1011) == [0]
     ledger.reserve("c", 100, ["b"], [("b", 100)], expires=1100, now=1011)
@@ -107,7 +108,7 @@ def test_threads_never_overshoot(ledger):
             lease = f"{n}-{i}"
             try:
                 ledger.reserve(lease, amount, ["b"], [("b", limit)], expires=10**10, now=1000)
-            except Exception:
+            except LimitHit:
                 continue
             ledger.commit(lease, amount, ["b"], row(lease, amount))
             ok.append(lease)
