@@ -39,7 +39,7 @@ from coffee_nb._errors import (
 from coffee_nb._models import Candidate
 from coffee_nb._policy import Action, Policy
 from coffee_nb._records import CallRecord, Outcome, Role, as_sinks, global_sinks, publish
-from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
+from coffee_nb._tokens import count_prompt, count_tokens
 
 __all__ = ["AutoPicker"]
 
@@ -118,28 +118,21 @@ class _Plan:
         self.last_exc: BaseException | None = None
         self.budget_error: BaseException | None = None
         self.deadline_cut = False
-        self._counts: dict[str, TokenCount] = {}
+        self._counts: dict[str, int] = {}
 
     # -- helpers -------------------------------------------------------------------------------
-    def prompt_tokens(self, cand: Candidate) -> TokenCount:
-        from coffee_nb._tokens import encoding_for
-
-        encoding, _ = encoding_for(cand.provider, cand.model)
-        count = self._counts.get(f"{encoding}/{cand.provider}")
+    def prompt_tokens(self, cand: Candidate) -> int:
+        """Prompt tokens counted with ``cand``'s encoding (once per encoding per call); exact when ``cand.exact_tokens``."""
+        counts = self._counts
+        count = counts.get(cand.encoding)
         if count is None:
-            count = count_message_tokens(self.messages, cand.provider, cand.model)
-            self._counts[f"{encoding}/{cand.provider}"] = count
+            count = counts[cand.encoding] = count_prompt(self.messages, cand.encoding)
         return count
 
     def _output_cap(self, cand: Candidate) -> int:
         if self.max_tokens:
             return int(self.max_tokens)
-        if cand.max_output_tokens:
-            return cand.max_output_tokens
-        profile = getattr(cand.instance, "profile", None)
-        if isinstance(profile, dict) and isinstance(profile.get("max_output_tokens"), int):
-            return int(profile["max_output_tokens"])
-        return DEFAULT_OUTPUT_ESTIMATE
+        return cand.output_cap or DEFAULT_OUTPUT_ESTIMATE
 
     def _emit(self, record: CallRecord) -> None:
         self.records.append(record)
@@ -210,7 +203,7 @@ class _Plan:
                     continue
                 window = cand.context_window
                 if window is not None:
-                    need = self.prompt_tokens(cand).tokens + (int(self.max_tokens) if self.max_tokens else 0)
+                    need = self.prompt_tokens(cand) + (int(self.max_tokens) if self.max_tokens else 0)
                     if need > window:
                         cand.breaker.release()
                         self._skip(
@@ -222,7 +215,7 @@ class _Plan:
                         continue
                 self.admitted = True
             if cand.limiter is not None:
-                wait = cand.limiter.try_acquire(self.prompt_tokens(cand).tokens + self._output_cap(cand), now)
+                wait = cand.limiter.try_acquire(self.prompt_tokens(cand) + self._output_cap(cand), now)
                 if wait > 0:
                     if wait < remaining:
                         return wait
@@ -235,9 +228,8 @@ class _Plan:
                 price = cand.facts.price
                 estimate = None
                 if price is not None:
-                    prompt = self.prompt_tokens(cand)
-                    estimate = price.cost(prompt.tokens, self._output_cap(cand))
-                    if not prompt.exact:  # a stand-in tokenizer may count low: hold a margin
+                    estimate = price.cost(self.prompt_tokens(cand), self._output_cap(cand))
+                    if not cand.exact_tokens:  # a stand-in tokenizer may count low: hold a margin
                         estimate *= ESTIMATE_MARGIN
                 try:
                     lease = budget.reserve(cand.name, estimate)
@@ -284,7 +276,7 @@ class _Plan:
             record = self._record(attempt, Outcome.ERROR, now, failure=failure, ttft=ttft)
         self._emit(record)
         if failure.error_class is ErrorClass.CONTEXT_OVERFLOW:
-            self._prefer_larger_windows(max(cand.context_window or 0, self.prompt_tokens(cand).tokens) + 1)
+            self._prefer_larger_windows(max(cand.context_window or 0, self.prompt_tokens(cand)) + 1)
         if rule.retry and self.retries < self.policy.max_retries and cand.breaker.open_until() == 0.0:
             wait = self.policy.backoff(self.retries, failure.retry_after, self.core.rng)
             if wait is not None and now + wait < self.deadline:
@@ -378,10 +370,7 @@ class _Plan:
                 int(out_details.get("reasoning") or 0),
                 int(in_details.get("cache_creation") or 0),
             ), False
-        from coffee_nb._tokens import encoding_for
-
-        encoding, _ = encoding_for(cand.provider, cand.model)
-        return (self.prompt_tokens(cand).tokens, count_tokens(_text(message), encoding), 0, 0, 0), True
+        return (self.prompt_tokens(cand), count_tokens(_text(message), cand.encoding), 0, 0, 0), True
 
     def _settle(self, attempt: _Attempt, tokens: tuple[int, int, int, int, int] | None) -> tuple[Decimal | None, str]:
         """Price ``tokens`` and commit them to the budget; with no tokens, release the reservation."""
@@ -732,14 +721,14 @@ class AutoPicker(BaseChatModel):
 
     def invoke(self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
         if self._unobserved(config, kwargs):
-            return self._run(self._convert_input(input).to_messages(), stop, None, kwargs)
+            return self._run(_prompt(self, input), stop, None, kwargs)
         return super().invoke(input, config, stop=stop, **kwargs)
 
     async def ainvoke(
         self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any
     ) -> AIMessage:
         if self._unobserved(config, kwargs):
-            return await self._arun(self._convert_input(input).to_messages(), stop, None, kwargs)
+            return await self._arun(_prompt(self, input), stop, None, kwargs)
         return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def _stream(
@@ -859,31 +848,73 @@ class _Guard:
         return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta))
 
 
-_listening_checks: tuple[Any, ...] | None = None
+_listening: Any = None
 
 
 def _nothing_global_listening(cache_off: bool) -> bool:
-    """No global LLM cache, debug/verbose mode, LangSmith tracing or configure hook is active."""
-    global _listening_checks
-    if _listening_checks is None:
-        from langchain_core.globals import get_debug, get_llm_cache, get_verbose
-        from langchain_core.tracers.context import _configure_hooks, _tracing_v2_is_enabled
-        from langchain_core.utils.env import env_var_is_set
-        from langsmith.run_helpers import get_tracing_context
+    """No global LLM cache, debug/verbose mode, LangSmith tracing, parent trace or configure hook is active.
 
-        _listening_checks = (get_debug, get_verbose, _tracing_v2_is_enabled, get_llm_cache, get_tracing_context,
-                             _configure_hooks, env_var_is_set)
-    get_debug, get_verbose, tracing, get_llm_cache, get_tracing_context, hooks, env_var_is_set = _listening_checks
-    if get_debug() or get_verbose() or tracing():
-        return False
-    if not cache_off and get_llm_cache() is not None:
-        return False
-    if get_tracing_context()["parent"] is not None:
-        return False
-    for var, _inheritable, handler_class, env_var in hooks:
-        if var.get() is not None or (env_var is not None and handler_class is not None and env_var_is_set(env_var)):
+    The same switches LangChain's callback manager looks at, read directly (this runs on every call).
+    """
+    global _listening
+    if _listening is None:
+        _listening = _ListeningSwitches()
+    return _listening.quiet(cache_off)
+
+
+class _ListeningSwitches:
+    """Where LangChain and LangSmith keep their global switches; resolved once."""
+
+    def __init__(self) -> None:
+        import os
+
+        import langchain_core.globals as lc_globals
+        from langchain_core.tracers.context import _configure_hooks, tracing_v2_callback_var
+        from langsmith import utils as ls_utils
+        from langsmith._internal import _context as ls_context
+
+        self.lc_globals = lc_globals
+        self.tracing_var = tracing_v2_callback_var
+        self.ls_context = ls_context
+        self.get_env_var = ls_utils.get_env_var
+        self.hooks = _configure_hooks
+        self.environ = os.environ
+
+    def quiet(self, cache_off: bool) -> bool:
+        g = self.lc_globals
+        if g._debug or g._verbose or (not cache_off and g._llm_cache is not None):
             return False
-    return True
+        if self.tracing_var.get() is not None:
+            return False
+        ctx = self.ls_context
+        enabled = ctx._TRACING_ENABLED.get()  # an explicit tracing_context(enabled=...) wins
+        if enabled:
+            return False
+        parent = ctx._PARENT_RUN_TREE_REF.get()
+        if parent is not None and parent() is not None:  # inside a traced run
+            return False
+        if enabled is None:
+            if ctx._GLOBAL_TRACING_ENABLED:
+                return False
+            if ctx._GLOBAL_TRACING_ENABLED is None:
+                env = self.get_env_var
+                if env("TRACING_V2", default=env("TRACING", default="")) == "true":
+                    return False
+        environ = self.environ
+        for var, _inheritable, handler_class, env_var in self.hooks:
+            if var.get() is not None:
+                return False
+            if env_var is not None and handler_class is not None and environ.get(env_var, "") not in ("", "0", "false", "False"):
+                return False
+        return True
+
+
+def _prompt(picker: AutoPicker, input: Any) -> list[BaseMessage] | str:
+    """What the fast path hands to the candidates: a string as it is (each candidate turns it into
+    the same one user message, and it counts the same), anything else converted and validated once."""
+    if type(input) is str:
+        return input
+    return picker._convert_input(input).to_messages()
 
 
 def _child_config(run_manager: Any) -> dict[str, Any] | None:

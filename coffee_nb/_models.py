@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from coffee_nb._errors import ConfigError, MissingAPIKeyError
 from coffee_nb._policy import CircuitBreaker, RateLimit, RateLimiter
-from coffee_nb._pricing import ModelFacts, model_info
+from coffee_nb._pricing import ModelFacts, generation, model_info
+from coffee_nb._tokens import encoding_for
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -190,7 +191,11 @@ class Candidate:
         self.limiter = RateLimiter(limit) if (spec.rpm or spec.tpm) else None
         self.breaker = CircuitBreaker(cooldown_after, cooldown)
         self._window = spec.context_window
+        self._facts: tuple[int, ModelFacts, int | None] | None = None
+        self.encoding, self.exact_tokens = encoding_for(self.provider, self.model)
         self.max_output_tokens = spec.max_output_tokens
+        # worst-case output when a call gives no max_tokens: the spec's, else the model profile's
+        self.output_cap: int | None = spec.max_output_tokens or self._profile("max_output_tokens")
         self._lock = threading.Lock()
         self._sync: tuple[Any, BaseChatModel] | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BaseChatModel] = (
@@ -206,20 +211,31 @@ class Candidate:
 
     @property
     def facts(self) -> ModelFacts:
-        return model_info(self.provider, self.model, name=self.name)  # cached there, reset by register_price
+        """Price and context window, resolved once (again after ``register_price``)."""
+        cached = self._facts
+        if cached is not None and cached[0] == generation():
+            return cached[1]
+        return self._resolve()[1]
 
     @property
     def context_window(self) -> int | None:
-        if self._window is not None:
-            return self._window
-        if self.facts.context_window:
-            return self.facts.context_window
-        profile = getattr(self.instance, "profile", None)
-        if isinstance(profile, Mapping):
-            value = profile.get("max_input_tokens")
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
+        cached = self._facts
+        if cached is not None and cached[0] == generation():
+            return cached[2]
+        return self._resolve()[2]
+
+    def _resolve(self) -> tuple[int, ModelFacts, int | None]:
+        gen = generation()
+        facts = model_info(self.provider, self.model, name=self.name)
+        window = self._window or facts.context_window or self._profile("max_input_tokens")
+        self._facts = (gen, facts, window)
+        return self._facts
+
+    def _profile(self, key: str) -> int | None:
+        """A positive integer from the instance's LangChain model profile, if it has one."""
+        profile = getattr(self.instance, "profile", None) if self.instance is not None else None
+        value = profile.get(key) if isinstance(profile, Mapping) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
     def api_key(self) -> str | None:
         provider = self._provider

@@ -88,6 +88,12 @@ _lock = threading.Lock()
 _custom: dict[str, Price] = {}
 _custom_windows: dict[str, int] = {}
 _resolved: dict[tuple[str, str], ModelFacts] = {}
+_generation = [0]  # bumped whenever registered prices change: holders of resolved facts re-resolve
+
+
+def generation() -> int:
+    """A number that changes whenever ``register_price`` / ``reset_prices`` may have changed a model's facts."""
+    return _generation[0]
 
 
 def _to_decimal(name: str, value: Any) -> Decimal | None:
@@ -132,6 +138,7 @@ def register_price(
         if context_window is not None:
             _custom_windows[model] = context_window
         _resolved.clear()
+        _generation[0] += 1
     return price
 
 
@@ -141,6 +148,7 @@ def reset_prices() -> None:
         _custom.clear()
         _custom_windows.clear()
         _resolved.clear()
+        _generation[0] += 1
 
 
 def _convert(value: Any) -> Rate:

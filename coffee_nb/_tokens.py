@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TokenCount", "count_message_tokens", "count_tokens", "encoding_for"]
+__all__ = ["TokenCount", "count_message_tokens", "count_prompt", "count_tokens", "encoding_for"]
 
 # OpenAI's chat format: every message costs a few tokens of framing, the reply is primed with 3.
 _TOKENS_PER_MESSAGE = 3
@@ -90,9 +90,19 @@ def _content_text(content: Any) -> str:
     return "".join(parts)
 
 
-def count_message_tokens(messages: Sequence[Any], provider: str, model: str) -> TokenCount:
-    """Estimated prompt tokens of chat ``messages`` (LangChain messages or OpenAI dicts) for ``provider/model``."""
+def count_message_tokens(messages: Sequence[Any] | str, provider: str, model: str) -> TokenCount:
+    """Estimated prompt tokens of chat ``messages`` (LangChain messages or OpenAI dicts) for ``provider/model``.
+
+    A plain string counts as one user message, as LangChain turns it into one.
+    """
     encoding, exact = encoding_for(provider, model)
+    return TokenCount(count_prompt(messages, encoding), exact, encoding)
+
+
+def count_prompt(messages: Sequence[Any] | str, encoding: str) -> int:
+    """Prompt tokens of ``messages`` with ``encoding``, OpenAI's chat framing included."""
+    if isinstance(messages, str):
+        return _REPLY_PRIMING + _TOKENS_PER_MESSAGE + count_tokens(messages, encoding)
     total = _REPLY_PRIMING
     for m in messages:
         total += _TOKENS_PER_MESSAGE
@@ -107,4 +117,4 @@ def count_message_tokens(messages: Sequence[Any], provider: str, model: str) -> 
         if tool_calls:
             total += count_tokens(repr(tool_calls), encoding)
     # Framing differs by provider; our count for non-OpenAI models is an estimate either way.
-    return TokenCount(total, exact, encoding)
+    return total

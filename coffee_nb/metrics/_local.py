@@ -23,6 +23,9 @@ __all__ = ["LocalMetrics"]
 _NAN = float("nan")
 _ZERO = Decimal(0)
 _CATEGORIES = ("model", "provider", "role", "outcome", "error_class", "price_source")
+_GROUP_KEY = (*_CATEGORIES, "fallback_from", "fallback_reason")
+_OK, _ERROR, _SKIPPED = Outcome.OK, Outcome.ERROR, Outcome.SKIPPED
+_FALLBACK = Role.FALLBACK
 
 
 class _Codes:
@@ -40,6 +43,19 @@ class _Codes:
             code = self.index[value] = len(self.values)
             self.values.append(value)
         return code
+
+
+class _Group:
+    """Exact counters of every attempt sharing one (model, provider, role, outcome, error class,
+    price source, fallback origin and reason): one dictionary lookup per record counts them all."""
+
+    __slots__ = ("code", "key", "requests", "input", "output", "cached", "reasoning", "cost", "unpriced")
+
+    def __init__(self, code: int, key: tuple[Any, ...]) -> None:
+        self.code = code
+        self.key = key
+        self.requests = self.input = self.output = self.cached = self.reasoning = self.unpriced = 0
+        self.cost: Decimal | None = None
 
 
 class LocalMetrics:
@@ -66,7 +82,9 @@ class LocalMetrics:
     def reset(self) -> None:
         """Forget everything."""
         with getattr(self, "_lock", threading.Lock()):
-            self._codes = {name: _Codes() for name in (*_CATEGORIES, "call_id")}
+            self._call_ids = _Codes()
+            self._groups: dict[tuple[Any, ...], _Group] = {}
+            self._group_list: list[_Group] = []
             self._cols: dict[str, array[Any]] = {
                 "started_at": array("d"),
                 "latency_s": array("d"),
@@ -78,99 +96,90 @@ class LocalMetrics:
                 "reasoning_tokens": array("q"),
                 "cost_usd": array("d"),
                 "flags": array("b"),  # bit 0: tokens estimated, 1: streamed, 2: cache hit
-                **{name: array("i") for name in (*_CATEGORIES, "call_id")},
+                "group": array("i"),  # the record's _Group: its model, provider, role, outcome, ...
+                "call_id": array("i"),
             }
-            self._col_list = list(self._cols.values())  # the order of ``row`` in emit()
-            self._code_fns = [self._codes[name].code for name in (*_CATEGORIES, "call_id")]
+            self._appends = tuple(col.append for col in self._cols.values())  # the order of a row in emit()
             self._next = 0  # ring position once full
             self._size = 0
-            self._requests: Counter[tuple[str, str, str]] = Counter()  # (model, role, outcome)
-            self._errors: Counter[tuple[str, str]] = Counter()  # (model, error_class)
-            self._cost: dict[str, Decimal] = {}
-            self._unpriced: Counter[str] = Counter()
-            self._tokens: Counter[tuple[str, str]] = Counter()  # (model, type)
-            self._fallbacks: Counter[tuple[str, str, str]] = Counter()  # (from, to, reason)
             self._cache_hits = 0
 
     # -- the sink ------------------------------------------------------------------------------
     def emit(self, record: CallRecord) -> None:
-        model = record.model
         cost = record.cost
         outcome = record.outcome
         ttft = record.ttft_s
-        row = (
-            record.started_at.timestamp(),
-            record.latency_s,
-            _NAN if ttft is None else ttft,
-            record.attempt if record.attempt < 32767 else 32767,
-            record.input_tokens,
-            record.output_tokens,
-            record.cached_tokens,
-            record.reasoning_tokens,
-            _NAN if cost is None else float(cost),
-            record.tokens_estimated | (record.streamed << 1) | (record.cache_hit << 2),
-        )
+        attempt = record.attempt
+        key = (record.model, record.provider, record.role, outcome, record.error_class, record.price_source,
+               record.fallback_from, record.fallback_reason)
+        call_id = record.call_id
         with self._lock:
-            codes = self._code_fns
-            row += (
-                codes[0](model),
-                codes[1](record.provider),
-                codes[2](record.role),
-                codes[3](outcome),
-                codes[4](record.error_class),
-                codes[5](record.price_source),
-                codes[6](record.call_id),
+            group = self._groups.get(key)
+            if group is None:
+                group = self._new_group(key)
+            call_code = self._call_ids.index.get(call_id)
+            if call_code is None:
+                call_code = self._call_ids.code(call_id)
+            row = (
+                record.started_at.timestamp(),
+                record.latency_s,
+                _NAN if ttft is None else ttft,
+                attempt if attempt < 32767 else 32767,
+                record.input_tokens,
+                record.output_tokens,
+                record.cached_tokens,
+                record.reasoning_tokens,
+                _NAN if cost is None else float(cost),
+                record.tokens_estimated | (record.streamed << 1) | (record.cache_hit << 2),
+                group.code,
+                call_code,
             )
             if self.capacity is not None and self._size >= self.capacity:
-                i = self._next
-                for col, value in zip(self._col_list, row, strict=True):
-                    col[i] = value
-                self._next = (i + 1) % self.capacity
-                if len(self._codes["call_id"].values) > 4 * self.capacity:
-                    self._compact_call_ids()
+                self._overwrite(row)
             else:
-                for col, value in zip(self._col_list, row, strict=True):
-                    col.append(value)
+                a = self._appends
+                a[0](row[0]), a[1](row[1]), a[2](row[2]), a[3](row[3]), a[4](row[4]), a[5](row[5])
+                a[6](row[6]), a[7](row[7]), a[8](row[8]), a[9](row[9]), a[10](row[10]), a[11](row[11])
                 self._size += 1
             # exact counters, whatever the capacity
             if record.cache_hit:  # answered from the cache: no request was sent
                 self._cache_hits += 1
             else:
-                self._count(record, model, cost, outcome)
+                group.requests += 1
+                if cost is not None:
+                    group.cost = cost if group.cost is None else group.cost + cost
+                elif outcome is _OK:
+                    group.unpriced += 1
+                if outcome is not _SKIPPED:
+                    group.input += record.input_tokens
+                    group.output += record.output_tokens
+                    group.cached += record.cached_tokens
+                    group.reasoning += record.reasoning_tokens
         for listener in self._listeners:
             listener(record)
 
-    def _count(self, record: CallRecord, model: str, cost: Decimal | None, outcome: Outcome) -> None:
-        """Exact counters (the caller holds the lock)."""
-        self._requests[(model, record.role, outcome)] += 1
-        if outcome is Outcome.ERROR and record.error_class:
-            self._errors[(model, record.error_class)] += 1
-        if cost is not None:
-            self._cost[model] = self._cost.get(model, _ZERO) + cost
-        elif outcome is Outcome.OK:
-            self._unpriced[model] += 1
-        if outcome is not Outcome.SKIPPED:
-            tokens = self._tokens
-            if record.input_tokens:
-                tokens[(model, "input")] += record.input_tokens
-            if record.output_tokens:
-                tokens[(model, "output")] += record.output_tokens
-            if record.cached_tokens:
-                tokens[(model, "cached")] += record.cached_tokens
-            if record.reasoning_tokens:
-                tokens[(model, "reasoning")] += record.reasoning_tokens
-        if record.role is Role.FALLBACK and outcome is Outcome.OK and record.fallback_from:
-            self._fallbacks[(record.fallback_from, model, record.fallback_reason or "unknown")] += 1
+    def _new_group(self, key: tuple[Any, ...]) -> _Group:
+        group = self._groups[key] = _Group(len(self._group_list), key)
+        self._group_list.append(group)
+        return group
+
+    def _overwrite(self, row: tuple[Any, ...]) -> None:
+        """Ring buffer: the oldest row makes way (the caller holds the lock)."""
+        i = self._next
+        for col, value in zip(self._cols.values(), row, strict=True):
+            col[i] = value
+        self._next = (i + 1) % self.capacity  # type: ignore[operator]
+        if len(self._call_ids.values) > 4 * self.capacity:  # type: ignore[operator]
+            self._compact_call_ids()
 
     def _compact_call_ids(self) -> None:
         """Ring buffer: re-encode call ids so codes of overwritten rows don't pile up."""
-        old = self._codes["call_id"]
+        old = self._call_ids
         col = self._cols["call_id"]
         fresh = _Codes()
         for i, code in enumerate(col):
             col[i] = fresh.code(old.values[code])
-        self._codes["call_id"] = fresh
-        self._code_fns[-1] = fresh.code
+        self._call_ids = fresh
 
     def subscribe(self, listener: Any) -> Any:
         """Call ``listener(record)`` after each record is counted; returns an unsubscribe function."""
@@ -192,20 +201,32 @@ class LocalMetrics:
         return self.summary().to_html(float_format=lambda x: f"{x:.6g}", na_rep="-")
 
     # -- views -------------------------------------------------------------------------------------
-    def _ordered(self, last: int | None = None) -> tuple[dict[str, array[Any]], dict[str, list[str | None]]]:
-        """A consistent copy of the columns (the ``last`` N rows, or all), oldest first."""
+    def _ordered(self, last: int | None = None) -> tuple[dict[str, Any], dict[str, list[str | None]]]:
+        """A consistent copy of the columns (the ``last`` N rows, or all), oldest first, with the
+        group column decoded into one category-code column per category (numpy arrays)."""
+        import numpy as np
+
         with self._lock:
             start = self._next if self.capacity is not None and self._size >= self.capacity else 0
             if last is not None and last < self._size and not start:
                 cols = {k: v[-last:] if last else v[:0] for k, v in self._cols.items()}
             else:
                 cols = {k: array(v.typecode, v) for k, v in self._cols.items()}
-            cats = {k: list(c.values) for k, c in self._codes.items()}
+            keys = [g.key for g in self._group_list]
+            call_ids = list(self._call_ids.values)
         if start:
             cols = {k: v[start:] + v[:start] for k, v in cols.items()}
             if last is not None:
                 cols = {k: v[-last:] if last else v[:0] for k, v in cols.items()}
-        return cols, cats
+        out: dict[str, Any] = dict(cols)
+        cats: dict[str, list[str | None]] = {"call_id": call_ids}
+        groups = np.frombuffer(cols["group"], dtype=np.int32)
+        for i, name in enumerate(_CATEGORIES):
+            codes = _Codes()
+            lookup = np.array([codes.code(k[i]) for k in keys], dtype=np.int32)
+            out[name] = lookup[groups] if len(keys) else np.zeros(0, dtype=np.int32)
+            cats[name] = codes.values
+        return out, cats
 
     def _ok_latencies(self, column: str = "latency_s") -> dict[str, Any]:
         """Per model, the numpy array of ``column`` over answered attempts in the window."""
@@ -215,8 +236,8 @@ class LocalMetrics:
         if "ok" not in cats["outcome"]:
             return {}
         values = np.frombuffer(cols[column], dtype=np.float64)
-        models = np.frombuffer(cols["model"], dtype=np.int32)
-        ok = np.frombuffer(cols["outcome"], dtype=np.int32) == cats["outcome"].index("ok")
+        models = cols["model"]
+        ok = cols["outcome"] == cats["outcome"].index("ok")
         ok &= ~np.isnan(values)
         ok &= (np.frombuffer(cols["flags"], dtype=np.int8) & 4) == 0  # cache hits sent no request
         out = {}
@@ -238,14 +259,32 @@ class LocalMetrics:
 
         Costs are ``Decimal`` USD (exact); latency in seconds over the retained window.
         """
+        requests: Counter[tuple[str, str, str]] = Counter()  # (model, role, outcome)
+        errors: Counter[tuple[str, str]] = Counter()  # (model, error_class)
+        cost: dict[str, Decimal] = {}
+        unpriced: Counter[str] = Counter()
+        tokens: Counter[tuple[str, str]] = Counter()  # (model, type)
+        fallbacks: Counter[tuple[str, str, str]] = Counter()  # (from, to, reason)
         with self._lock:
-            requests = Counter(self._requests)
-            errors = Counter(self._errors)
-            cost = dict(self._cost)
-            unpriced = Counter(self._unpriced)
-            tokens = Counter(self._tokens)
-            fallbacks = Counter(self._fallbacks)
+            groups = [(g.key, g.requests, g.input, g.output, g.cached, g.reasoning, g.cost, g.unpriced)
+                      for g in self._group_list]
             cache_hits = self._cache_hits
+        for key, n, t_in, t_out, t_cached, t_reasoning, g_cost, g_unpriced in groups:
+            model, _, role, outcome, error_class, _, fallback_from, fallback_reason = key
+            if not n:
+                continue
+            requests[(model, str(role), str(outcome))] += n
+            if outcome is _ERROR and error_class:
+                errors[(model, error_class)] += n
+            if g_cost is not None:
+                cost[model] = cost.get(model, _ZERO) + g_cost
+            if g_unpriced:
+                unpriced[model] += g_unpriced
+            for kind, value in (("input", t_in), ("output", t_out), ("cached", t_cached), ("reasoning", t_reasoning)):
+                if value:
+                    tokens[(model, kind)] += value
+            if role is _FALLBACK and outcome is _OK and fallback_from:
+                fallbacks[(fallback_from, model, fallback_reason or "unknown")] += n
         import numpy as np
 
         lat_by_model = self._ok_latencies()
@@ -344,7 +383,7 @@ class LocalMetrics:
         cols, cats = self._ordered(last)
         data: dict[str, Any] = {}
         data["started_at"] = pd.to_datetime(np.frombuffer(cols["started_at"], dtype=np.float64) * 1e9, utc=True)
-        data["call_id"] = _categorical(cols["call_id"], cats["call_id"])
+        data["call_id"] = _categorical(np.frombuffer(cols["call_id"], dtype=np.int32), cats["call_id"])
         data["attempt"] = np.frombuffer(cols["attempt"], dtype=np.int16)
         for name in _CATEGORIES:
             data[name] = _categorical(cols[name], cats[name])
@@ -392,11 +431,10 @@ class LocalMetrics:
         return pd.DataFrame(rows, columns=columns).set_index("model")
 
 
-def _categorical(codes: array[Any], values: list[str | None]) -> Any:
+def _categorical(arr: Any, values: list[str | None]) -> Any:
     import numpy as np
     import pandas as pd
 
-    arr = np.frombuffer(codes, dtype=np.int32)
     values = [None if v is None else str(v) for v in values]  # StrEnum members → plain strings
     if None not in values:
         return pd.Categorical.from_codes(arr, categories=values)
