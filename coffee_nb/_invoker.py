@@ -38,12 +38,13 @@ from coffee_nb._errors import (
 )
 from coffee_nb._models import Candidate
 from coffee_nb._policy import Action, Policy
+from coffee_nb._pricing import from_pico
 from coffee_nb._records import CallRecord, Outcome, Role, as_sinks, global_sinks, publish
 from coffee_nb._tokens import count_prompt, count_tokens
 
 __all__ = ["AutoPicker"]
 
-ESTIMATE_MARGIN = Decimal("1.25")  # on worst-case reservations when the prompt count is an estimate
+ESTIMATE_MARGIN = (5, 4)  # × 1.25 on worst-case reservations when the prompt count is an estimate
 DEFAULT_OUTPUT_ESTIMATE = 4096  # worst-case output tokens when neither max_tokens nor the model says
 
 
@@ -69,6 +70,9 @@ class _Attempt:
     started_at: datetime
     started: float
 
+
+_OK, _FALLBACK = Outcome.OK, Role.FALLBACK  # enum attribute lookups are slow on the hot path
+_TEXT: dict[Any, str] = {m: m.value for m in (*Role, *Outcome)}  # members as plain strings for metadata
 
 _CALL_PREFIX = uuid.uuid4().hex[:12]
 _call_counter = itertools.count(1)
@@ -137,14 +141,19 @@ class _Plan:
     def _emit(self, record: CallRecord) -> None:
         self.records.append(record)
         publish(self.core.sinks, record)
-        publish(global_sinks(), record)
+        everyone = global_sinks()
+        if everyone:
+            publish(everyone, record)
 
     def _fallback_origin(self, role: Role) -> tuple[str | None, str | None]:
         """For a fallback attempt: the first model this call tried, and why the call moved on."""
-        if role is not Role.FALLBACK or not self.records:
+        if role is not _FALLBACK or not self.records:
             return None, None
-        first_failure = next((r.error_class for r in self.records if r.error_class), None)
-        return self.records[0].model, first_failure
+        return self.records[0].model, self._first_failure()
+
+    def _first_failure(self) -> str | None:
+        """The error class of this call's first attempt that did not answer."""
+        return next((r.error_class for r in self.records if r.error_class), None)
 
     def _role(self, cand: Candidate) -> Role:
         if self.retries:
@@ -228,11 +237,11 @@ class _Plan:
                 price = cand.facts.price
                 estimate = None
                 if price is not None:
-                    estimate = price.cost(self.prompt_tokens(cand), self._output_cap(cand))
+                    estimate = price.pico(self.prompt_tokens(cand), self._output_cap(cand))
                     if not cand.exact_tokens:  # a stand-in tokenizer may count low: hold a margin
-                        estimate *= ESTIMATE_MARGIN
+                        estimate = -(-estimate * ESTIMATE_MARGIN[0] // ESTIMATE_MARGIN[1])
                 try:
-                    lease = budget.reserve(cand.name, estimate)
+                    lease = _reserve(budget, cand.name, estimate)
                 except BudgetExceededError as exc:
                     cand.breaker.release()
                     self.budget_error = exc
@@ -330,32 +339,38 @@ class _Plan:
             streamed=streamed,
         )
         self._emit(record)
-        first_failure = next((r.error_class for r in self.records if r.outcome is not Outcome.OK), None)
+        role = attempt.role
         meta: dict[str, Any] = {
             "call_id": self.call_id,
             "model": cand.name,
             "provider": cand.provider,
-            "role": record.role.value,
-            "fallback_reason": first_failure if record.role is Role.FALLBACK else None,
-            "attempts": [_summary(r) for r in self.records],
+            "role": _TEXT[role],
+            "fallback_reason": self._first_failure() if role is _FALLBACK else None,
+            "attempts": [
+                {"model": r.model, "role": _TEXT[r.role], "outcome": _TEXT[r.outcome], "error_class": r.error_class,
+                 "latency_s": r.latency_s}
+                for r in self.records
+            ],
             "tokens": {
-                "input": record.input_tokens,
-                "output": record.output_tokens,
-                "cached": record.cached_tokens,
-                "reasoning": record.reasoning_tokens,
+                "input": tokens[0],
+                "output": tokens[1],
+                "cached": tokens[2],
+                "reasoning": tokens[3],
                 "estimated": estimated,
             },
             "cost": cost,
             "priced": cost is not None,
-            "price_source": record.price_source,
+            "price_source": source,
             "latency_s": now - self.start,
             "ttft_s": ttft,
         }
         if structured is not None:
             meta["structured"] = structured
-        return message.model_copy(
-            update={"response_metadata": {**message.response_metadata, "coffee_nb": meta}}
-        )
+        response_metadata = {**message.response_metadata, "coffee_nb": meta}
+        if _shared_output(cand):  # a cache may hand the same object to later calls: leave it be
+            return message.model_copy(update={"response_metadata": response_metadata})
+        message.response_metadata = response_metadata  # ours alone (LangChain itself sets this field per call)
+        return message
 
     def _usage(self, cand: Candidate, message: BaseMessage) -> tuple[tuple[int, int, int, int, int], bool]:
         """(input, output, cached, reasoning, cache_write) tokens: as reported, else counted offline."""
@@ -380,9 +395,13 @@ class _Plan:
                 budget.release(attempt.lease)
             return None, "unpriced"
         price = attempt.candidate.facts.price
-        cost = price.cost(tokens[0], tokens[1], tokens[2], tokens[4]) if price is not None else None
+        if price is None:
+            cost = pico = None
+        else:
+            pico = price.pico(tokens[0], tokens[1], tokens[2], tokens[4])
+            cost = Decimal(pico).scaleb(-12)
         if attempt.lease is not None and budget is not None:
-            budget.commit(attempt.lease, cost)
+            _commit(budget, attempt.lease, pico)
         return cost, price.source if price is not None else "unpriced"
 
     def _record(
@@ -448,14 +467,32 @@ class _Plan:
         return err
 
 
-def _summary(r: CallRecord) -> dict[str, Any]:
-    return {
-        "model": r.model,
-        "role": r.role.value,
-        "outcome": r.outcome.value,
-        "error_class": r.error_class,
-        "latency_s": r.latency_s,
-    }
+def _reserve(budget: Any, model: str, pico: int | None) -> Any:
+    """Reserve on a coffee_nb budget in picodollars, or on any other through the Decimal protocol."""
+    fast = getattr(budget, "reserve_pico", None)
+    if fast is not None:
+        return fast(model, pico)
+    return budget.reserve(model, None if pico is None else from_pico(pico))
+
+
+def _commit(budget: Any, lease: Any, pico: int | None) -> None:
+    fast = getattr(budget, "commit_pico", None)
+    if fast is not None:
+        fast(lease, pico)
+    else:
+        budget.commit(lease, None if pico is None else from_pico(pico))
+
+
+def _shared_output(cand: Candidate) -> bool:
+    """Might the message this candidate returned also be held by a cache (its own or LangChain's global one)?"""
+    cache = getattr(cand.instance, "cache", None) if cand.instance is not None else None
+    if cache is False:
+        return False
+    if cache is None:
+        import langchain_core.globals as lc_globals  # a dictionary lookup once imported
+
+        return lc_globals.get_llm_cache() is not None
+    return True
 
 
 def _text(message: BaseMessage) -> str:

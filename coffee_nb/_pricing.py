@@ -6,17 +6,38 @@ A model with no known price is *unpriced*: ``price_for`` returns None and costs 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from coffee_nb._errors import ConfigError
 
-__all__ = ["Price", "price_for", "register_price", "reset_prices", "model_info"]
+__all__ = ["Price", "from_pico", "price_for", "register_price", "reset_prices", "model_info", "to_pico"]
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
+_PICO = Decimal("1e12")
+
+
+def to_pico(amount: Decimal) -> int:
+    """USD → integer picodollars (1e-12 USD), rounding half to even: exact for every real price."""
+    return int((amount * _PICO).to_integral_value(ROUND_HALF_EVEN))
+
+
+def from_pico(value: int) -> Decimal:
+    return (Decimal(value) / _PICO).normalize() if value else Decimal(0)
+
+
+def _pico_per_token(rate: Rate) -> int | None:
+    """A flat USD-per-million rate as whole picodollars per token; None when tiered or finer than that."""
+    if rate is None:
+        return 0
+    if not isinstance(rate, Decimal):
+        return None
+    scaled = rate * _MILLION
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
 # genai-prices provider ids for coffee_nb provider names.
 _PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "azure": "azure"}
 
@@ -51,11 +72,38 @@ class Price:
     cached_input: Rate = None
     cache_write: Rate = None
     source: str = "custom"  # "genai-prices", "custom", "sandbox", "local"
+    # (input, output, cached input, cache write) in whole picodollars per token, when the rates allow
+    _pico: tuple[int, int, int, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        inp, out = _pico_per_token(self.input), _pico_per_token(self.output)
+        cached = inp if self.cached_input is None else _pico_per_token(self.cached_input)
+        write = inp if self.cache_write is None else _pico_per_token(self.cache_write)
+        if None not in (inp, out, cached, write):
+            object.__setattr__(self, "_pico", (inp, out, cached, write))
+
+    def pico(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0) -> int:
+        """Cost of one call in integer picodollars: integer arithmetic when the rates allow (nearly always)."""
+        rates = self._pico
+        if rates is None:
+            return to_pico(self._decimal_cost(input_tokens, output_tokens, cached_tokens, cache_write_tokens))
+        inp, out, cached, write = rates
+        total = max(0, input_tokens - cached_tokens - cache_write_tokens) * inp + output_tokens * out
+        if cached_tokens:
+            total += cached_tokens * cached
+        if cache_write_tokens:
+            total += cache_write_tokens * write
+        return total
 
     def cost(
         self, input_tokens: int, output_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
     ) -> Decimal:
-        """Cost of one call. ``input_tokens`` includes cached and cache-write tokens (LangChain/OpenAI usage)."""
+        """Cost of one call in USD. ``input_tokens`` includes cached and cache-write tokens (LangChain/OpenAI usage)."""
+        if self._pico is not None:
+            return Decimal(self.pico(input_tokens, output_tokens, cached_tokens, cache_write_tokens)).scaleb(-12)
+        return self._decimal_cost(input_tokens, output_tokens, cached_tokens, cache_write_tokens)
+
+    def _decimal_cost(self, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write_tokens: int) -> Decimal:
         inp = _rate(self.input, input_tokens) or _ZERO
         out = _rate(self.output, input_tokens) or _ZERO
         total = max(0, input_tokens - cached_tokens - cache_write_tokens) * inp + output_tokens * out

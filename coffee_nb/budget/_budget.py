@@ -83,9 +83,13 @@ class Lease:
 
     id: str
     model: str
-    amount: Decimal | None  # None: unpriced
+    pico: int | None  # what is held, in picodollars; None: unpriced
     buckets: tuple[str, ...]
     done: bool = False
+
+    @property
+    def amount(self) -> Decimal | None:
+        return None if self.pico is None else from_pico(self.pico)
 
 
 def _usd(amount: Decimal) -> str:
@@ -220,7 +224,7 @@ class Budget:
         self._warned: set[tuple[str, float]] = set()
         self._lock = threading.Lock()
         self._keys: dict[str, _Keys] = {}
-        self._watch: dict[int, tuple[int, tuple[str, ...]]] = {}
+        self._watch: dict[int, tuple[int, tuple[str, ...], tuple[Any, ...]]] = {}
         self._keys_span = (0.0, 0.0)  # [from, until) wall-clock seconds the cached keys are valid for
 
     def _rule(self, scope: str, period: Period, value: Any) -> _Rule:
@@ -297,35 +301,44 @@ class Budget:
     # -- two-phase enforcement (what AutoPicker calls) -----------------------------------------
     def reserve(self, model: str, amount: Decimal | None) -> Lease:
         """Hold ``amount`` (worst case) for an attempt of ``model``; raise BudgetExceededError if a hard limit can't cover it."""
-        if amount is None and self.strict:
+        return self.reserve_pico(model, None if amount is None else to_pico(amount))
+
+    def commit(self, lease: Lease, amount: Decimal | None) -> None:
+        """Record the actual cost of the attempt (None: unpriced, counted at $0 and flagged)."""
+        self.commit_pico(lease, None if amount is None else to_pico(amount))
+
+    def reserve_pico(self, model: str, pico: int | None) -> Lease:
+        """:meth:`reserve` with the amount in integer picodollars (what AutoPicker computes)."""
+        if pico is None and self.strict:
             raise BudgetExceededError(
                 f"{model} has no known price and this budget is strict: register one with "
                 f"coffee_nb.register_price({model!r}, input=..., output=...) or use Budget(strict=False)"
             )
         t = self._clock()
         keys = self._keys_for(model, t)
-        lease = Lease(_lease_id(), model, amount, keys.held)
+        lease = Lease(_lease_id(), model, pico, keys.held)
         try:
-            self.ledger.reserve(lease.id, to_pico(amount or Decimal(0)), keys.held, keys.checks, t + self.lease_ttl, t)
+            self.ledger.reserve(lease.id, pico or 0, keys.held, keys.checks, t + self.lease_ttl, t)
         except LimitHit as hit:
             rule = keys.rules[keys.rule_buckets.index(hit.bucket)]
-            message = self._exceeded_message(rule, hit, model, amount, datetime.fromtimestamp(t, UTC))
+            message = self._exceeded_message(rule, hit, model, lease.amount, datetime.fromtimestamp(t, UTC))
             raise BudgetExceededError(message) from None
         return lease
 
-    def commit(self, lease: Lease, amount: Decimal | None) -> None:
-        """Record the actual cost of the attempt (None: unpriced, counted at $0 and flagged)."""
+    def commit_pico(self, lease: Lease, pico: int | None) -> None:
+        """:meth:`commit` with the amount in integer picodollars."""
         if lease.done:
             return
         lease.done = True
         t = self._clock()
         keys = self._keys_for(lease.model, t)
-        pico = to_pico(amount) if amount is not None else 0
-        row = CallRow(lease.id, lease.model, pico, t, amount is not None)
-        watch = self._unwarned(keys)
-        spent = self.ledger.commit(lease.id, pico, keys.buckets, row, watch)
+        watch, alarms = self._unwarned(keys)
+        row = CallRow(lease.id, lease.model, pico or 0, t, pico is not None)
+        spent = self.ledger.commit(lease.id, pico or 0, keys.buckets, row, watch)
         if spent:
-            self._check_thresholds(keys, dict(zip(watch, spent, strict=True)), t)
+            for i, at_least, rule, key, threshold, kind in alarms:
+                if spent[i] >= at_least:
+                    self._warn_once(rule, key, threshold, kind, spent[i], t)
 
     def release(self, lease: Lease) -> None:
         """Give the reservation back (the attempt failed before costing anything)."""
@@ -340,35 +353,34 @@ class Budget:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def _unwarned(self, keys: _Keys) -> tuple[str, ...]:
-        """Rule buckets that may still owe a warning this period (the rest need no read)."""
+    def _unwarned(self, keys: _Keys) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        """Rule buckets that may still owe a warning this period (the rest need no read), and the
+        thresholds to check: (index in those buckets, picodollars, rule, bucket, threshold, kind)."""
         warned = self._warned
         cached = self._watch.get(id(keys))  # id: hashing nested tuples each call costs more
         if cached is not None and cached[0] == len(warned):  # warnings only ever get added
-            return cached[1]
-        out = []
-        for rule, key in zip(keys.rules, keys.rule_buckets, strict=True):
-            if (key, rule.warn_at) not in warned or (not rule.hard and (key, 1.0) not in warned):
-                out.append(key)
-        watch = tuple(dict.fromkeys(out))
-        self._watch[id(keys)] = (len(warned), watch)
-        return watch
-
-    def _check_thresholds(self, keys: _Keys, spent: Mapping[str, int], t: float) -> None:
-        when = datetime.fromtimestamp(t, UTC)
+            return cached[1], cached[2]
+        alarms = []
         for rule, key, limit in zip(keys.rules, keys.rule_buckets, keys.limits, strict=True):
-            s = spent.get(key)
-            if s is None:
+            if not limit:
                 continue
             for threshold, kind in ((rule.warn_at, "warning"), (1.0, "exceeded")):
                 if kind == "exceeded" and rule.hard:
                     continue  # hard limits block instead of warning after the fact
-                if limit and s >= limit * threshold and (key, threshold) not in self._warned:
-                    with self._lock:
-                        if (key, threshold) in self._warned:
-                            continue
-                        self._warned.add((key, threshold))
-                    self._fire(rule, kind, threshold, from_pico(s), when)
+                if (key, threshold) not in warned:
+                    alarms.append((key, limit * threshold, rule, threshold, kind))
+        watch = tuple(dict.fromkeys(a[0] for a in alarms))
+        checks = tuple((watch.index(key), at_least, rule, key, threshold, kind)
+                       for key, at_least, rule, threshold, kind in alarms)
+        self._watch[id(keys)] = (len(warned), watch, checks)
+        return watch, checks
+
+    def _warn_once(self, rule: _Rule, key: str, threshold: float, kind: str, spent: int, t: float) -> None:
+        with self._lock:
+            if (key, threshold) in self._warned:
+                return
+            self._warned.add((key, threshold))
+        self._fire(rule, kind, threshold, from_pico(spent), datetime.fromtimestamp(t, UTC))
 
     def _fire(self, rule: _Rule, kind: str, threshold: float, spent: Decimal, when: datetime) -> None:
         _, end = period_window(rule.period, when, self.tz)
@@ -457,8 +469,8 @@ class Budget:
 
     def record(self, cost: Decimal | float | str, model: str = "manual") -> None:
         """Record spend made outside AutoPicker (no reservation)."""
-        amount = _money("cost", cost)
-        self.commit(Lease(_lease_id(), model, amount, ()), amount)
+        pico = to_pico(_money("cost", cost))
+        self.commit_pico(Lease(_lease_id(), model, pico, ()), pico)
 
     def reset(self, period: str | Period | None = None) -> None:
         """Forget spend of the current and past ``period`` buckets (all periods when None). Use with care."""
@@ -567,3 +579,9 @@ class BudgetStack:
     def release(self, leases: list[Any]) -> None:
         for budget, lease in zip(self.budgets, leases, strict=True):
             budget.release(lease)
+
+    def reserve_pico(self, model: str, pico: int | None) -> list[Any]:
+        return self.reserve(model, None if pico is None else from_pico(pico))
+
+    def commit_pico(self, leases: list[Any], pico: int | None) -> None:
+        self.commit(leases, None if pico is None else from_pico(pico))

@@ -12,22 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from coffee_nb._pricing import from_pico, to_pico
 
 __all__ = ["CallRow", "Ledger", "LimitHit", "MemoryLedger", "from_pico", "to_pico"]
-
-_PICO = Decimal("1e12")
-
-
-def to_pico(amount: Decimal) -> int:
-    return int((amount * _PICO).to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
-def from_pico(value: int) -> Decimal:
-    return (Decimal(value) / _PICO).normalize() if value else Decimal(0)
-
 
 class LimitHit(Exception):  # noqa: N818 - internal signal, turned into BudgetExceededError by Budget
     def __init__(self, bucket: str, limit: int, spent: int, reserved: int) -> None:
@@ -38,9 +27,8 @@ class LimitHit(Exception):  # noqa: N818 - internal signal, turned into BudgetEx
         self.reserved = reserved
 
 
-@dataclass(frozen=True, slots=True)
-class CallRow:
-    """One committed call in the ledger's history."""
+class CallRow(NamedTuple):
+    """One committed call in the ledger's history (immutable; a named tuple because one is made per call)."""
 
     lease_id: str
     model: str

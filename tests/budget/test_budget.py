@@ -34,17 +34,17 @@ def test_reserve_worst_case_then_commit_actual():
     register_price("fake/a", input=1_000_000, output=1_000_000)  # $1 per token: easy arithmetic
     budget = Budget(total=1000, ledger="memory")
     seen = []
-    original = budget.reserve
+    original = budget.reserve_pico  # what AutoPicker calls: the amount in picodollars
 
-    def spy(name, amount):
-        seen.append(amount)
-        return original(name, amount)
+    def spy(name, pico):
+        seen.append(pico)
+        return original(name, pico)
 
-    budget.reserve = spy  # type: ignore[method-assign]
+    budget.reserve_pico = spy  # type: ignore[method-assign]
     llm = AutoPicker(model("a", ["two words"]), budget=budget, max_tokens=10)
     with capture_records() as records:
         llm.invoke("hello")
-    assert seen[0] is not None and seen[0] >= Decimal(10)  # worst case includes max_tokens of output
+    assert seen[0] is not None and seen[0] >= 10 * 10**12  # worst case includes max_tokens of output ($1 each)
     assert budget.spent("total") == records[0].cost == Decimal(4 + 2)  # actual: 4 in + 2 out (scripted usage)
     assert budget.status()["total"]["reserved"] == 0
 
