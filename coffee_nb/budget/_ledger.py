@@ -11,6 +11,7 @@ counting once they expire.
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
@@ -75,8 +76,8 @@ class MemoryLedger:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._spent: dict[str, int] = {}
-        self._reserved: dict[str, int] = {}
+        self._spent: defaultdict[str, int] = defaultdict(int)  # read with .get: a lookup must not add keys
+        self._reserved: defaultdict[str, int] = defaultdict(int)
         self._leases: dict[str, tuple[int, tuple[str, ...], float]] = {}
         self._calls: list[CallRow] = []
         self._committed: set[str] = set()
@@ -98,36 +99,45 @@ class MemoryLedger:
         if lease is None:
             return
         amount, buckets, _ = lease
+        reserved = self._reserved
         for b in buckets:
-            self._reserved[b] = self._reserved.get(b, 0) - amount
+            reserved[b] -= amount
 
     def reserve(
         self, lease_id: str, amount: int, buckets: Sequence[str], checks: Sequence[tuple[str, int]], expires: float, now: float
     ) -> None:
         with self._lock:
-            self._purge(now)
+            if now >= self._next_expiry:
+                self._purge(now)
+            spent, reserved = self._spent, self._reserved
             for b, limit in checks:
-                spent, held = self._spent.get(b, 0), self._reserved.get(b, 0)
-                if spent + held + amount > limit:
-                    raise LimitHit(b, limit, spent, held)
+                s, held = spent.get(b, 0), reserved.get(b, 0)
+                if s + held + amount > limit:
+                    raise LimitHit(b, limit, s, held)
             self._leases[lease_id] = (amount, tuple(buckets), expires)
-            self._next_expiry = min(self._next_expiry, expires)
+            if expires < self._next_expiry:
+                self._next_expiry = expires
             for b in buckets:
-                self._reserved[b] = self._reserved.get(b, 0) + amount
+                reserved[b] += amount
 
     def commit(
         self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()
     ) -> list[int] | None:
         with self._lock:
-            if lease_id in self._committed:
+            committed = self._committed
+            if lease_id in committed:
                 return None
-            self._committed.add(lease_id)
-            self._drop(lease_id)
+            committed.add(lease_id)
+            lease = self._leases.pop(lease_id, None)
+            if lease is not None:
+                reserved = self._reserved
+                for b in lease[1]:
+                    reserved[b] -= lease[0]
             spent = self._spent
             for b in buckets:
-                spent[b] = spent.get(b, 0) + amount
+                spent[b] += amount
             self._calls.append(call)
-            return [spent.get(b, 0) for b in watch]
+            return [spent.get(b, 0) for b in watch] if watch else []
 
     def release(self, lease_id: str) -> None:
         with self._lock:

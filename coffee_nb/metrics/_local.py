@@ -117,9 +117,11 @@ class LocalMetrics:
             group = self._groups.get(key)
             if group is None:
                 group = self._new_group(key)
-            call_code = self._call_ids.index.get(call_id)
-            if call_code is None:
-                call_code = self._call_ids.code(call_id)
+            call_ids = self._call_ids.index
+            call_code = call_ids.get(call_id)
+            if call_code is None:  # a new call (every call but retries and fallbacks)
+                call_code = call_ids[call_id] = len(call_ids)
+                self._call_ids.values.append(call_id)
             row = (
                 record.started_at.timestamp(),
                 record.latency_s,
