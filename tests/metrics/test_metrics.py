@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -15,10 +18,13 @@ from coffee_nb import (
     AllModelsFailedError,
     AutoPicker,
     Budget,
+    CallRecord,
     LocalMetrics,
     NoOpMetrics,
+    Outcome,
     Policy,
     PrometheusMetrics,
+    Role,
     create_metrics_strategy,
     register_price,
 )
@@ -240,3 +246,61 @@ def test_seed_usage():
     llm.invoke("x")
     printed = str(metrics.get_metrics())
     assert "total_requests" in printed and "'requests'" in printed
+
+
+_attempt_kind = st.tuples(
+    st.sampled_from(["p/a", "p/b", "p/c"]), st.sampled_from(list(Role)), st.sampled_from(list(Outcome)),
+    st.tuples(st.integers(0, 5000), st.integers(0, 5000)),
+    st.one_of(st.none(), st.decimals(min_value=0, max_value=1, places=9)), st.booleans(), st.one_of(st.none(), st.floats(0, 10)),
+)
+
+
+def _record(i, kind):
+    model, role, outcome, tokens, cost, hit, ttft = kind
+    skipped = outcome is Outcome.SKIPPED
+    return CallRecord(
+        call_id=f"call-{i // 2}", attempt=i % 2, role=role, provider="p", model=model, outcome=outcome,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i), latency_s=i / 1000,
+        error_class="server" if outcome is Outcome.ERROR else ("budget" if skipped else None),
+        ttft_s=ttft, input_tokens=0 if skipped else tokens[0], output_tokens=0 if skipped else tokens[1],
+        cost=cost, cache_hit=hit, price_source="custom" if cost is not None else "unpriced",
+        fallback_from="p/a" if role is Role.FALLBACK else None,
+        fallback_reason="server" if role is Role.FALLBACK else None,
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kinds=st.lists(_attempt_kind, min_size=1, max_size=12),
+    n=st.integers(0, 1200),
+    capacity=st.one_of(st.none(), st.integers(1, 600)),
+    read_at=st.lists(st.integers(0, 1200), max_size=3),
+)
+def test_batched_intake_agrees_with_a_record_by_record_count(kinds, n, capacity, read_at):
+    """Records are taken in by the batch (and on every read); counters and the window must equal a plain count."""
+    records = [_record(i, kinds[i % len(kinds)]) for i in range(n)]
+    local = LocalMetrics(capacity=capacity)
+    for i, r in enumerate(records):
+        local.emit(r)
+        if i in read_at:  # a read in the middle takes in whatever is queued
+            assert len(local) == min(i + 1, capacity or i + 1)
+    sent = [r for r in records if not r.cache_hit]
+    m = local.get_metrics()
+    assert m["requests"]["total"] == sum(1 for r in sent if r.outcome is not Outcome.SKIPPED)
+    assert m["requests"]["cache_hits"] == len(records) - len(sent)
+    assert m["errors"]["total"] == sum(1 for r in sent if r.outcome is Outcome.ERROR)
+    for model in ("p/a", "p/b", "p/c"):
+        costs = [r.cost for r in sent if r.model == model and r.cost is not None]
+        assert m["costs"]["by_model"].get(model) == (sum(costs, Decimal(0)) if costs else None)
+    assert m["costs"]["unpriced_calls"] == sum(1 for r in sent if r.cost is None and r.outcome is Outcome.OK)
+    assert m["tokens"]["output"] == sum(r.output_tokens for r in sent)
+    assert m["fallbacks"]["total"] == sum(
+        1 for r in sent if r.role is Role.FALLBACK and r.outcome is Outcome.OK
+    )
+    window = records[-capacity:] if capacity else records
+    df = local.to_dataframe()
+    assert list(df["latency_s"]) == [r.latency_s for r in window]  # the newest rows, oldest first
+    assert list(df["call_id"].astype(str)) == [r.call_id for r in window]
+    assert list(df["model"].astype(str)) == [r.model for r in window]
+    assert list(df["cache_hit"]) == [r.cache_hit for r in window]
+    assert df["ttft_s"].isna().tolist() == [r.ttft_s is None for r in window]
