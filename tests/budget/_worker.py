@@ -1,6 +1,6 @@
 """A kernel-like process for the concurrency and crash tests: threads calling AutoPicker under a budget.
 
-    python _worker.py LEDGER NAMESPACE CAP THREADS DELAY
+    python _worker.py LEDGER NAMESPACE CAP THREADS DELAY [LEASE_TTL]
 
 Prints one line per committed call ("ok <call_id> <cost>") and "done" at the end.
 """
@@ -17,8 +17,9 @@ from coffee_nb.testing import ScriptedChatModel
 
 def main() -> None:
     ledger, namespace, cap, threads, delay = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+    lease_ttl = float(sys.argv[6]) if len(sys.argv) > 6 else 2.0
     register_price("fake/worker", input=1000, output=1000)  # $0.001 per token
-    budget = Budget(total=Decimal(cap), ledger=ledger, name=namespace, lease_ttl=2)
+    budget = Budget(total=Decimal(cap), ledger=ledger, name=namespace, lease_ttl=lease_ttl)
     model = ScriptedChatModel(model_name="worker", script=["four words right here"], delay=delay)
     llm = AutoPicker(model, budget=budget, max_tokens=4)
     lock = threading.Lock()
