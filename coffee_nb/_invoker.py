@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -144,7 +145,9 @@ class _Plan:
 
     def _emit(self, record: CallRecord) -> None:
         self.records.append(record)
-        publish(self.core.sinks, record)
+        sinks = self.core.sinks
+        if sinks:
+            publish(sinks, record)
         everyone = global_sinks()
         if everyone:
             publish(everyone, record)
@@ -251,15 +254,9 @@ class _Plan:
                     self.budget_error = exc
                     self._skip(cand, ErrorClass.BUDGET, str(exc))
                     continue
-            return _Attempt(
-                candidate=cand,
-                index=len(self.records),
-                role=self._role(cand),
-                timeout=min(self.policy.attempt_timeout, remaining),
-                lease=lease,
-                started_at=datetime.now(UTC),
-                started=now,
-            )
+            # candidate, index, role, timeout, lease, started_at, started
+            return _Attempt(cand, len(self.records), self._role(cand), min(self.policy.attempt_timeout, remaining),
+                            lease, datetime.now(UTC), now)
 
     def failed(
         self, attempt: _Attempt, exc: BaseException, *, ttft: float | None = None, partial: BaseMessage | None = None
@@ -495,9 +492,7 @@ def _shared_output(cand: Candidate) -> bool:
     if cache is False:
         return False
     if cache is None:
-        import langchain_core.globals as lc_globals  # a dictionary lookup once imported
-
-        return lc_globals.get_llm_cache() is not None
+        return get_llm_cache() is not None
     return True
 
 
