@@ -400,7 +400,7 @@ class _Plan:
             cost = pico = None
         else:
             pico = price.pico(tokens[0], tokens[1], tokens[2], tokens[4])
-            cost = Decimal(pico).scaleb(-12)
+            cost = from_pico(pico)
         if attempt.lease is not None and budget is not None:
             _commit(budget, attempt.lease, pico)
         return cost, price.source if price is not None else "unpriced"

@@ -26,7 +26,10 @@ def to_pico(amount: Decimal) -> int:
 
 
 def from_pico(value: int) -> Decimal:
-    return (Decimal(value) / _PICO).normalize() if value else Decimal(0)
+    """Integer picodollars → USD, without trailing zeros (``Decimal('0.0000036')``, ``Decimal('10')``)."""
+    if value % 1_000_000_000_000 == 0:  # whole dollars (or zero): plain integers, never '1E+1'
+        return Decimal(value // 1_000_000_000_000)
+    return Decimal(value).scaleb(-12).normalize()
 
 
 def _pico_per_token(rate: Rate) -> int | None:
@@ -100,7 +103,7 @@ class Price:
     ) -> Decimal:
         """Cost of one call in USD. ``input_tokens`` includes cached and cache-write tokens (LangChain/OpenAI usage)."""
         if self._pico is not None:
-            return Decimal(self.pico(input_tokens, output_tokens, cached_tokens, cache_write_tokens)).scaleb(-12)
+            return from_pico(self.pico(input_tokens, output_tokens, cached_tokens, cache_write_tokens))
         return self._decimal_cost(input_tokens, output_tokens, cached_tokens, cache_write_tokens)
 
     def _decimal_cost(self, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write_tokens: int) -> Decimal:

@@ -425,3 +425,64 @@ def test_stream_closed_early_is_cancelled_and_what_streamed_is_charged():
     assert [r.outcome.value for r in records] == ["cancelled"]
     assert records[0].cost is not None and records[0].cost > 0
     assert budget.reserved == {} and budget.spent == records[0].cost
+
+
+def test_fast_path_steps_aside_for_a_global_cache():
+    """With nothing listening AutoPicker skips its own callback layer; a global LLM cache must still work."""
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import set_llm_cache
+
+    models = [ScriptedChatModel(model_name="m0", script=["first answer", "second answer", "third"], cache=False)]
+    llm = AutoPicker(models[0], policy=FAST)  # only AutoPicker's own run can be cached
+    assert llm.invoke("same question").content == "first answer"  # fast path: nothing global
+    set_llm_cache(InMemoryCache())
+    try:
+        assert llm.invoke("q").content == "second answer"
+        again = llm.invoke("q")  # served by LangChain's cache: the candidate is not called again
+        assert again.content == "second answer"
+    finally:
+        set_llm_cache(None)
+
+
+def test_fast_path_steps_aside_for_debug_mode_and_run_collectors(capsys):
+    from langchain_core.globals import set_debug
+    from langchain_core.tracers.context import collect_runs
+
+    llm = picker(["a", "b", "c"])
+    with collect_runs() as collector:  # a configure hook: every run in the block is collected
+        llm.invoke("hi")
+    assert "AutoPicker" in [run.name for run in collector.traced_runs]
+    set_debug(True)
+    try:
+        llm.invoke("hi")
+    finally:
+        set_debug(False)
+    assert "AutoPicker" in capsys.readouterr().out  # the debug tracer printed our run
+    llm.invoke("hi")
+    assert "AutoPicker" not in capsys.readouterr().out
+
+
+def test_a_budget_of_its_own_kind_gets_decimal_amounts():
+    """Any object with reserve/commit/release (in USD Decimals) can guard the calls."""
+
+    class Envelope:
+        def __init__(self) -> None:
+            self.reserved: list[Decimal] = []
+            self.committed: list[Decimal] = []
+
+        def reserve(self, model, amount):
+            self.reserved.append(amount)
+            return object()
+
+        def commit(self, lease, amount):
+            self.committed.append(amount)
+
+        def release(self, lease):
+            raise AssertionError("nothing failed")
+
+    register_price("fake/m0", input=1_000_000, output=1_000_000)  # $1 per token
+    envelope = Envelope()
+    msg = picker(["two words"], budget=envelope, max_tokens=5).invoke("hello")
+    cost = msg.response_metadata["coffee_nb"]["cost"]
+    assert envelope.committed == [cost] and isinstance(cost, Decimal) and cost > 0
+    assert isinstance(envelope.reserved[0], Decimal) and envelope.reserved[0] >= Decimal(5)  # worst case

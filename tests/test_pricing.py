@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coffee_nb import ConfigError, price_for, register_price
-from coffee_nb._pricing import model_info
+from coffee_nb._pricing import Price, model_info, to_pico
 
 MODELS = [
     ("openai", "gpt-4o-mini"),
@@ -38,6 +38,25 @@ def test_cost_matches_genai_prices(provider, model, inp, out, cached_share):
         Usage(input_tokens=inp, output_tokens=out, cache_read_tokens=cached), model, provider_id=provider
     ).total_price
     assert ours == theirs
+    assert price.pico(inp, out, cached) == to_pico(theirs)  # the integer picodollars budgets count in
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rates=st.tuples(*[st.decimals(min_value=0, max_value=100, places=p) for p in (2, 6, 9, 3)]),
+    tokens=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6)),
+)
+def test_picodollars_agree_with_decimal_arithmetic_for_any_rates(rates, tokens):
+    """Whole-picodollar rates go through integer arithmetic, finer ones through Decimals; both agree."""
+    inp, out, cached = tokens[0] + tokens[2], tokens[1], tokens[2]
+    price = Price(input=rates[0], output=rates[1], cached_input=rates[2], cache_write=rates[3])
+    exact = (
+        (inp - cached) * rates[0] + out * rates[1] + cached * rates[2]
+    ) / Decimal(1_000_000)
+    assert price.cost(inp, out, cached) == exact
+    assert price.pico(inp, out, cached) == to_pico(exact)
+    whole = all(r * 10**6 == (r * 10**6).to_integral_value() for r in rates)
+    assert (price._pico is not None) == whole  # integer arithmetic exactly when the rates allow it
 
 
 def test_cached_input_is_cheaper_and_reasoning_is_output():
