@@ -487,13 +487,18 @@ def _commit(budget: Any, lease: Any, pico: int | None) -> None:
 
 
 def _shared_output(cand: Candidate) -> bool:
-    """Might the message this candidate returned also be held by a cache (its own or LangChain's global one)?"""
-    cache = getattr(cand.instance, "cache", None) if cand.instance is not None else None
+    """Might the message this candidate returned also be held elsewhere (a cache, or a runnable that
+    hands out the same object)? Then we annotate a copy. LangChain chat models set fields on the
+    message of every call themselves, so theirs is ours to annotate when no cache is involved."""
+    instance = cand.instance
+    if instance is None:  # built by us: a LangChain chat model without a cache of its own
+        return get_llm_cache() is not None
+    if not isinstance(instance, BaseChatModel):
+        return True
+    cache = instance.cache
     if cache is False:
         return False
-    if cache is None:
-        return get_llm_cache() is not None
-    return True
+    return cache is not None or get_llm_cache() is not None
 
 
 def _text(message: BaseMessage) -> str:

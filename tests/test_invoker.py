@@ -486,3 +486,13 @@ def test_a_budget_of_its_own_kind_gets_decimal_amounts():
     cost = msg.response_metadata["coffee_nb"]["cost"]
     assert envelope.committed == [cost] and isinstance(cost, Decimal) and cost > 0
     assert isinstance(envelope.reserved[0], Decimal) and envelope.reserved[0] >= Decimal(5)  # worst case
+
+
+def test_answers_never_share_metadata_when_a_candidate_hands_out_one_object():
+    from langchain_core.runnables import RunnableLambda
+
+    constant = AIMessage(content="always the same object")
+    llm = AutoPicker(ModelSpec(model=RunnableLambda(lambda _, **kwargs: constant), name="const/model"), policy=FAST)
+    first, second = llm.invoke("a"), llm.invoke("b")
+    assert first.response_metadata["coffee_nb"]["call_id"] != second.response_metadata["coffee_nb"]["call_id"]
+    assert "coffee_nb" not in constant.response_metadata  # the candidate's object is left as it was
