@@ -18,6 +18,7 @@ subclasses, builtins) are never wrapped on the way through; :func:`classify` map
 from __future__ import annotations
 
 import email.utils
+import functools
 import os
 import re
 import time
@@ -231,8 +232,9 @@ def _key(cls: type) -> str:
     return f"{cls.__module__.split('.', 1)[0]}.{cls.__qualname__}"
 
 
+@functools.lru_cache(maxsize=1024)
 def lookup(cls: type[BaseException]) -> tuple[bool, ErrorClass | None]:
-    """Find ``cls`` (or its nearest mapped base) in the tables.
+    """Find ``cls`` (or its nearest mapped base) in the tables (once per class: the tables never change).
 
     Returns ``(found, error_class)``; ``error_class`` is None when it depends on the HTTP status.
     """
