@@ -59,10 +59,9 @@ class _Group:
     """Exact counters of every attempt sharing one (model, provider, role, outcome, error class,
     price source, fallback origin and reason): one dictionary lookup per record counts them all."""
 
-    __slots__ = ("code", "key", "requests", "input", "output", "cached", "reasoning", "cost", "unpriced")
+    __slots__ = ("key", "requests", "input", "output", "cached", "reasoning", "cost", "unpriced")
 
-    def __init__(self, code: int, key: tuple[Any, ...]) -> None:
-        self.code = code
+    def __init__(self, key: tuple[Any, ...]) -> None:
         self.key = key
         self.requests = self.input = self.output = self.cached = self.reasoning = self.unpriced = 0
         self.cost: Decimal | None = None
@@ -170,7 +169,7 @@ class LocalMetrics:
         code = self._group_codes.get(key)
         if code is None:
             code = self._group_codes[key] = len(self._group_list)
-            self._group_list.append(_Group(code, key))
+            self._group_list.append(_Group(key))
         return code
 
     def _store(self, new: tuple[array[Any], ...]) -> None:
