@@ -70,11 +70,9 @@ def bulk_history(budget: Budget, n: int) -> None:
         rows.append((uuid.uuid4().hex, model, amount, t))
     ledger = budget.ledger
     if isinstance(ledger, MemoryLedger):
-        from coffee_nb.budget import CallRow
-
         for b, v in per_bucket.items():
             ledger._spent[b] = ledger._spent.get(b, 0) + v  # noqa: SLF001
-        ledger._calls.extend(CallRow(r[0], r[1], r[2], r[3]) for r in rows)  # noqa: SLF001
+        ledger._calls.extend((r[0], r[1], r[2], r[3], True) for r in rows)  # noqa: SLF001
         ledger._committed.update(r[0] for r in rows)  # noqa: SLF001
     elif isinstance(ledger, SQLiteLedger):
         db = ledger._db  # noqa: SLF001

@@ -79,7 +79,9 @@ class MemoryLedger:
         self._spent: defaultdict[str, int] = defaultdict(int)  # read with .get: a lookup must not add keys
         self._reserved: defaultdict[str, int] = defaultdict(int)
         self._leases: dict[str, tuple[int, tuple[str, ...], float]] = {}
-        self._calls: list[CallRow] = []
+        # history as plain tuples of str/int/float: the garbage collector stops tracking those, so a
+        # long history costs its full collections nothing (CallRow, a tuple subclass, stays tracked)
+        self._calls: list[tuple[str, str, int, float, bool]] = []
         self._committed: set[str] = set()
         self._next_expiry = float("inf")  # earliest lease expiry: no scan before then
 
@@ -136,7 +138,7 @@ class MemoryLedger:
             spent = self._spent
             for b in buckets:
                 spent[b] += amount
-            self._calls.append(call)
+            self._calls.append(tuple(call))
             return [spent.get(b, 0) for b in watch] if watch else []
 
     def release(self, lease_id: str) -> None:
@@ -162,7 +164,8 @@ class MemoryLedger:
 
     def calls(self, limit: int | None = None) -> list[CallRow]:
         with self._lock:
-            return list(self._calls[-limit:] if limit else self._calls)
+            rows = self._calls[-limit:] if limit else self._calls
+            return [CallRow._make(row) for row in rows]
 
     def close(self) -> None:
         pass
