@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from decimal import Decimal
 
 from coffee_nb import AutoPicker, Budget, BudgetExceededError, register_price
@@ -24,7 +25,8 @@ def main() -> None:
     llm = AutoPicker(model, budget=budget, max_tokens=4)
     lock = threading.Lock()
 
-    def run() -> None:
+    def run(offset: float) -> None:
+        time.sleep(offset)  # staggered: the threads never all sit between a commit and the next reserve
         while True:
             try:
                 msg = llm.invoke("two words")
@@ -34,7 +36,7 @@ def main() -> None:
             with lock:
                 print(f"ok {meta['call_id']} {meta['cost']}", flush=True)
 
-    workers = [threading.Thread(target=run) for _ in range(threads)]
+    workers = [threading.Thread(target=run, args=(i * delay / threads,)) for i in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
