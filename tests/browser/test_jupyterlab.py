@@ -144,7 +144,7 @@ class Browser:
     def wait_idle(self, timeout: float = 120_000) -> None:
         """The status bar says the kernel is connected and idle (before it connects it says 'No Kernel')."""
         self.page.wait_for_function(
-            """() => Array.from(document.querySelectorAll('.jp-StatusBar-Widget'))
+            r"""() => Array.from(document.querySelectorAll('.jp-StatusBar-Widget'))
                  .some(e => /ipykernel\) \| Idle/.test(e.innerText))""",
             timeout=timeout,
         )
