@@ -39,7 +39,7 @@ from coffee_nb._errors import (
 )
 from coffee_nb._models import Candidate
 from coffee_nb._policy import Action, Policy
-from coffee_nb._pricing import from_pico
+from coffee_nb._pricing import Price, from_pico
 from coffee_nb._records import CallRecord, Outcome, Role, as_sinks, global_sinks, publish
 from coffee_nb._tokens import count_prompt, count_tokens
 
@@ -70,6 +70,7 @@ class _Attempt:
     lease: Any
     started_at: datetime
     started: float
+    price: Price | None  # resolved once per attempt: the estimate and the settlement use the same
 
 
 _OK, _FALLBACK = Outcome.OK, Role.FALLBACK  # enum attribute lookups are slow on the hot path
@@ -239,9 +240,9 @@ class _Plan:
                     self._skip(cand, ErrorClass.RATE_LIMIT, f"local rpm/tpm limit: next slot in {wait:.1f}s, past the deadline")
                     continue
             lease = None
+            price = cand.facts.price
             budget = self.budget
             if budget is not None:
-                price = cand.facts.price
                 estimate = None
                 if price is not None:
                     estimate = price.pico(self.prompt_tokens(cand), self._output_cap(cand))
@@ -254,9 +255,9 @@ class _Plan:
                     self.budget_error = exc
                     self._skip(cand, ErrorClass.BUDGET, str(exc))
                     continue
-            # candidate, index, role, timeout, lease, started_at, started
+            # candidate, index, role, timeout, lease, started_at, started, price
             return _Attempt(cand, len(self.records), self._role(cand), min(self.policy.attempt_timeout, remaining),
-                            lease, datetime.now(UTC), now)
+                            lease, datetime.now(UTC), now, price)
 
     def failed(
         self, attempt: _Attempt, exc: BaseException, *, ttft: float | None = None, partial: BaseMessage | None = None
@@ -395,7 +396,7 @@ class _Plan:
             if attempt.lease is not None and budget is not None:
                 budget.release(attempt.lease)
             return None, "unpriced"
-        price = attempt.candidate.facts.price
+        price = attempt.price
         if price is None:
             cost = pico = None
         else:

@@ -9,6 +9,8 @@ import httpx
 import httpx2
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core import exceptions as lc_exceptions
 
 from coffee_nb import ErrorClass, MissingAPIKeyError
@@ -127,3 +129,15 @@ def test_redact_hides_keys(monkeypatch):
     assert "weird-key-without-prefix-123456" not in out
     assert "abcdefghijkl" not in out
     assert out.count("[redacted]") == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    prefix=st.sampled_from(["sk-", "sk-ant-", "sk-proj-", "Bearer ", "x-api-key: ", "x-api-key "]),
+    body=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-", min_size=8, max_size=60),
+)
+def test_redact_hides_any_key_shaped_text(before, after, prefix, body):
+    out = redact(f"{before} {prefix}{body} {after}")
+    assert f"{prefix}{body}" not in out and "[redacted]" in out
