@@ -41,6 +41,7 @@ def _pico_per_token(rate: Rate) -> int | None:
     scaled = rate * _MILLION
     return int(scaled) if scaled == scaled.to_integral_value() else None
 
+
 # genai-prices provider ids for coffee_nb provider names.
 _PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "azure": "azure"}
 

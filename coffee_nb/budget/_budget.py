@@ -319,7 +319,7 @@ class Budget:
         keys = self._keys.get(model) if start <= t < until else None
         if keys is None:
             keys = self._keys_for(model, t)
-        lease_id = f"{_LEASE_PREFIX}-{next(_lease_counter):x}"
+        lease_id = _lease_id()
         try:
             self.ledger.reserve(lease_id, pico or 0, keys.held, keys.checks, t + self.lease_ttl, t)
         except LimitHit as hit:

@@ -19,6 +19,7 @@ from coffee_nb._pricing import from_pico, to_pico
 
 __all__ = ["CallRow", "Ledger", "LimitHit", "MemoryLedger", "from_pico", "to_pico"]
 
+
 class LimitHit(Exception):  # noqa: N818 - internal signal, turned into BudgetExceededError by Budget
     def __init__(self, bucket: str, limit: int, spent: int, reserved: int) -> None:
         super().__init__(bucket)
