@@ -19,7 +19,7 @@ from decimal import Decimal
 from itertools import compress
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._records import CallRecord, Outcome, Role
+from coffee_nb._records import CallRecord, Outcome, Role, log
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,6 +117,8 @@ class LocalMetrics:
 
     # -- the sink ------------------------------------------------------------------------------
     def emit(self, record: CallRecord) -> None:
+        if not isinstance(record, CallRecord):
+            raise TypeError(f"LocalMetrics.emit takes a coffee_nb.CallRecord, got {type(record).__name__}")
         with self._lock:
             pending = self._pending
             pending.append(record)
@@ -126,27 +128,30 @@ class LocalMetrics:
             listener(record)
 
     def _take_in(self) -> None:
-        """Move queued records into the columns and the exact counters (the caller holds the lock)."""
+        """Move queued records into the columns and the exact counters (the caller holds the lock).
+
+        A record whose fields can't be stored (say, a hand-made one with text for tokens) is logged
+        and dropped on its own; the rest of its batch is kept.
+        """
         batch = self._pending
         if not batch:
             return
         self._pending = []
+        try:
+            self._take_in_batch(batch)
+        except (TypeError, ValueError, OverflowError, ArithmeticError):
+            for record in batch:
+                try:
+                    self._take_in_batch([record])
+                except (TypeError, ValueError, OverflowError, ArithmeticError):
+                    log.exception("coffee_nb: LocalMetrics dropped a record it could not store: %r", record)
+
+    def _take_in_batch(self, batch: list[CallRecord]) -> None:
+        """Everything that can fail happens before anything is changed."""
         fields = list(zip(*batch, strict=True))  # one tuple per record field
         keys = list(zip(*(fields[i] for i in _KEY_FIELDS), strict=True))
-        group_codes = self._group_codes
-        codes = list(map(group_codes.get, keys))
-        if None in codes:
-            for i, code in enumerate(codes):
-                if code is None:
-                    codes[i] = self._group_code(keys[i])
-        call_ids = fields[_F["call_id"]]
-        index = self._call_ids.index
-        fresh = [c for c in dict.fromkeys(call_ids) if c not in index]
-        if fresh:
-            index.update(zip(fresh, range(len(index), len(index) + len(fresh)), strict=True))
-            self._call_ids.values.extend(fresh)
         ttft, cost, attempt = fields[_F["ttft_s"]], fields[_F["cost"]], fields[_F["attempt"]]
-        new = (
+        new = [
             array("d", map(_TIMESTAMP, fields[_F["started_at"]])),
             array("d", fields[_F["latency_s"]]),
             array("d", ttft) if None not in ttft else array("d", [_NAN if x is None else x for x in ttft]),
@@ -159,11 +164,36 @@ class LocalMetrics:
             array("b", fields[_F["tokens_estimated"]]),
             array("b", fields[_F["streamed"]]),
             array("b", fields[_F["cache_hit"]]),
-            array("i", codes),
-            array("i", map(index.__getitem__, call_ids)),
-        )
+        ]
+        codes = list(map(self._group_codes.get, keys))
+        if None in codes:
+            for i, code in enumerate(codes):
+                if code is None:
+                    codes[i] = self._group_code(keys[i])
+        hits, deltas = self._deltas(fields, codes)
+        call_ids = fields[_F["call_id"]]
+        index = self._call_ids.index
+        fresh = [c for c in dict.fromkeys(call_ids) if c not in index]
+        if fresh:
+            index.update(zip(fresh, range(len(index), len(index) + len(fresh)), strict=True))
+            self._call_ids.values.extend(fresh)
+        new.append(array("i", codes))
+        new.append(array("i", map(index.__getitem__, call_ids)))
         self._store(new)
-        self._count(fields, codes)
+        self._cache_hits += hits
+        groups = self._group_list
+        for code, (n, cost_sum, unpriced, t_in, t_out, t_cached, t_reasoning) in deltas.items():
+            group = groups[code]
+            group.requests += n
+            if cost_sum is not None:
+                group.cost = cost_sum if group.cost is None else group.cost + cost_sum
+            if group.key[3] is _OK:
+                group.unpriced += unpriced
+            if group.key[3] is not _SKIPPED:
+                group.input += t_in
+                group.output += t_out
+                group.cached += t_cached
+                group.reasoning += t_reasoning
 
     def _group_code(self, key: tuple[Any, ...]) -> int:
         code = self._group_codes.get(key)
@@ -193,46 +223,40 @@ class LocalMetrics:
         if self.capacity is not None and len(self._call_ids.values) > 4 * self.capacity:
             self._compact_call_ids()
 
-    def _count(self, fields: list[tuple[Any, ...]], codes: list[int]) -> None:
-        """Exact counters, whatever the capacity; cache hits sent no request and count apart."""
+    @staticmethod
+    def _deltas(fields: list[tuple[Any, ...]], codes: list[int]) -> tuple[int, dict[int, list[Any]]]:
+        """What a batch adds to the exact counters, per group: (requests, cost or None, unpriced,
+        input, output, cached, reasoning tokens); and its cache hits, which sent no request."""
         hits = fields[_F["cache_hit"]]
         cost = fields[_F["cost"]]
         tokens = [fields[_F[name]] for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")]
+        n_hits = 0
         if any(hits):
-            self._cache_hits += sum(map(bool, hits))
+            n_hits = sum(map(bool, hits))
             sent = [not h for h in hits]
             codes, cost = list(compress(codes, sent)), tuple(compress(cost, sent))
             tokens = [tuple(compress(t, sent)) for t in tokens]
         if not codes:
-            return
-        groups = self._group_list
-        counts = Counter(codes)
-        if len(counts) == 1:  # the usual batch: one model answering
-            group = groups[codes[0]]
-            group.requests += len(codes)
+            return n_hits, {}
+        if len(set(codes)) == 1:  # the usual batch: one model answering
             priced = cost if None not in cost else [c for c in cost if c is not None]
-            if priced:
-                group.cost = sum(priced, group.cost if group.cost is not None else _ZERO)
-            if group.key[3] is _OK:
-                group.unpriced += len(cost) - len(priced)
-            if group.key[3] is not _SKIPPED:
-                group.input += sum(tokens[0])
-                group.output += sum(tokens[1])
-                group.cached += sum(tokens[2])
-                group.reasoning += sum(tokens[3])
-            return
+            cost_sum = sum(priced[1:], priced[0]) if priced else None
+            return n_hits, {codes[0]: [len(codes), cost_sum, len(cost) - len(priced), *map(sum, tokens)]}
+        out: dict[int, list[Any]] = {}
         for code, c, t_in, t_out, t_cached, t_reasoning in zip(codes, cost, *tokens, strict=True):
-            group = groups[code]
-            group.requests += 1
-            if c is not None:
-                group.cost = c if group.cost is None else group.cost + c
-            elif group.key[3] is _OK:
-                group.unpriced += 1
-            if group.key[3] is not _SKIPPED:
-                group.input += t_in
-                group.output += t_out
-                group.cached += t_cached
-                group.reasoning += t_reasoning
+            d = out.get(code)
+            if d is None:
+                d = out[code] = [0, None, 0, 0, 0, 0, 0]
+            d[0] += 1
+            if c is None:
+                d[2] += 1
+            else:
+                d[1] = c if d[1] is None else d[1] + c
+            d[3] += t_in
+            d[4] += t_out
+            d[5] += t_cached
+            d[6] += t_reasoning
+        return n_hits, out
 
     def _compact_call_ids(self) -> None:
         """Ring buffer: re-encode call ids so codes of overwritten rows don't pile up."""

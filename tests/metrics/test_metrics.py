@@ -304,3 +304,20 @@ def test_batched_intake_agrees_with_a_record_by_record_count(kinds, n, capacity,
     assert list(df["model"].astype(str)) == [r.model for r in window]
     assert list(df["cache_hit"]) == [r.cache_hit for r in window]
     assert df["ttft_s"].isna().tolist() == [r.ttft_s is None for r in window]
+
+
+def test_a_record_that_cannot_be_stored_is_dropped_alone(caplog):
+    local = LocalMetrics()
+    good = [_record(i, ("p/a", Role.PRIMARY, Outcome.OK, (10, 5), Decimal("0.001"), False, None)) for i in range(300)]
+    bad = good[0]._replace(call_id="bad", input_tokens="many")  # hand-made, with text for a count
+    for r in good[:100]:
+        local.emit(r)
+    local.emit(bad)
+    for r in good[100:]:
+        local.emit(r)
+    m = local.get_metrics()
+    assert m["requests"]["total"] == 300 and m["tokens"]["input"] == 3000  # every good record counted once
+    assert len(local.to_dataframe()) == 300 and "bad" not in set(local.to_dataframe()["call_id"].astype(str))
+    assert "could not store" in caplog.text
+    with pytest.raises(TypeError, match="takes a coffee_nb.CallRecord"):
+        local.emit({"model": "p/a"})
