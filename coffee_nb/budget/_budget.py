@@ -315,19 +315,15 @@ class Budget:
                 f"coffee_nb.register_price({model!r}, input=..., output=...) or use Budget(strict=False)"
             )
         t = self._clock()
-        start, until = self._keys_span
-        keys = self._keys.get(model) if start <= t < until else None
-        if keys is None:
-            keys = self._keys_for(model, t)
-        lease_id = _lease_id()
+        keys = self._keys_for(model, t)
+        lease = Lease(_lease_id(), model, pico, keys.held)
         try:
-            self.ledger.reserve(lease_id, pico or 0, keys.held, keys.checks, t + self.lease_ttl, t)
+            self.ledger.reserve(lease.id, pico or 0, keys.held, keys.checks, t + self.lease_ttl, t)
         except LimitHit as hit:
             rule = keys.rules[keys.rule_buckets.index(hit.bucket)]
-            needed = None if pico is None else from_pico(pico)
-            message = self._exceeded_message(rule, hit, model, needed, datetime.fromtimestamp(t, UTC))
+            message = self._exceeded_message(rule, hit, model, lease.amount, datetime.fromtimestamp(t, UTC))
             raise BudgetExceededError(message) from None
-        return Lease(lease_id, model, pico, keys.held)
+        return lease
 
     def commit_pico(self, lease: Lease, pico: int | None) -> None:
         """:meth:`commit` with the amount in integer picodollars."""
@@ -335,15 +331,8 @@ class Budget:
             return
         lease.done = True
         t = self._clock()
-        start, until = self._keys_span
-        keys = self._keys.get(lease.model) if start <= t < until else None
-        if keys is None:
-            keys = self._keys_for(lease.model, t)
-        cached = self._watch.get(id(keys))  # id: hashing nested tuples each call costs more
-        if cached is not None and cached[0] == len(self._warned):  # warnings only ever get added
-            watch, alarms = cached[1], cached[2]
-        else:
-            watch, alarms = self._unwarned(keys)
+        keys = self._keys_for(lease.model, t)
+        watch, alarms = self._unwarned(keys)
         amount = pico or 0
         spent = self.ledger.commit(lease.id, amount, keys.buckets, CallRow(lease.id, lease.model, amount, t, pico is not None), watch)
         if spent:
@@ -368,6 +357,9 @@ class Budget:
         """Rule buckets that may still owe a warning this period (the rest need no read), and the
         thresholds to check: (index in those buckets, picodollars, rule, bucket, threshold, kind)."""
         warned = self._warned
+        cached = self._watch.get(id(keys))  # id: hashing nested tuples each call costs more
+        if cached is not None and cached[0] == len(warned):  # warnings only ever get added
+            return cached[1], cached[2]
         alarms = []
         for rule, key, limit in zip(keys.rules, keys.rule_buckets, keys.limits, strict=True):
             if not limit:

@@ -131,11 +131,7 @@ class MemoryLedger:
             if lease_id in committed:
                 return None
             committed.add(lease_id)
-            lease = self._leases.pop(lease_id, None)
-            if lease is not None:
-                reserved = self._reserved
-                for b in lease[1]:
-                    reserved[b] -= lease[0]
+            self._drop(lease_id)
             spent = self._spent
             for b in buckets:
                 spent[b] += amount
