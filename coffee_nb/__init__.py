@@ -24,6 +24,9 @@ _EXPORTS: dict[str, str] = {
     "ErrorClass": "coffee_nb._errors",
     "MissingAPIKeyError": "coffee_nb._errors",
     "AutoPicker": "coffee_nb._invoker",
+    "AutoPickerLLM": "coffee_nb._invoker",
+    "AutoPickerLLMRefactored": "coffee_nb._invoker",
+    "CallSummary": "coffee_nb._summary",
     "ModelSpec": "coffee_nb._models",
     "register_provider": "coffee_nb._models",
     "Action": "coffee_nb._policy",
@@ -104,7 +107,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     )
     from coffee_nb._http import close as close_http_clients
     from coffee_nb._http import configure_http, get_async_http_client, get_http_client
-    from coffee_nb._invoker import AutoPicker
+    from coffee_nb._invoker import AutoPicker, AutoPickerLLM, AutoPickerLLMRefactored
+    from coffee_nb._summary import CallSummary
     from coffee_nb._models import ModelSpec, register_provider
     from coffee_nb._policy import Action, Policy, RateLimit, Rule, Trip
     from coffee_nb._pricing import Price, price_for, register_price, reset_prices

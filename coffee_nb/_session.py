@@ -373,7 +373,8 @@ class Session:
         return {name: s["remaining"] for name, s in status.items()}
 
     def _answer(self, message: AIMessage, format: str, latency: float) -> Answer:  # noqa: A002
-        meta = message.response_metadata.get("coffee_nb", {})
+        summary = message.response_metadata.get("coffee_nb")
+        meta = summary.as_dict() if hasattr(summary, "as_dict") else (summary or {})  # plain values for JSON
         answer = Answer(
             message=message,
             model=meta.get("model", "?"),

@@ -1,0 +1,407 @@
+"""The decisions of one AutoPicker call, with no I/O and no LangChain.
+
+A :class:`Plan` answers "what next?": an :class:`Attempt` to make now, or seconds to wait first; it
+raises when nothing is left (``AllModelsFailedError``, ``DeadlineExceededError``,
+``BudgetExceededError``). The attempt runner (``_attempt.py``) does the I/O and reports back with
+``succeeded`` / ``failed`` / ``cancelled``; each report settles the budget (commit what was used,
+release what wasn't), emits one :class:`CallRecord` and, for a failure, applies the policy table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple, Protocol
+
+from coffee_nb._errors import (
+    AllModelsFailedError,
+    BudgetExceededError,
+    DeadlineExceededError,
+    ErrorClass,
+    Failure,
+    classify,
+    redact,
+)
+from coffee_nb._models import Candidate
+from coffee_nb._policy import Action, Policy
+from coffee_nb._pricing import Price, from_pico
+from coffee_nb._records import CallRecord, Outcome, Role, global_sinks, publish
+from coffee_nb._tokens import count_prompt, count_tokens
+
+__all__ = ["Attempt", "BudgetLike", "Core", "Plan", "Usage", "DEFAULT_OUTPUT_ESTIMATE"]
+
+ESTIMATE_MARGIN = (5, 4)  # × 1.25 on worst-case reservations when the prompt count is an estimate
+DEFAULT_OUTPUT_ESTIMATE = 4096  # worst-case output tokens when neither max_tokens nor the model says
+
+
+class BudgetLike(Protocol):
+    """What AutoPicker needs from a budget: two-phase reserve → commit/release."""
+
+    def reserve(self, model: str, amount: Decimal | None) -> Any: ...  # raises BudgetExceededError
+    def commit(self, lease: Any, amount: Decimal | None) -> None: ...
+    def release(self, lease: Any) -> None: ...
+
+
+class Usage(NamedTuple):
+    """Tokens one attempt used. ``input`` includes cached and cache-write tokens (OpenAI/LangChain style)."""
+
+    input: int
+    output: int
+    cached: int = 0
+    reasoning: int = 0
+    cache_write: int = 0
+    estimated: bool = False  # counted offline, not reported by the provider
+
+
+@dataclass(slots=True)
+class Core:
+    """An AutoPicker's runtime state: the chain and how to treat it (shared by copies of the picker)."""
+
+    candidates: list[Candidate]
+    policy: Policy
+    sinks: tuple[Callable[[CallRecord], Any], ...]
+    rng: random.Random
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one candidate: what the runner needs to make it and the plan needs to settle it."""
+
+    candidate: Candidate
+    index: int  # position among the call's records
+    role: Role
+    timeout: float  # seconds this attempt may take (capped by what is left of the deadline)
+    lease: Any  # the budget's reservation, or None
+    started_at: datetime
+    started: float  # on the plan's clock
+    price: Price | None  # resolved once: the estimate and the settlement use the same
+
+
+_CALL_PREFIX = uuid.uuid4().hex[:12]
+_call_counter = itertools.count(1)
+
+
+def new_call_id() -> str:
+    """Unique across processes (random prefix per process) and cheap (a counter)."""
+    return f"{_CALL_PREFIX}-{next(_call_counter):08x}"
+
+
+class Plan:
+    """The decisions of one call: which model next, how long to wait, what to record."""
+
+    __slots__ = ("core", "policy", "clock", "budget", "messages", "call_id", "start", "deadline", "max_tokens",
+                 "queue", "current", "admitted", "retries", "wait", "records", "last_exc", "budget_error",
+                 "deadline_cut", "_counts")
+
+    def __init__(self, core: Core, budget: Any, messages: Sequence[Any] | str, max_tokens: int | None) -> None:
+        self.core = core
+        self.policy = core.policy
+        self.clock = core.clock
+        self.budget = budget
+        self.messages = messages
+        self.call_id = new_call_id()
+        self.start = self.clock()
+        self.deadline = self.start + self.policy.deadline
+        self.max_tokens = max_tokens
+        self.queue: deque[Candidate] = deque(core.candidates)
+        self.current: Candidate | None = None
+        self.admitted = False
+        self.retries = 0
+        self.wait = 0.0
+        self.records: list[CallRecord] = []
+        self.last_exc: BaseException | None = None
+        self.budget_error: BaseException | None = None
+        self.deadline_cut = False
+        self._counts: dict[str, int] = {}
+
+    # -- what the runner asks ----------------------------------------------------------------------
+    def next(self) -> Attempt | float:
+        """The next attempt to make, or seconds to wait before asking again. Raises when nothing is left."""
+        while True:
+            if self.wait > 0:
+                wait, self.wait = self.wait, 0.0
+                return wait
+            now = self.clock()
+            remaining = self.deadline - now
+            if remaining <= 0:
+                raise self._give_up(deadline=True)
+            if self.current is None:
+                if not self.queue:
+                    raise self._give_up()
+                self.current, self.retries, self.admitted = self.queue.popleft(), 0, False
+            cand = self.current
+            if not self.admitted:
+                if not self._admit(cand, now):
+                    continue
+                self.admitted = True
+            if cand.limiter is not None:
+                wait = cand.limiter.try_acquire(self.prompt_tokens(cand) + self._output_cap(cand), now)
+                if wait > 0:
+                    if wait < remaining:
+                        return wait
+                    cand.breaker.release()
+                    self._skip(cand, ErrorClass.RATE_LIMIT, f"local rpm/tpm limit: next slot in {wait:.1f}s, past the deadline")
+                    continue
+            price = cand.facts.price
+            lease = None
+            if self.budget is not None:
+                try:
+                    lease = self._reserve(cand, price)
+                except BudgetExceededError as exc:
+                    cand.breaker.release()
+                    self.budget_error = exc
+                    self._skip(cand, ErrorClass.BUDGET, str(exc))
+                    continue
+            return Attempt(
+                candidate=cand,
+                index=len(self.records),
+                role=self._role(cand),
+                timeout=min(self.policy.attempt_timeout, remaining),
+                lease=lease,
+                started_at=datetime.now(UTC),
+                started=now,
+                price=price,
+            )
+
+    def prompt_tokens(self, cand: Candidate) -> int:
+        """Prompt tokens counted with ``cand``'s encoding (once per encoding per call)."""
+        counts = self._counts
+        count = counts.get(cand.encoding)
+        if count is None:
+            count = counts[cand.encoding] = count_prompt(self.messages, cand.encoding)
+        return count
+
+    def estimate(self, cand: Candidate, text: str) -> Usage:
+        """Usage counted offline, for a provider that reported none (labelled ``estimated``)."""
+        return Usage(self.prompt_tokens(cand), count_tokens(text, cand.encoding), estimated=True)
+
+    def elapsed(self) -> float:
+        """Seconds since the call started."""
+        return self.clock() - self.start
+
+    # -- what the runner reports ---------------------------------------------------------------------
+    def succeeded(self, attempt: Attempt, usage: Usage, *, ttft: float | None = None, streamed: bool = False) -> CallRecord:
+        """Settle a successful attempt and return its record."""
+        attempt.candidate.breaker.success()
+        record = self._settled(attempt, Outcome.OK, usage, ttft=ttft, streamed=streamed)
+        self._emit(record)
+        return record
+
+    def failed(self, attempt: Attempt, exc: BaseException, *, ttft: float | None = None, partial: Usage | None = None) -> Action:
+        """Record a failed attempt and decide what comes next.
+
+        ``partial`` is what a stream delivered before it broke: the provider bills it, so its cost is
+        committed rather than released.
+        """
+        now = self.clock()
+        failure: Failure = classify(exc)
+        cand = attempt.candidate
+        rule = self.policy.rules[failure.error_class]
+        retry_after = failure.retry_after if failure.error_class is ErrorClass.RATE_LIMIT else None
+        cand.breaker.failure(rule.trip, now, seconds=retry_after)
+        self.last_exc = exc
+        self._emit(self._settled(attempt, Outcome.ERROR, partial, ttft=ttft, failure=failure, now=now))
+        if failure.error_class is ErrorClass.CONTEXT_OVERFLOW:
+            self._prefer_larger_windows(max(cand.context_window or 0, self.prompt_tokens(cand)) + 1)
+        if rule.retry and self.retries < self.policy.max_retries and cand.breaker.open_until() == 0.0:
+            wait = self.policy.backoff(self.retries, failure.retry_after, self.core.rng)
+            if wait is not None and now + wait < self.deadline:
+                self.retries += 1
+                self.wait = wait
+                return Action.RETRY
+            if wait is not None:
+                self.deadline_cut = True  # a retry was due but would end past the deadline
+        if rule.fallback:
+            self.current = None
+            return Action.FALLBACK
+        return Action.RAISE
+
+    def cancelled(self, attempt: Attempt, *, ttft: float | None = None, partial: Usage | None = None) -> None:
+        """The caller stopped the attempt (Ctrl-C, task cancelled, stream closed early).
+
+        Streamed text was billed by the provider, so its cost is committed.
+        """
+        attempt.candidate.breaker.release()
+        self._emit(self._settled(attempt, Outcome.CANCELLED, partial, ttft=ttft))
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _admit(self, cand: Candidate, now: float) -> bool:
+        """May ``cand`` be tried at all in this call (breaker closed, prompt fits its window)?"""
+        if not cand.breaker.allow(now):
+            left = max(0.0, cand.breaker.open_until() - now)
+            self._skip(cand, ErrorClass.COOLDOWN, f"cooling down after repeated failures ({left:.0f}s left)")
+            return False
+        window = cand.context_window
+        if window is not None:
+            need = self.prompt_tokens(cand) + (int(self.max_tokens) if self.max_tokens else 0)
+            if need > window:
+                cand.breaker.release()
+                self._skip(
+                    cand,
+                    ErrorClass.CONTEXT_OVERFLOW,
+                    f"prompt ~{need} tokens (incl. max_tokens) exceeds its context window of {window}",
+                )
+                self._prefer_larger_windows(need)
+                return False
+        return True
+
+    def _output_cap(self, cand: Candidate) -> int:
+        if self.max_tokens:
+            return int(self.max_tokens)
+        return cand.output_cap or DEFAULT_OUTPUT_ESTIMATE
+
+    def _reserve(self, cand: Candidate, price: Price | None) -> Any:
+        """Reserve the attempt's worst case on the budget (in picodollars where the budget takes them)."""
+        estimate = None
+        if price is not None:
+            estimate = price.pico(self.prompt_tokens(cand), self._output_cap(cand))
+            if not cand.exact_tokens:  # a stand-in tokenizer may count low: hold a margin
+                estimate = -(-estimate * ESTIMATE_MARGIN[0] // ESTIMATE_MARGIN[1])
+        budget = self.budget
+        fast = getattr(budget, "reserve_pico", None)
+        if fast is not None:
+            return fast(cand.name, estimate)
+        return budget.reserve(cand.name, None if estimate is None else from_pico(estimate))
+
+    def _settle(self, attempt: Attempt, usage: Usage | None) -> tuple[Decimal | None, str]:
+        """Price ``usage`` and commit it to the budget; with no usage, release the reservation."""
+        lease, budget = attempt.lease, self.budget
+        if usage is None:
+            if lease is not None and budget is not None:
+                budget.release(lease)
+            return None, "unpriced"
+        price = attempt.price
+        pico = None if price is None else price.pico(usage.input, usage.output, usage.cached, usage.cache_write)
+        if lease is not None and budget is not None:
+            fast = getattr(budget, "commit_pico", None)
+            if fast is not None:
+                fast(lease, pico)
+            else:
+                budget.commit(lease, None if pico is None else from_pico(pico))
+        if price is None or pico is None:
+            return None, "unpriced"
+        return from_pico(pico), price.source
+
+    def _settled(
+        self,
+        attempt: Attempt,
+        outcome: Outcome,
+        usage: Usage | None,
+        *,
+        ttft: float | None = None,
+        failure: Failure | None = None,
+        streamed: bool = False,
+        now: float | None = None,
+    ) -> CallRecord:
+        """Settle the budget for ``attempt`` and build its record."""
+        end = self.clock() if now is None else now
+        cost, source = self._settle(attempt, usage)
+        cand = attempt.candidate
+        origin, reason = self._fallback_origin(attempt.role)
+        used = usage or _NO_USAGE
+        return CallRecord(
+            call_id=self.call_id,
+            attempt=attempt.index,
+            role=attempt.role,
+            provider=cand.provider,
+            model=cand.name,
+            outcome=outcome,
+            started_at=attempt.started_at,
+            latency_s=end - attempt.started,
+            error_class=failure.error_class.value if failure else None,
+            error_message=failure.message if failure else None,
+            ttft_s=ttft,
+            input_tokens=used.input,
+            output_tokens=used.output,
+            cached_tokens=used.cached,
+            reasoning_tokens=used.reasoning,
+            tokens_estimated=used.estimated,
+            cost=cost,
+            price_source=source,
+            streamed=streamed or ttft is not None,
+            fallback_from=origin,
+            fallback_reason=reason,
+        )
+
+    def _emit(self, record: CallRecord) -> None:
+        self.records.append(record)
+        sinks = self.core.sinks
+        if sinks:
+            publish(sinks, record)
+        everyone = global_sinks()
+        if everyone:
+            publish(everyone, record)
+
+    def _fallback_origin(self, role: Role) -> tuple[str | None, str | None]:
+        """For a fallback attempt: the first model this call tried, and why the call moved on."""
+        if role is not Role.FALLBACK or not self.records:
+            return None, None
+        reason = next((r.error_class for r in self.records if r.error_class), None)
+        return self.records[0].model, reason
+
+    def _role(self, cand: Candidate) -> Role:
+        if self.retries:
+            return Role.RETRY
+        return Role.PRIMARY if cand is self.core.candidates[0] else Role.FALLBACK
+
+    def _skip(self, cand: Candidate, error_class: ErrorClass, message: str) -> None:
+        role = self._role(cand)
+        origin, reason = self._fallback_origin(role)
+        self._emit(
+            CallRecord(
+                call_id=self.call_id,
+                attempt=len(self.records),
+                role=role,
+                provider=cand.provider,
+                model=cand.name,
+                outcome=Outcome.SKIPPED,
+                started_at=datetime.now(UTC),
+                latency_s=0.0,
+                error_class=error_class.value,
+                error_message=message,
+                fallback_from=origin,
+                fallback_reason=reason,
+            )
+        )
+        self.current = None
+
+    def _prefer_larger_windows(self, need: int) -> None:
+        """After a context overflow, try candidates known to hold ``need`` tokens first, unknown ones next."""
+
+        def rank(c: Candidate) -> int:
+            w = c.context_window
+            return 1 if w is None else (0 if w >= need else 2)
+
+        self.queue = deque(sorted(self.queue, key=rank))
+
+    def _give_up(self, *, deadline: bool = False) -> BaseException:
+        tried = [r for r in self.records if r.outcome is not Outcome.SKIPPED]
+        budget_only = all(r.error_class == ErrorClass.BUDGET for r in self.records)
+        if not deadline and self.budget_error is not None and budget_only:
+            lines = [r.error_message or "" for r in self.records if r.error_class == ErrorClass.BUDGET]
+            err: BaseException = BudgetExceededError("\n".join(dict.fromkeys(lines)) or str(self.budget_error))
+        elif deadline or self.deadline_cut:
+            err = DeadlineExceededError(
+                self.records, f"deadline of {self.policy.deadline:g}s reached before any model answered"
+            )
+        else:
+            reason = "all candidate models failed" if tried else "no candidate model could be tried"
+            err = AllModelsFailedError(self.records, reason)
+        last = self.last_exc
+        # chain the provider's own exception for debugging, unless its text holds something key-like
+        if last is not None and redact(str(last)) == str(last):
+            err.__cause__ = last
+        else:
+            err.__suppress_context__ = True
+        return err
+
+
+_NO_USAGE = Usage(0, 0)
