@@ -226,6 +226,10 @@ _CONTEXT_MARKERS = (
     "too many tokens",
 )
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "responsibleaipolicy")
+# Structured error codes/types (from the error body or the exception's attributes), lower-cased.
+_FILTER_CODES = ("content_policy_violation", "content_filter", "responsibleaipolicyviolation", "safety",
+                 "prohibited_content", "blocklist", "guardrail", "refusal")
+_CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length", "request_too_large")
 
 
 def _key(cls: type) -> str:
@@ -251,11 +255,63 @@ def lookup(cls: type[BaseException]) -> tuple[bool, ErrorClass | None]:
 
 
 def _status_of(exc: BaseException) -> int | None:
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        response = getattr(exc, "response", None)
-        status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
+    """The HTTP status an exception carries, by duck typing (``status_code``, ``status``, an int ``code``,
+    ``response.status_code``, botocore's ``response["ResponseMetadata"]["HTTPStatusCode"]``)."""
+    for attr in ("status_code", "status", "http_status", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+            return value
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return status
+    if isinstance(response, dict):  # botocore ClientError
+        meta = response.get("ResponseMetadata")
+        status = meta.get("HTTPStatusCode") if isinstance(meta, dict) else None
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def _codes_of(exc: BaseException) -> str:
+    """Error codes and types a provider put in the structured error (lower-cased, space-separated).
+
+    LangChain's messages may omit them (``content_policy_violation`` is in ``exc.code``, not in
+    ``str(exc)``), so classification reads the attributes and the parsed body, and the cause's too.
+    """
+    found: list[str] = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > 4:
+            continue
+        seen.add(id(e))
+        for attr in ("code", "type", "error_code", "reason", "finish_reason"):
+            value = getattr(e, attr, None)
+            if isinstance(value, str):
+                found.append(value)
+        body = getattr(e, "body", None)
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):  # botocore ClientError: response["Error"]["Code"]
+            body = body or response
+        found += _body_codes(body)
+        todo += [e.__cause__, e.__context__]
+    return " ".join(found).lower()
+
+
+def _body_codes(body: Any, depth: int = 0) -> list[str]:
+    if not isinstance(body, dict) or depth > 2:
+        return []
+    out = [v for k in ("code", "type", "status", "Code", "reason", "finish_reason", "block_reason") if isinstance(v := body.get(k), str)]
+    for k in ("error", "Error", "details", "promptFeedback"):
+        inner = body.get(k)
+        if isinstance(inner, list):
+            for item in inner[:4]:
+                out += _body_codes(item, depth + 1)
+        else:
+            out += _body_codes(inner, depth + 1)
+    return out
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -279,7 +335,13 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def classify(exc: BaseException) -> Failure:
-    """Map any exception raised by a model call to a :class:`Failure`."""
+    """Map any exception raised by a model call to a :class:`Failure`.
+
+    In order: coffee_nb's own errors; the class tables (nearest mapped base class); an HTTP status
+    found by duck typing; then the structured error codes and the message refine ``bad_request`` /
+    ``server`` into ``context_overflow`` / ``content_filter`` / ``auth``. What is still unknown is
+    ``unknown`` (the policy decides whether that falls back).
+    """
     message = redact(str(exc) or type(exc).__name__)
     if isinstance(exc, MissingAPIKeyError):
         return Failure(ErrorClass.AUTH, message)
@@ -293,10 +355,16 @@ def classify(exc: BaseException) -> Failure:
     status = _status_of(exc)
     if error_class is None and status is not None:
         error_class = _STATUS.get(status, ErrorClass.SERVER if status >= 500 else ErrorClass.BAD_REQUEST)
+        found = True
     if error_class is None:
         error_class = ErrorClass.SERVER if found else ErrorClass.UNKNOWN
-    # Providers report context overflow and content filtering as plain 400s (or 413s); read the body.
-    if error_class in (ErrorClass.BAD_REQUEST, ErrorClass.SERVER) and found:
+    codes = _codes_of(exc)
+    if any(m in codes for m in _FILTER_CODES):
+        error_class = ErrorClass.CONTENT_FILTER
+    elif any(m in codes for m in _CONTEXT_CODES):
+        error_class = ErrorClass.CONTEXT_OVERFLOW
+    elif error_class in (ErrorClass.BAD_REQUEST, ErrorClass.SERVER) and found:
+        # Providers report context overflow and content filtering as plain 400s (or 413s); read the text.
         low = message.lower()
         if any(m in low for m in _CONTEXT_MARKERS):
             error_class = ErrorClass.CONTEXT_OVERFLOW
@@ -306,6 +374,8 @@ def classify(exc: BaseException) -> Failure:
             error_class = ErrorClass.AUTH
     if status == 529 or (status == 503 and "overloaded" in message.lower()):
         error_class = ErrorClass.SERVER
+    if error_class is ErrorClass.UNKNOWN and not message.startswith(type(exc).__name__):
+        message = f"{type(exc).__name__}: {message}"  # an unknown error names its class
     return Failure(error_class, message, status, _retry_after(exc))
 
 

@@ -141,3 +141,40 @@ def test_redact_hides_keys(monkeypatch):
 def test_redact_hides_any_key_shaped_text(before, after, prefix, body):
     out = redact(f"{before} {prefix}{body} {after}")
     assert f"{prefix}{body}" not in out and "[redacted]" in out
+
+
+def test_content_filter_read_from_the_structured_error_not_the_message():
+    # langchain-openai's message can omit the code; the SDK keeps it on the exception and its body
+    exc = http_error(400, "Your request was rejected by our safety system.", code="content_policy_violation")
+    assert "content_policy_violation" not in str(exc).split("'code'")[0]
+    assert classify(exc).error_class is ErrorClass.CONTENT_FILTER
+
+    wrapped = RuntimeError("model call failed")
+    wrapped.__cause__ = exc  # a provider wrapper that chains the SDK error
+    assert classify(wrapped).error_class is ErrorClass.CONTENT_FILTER
+
+
+def test_unknown_sdk_errors_classified_by_duck_typed_status():
+    class VendorError(Exception):
+        def __init__(self, status: int, body: dict | None = None) -> None:
+            super().__init__(f"vendor said {status}")
+            self.status_code = status
+            self.body = body
+
+    assert classify(VendorError(429)).error_class is ErrorClass.RATE_LIMIT
+    assert classify(VendorError(503)).error_class is ErrorClass.SERVER
+    assert classify(VendorError(400, {"error": {"code": "context_length_exceeded"}})).error_class is ErrorClass.CONTEXT_OVERFLOW
+
+    class BotoLike(Exception):
+        def __init__(self, code: str, status: int) -> None:
+            super().__init__(f"An error occurred ({code})")
+            self.response = {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    assert classify(BotoLike("ThrottlingException", 429)).error_class is ErrorClass.RATE_LIMIT
+    assert classify(BotoLike("GuardrailIntervened", 400)).error_class is ErrorClass.CONTENT_FILTER
+
+
+def test_unknown_error_names_its_class():
+    failure = classify(RuntimeError("custom model exploded"))
+    assert failure.error_class is ErrorClass.UNKNOWN
+    assert failure.message == "RuntimeError: custom model exploded"
