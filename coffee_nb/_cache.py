@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from coffee_nb._paths import data_dir, open_sqlite
 
 __all__ = ["ResponseCache", "request_key"]
 
@@ -33,16 +34,9 @@ class ResponseCache:
     """``get(key)`` / ``put(key, message, meta)`` over one SQLite table."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        if path is None:
-            from coffee_nb.budget._sqlite import default_path
-
-            path = default_path().with_name("cache.sqlite3")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path) if path is not None else data_dir() / "cache.sqlite3"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db = open_sqlite(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, created REAL NOT NULL, "
             "message TEXT NOT NULL, meta TEXT NOT NULL)"
@@ -83,5 +77,6 @@ class ResponseCache:
             return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     def close(self) -> None:
+        """Close the connection (idempotent); the session does this on ``reset()``."""
         with self._lock:
             self._db.close()

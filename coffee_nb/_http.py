@@ -42,19 +42,19 @@ def configure_http(
     timeout: float | None = None,
 ) -> None:
     """Change pool settings. Clients already made are closed; the next request builds new ones."""
-    from coffee_nb._errors import ConfigError
+    from coffee_nb._validate import positive_int, positive_number
 
-    changes = {
-        "max_connections": max_connections,
-        "max_keepalive_connections": max_keepalive_connections,
-        "keepalive_expiry": keepalive_expiry,
-        "timeout": timeout,
-    }
-    for name, value in changes.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise ConfigError(f"configure_http({name}=...) must be a positive number, got {value!r}")
+    changes: dict[str, float | int] = {}
+    for name, value, check in (
+        ("max_connections", max_connections, positive_int),
+        ("max_keepalive_connections", max_keepalive_connections, positive_int),
+        ("keepalive_expiry", keepalive_expiry, positive_number),
+        ("timeout", timeout, positive_number),
+    ):
+        if value is not None:
+            changes[name] = check(f"configure_http({name}=...)", value)
     with _lock:
-        _settings.update({k: v for k, v in changes.items() if v is not None})
+        _settings.update(changes)
     reset()
 
 

@@ -18,6 +18,7 @@ from coffee_nb._errors import ConfigError, MissingAPIKeyError
 from coffee_nb._policy import CircuitBreaker, RateLimit, RateLimiter
 from coffee_nb._pricing import ModelFacts, generation, model_info
 from coffee_nb._tokens import encoding_for
+from coffee_nb._validate import optional_positive_int
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -145,6 +146,11 @@ class ModelSpec:
     max_output_tokens: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        label = self.name or (self.model if isinstance(self.model, str) else type(self.model).__name__)
+        for attr in ("context_window", "max_output_tokens", "rpm", "tpm"):
+            optional_positive_int(f"{attr} for {label}", getattr(self, attr))
+
 
 def _instance_name(model: Any) -> tuple[str, str]:
     """(provider, model name) for a chat model instance."""
@@ -183,12 +189,8 @@ class Candidate:
                 f"a model must be a 'provider/model' string ({_accepted()}) or a LangChain chat model, "
                 f"got {spec.model!r}"
             )
-        for attr in ("context_window", "max_output_tokens"):
-            v = getattr(spec, attr)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
-                raise ConfigError(f"{attr} for {self.name} must be a positive integer, got {v!r}")
-        limit = RateLimit(rpm=spec.rpm, tpm=spec.tpm)  # validates, even values that turn limiting off
-        self.limiter = RateLimiter(limit) if (spec.rpm or spec.tpm) else None
+        # ModelSpec validated its numbers when it was made
+        self.limiter = RateLimiter(RateLimit(rpm=spec.rpm, tpm=spec.tpm)) if (spec.rpm or spec.tpm) else None
         self.breaker = CircuitBreaker(cooldown_after, cooldown)
         self._window = spec.context_window
         self._facts: tuple[int, ModelFacts, int | None] | None = None

@@ -5,7 +5,6 @@ Nothing here does I/O or sleeps; the invoker asks and then waits in its own (syn
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
@@ -16,6 +15,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from coffee_nb._errors import ConfigError, ErrorClass
+from coffee_nb._validate import non_negative_number, optional_positive_int, positive_int, positive_number
 
 __all__ = ["Action", "CircuitBreaker", "Policy", "RateLimit", "Rule", "DEFAULT_RULES"]
 
@@ -66,13 +66,6 @@ DEFAULT_RULES: Mapping[ErrorClass, Rule] = MappingProxyType(
 )
 
 
-def _check_nonneg(name: str, value: float, *, allow_zero: bool = True) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or math.isinf(value):
-        raise ConfigError(f"{name} must be a finite number of seconds/count, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     """How hard to try. One deadline bounds every retry, wait and fallback of a call together.
@@ -91,16 +84,14 @@ class Policy:
     rules: Mapping[ErrorClass, Rule] = field(default_factory=lambda: DEFAULT_RULES)
 
     def __post_init__(self) -> None:
-        _check_nonneg("deadline", self.deadline, allow_zero=False)
-        _check_nonneg("attempt_timeout", self.attempt_timeout, allow_zero=False)
-        _check_nonneg("max_retries", self.max_retries)
-        _check_nonneg("backoff_base", self.backoff_base)
-        _check_nonneg("backoff_cap", self.backoff_cap)
-        _check_nonneg("max_retry_after", self.max_retry_after)
-        _check_nonneg("cooldown_after", self.cooldown_after, allow_zero=False)
-        _check_nonneg("cooldown", self.cooldown)
-        if not isinstance(self.max_retries, int) or not isinstance(self.cooldown_after, int):
-            raise ConfigError("max_retries and cooldown_after must be integers")
+        positive_number("deadline (seconds)", self.deadline)
+        positive_number("attempt_timeout (seconds)", self.attempt_timeout)
+        non_negative_number("max_retries", self.max_retries, integer=True)
+        non_negative_number("backoff_base (seconds)", self.backoff_base)
+        non_negative_number("backoff_cap (seconds)", self.backoff_cap)
+        non_negative_number("max_retry_after (seconds)", self.max_retry_after)
+        positive_int("cooldown_after", self.cooldown_after)
+        non_negative_number("cooldown (seconds)", self.cooldown)
         missing = set(ErrorClass) - set(self.rules)
         if missing:
             raise ConfigError(f"policy rules miss error classes: {sorted(missing)}")
@@ -189,10 +180,8 @@ class RateLimit:
     tpm: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rpm", "tpm"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
-                raise ConfigError(f"RateLimit {name} must be a positive integer or None, got {v!r}")
+        optional_positive_int("RateLimit rpm", self.rpm)
+        optional_positive_int("RateLimit tpm", self.tpm)
 
 
 class RateLimiter:

@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from coffee_nb._errors import ConfigError
+from coffee_nb._validate import optional_positive_int, usd
 
 __all__ = ["Price", "from_pico", "price_for", "register_price", "reset_prices", "model_info", "to_pico"]
 
@@ -148,16 +149,8 @@ def generation() -> int:
     return _generation[0]
 
 
-def _to_decimal(name: str, value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        d = Decimal(str(value))
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"price {name} must be a number (USD per 1M tokens), got {value!r}") from exc
-    if not d.is_finite() or d < 0:
-        raise ConfigError(f"price {name} must be a finite number >= 0 (USD per 1M tokens), got {value!r}")
-    return d
+def _rate_arg(name: str, value: Any) -> Decimal | None:
+    return None if value is None else usd(f"price {name}", value, unit="USD per 1M tokens")
 
 
 def register_price(
@@ -176,13 +169,12 @@ def register_price(
     """
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"register_price needs a model spec like 'openai/my-finetune', got {model!r}")
-    if context_window is not None and (not isinstance(context_window, int) or context_window <= 0):
-        raise ConfigError(f"context_window must be a positive integer, got {context_window!r}")
+    context_window = optional_positive_int("context_window", context_window)
     price = Price(
-        input=_to_decimal("input", input),
-        output=_to_decimal("output", output),
-        cached_input=_to_decimal("cached_input", cached_input),
-        cache_write=_to_decimal("cache_write", cache_write),
+        input=_rate_arg("input", input),
+        output=_rate_arg("output", output),
+        cached_input=_rate_arg("cached_input", cached_input),
+        cache_write=_rate_arg("cache_write", cache_write),
         source=source,
     )
     with _lock:

@@ -20,6 +20,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._errors import ConfigError
+from coffee_nb._format import content_text, money, parse_json
+from coffee_nb._validate import positive_int
+from coffee_nb._validate import temperature as check_temperature
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from coffee_nb.budget import Budget
     from coffee_nb.metrics import LocalMetrics
 
-__all__ = ["Answer", "Session", "ask", "configure", "get_session", "reset"]
+__all__ = ["Answer", "Session", "ask", "configure", "get_session", "money", "parse_json", "reset"]
 
 DEFAULT_DAILY_BUDGET = Decimal("5")  # a hard daily cap unless configured: no surprise bills
 SANDBOX_CHAIN = ("sandbox/fast", "sandbox/smart")
@@ -67,10 +70,7 @@ class Answer:
 
     @property
     def text(self) -> str:
-        content = self.message.content
-        if isinstance(content, str):
-            return content
-        return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content)
+        return content_text(self.message.content)
 
     def __str__(self) -> str:
         return self.text
@@ -186,13 +186,9 @@ class Session:
                 self.models = chain
                 self._pickers.clear()
             if temperature is not None:
-                if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-                    raise ConfigError(f"temperature must be a number within [0, 2], got {temperature!r}")
-                self.temperature = float(temperature)
+                self.temperature = check_temperature(temperature)
             if max_tokens is not None:
-                if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= 0:
-                    raise ConfigError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-                self.max_tokens = max_tokens
+                self.max_tokens = positive_int("max_tokens", max_tokens)
             if system is not None:
                 self.system = system or None
             if policy is not None:
@@ -382,7 +378,7 @@ class Session:
             attempts=meta.get("attempts", []),
             cost=meta.get("cost"),
             price_source=meta.get("price_source", "unpriced"),
-            tokens=meta.get("tokens", {}),
+            tokens=dict(meta.get("tokens") or {}),  # plain dict: JSON-able, stored in the cache
             latency_s=meta.get("latency_s", latency),
             fallback_reason=meta.get("fallback_reason"),
             format=format,
@@ -482,18 +478,6 @@ class Session:
         return rows
 
 
-def money(amount: Decimal | None) -> str:
-    """``$4.999978``: up to 6 decimals (more for sub-micro amounts), no trailing zeros past the cents."""
-    if amount is None:
-        return "unpriced"
-    places = 6
-    if 0 < abs(amount) < Decimal("0.000001"):  # never show a real (tiny) cost as $0.00
-        places = min(12, -amount.adjusted() + 1)
-    text = f"{amount:.{places}f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"${whole}.{frac.ljust(2, '0')}"
-
-
 def _as_ai_message(chunk: Any) -> AIMessage:
     from langchain_core.messages import AIMessage
 
@@ -506,19 +490,6 @@ def _as_ai_message(chunk: Any) -> AIMessage:
         tool_calls=chunk.tool_calls,
         id=chunk.id,
     )
-
-
-def parse_json(text: str) -> Any:
-    """Parse a JSON answer, fenced (```json ... ```) or bare; raise ValueError saying what was wrong."""
-    import json
-    import re
-
-    fenced = re.search(r"```(?:json)?\s*\n(.*?)```", text, re.S)
-    body = fenced.group(1) if fenced else text
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the answer is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
 
 
 _session: Session | None = None

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coffee_nb._format import content_text
+
 __all__ = ["TokenCount", "count_message_tokens", "count_prompt", "count_tokens", "encoding_for"]
 
 # OpenAI's chat format: every message costs a few tokens of framing, the reply is primed with 3.
@@ -76,20 +78,6 @@ def _cached_count(text: str, encoding: str) -> int:
     return len(_encoding(encoding).encode_ordinary(text))
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for block in content or ():
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict):
-            text = block.get("text")
-            if isinstance(text, str):
-                parts.append(text)
-    return "".join(parts)
-
-
 def count_message_tokens(messages: Sequence[Any] | str, provider: str, model: str) -> TokenCount:
     """Estimated prompt tokens of chat ``messages`` (LangChain messages or OpenAI dicts) for ``provider/model``.
 
@@ -107,12 +95,12 @@ def count_prompt(messages: Sequence[Any] | str, encoding: str) -> int:
     for m in messages:
         total += _TOKENS_PER_MESSAGE
         if isinstance(m, dict):  # OpenAI wire format (the sandbox counts this way)
-            total += count_tokens(_content_text(m.get("content")), encoding)
+            total += count_tokens(content_text(m.get("content")), encoding)
             tool_calls = m.get("tool_calls")
             if tool_calls:
                 total += count_tokens(repr(tool_calls), encoding)
             continue
-        total += count_tokens(_content_text(getattr(m, "content", m)), encoding)
+        total += count_tokens(content_text(getattr(m, "content", m)), encoding)
         tool_calls = getattr(m, "tool_calls", None)
         if tool_calls:
             total += count_tokens(repr(tool_calls), encoding)

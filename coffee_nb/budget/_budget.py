@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -11,11 +10,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from coffee_nb._errors import BudgetExceededError, ConfigError
+from coffee_nb._format import money
+from coffee_nb._validate import fraction, positive_number, usd
 from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, MemoryLedger, from_pico, to_pico
 from coffee_nb.budget._periods import PERIODS, Period, bucket, period_window, resolve_timezone
 
@@ -90,30 +91,6 @@ class Lease:
     @property
     def amount(self) -> Decimal | None:
         return None if self.pico is None else from_pico(self.pico)
-
-
-def _usd(amount: Decimal) -> str:
-    from coffee_nb._session import money
-
-    return money(amount)
-
-
-def _money(name: str, value: Any) -> Decimal:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be an amount in USD, got {value!r}")
-    try:
-        d = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (InvalidOperation, ValueError, TypeError):
-        raise ConfigError(f"{name} must be an amount in USD, got {value!r}") from None
-    if not d.is_finite() or d < 0:
-        raise ConfigError(f"{name} must be a finite amount >= 0 (USD), got {value!r}")
-    return d
-
-
-def _fraction(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 < value <= 1:
-        raise ConfigError(f"{name} must be a fraction within (0, 1], e.g. 0.8 for 80%; got {value!r}")
-    return float(value)
 
 
 def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
@@ -191,9 +168,8 @@ class Budget:
     ) -> None:
         if not isinstance(hard, bool):
             raise ConfigError(f"hard must be True (block) or False (warn only), got {hard!r}")
-        self.warn_at = _fraction("warn_at", warn_at)
-        if not isinstance(lease_ttl, (int, float)) or isinstance(lease_ttl, bool) or not 0 < lease_ttl < math.inf:
-            raise ConfigError(f"lease_ttl must be a positive number of seconds, got {lease_ttl!r}")
+        self.warn_at = fraction("warn_at", warn_at)
+        positive_number("lease_ttl (seconds)", lease_ttl)
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise ConfigError(f"budget name must be a non-empty word, got {name!r}")
         self.hard = hard
@@ -230,11 +206,11 @@ class Budget:
     def _rule(self, scope: str, period: Period, value: Any) -> _Rule:
         label = period.value if scope == "global" else f"per_model {scope[6:]} {period.value}"
         if isinstance(value, Limit):
-            amount = _money(f"{label} limit", value.amount)
+            amount = usd(f"{label} limit", value.amount)
             hard = self.hard if value.hard is None else value.hard
-            warn = self.warn_at if value.warn_at is None else _fraction(f"{label} warn_at", value.warn_at)
+            warn = self.warn_at if value.warn_at is None else fraction(f"{label} warn_at", value.warn_at)
         else:
-            amount, hard, warn = _money(f"{label} limit", value), self.hard, self.warn_at
+            amount, hard, warn = usd(f"{label} limit", value), self.hard, self.warn_at
         return _Rule(scope, period, amount, hard, warn)
 
     def __repr__(self) -> str:
@@ -253,8 +229,8 @@ class Budget:
                    f"background:{color};height:8px'></div></div>")
             resets = s["resets_at"].strftime("%Y-%m-%d %H:%M %Z") if s["resets_at"] else "never"
             rows.append(
-                f"<tr><td>{html.escape(name)}</td><td>{bar}</td><td>{_usd(s['spent'])} / {_usd(s['budget'])}</td>"
-                f"<td>{_usd(s['remaining'])}</td><td>{_usd(s['reserved'])}</td>"
+                f"<tr><td>{html.escape(name)}</td><td>{bar}</td><td>{money(s['spent'])} / {money(s['budget'])}</td>"
+                f"<td>{money(s['remaining'])}</td><td>{money(s['reserved'])}</td>"
                 f"<td>{'hard' if s['hard'] else 'soft'}</td><td>{resets}</td></tr>"
             )
         head = "<tr><th>period</th><th></th><th>spent / limit</th><th>left</th><th>in flight</th><th></th><th>resets</th></tr>"
@@ -460,7 +436,7 @@ class Budget:
 
     def can_afford(self, cost: Decimal | float | str, model: str | None = None) -> bool:
         """Would ``cost`` fit under every hard limit right now (counting reservations)?"""
-        amount = _money("cost", cost)
+        amount = usd("cost", cost)
         t, when = self._now()
         rules = [r for r in self.rules if r.hard and (r.scope == "global" or (model and r.scope == f"model:{model}"))]
         keys = [self._bucket(r.scope, r.period, when) for r in rules]
@@ -469,7 +445,7 @@ class Budget:
 
     def record(self, cost: Decimal | float | str, model: str = "manual") -> None:
         """Record spend made outside AutoPicker (no reservation)."""
-        pico = to_pico(_money("cost", cost))
+        pico = to_pico(usd("cost", cost))
         self.commit_pico(Lease(_lease_id(), model, pico, ()), pico)
 
     def reset(self, period: str | Period | None = None) -> None:

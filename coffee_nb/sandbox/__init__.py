@@ -86,11 +86,9 @@ def stop() -> None:
 def set_latency_scale(scale: float) -> None:
     """Multiply every simulated latency (0 turns latency off; tests use it)."""
     global _latency_scale
-    from coffee_nb._errors import ConfigError
+    from coffee_nb._validate import non_negative_number
 
-    if not isinstance(scale, (int, float)) or scale < 0:
-        raise ConfigError(f"latency scale must be a number >= 0, got {scale!r}")
-    _latency_scale = float(scale)
+    _latency_scale = float(non_negative_number("latency scale", scale))
     if _server is not None:
         _server.latency_scale = _latency_scale
 

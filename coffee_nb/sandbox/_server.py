@@ -23,6 +23,7 @@ from typing import Any
 import h11
 
 from coffee_nb._errors import ConfigError
+from coffee_nb._format import content_text
 from coffee_nb._tokens import count_message_tokens, count_tokens
 from coffee_nb.sandbox._catalog import MODELS, SandboxModel
 from coffee_nb.sandbox._faults import Fault, FaultBook
@@ -48,14 +49,6 @@ class _BadRequest(Exception):
         super().__init__(message)
         self.param = param
         self.code = code
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def _example_for(
@@ -387,12 +380,12 @@ class SandboxServer:
             return True
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
         tool_call = self._tool_call(req)
-        text = "" if tool_call else self._reply(model, req, _content_text(last_user.get("content")))
+        text = "" if tool_call else self._reply(model, req, content_text(last_user.get("content")))
         if not tool_call:
             fmt = req.get("response_format") or {}
             if fmt.get("type") == "json_schema":
                 schema = (fmt.get("json_schema") or {}).get("schema") or {}
-                numbers, strings = _prompt_hints(_content_text(last_user.get("content")))
+                numbers, strings = _prompt_hints(content_text(last_user.get("content")))
                 text = json.dumps(_example_for(schema, schema.get("$defs", {}), numbers, strings))
             elif fmt.get("type") == "json_object":
                 text = json.dumps({"answer": text})
@@ -451,7 +444,7 @@ class SandboxServer:
         last = req["messages"][-1]
         if not tools or choice == "none" or last.get("role") != "user":
             return None
-        text = _content_text(last.get("content"))
+        text = content_text(last.get("content"))
         words = set(re.findall(r"\w+", text.lower()))
 
         def overlap(fn: dict[str, Any]) -> int:
