@@ -3,7 +3,8 @@
 Prints median ns per ``emit`` for NoOp, Local and Prometheus sinks (same records, interleaved; for
 Local including the batched intake of what it queued), then
 loads 1 M records into LocalMetrics and reports ``to_dataframe()`` time and DataFrame bytes per
-record (targets: < 1 s and <= 300 B/record).
+record (targets: < 1 s and <= 300 B/record), and what ``snapshot()``, ``get_metrics()`` and
+``summary()`` cost at that size.
 
     .venv/bin/python benchmarks/metrics.py [--records 1000000]
 """
@@ -96,9 +97,13 @@ def main() -> None:
     print(f"  emit all:            {load:6.2f} s")
     print(f"  to_dataframe():      {statistics.median(times):6.2f} s   (target < 1 s)")
     print(f"  DataFrame bytes/rec: {size / len(df):6.0f} B   (target <= 300 B; {len(df):,} rows, deep memory)")
-    t = time.perf_counter()
-    local.get_metrics()
-    print(f"  get_metrics():       {time.perf_counter() - t:6.2f} s")
+    for name, read in (("snapshot()", local.snapshot), ("get_metrics()", local.get_metrics), ("summary()", local.summary)):
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            read()
+            times.append(time.perf_counter() - t)
+        print(f"  {name + ':':<20} {statistics.median(times) * 1e3:6.1f} ms (median of 5)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Metrics strategies: sinks of CallRecords. ``LocalMetrics``, ``PrometheusMetrics``, ``NoOpMetrics``.
 
 Pass one or several as ``AutoPicker(..., metrics=[...])``. Anything with ``emit(record)`` works too.
+``LocalMetrics.snapshot()`` returns a ``MetricsSnapshot`` (per model: ``ModelStats``; fallbacks keyed
+by ``FallbackRoute``; latency as ``LatencyStats``).
 """
 
 from __future__ import annotations
@@ -9,11 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 from coffee_nb.metrics._local import LocalMetrics
 from coffee_nb.metrics._noop import NoOpMetrics
+from coffee_nb.metrics._snapshot import FallbackRoute, LatencyStats, MetricsSnapshot, ModelStats, Samples
 
 if TYPE_CHECKING:
     from coffee_nb.metrics._prometheus import PrometheusMetrics
 
-__all__ = ["LocalMetrics", "NoOpMetrics", "PrometheusMetrics", "create_metrics_strategy"]
+__all__ = [
+    "FallbackRoute",
+    "LatencyStats",
+    "LocalMetrics",
+    "MetricsSnapshot",
+    "ModelStats",
+    "NoOpMetrics",
+    "PrometheusMetrics",
+    "Samples",
+    "create_metrics_strategy",
+]
 
 STRATEGIES = ("local", "prometheus", "noop")
 

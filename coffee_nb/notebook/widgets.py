@@ -18,11 +18,14 @@ import time
 import weakref
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
 from coffee_nb._session import money
+
+if TYPE_CHECKING:
+    from coffee_nb.metrics import Samples
 
 __all__ = ["BudgetGauge", "CostTable", "Dashboard", "LatencyHistogram"]
 
@@ -228,11 +231,13 @@ class LatencyHistogram(_View):
         self._watch(metrics)
         self.redraw()
 
-    def data(self) -> dict[str, Any]:
+    def data(self, samples: Samples | None = None) -> dict[str, Any]:
         """What the figure shows: per model the histogram counts and bin edges, with p50/p95."""
         import numpy as np
 
-        by_model = self.metrics._ok_latencies("ttft_s" if self.view.value != "latency" else "latency_s")  # noqa: SLF001
+        if samples is None:
+            samples = self.metrics.samples()
+        by_model = samples.latency if self.view.value == "latency" else samples.ttft
         if self.model.value != "all models":
             by_model = {k: v for k, v in by_model.items() if k == self.model.value}
         values = np.concatenate(list(by_model.values())) if by_model else np.empty(0)
@@ -254,12 +259,13 @@ class LatencyHistogram(_View):
                 "log": log}
 
     def redraw(self) -> None:
-        names = ["all models", *sorted(self.metrics._ok_latencies().keys())]  # noqa: SLF001
+        samples = self.metrics.samples()
+        names = ["all models", *sorted(samples.latency)]
         if list(self.model.options) != names:
             current = self.model.value
             self.model.options = names
             self.model.value = current if current in names else "all models"
-        d = self.data()
+        d = self.data(samples)
         self.image.value = self._png(d)
         if d["count"]:
             self.caption.value = (f"{d['count']} answered call{'s' if d['count'] != 1 else ''} · "

@@ -1,12 +1,14 @@
-"""get_metrics(), the DataFrame and a real /metrics scrape agree with each other and with the scripted truth."""
+"""snapshot(), get_metrics(), the DataFrame and a real /metrics scrape agree with each other and with the scripted truth."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -28,6 +30,8 @@ from coffee_nb import (
     create_metrics_strategy,
     register_price,
 )
+from coffee_nb.metrics import FallbackRoute, LatencyStats, MetricsSnapshot, ModelStats
+from coffee_nb.metrics._snapshot import _percentiles
 from coffee_nb.testing import ScriptedChatModel, http_error
 
 POLICY = Policy(backoff_base=0.001, backoff_cap=0.002, max_retries=1, cooldown_after=100)
@@ -321,3 +325,154 @@ def test_a_record_that_cannot_be_stored_is_dropped_alone(caplog):
     assert "could not store" in caplog.text
     with pytest.raises(TypeError, match="takes a coffee_nb.CallRecord"):
         local.emit({"model": "p/a"})
+
+
+def test_snapshot_is_typed_and_matches_the_script():
+    local = LocalMetrics()
+    scripted_run(local)
+    snap = local.snapshot()
+    assert isinstance(snap, MetricsSnapshot)
+    assert (snap.calls, snap.attempts, snap.ok, snap.errors, snap.cache_hits, snap.skipped) == (4, 9, 3, 6, 0, 0)
+    assert (snap.primary_attempts, snap.retry_attempts, snap.fallback_attempts) == (4, 3, 2)
+    assert snap.cost == TRUTH["primary_cost"] and isinstance(snap.cost, Decimal) and snap.unpriced == 1
+    assert snap.fallbacks == {FallbackRoute("fake/primary", "fake/fallback", "server"): 1}
+    (route,) = snap.fallbacks
+    assert (route.from_model, route.to_model, route.reason) == ("fake/primary", "fake/fallback", "server")
+    assert snap.routes() == {("fake/primary", "fake/fallback"): 1} and snap.fallback_count == 1
+    assert snap.error_classes == TRUTH["errors_by_class"]
+    primary, fallback = snap.model("fake/primary"), snap.model("fake/fallback")
+    assert isinstance(primary, ModelStats) and snap.model("fake/nothing") is None
+    assert (primary.attempts, primary.ok, primary.errors, primary.fallbacks) == (6, 2, 4, 0)
+    assert primary.errors_by_class == {"rate_limit": 1, "server": 2, "auth": 1}
+    assert primary.cost == TRUTH["primary_cost"] and primary.unpriced == 0
+    assert (primary.input_tokens, primary.output_tokens) == (4 * 2, 2 + 3)
+    assert (fallback.attempts, fallback.ok, fallback.errors, fallback.fallbacks) == (3, 1, 2, 1)
+    assert fallback.cost is None and fallback.unpriced == 1
+    assert primary.latency.count == 2 and primary.latency.p50 is not None and primary.ttft == LatencyStats(0, None, None, None, None)
+    assert snap.latency.count == 3 and snap.latency.p95 >= snap.latency.p50
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.calls = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        primary.ok = 0  # type: ignore[misc]
+
+
+def test_as_dict_is_get_metrics_with_the_old_shape():
+    local = LocalMetrics()
+    scripted_run(local)
+    m = local.get_metrics()
+    assert local.snapshot().as_dict() == m
+    shape = {
+        "requests": {"total", "successful", "by_model", "primary", "retry", "fallback", "skipped", "cache_hits"},
+        "errors": {"total", "by_model", "by_class"},
+        "costs": {"total", "by_model", "unpriced_calls", "unpriced_by_model"},
+        "latency": {"count", "mean", "p50", "p95", "p99", "by_model"},
+        "tokens": {"input", "output", "cached", "reasoning", "by_model"},
+        "fallbacks": {"total", "by_route", "by_reason"},
+        "totals": {"requests", "successful", "errors", "fallbacks", "cost", "tokens"},
+    }
+    flat = {"total_requests", "successful_requests", "failed_requests", "total_cost", "average_latency", "fallback_count"}
+    assert set(m) == set(shape) | flat
+    for key, inner in shape.items():
+        assert set(m[key]) == inner, key
+    assert set(m["latency"]["by_model"]["fake/primary"]) == {"count", "mean", "p50", "p95", "p99"}
+    assert m["tokens"]["by_model"]["fake/primary"] == {"input": 8, "output": 5}
+
+
+def test_ttft_stats_come_from_streamed_answers():
+    local = LocalMetrics()
+    llm = AutoPicker(ScriptedChatModel(model_name="m", script=["a b", "c d", "e f"]), metrics=local)
+    llm.invoke("x")
+    assert "".join(chunk.content for chunk in llm.stream("y")) == "c d"
+    assert "".join(chunk.content for chunk in llm.stream("z")) == "e f"
+    stats = local.snapshot().model("fake/m")
+    assert stats.latency.count == 3 and stats.ttft.count == 2 and stats.ttft.p50 is not None
+    assert local.samples().ttft["fake/m"].tolist() == local.latencies("fake/m", ttft=True)
+
+
+def _plain_count(records: list[CallRecord], window: list[CallRecord]) -> dict:
+    """What get_metrics() says, counted record by record (latency aside: see the caller)."""
+    sent = [r for r in records if not r.cache_hit]
+    attempts = [r for r in sent if r.outcome is not Outcome.SKIPPED]
+    failed = [r for r in sent if r.outcome is Outcome.ERROR and r.error_class]
+    fallbacks = [r for r in sent if r.role is Role.FALLBACK and r.outcome is Outcome.OK and r.fallback_from]
+    models = {r.model for r in sent}
+
+    def count(rs, key):
+        out = {}
+        for r in rs:
+            out[key(r)] = out.get(key(r), 0) + 1
+        return out
+
+    costs = {m: sum((r.cost for r in sent if r.model == m and r.cost is not None), Decimal(0)) for m in models
+             if any(r.model == m and r.cost is not None for r in sent)}
+    unpriced = [r for r in sent if r.outcome is Outcome.OK and r.cost is None]
+    kinds = ("input", "output", "cached", "reasoning")
+    tokens = {k: sum(getattr(r, f"{k}_tokens") for r in sent) for k in kinds}
+    by_model_tokens = {}
+    for m in models:
+        t = {k: sum(getattr(r, f"{k}_tokens") for r in sent if r.model == m) for k in kinds}
+        if t := {k: n for k, n in t.items() if n}:
+            by_model_tokens[m] = t
+    total_cost = sum(costs.values(), Decimal(0))
+    return {
+        "requests": {
+            "total": len(attempts), "successful": sum(r.outcome is Outcome.OK for r in sent),
+            "by_model": count(attempts, lambda r: r.model), "primary": sum(r.role is Role.PRIMARY for r in attempts),
+            "retry": sum(r.role is Role.RETRY for r in attempts), "fallback": sum(r.role is Role.FALLBACK for r in attempts),
+            "skipped": sum(r.outcome is Outcome.SKIPPED for r in sent), "cache_hits": len(records) - len(sent),
+        },
+        "errors": {"total": len(failed), "by_model": count(failed, lambda r: r.model),
+                   "by_class": count(failed, lambda r: r.error_class)},
+        "costs": {"total": total_cost, "by_model": costs, "unpriced_calls": len(unpriced),
+                  "unpriced_by_model": count(unpriced, lambda r: r.model)},
+        "tokens": {**tokens, "by_model": by_model_tokens},
+        "fallbacks": {"total": len(fallbacks), "by_route": count(fallbacks, lambda r: f"{r.fallback_from} -> {r.model}"),
+                      "by_reason": count(fallbacks, lambda r: r.fallback_reason or "unknown")},
+        "calls": len({r.call_id for r in records}),
+        "routes": count(fallbacks, lambda r: FallbackRoute(r.fallback_from, r.model, r.fallback_reason or "unknown")),
+        "answered": {m: [r.latency_s for r in window if r.model == m and r.outcome is Outcome.OK and not r.cache_hit]
+                     for m in {r.model for r in window}},
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kinds=st.lists(_attempt_kind, min_size=1, max_size=12),
+    n=st.integers(0, 700),
+    capacity=st.one_of(st.none(), st.integers(1, 300)),
+)
+def test_snapshot_agrees_with_a_plain_count(kinds, n, capacity):
+    records = [_record(i, kinds[i % len(kinds)]) for i in range(n)]
+    local = LocalMetrics(capacity=capacity)
+    for r in records:
+        local.emit(r)
+    want = _plain_count(records, records[-capacity:] if capacity else records)
+    snap = local.snapshot()
+    m = snap.as_dict()
+    assert m == local.get_metrics()
+    for section in ("requests", "errors", "costs", "tokens", "fallbacks"):
+        assert m[section] == want[section], section
+    assert snap.calls == want["calls"]  # call ids here are adjacent, so exact even with a capacity
+    assert dict(snap.fallbacks) == want["routes"]
+    assert snap.error_classes == want["errors"]["by_class"]
+    assert (snap.attempts, snap.ok, snap.errors, snap.cache_hits, snap.cost, snap.unpriced) == (
+        want["requests"]["total"], want["requests"]["successful"], want["errors"]["total"],
+        want["requests"]["cache_hits"], want["costs"]["total"], want["costs"]["unpriced_calls"])
+    for model in snap.models:
+        answered = want["answered"].get(model.model, [])
+        assert model.latency.count == len(answered)
+        if answered:
+            p50, p95, p99 = np.percentile(answered, [50, 95, 99])
+            assert (model.latency.p50, model.latency.p95, model.latency.p99) == (p50, p95, p99)
+            assert model.latency.mean == pytest.approx(np.mean(answered))
+        assert model.attempts == want["requests"]["by_model"].get(model.model, 0)
+    everything = [x for xs in want["answered"].values() for x in xs]
+    assert snap.latency.count == len(everything)
+    assert snap.latency.p95 == (np.percentile(everything, 95) if everything else None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 1e4, allow_nan=False) | st.sampled_from([0.0, 0.1, 0.25, 1.0]), min_size=1, max_size=400))
+def test_percentiles_are_numpys_to_the_last_bit(values):
+    array = np.array(values, dtype=np.float64)
+    assert _percentiles(array) == np.percentile(array, [50, 95, 99]).tolist()
