@@ -12,28 +12,46 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb import _config
 from coffee_nb._errors import ConfigError, MissingAPIKeyError
 from coffee_nb._policy import CircuitBreaker, RateLimit, RateLimiter
-from coffee_nb._pricing import ModelFacts, generation, model_info
+from coffee_nb._pricing import ModelFacts, Price, generation, model_info, prices_changed
 from coffee_nb._tokens import encoding_for
 from coffee_nb._validate import optional_positive_int
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-__all__ = ["ModelSpec", "PROVIDERS", "Candidate", "parse_spec", "register_provider"]
+__all__ = [
+    "PROVIDERS",
+    "BuildSettings",
+    "Candidate",
+    "ModelSpec",
+    "Provider",
+    "build_openai_compatible",
+    "parse_spec",
+    "register_provider",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Provider:
-    """How to build a chat model for a provider. ``build(model, key, settings)`` returns a BaseChatModel."""
+    """How to build a chat model for a provider. ``build(model, key, settings)`` returns a BaseChatModel.
+
+    ``model_info(model)`` (optional) gives the provider's own price and context window of a model
+    (a ``ModelFacts``, or None when unknown), for providers that know their models better than
+    genai-prices does; ``encoding`` (optional) names the tiktoken encoding its server counts tokens with.
+    """
 
     name: str
     env_var: str | None  # API key variable; None when no key is needed
     build: Callable[[str, str | None, "BuildSettings"], BaseChatModel]
     timeout_kwarg: bool = False  # accepts a per-call ``timeout=`` (Stainless SDKs do)
+    model_info: Callable[[str], ModelFacts | None] | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +61,14 @@ class BuildSettings:
     loop: asyncio.AbstractEventLoop | None  # build for this event loop's pooled async client
 
 
-def _build_openai(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
+def build_openai_compatible(
+    model: str, key: str | None, settings: BuildSettings, *, base_url: str | None = None
+) -> BaseChatModel:
+    """A ``ChatOpenAI`` on coffee_nb's pooled HTTP clients, with retries off (one retry loop: ours).
+
+    For OpenAI itself and any OpenAI-compatible server (``base_url``, e.g. the sandbox, vLLM, LM Studio);
+    ``settings.params`` (the user's) win over ``base_url``.
+    """
     from langchain_openai import ChatOpenAI
 
     from coffee_nb import _http
@@ -51,15 +76,21 @@ def _build_openai(model: str, key: str | None, s: BuildSettings) -> BaseChatMode
     kwargs: dict[str, Any] = {
         "model": model,
         "api_key": key,
-        "max_retries": 0,  # one retry loop: ours
-        "timeout": s.timeout,
+        "max_retries": 0,
+        "timeout": settings.timeout,
         "stream_usage": True,
         "http_client": _http.get_http_client(),
-        **s.params,
     }
-    if s.loop is not None:
-        kwargs["http_async_client"] = _http.get_async_http_client(s.loop)
+    if base_url is not None:
+        kwargs["base_url"] = base_url
+    kwargs.update(settings.params)
+    if settings.loop is not None:
+        kwargs["http_async_client"] = _http.get_async_http_client(settings.loop)
     return ChatOpenAI(**kwargs)
+
+
+def _build_openai(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
+    return build_openai_compatible(model, key, s)
 
 
 def _build_anthropic(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
@@ -83,18 +114,28 @@ def _build_ollama(model: str, key: str | None, s: BuildSettings) -> BaseChatMode
     return ChatOllama(model=model, **params)
 
 
-def _build_sandbox(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-    from coffee_nb.sandbox import build_chat_model
+def _ollama_info(model: str) -> ModelFacts:
+    # runs on the user's machine: no API fee, and labelled so
+    return ModelFacts(_LOCAL_PRICE, None)
 
-    return build_chat_model(model, s)
+
+_LOCAL_PRICE = Price(Decimal(0), Decimal(0), source="local")
 
 
-PROVIDERS: dict[str, Provider] = {
-    "openai": Provider("openai", "OPENAI_API_KEY", _build_openai, timeout_kwarg=True),
-    "anthropic": Provider("anthropic", "ANTHROPIC_API_KEY", _build_anthropic),
-    "ollama": Provider("ollama", None, _build_ollama),
-    "sandbox": Provider("sandbox", None, _build_sandbox, timeout_kwarg=True),
-}
+def register_builtin_providers() -> None:
+    """The providers coffee_nb knows out of the box (the sandbox registers itself: coffee_nb.sandbox)."""
+    register_provider("openai", _build_openai, env_var="OPENAI_API_KEY", timeout_kwarg=True)
+    register_provider("anthropic", _build_anthropic, env_var="ANTHROPIC_API_KEY")
+    register_provider("ollama", _build_ollama, model_info=_ollama_info)
+
+
+# The registry itself lives in _config (reset with the rest of the global state); this is the same dict.
+# Its default entries load on first use: read it through _providers() here.
+PROVIDERS: dict[str, Provider] = _config.PROVIDERS
+
+
+def _providers() -> dict[str, Provider]:
+    return _config.PROVIDERS.ready()
 
 
 def register_provider(
@@ -103,15 +144,29 @@ def register_provider(
     *,
     env_var: str | None = None,
     timeout_kwarg: bool = False,
+    model_info: Callable[[str], ModelFacts | None] | None = None,
+    encoding: str | None = None,
 ) -> None:
-    """Teach spec strings a new provider: ``build(model, api_key, settings)`` returns a chat model."""
-    if not name.isidentifier():
+    """Teach spec strings a new provider: ``build(model, api_key, settings)`` returns a chat model.
+
+    ``model_info(model)`` may give the provider's own prices and context windows (see ``Provider``);
+    ``encoding`` names the tiktoken encoding its server counts with, making token counts exact.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(f"provider name must be a simple identifier, got {name!r}")
-    PROVIDERS[name] = Provider(name, env_var, build, timeout_kwarg)
+    if not callable(build):
+        raise ConfigError(f"build for provider {name!r} must be callable (model, api_key, settings), got {build!r}")
+    if model_info is not None and not callable(model_info):
+        raise ConfigError(f"model_info for provider {name!r} must be callable (model) or None, got {model_info!r}")
+    if encoding is not None and not isinstance(encoding, str):
+        raise ConfigError(f"encoding for provider {name!r} must be an encoding name like 'o200k_base', got {encoding!r}")
+    registry = _providers()
+    registry[name] = Provider(name, env_var, build, timeout_kwarg, model_info, encoding)
+    prices_changed()  # resolved facts of this provider's models may differ now
 
 
 def _accepted() -> str:
-    return ", ".join(f"'{p}/<model>'" for p in PROVIDERS)
+    return ", ".join(f"'{p}/<model>'" for p in _providers())
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -125,7 +180,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
             guess = "anthropic" if spec.startswith("claude") else "openai"
             hint = f" Did you mean '{guess}/{spec.strip()}'?"
         raise ConfigError(f"malformed model spec {spec!r}: expected 'provider/model', one of {_accepted()}.{hint}")
-    if provider not in PROVIDERS:
+    if provider not in _providers():
         raise ConfigError(f"unknown provider {provider!r} in {spec!r}: expected one of {_accepted()}")
     return provider, model
 
@@ -178,7 +233,7 @@ class Candidate:
         if isinstance(spec.model, str):
             self.provider, self.model = parse_spec(spec.model)
             self.name = spec.name or f"{self.provider}/{self.model}"
-            self._provider: Provider | None = PROVIDERS[self.provider]
+            self._provider: Provider | None = _providers()[self.provider]
         elif hasattr(spec.model, "invoke"):
             self.instance = spec.model
             self.provider, self.model = _instance_name(spec.model)

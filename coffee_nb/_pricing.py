@@ -5,16 +5,27 @@ A model with no known price is *unpriced*: ``price_for`` returns None and costs 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from coffee_nb import _config
 from coffee_nb._errors import ConfigError
 from coffee_nb._validate import optional_positive_int, usd
 
-__all__ = ["Price", "from_pico", "price_for", "register_price", "reset_prices", "model_info", "to_pico"]
+__all__ = [
+    "ModelFacts",
+    "Price",
+    "from_pico",
+    "generation",
+    "model_info",
+    "price_for",
+    "prices_changed",
+    "register_price",
+    "reset_prices",
+    "to_pico",
+]
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -137,16 +148,15 @@ class ModelFacts:
     context_window: int | None
 
 
-_lock = threading.Lock()
-_custom: dict[str, Price] = {}
-_custom_windows: dict[str, int] = {}
-_resolved: dict[tuple[str, str], ModelFacts] = {}
-_generation = [0]  # bumped whenever registered prices change: holders of resolved facts re-resolve
+_UNKNOWN = ModelFacts(None, None)
+
+
+_PRICES = _config.PRICES  # registered prices, resolved facts and their generation live in _config
 
 
 def generation() -> int:
     """A number that changes whenever ``register_price`` / ``reset_prices`` may have changed a model's facts."""
-    return _generation[0]
+    return _PRICES.generation
 
 
 def _rate_arg(name: str, value: Any) -> Decimal | None:
@@ -169,7 +179,7 @@ def register_price(
     """
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"register_price needs a model spec like 'openai/my-finetune', got {model!r}")
-    context_window = optional_positive_int("context_window", context_window)
+    window = optional_positive_int("context_window", context_window)
     price = Price(
         input=_rate_arg("input", input),
         output=_rate_arg("output", output),
@@ -177,22 +187,22 @@ def register_price(
         cache_write=_rate_arg("cache_write", cache_write),
         source=source,
     )
-    with _lock:
-        _custom[model] = price
-        if context_window is not None:
-            _custom_windows[model] = context_window
-        _resolved.clear()
-        _generation[0] += 1
+    with _PRICES.lock:
+        _PRICES.custom[model] = price
+        if window is not None:
+            _PRICES.windows[model] = window
+    _PRICES.changed()
     return price
 
 
 def reset_prices() -> None:
-    """Forget every registered price and every resolved one."""
-    with _lock:
-        _custom.clear()
-        _custom_windows.clear()
-        _resolved.clear()
-        _generation[0] += 1
+    """Forget every registered price and every resolved one (providers' own prices, e.g. the sandbox's, stay)."""
+    _PRICES.reset()
+
+
+def prices_changed() -> None:
+    """Tell coffee_nb a provider's own prices changed (e.g. a sandbox model was added): models re-resolve."""
+    _PRICES.changed()
 
 
 def _convert(value: Any) -> Rate:
@@ -230,35 +240,33 @@ def _from_genai_prices(provider: str, model: str) -> ModelFacts:
 
 
 def model_info(provider: str, model: str, *, name: str | None = None) -> ModelFacts:
-    """Price and context window for ``provider/model`` (registered as ``name`` or the spec first, then
-    genai-prices). Cached until the next ``register_price``."""
+    """Price and context window for ``provider/model``: registered as ``name`` or the spec first, then the
+    provider's own resolver (``register_provider(..., model_info=...)``), then genai-prices. Cached until
+    the next ``register_price``."""
     spec = f"{provider}/{model}"
     key = (name or spec, spec)
-    facts = _resolved.get(key)
+    facts = _PRICES.resolved.get(key)
     if facts is not None:
         return facts
-    with _lock:
-        custom = _custom.get(name) if name else None
-        custom = custom or _custom.get(spec)
-        window = _custom_windows.get(name) if name else None
-        window = window or _custom_windows.get(spec)
+    # first: loading the registry's defaults (once) registers providers, which bumps the generation
+    resolver = getattr(_config.PROVIDERS.ready().get(provider), "model_info", None)
+    with _PRICES.lock:
+        gen = _PRICES.generation
+        custom = _PRICES.custom.get(name) if name else None
+        custom = custom or _PRICES.custom.get(spec)
+        window = _PRICES.windows.get(name) if name else None
+        window = window or _PRICES.windows.get(spec)
     if custom is not None:
         facts = ModelFacts(custom, window)
-    elif provider == "sandbox":  # declared sandbox prices, labelled as such wherever shown
-        from coffee_nb.sandbox._catalog import get_model
-
-        m = get_model(model)
-        price = None
-        if m is not None:
-            price = Price(m.input_price, m.output_price, m.cached_input_price, source="sandbox")
-        facts = ModelFacts(price, window or (m.context_window if m else None))
-    elif provider == "ollama":  # runs on the user's machine: no API fee, and labelled so
-        facts = ModelFacts(Price(Decimal(0), Decimal(0), source="local"), window)
+    elif resolver is not None:  # the provider knows its own models (the sandbox's catalog, ollama's $0)
+        own = resolver(model) or _UNKNOWN
+        facts = ModelFacts(own.price, window or own.context_window)
     else:
         found = _from_genai_prices(provider, model)
         facts = ModelFacts(found.price, window or found.context_window)
-    with _lock:
-        _resolved[key] = facts
+    with _PRICES.lock:
+        if _PRICES.generation == gen:  # not stale: a registration meanwhile would have dropped this
+            _PRICES.resolved[key] = facts
     return facts
 
 

@@ -7,13 +7,14 @@ an object with ``emit(record)``, or a plain callable taking the record.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from coffee_nb import _config
 
 __all__ = ["CallRecord", "Outcome", "RecordSink", "Role", "capture_records"]
 
@@ -112,24 +113,21 @@ def publish(sinks: Iterable[Callable[[CallRecord], Any]], record: CallRecord) ->
             log.exception("coffee_nb: record sink %r failed", emit)
 
 
-_global_lock = threading.Lock()
-_global_sinks: tuple[Callable[[CallRecord], Any], ...] = ()  # replaced, never mutated: readers take no lock
+_SINKS = _config.SINKS  # the global sinks live in _config (reset with everything else)
 
 
 def global_sinks() -> tuple[Callable[[CallRecord], Any], ...]:
-    return _global_sinks
+    """Sinks every AutoPicker publishes to, besides its own (a tuple: read without a lock)."""
+    return _SINKS.sinks
 
 
 @contextmanager
 def capture_records() -> Iterator[list[CallRecord]]:
     """Collect every CallRecord emitted by any AutoPicker while the block runs (handy in tests)."""
-    global _global_sinks
     seen: list[CallRecord] = []
     sink = seen.append
-    with _global_lock:
-        _global_sinks = (*_global_sinks, sink)
+    _SINKS.add(sink)
     try:
         yield seen
     finally:
-        with _global_lock:
-            _global_sinks = tuple(s for s in _global_sinks if s is not sink)
+        _SINKS.remove(sink)

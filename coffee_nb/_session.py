@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb import _config
 from coffee_nb._errors import ConfigError
 from coffee_nb._format import content_text, money, parse_json
 from coffee_nb._validate import positive_int
@@ -138,6 +139,11 @@ class Session:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._opened: list[Any] = []  # what this session opened and closes: ledger connections, the cache
+        self._defaults()
+
+    def _defaults(self) -> None:
+        """Every field at its default: what a new session has, and what ``reset()`` rebuilds."""
         self.models: list[Any] | None = None  # None: the default chain (keys present → real; else sandbox)
         self.system: str | None = None
         self.temperature: float | None = None
@@ -146,6 +152,7 @@ class Session:
         self.cache_enabled = True
         self._budget: Any = None
         self._budget_args: dict[str, Any] = {}
+        self._ledger: tuple[Any, Any] | None = None  # (spec, ledger) the session opened for its budgets
         self._metrics: LocalMetrics | None = None
         self._cache: Any = None
         self._pickers: dict[tuple[Any, ...], AutoPicker] = {}
@@ -203,8 +210,6 @@ class Session:
                 self._budget_args = {}  # limits given later start from the defaults, not from this object
                 self._pickers.clear()
             elif limits or hard is not None or ledger is not None:
-                from coffee_nb.budget import Budget
-
                 # given limits are added to (or replace) the current ones; Budget(...) via budget= for full control
                 args = dict(self._budget_args or {"daily": DEFAULT_DAILY_BUDGET})
                 args.update(limits)
@@ -212,7 +217,7 @@ class Session:
                     args["hard"] = hard
                 if ledger is not None:
                     args["ledger"] = ledger
-                self._budget = Budget(**args)
+                self._budget = self._new_budget(args)
                 self._budget_args = args
                 self._pickers.clear()
             if metrics is not None:
@@ -221,9 +226,46 @@ class Session:
         return self
 
     def reset(self) -> None:
-        """Back to defaults: a fresh budget object, metrics, chat memory and model chain."""
+        """Back to defaults: a fresh budget object, metrics, chat memory and model chain.
+
+        Connections the session opened (its budget's ledger, the response cache) are closed; spend
+        stays in the ledger file. Budgets and ledgers you passed in are yours and stay open.
+        """
         with self._lock:
-            self.__init__()  # type: ignore[misc]
+            self.close()
+            self._defaults()
+
+    def close(self) -> None:
+        """Close the connections this session opened: its budgets' ledger and the response cache."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+            if self._ledger is not None and getattr(self._budget, "ledger", None) is self._ledger[1]:
+                self._budget = None  # rebuilt from the same arguments (and a fresh connection) on next use
+                self._pickers.clear()
+            self._ledger = None
+            self._cache = None
+        first: BaseException | None = None
+        for resource in opened:
+            try:
+                resource.close()
+            except Exception as exc:  # noqa: BLE001 - close the rest, then report
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def _new_budget(self, args: dict[str, Any]) -> Budget:
+        """A Budget from ``args``; a ledger given by spec (or the default SQLite one) is opened once and
+        shared by the session's budgets until ``reset()`` closes it. A ledger object stays the caller's."""
+        from coffee_nb.budget import Budget, open_ledger
+
+        spec = args.get("ledger")
+        if spec is not None and not isinstance(spec, (str, os.PathLike)):
+            return Budget(**args)
+        if self._ledger is None or self._ledger[0] != spec:
+            ledger = open_ledger(spec, "default")
+            self._opened.append(ledger)
+            self._ledger = (spec, ledger)
+        return Budget(**{**args, "ledger": self._ledger[1]})
 
     # -- parts -------------------------------------------------------------------------------------
     @property
@@ -231,10 +273,8 @@ class Session:
         """The session budget: a hard daily cap of $5 on the per-user SQLite ledger unless configured."""
         with self._lock:
             if self._budget is None:
-                from coffee_nb.budget import Budget
-
-                self._budget_args = {"daily": DEFAULT_DAILY_BUDGET}
-                self._budget = Budget(**self._budget_args)
+                self._budget_args = self._budget_args or {"daily": DEFAULT_DAILY_BUDGET}
+                self._budget = self._new_budget(self._budget_args)
             return self._budget
 
     @property
@@ -253,6 +293,7 @@ class Session:
                 from coffee_nb._cache import ResponseCache
 
                 self._cache = ResponseCache()
+                self._opened.append(self._cache)
             return self._cache
 
     def chain(self) -> tuple[list[Any], str | None]:
@@ -492,18 +533,18 @@ def _as_ai_message(chunk: Any) -> AIMessage:
     )
 
 
-_session: Session | None = None
-_session_lock = threading.Lock()
+_SESSION = _config.SESSION  # the process-wide session lives in _config (reset_defaults() closes it)
 
 
 def get_session() -> Session:
     """The process-wide notebook session (created on first use)."""
-    global _session
-    if _session is None:
-        with _session_lock:
-            if _session is None:
-                _session = Session()
-    return _session
+    session = _SESSION.session
+    if session is None:
+        with _SESSION.lock:
+            session = _SESSION.session
+            if session is None:
+                session = _SESSION.session = Session()
+    return session
 
 
 def configure(**kwargs: Any) -> Session:

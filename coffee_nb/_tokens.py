@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coffee_nb import _config
 from coffee_nb._format import content_text
 
 __all__ = ["TokenCount", "count_message_tokens", "count_prompt", "count_tokens", "encoding_for"]
@@ -23,6 +24,7 @@ _REPLY_PRIMING = 3
 
 _O200K = re.compile(r"^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o\d|chatgpt-4o|gpt-oss|codex)")
 _CL100K = re.compile(r"^(gpt-4|gpt-3\.5|text-embedding-3|text-embedding-ada)")
+_OPENAI_FAMILY = ("openai", "azure")  # whose model names say which encoding they use
 
 _lock = threading.Lock()
 
@@ -38,15 +40,20 @@ class TokenCount:
 
 
 def encoding_for(provider: str, model: str) -> tuple[str, bool]:
-    """The encoding used to count for ``provider/model`` and whether the count is exact."""
-    name = model.rsplit("/", 1)[-1].lower()
-    if provider in ("openai", "azure", "sandbox"):
+    """The encoding used to count for ``provider/model`` and whether the count is exact.
+
+    OpenAI's models by name; else the encoding a provider declared it counts with
+    (``register_provider(..., encoding="o200k_base")``, as the sandbox does); else an estimate.
+    """
+    if provider in _OPENAI_FAMILY:
+        name = model.rsplit("/", 1)[-1].lower()
         if _O200K.match(name):
             return "o200k_base", True
         if _CL100K.match(name):
             return "cl100k_base", True
-        if provider == "sandbox":  # the sandbox counts with o200k_base itself
-            return "o200k_base", True
+    declared = getattr(_config.PROVIDERS.ready().get(provider), "encoding", None)
+    if declared:
+        return declared, True
     return "o200k_base", False  # a good stand-in for modern tokenizers, labelled as an estimate
 
 

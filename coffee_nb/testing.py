@@ -1,7 +1,9 @@
-"""Fakes for your own tests: a scripted chat model and record capture. No network, no keys.
+"""Fakes for your own tests: a scripted chat model, record capture, a clean global state. No network, no keys.
 
->>> from coffee_nb.testing import ScriptedChatModel, capture_records, http_error
+>>> from coffee_nb.testing import ScriptedChatModel, capture_records, http_error, isolated
 >>> flaky = ScriptedChatModel(script=[http_error(429, retry_after=0.1), "hello"])
+>>> with isolated():   # registered prices, providers, sinks, HTTP pool, session, sandbox: fresh inside
+...     ...
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from coffee_nb._config import isolated
 from coffee_nb._records import capture_records
 
-__all__ = ["ScriptedChatModel", "capture_records", "http_error", "redis_server"]
+__all__ = ["ScriptedChatModel", "capture_records", "http_error", "isolated", "redis_server"]
 
 
 def http_error(status: int, message: str = "", *, retry_after: float | None = None, code: str | None = None) -> Exception:

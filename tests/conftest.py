@@ -4,15 +4,7 @@ import os
 
 import pytest
 
-from coffee_nb import _pricing
-
-
-@pytest.fixture(autouse=True)
-def _clean_prices():
-    """Registered prices are global: each test starts and ends without any."""
-    _pricing.reset_prices()
-    yield
-    _pricing.reset_prices()
+from coffee_nb.testing import isolated
 
 
 @pytest.fixture
@@ -25,6 +17,14 @@ def no_keys(monkeypatch):
 def _private_data_dir(tmp_path, monkeypatch):
     """The default SQLite ledger lives under COFFEE_NB_DATA_DIR: never the user's real one in tests."""
     monkeypatch.setenv("COFFEE_NB_DATA_DIR", str(tmp_path / "coffee_nb_data"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated(_private_data_dir):
+    """Global state (prices, providers, sinks, HTTP pool, session, sandbox) is fresh in every test and
+    closed after it; set up after the private data dir, so the session's files land there."""
+    with isolated():
+        yield
 
 
 def _need_service(what: str, how: str) -> None:

@@ -13,19 +13,17 @@ exit) and the model is a real ``langchain_openai.ChatOpenAI`` talking HTTP to it
 from __future__ import annotations
 
 import atexit
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb import _config
 from coffee_nb.sandbox._catalog import MODELS, SandboxModel, add_model
-from coffee_nb.sandbox._faults import FAULTS, Fault
-from coffee_nb.sandbox._server import SandboxServer
+from coffee_nb.sandbox._provider import build_chat_model
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-
-    from coffee_nb._models import BuildSettings
+    from coffee_nb.sandbox._faults import FAULTS, Fault
+    from coffee_nb.sandbox._server import SandboxServer
 
 __all__ = [
     "FAULTS",
@@ -44,53 +42,55 @@ __all__ = [
     "stop",
 ]
 
-_lock = threading.Lock()
-_server: SandboxServer | None = None
+# The server handle, latency scale and served models live in _config: reset_defaults() stops the server.
+_SANDBOX = _config.SANDBOX
+# the server, its faults and the asyncio machinery load with the first server, not with this package
+_LAZY = {"FAULTS": "coffee_nb.sandbox._faults", "Fault": "coffee_nb.sandbox._faults",
+         "SandboxServer": "coffee_nb.sandbox._server"}
 
 
-def _env_latency_scale() -> float:
-    """``COFFEE_NB_SANDBOX_LATENCY_SCALE`` slows (or, at 0, removes) simulated latency, e.g. for demos."""
-    import os
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    raw = os.environ.get("COFFEE_NB_SANDBOX_LATENCY_SCALE", "1")
-    try:
-        value = float(raw)
-    except ValueError:
-        return 1.0
-    return value if value >= 0 else 1.0
-
-
-_latency_scale = _env_latency_scale()
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def server() -> SandboxServer:
     """This process's sandbox server, started on first use."""
-    global _server
-    if _server is None:
-        with _lock:
-            if _server is None:
-                _server = SandboxServer(latency_scale=_latency_scale).start()
+    srv = _SANDBOX.server
+    if srv is not None:
+        return srv
+    from coffee_nb.sandbox._server import SandboxServer
+
+    with _SANDBOX.lock:
+        if _SANDBOX.server is None:
+            _SANDBOX.server = SandboxServer(latency_scale=_SANDBOX.scale()).start()
+            if not _SANDBOX.exit_hook:  # once, not once per server started
                 atexit.register(stop)
-    return _server
+                _SANDBOX.exit_hook = True
+        return _SANDBOX.server
 
 
 def stop() -> None:
     """Stop this process's sandbox server (a later use starts a new one)."""
-    global _server
-    with _lock:
-        srv, _server = _server, None
-    if srv is not None:
-        srv.stop()
+    _SANDBOX.stop()
 
 
 def set_latency_scale(scale: float) -> None:
     """Multiply every simulated latency (0 turns latency off; tests use it)."""
-    global _latency_scale
     from coffee_nb._validate import non_negative_number
 
-    _latency_scale = float(non_negative_number("latency scale", scale))
-    if _server is not None:
-        _server.latency_scale = _latency_scale
+    value = float(non_negative_number("latency scale", scale))
+    with _SANDBOX.lock:
+        _SANDBOX.latency_scale = value
+        srv = _SANDBOX.server
+    if srv is not None:
+        srv.latency_scale = value
 
 
 def _name(model: str) -> str:
@@ -127,8 +127,9 @@ def inject(
 
 def clear_faults(model: str | None = None) -> None:
     """Remove injected faults (of one model, or all). Built-in failure rates (e.g. sandbox/flaky) stay."""
-    if _server is not None:
-        _server.faults.clear(None if model is None else _name(model))
+    srv = _SANDBOX.server
+    if srv is not None:
+        srv.faults.clear(None if model is None else _name(model))
 
 
 @contextmanager
@@ -147,13 +148,3 @@ def script_replies(model: str, replies: Iterable[str]) -> None:
     srv = server()
     with srv._lock:
         srv.replies.setdefault(name, []).extend(str(r) for r in replies)
-
-
-def build_chat_model(model: str, settings: BuildSettings) -> BaseChatModel:
-    """A real ChatOpenAI pointed at this process's sandbox, on coffee_nb's pooled HTTP clients."""
-    from dataclasses import replace
-
-    from coffee_nb._models import _build_openai
-
-    params = {"base_url": server().url, **settings.params}
-    return _build_openai(model, "sandbox-no-key-needed", replace(settings, params=params))

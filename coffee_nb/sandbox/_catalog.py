@@ -1,12 +1,19 @@
-"""The sandbox's ready-made models: pure data (prices, windows, latency, behaviour), no server."""
+"""The sandbox's ready-made models: pure data (prices, windows, latency, behaviour), no server.
+
+The served models live in ``coffee_nb._config`` (``MODELS`` here is that dict); the built-in ones are
+registered there when this module is imported, and ``reset_defaults()`` brings them back.
+"""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-__all__ = ["SandboxModel", "MODELS", "add_model", "get_model"]
+from coffee_nb import _config
+
+__all__ = ["ENCODING", "SandboxModel", "MODELS", "add_model", "get_model"]
+
+ENCODING = "o200k_base"  # what the sandbox counts tokens with (so coffee_nb's counts of it are exact)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,8 +34,8 @@ class SandboxModel:
     failure_rates: dict[str, float] = field(default_factory=dict)  # fault name -> probability
 
 
-MODELS: dict[str, SandboxModel] = {}
-_lock = threading.Lock()
+_SANDBOX = _config.SANDBOX
+MODELS: dict[str, SandboxModel] = _SANDBOX.models
 
 
 def add_model(model: SandboxModel) -> SandboxModel:
@@ -40,18 +47,22 @@ def add_model(model: SandboxModel) -> SandboxModel:
         raise ConfigError(f"sandbox model names are single words like 'fast', got {model.name!r}")
     for fault, p in model.failure_rates.items():
         check_fault_name(fault)
-        if not 0 <= p <= 1:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ConfigError(f"failure rate for {fault!r} must be within [0, 1], got {p!r}")
-    with _lock:
+    with _SANDBOX.lock:
         MODELS[model.name] = model
+    from coffee_nb._pricing import prices_changed
+
+    prices_changed()  # a replaced model may have new prices: resolved ones are dropped
     return model
 
 
 def get_model(name: str) -> SandboxModel | None:
+    """The served model called ``name`` (``"fast"`` or ``"sandbox/fast"``), or None."""
     return MODELS.get(name.removeprefix("sandbox/"))
 
 
-for _m in (
+_BUILTIN = (
     SandboxModel(
         name="fast",
         description="fast and cheap, small context window",
@@ -95,5 +106,8 @@ for _m in (
         latency_ms=5,
         echo=True,
     ),
-):
-    MODELS[_m.name] = _m
+)
+with _SANDBOX.lock:
+    _SANDBOX.builtin_models.update({m.name: m for m in _BUILTIN})
+    for _m in _BUILTIN:
+        MODELS.setdefault(_m.name, _m)

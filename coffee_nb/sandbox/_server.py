@@ -24,8 +24,8 @@ import h11
 
 from coffee_nb._errors import ConfigError
 from coffee_nb._format import content_text
-from coffee_nb._tokens import count_message_tokens, count_tokens
-from coffee_nb.sandbox._catalog import MODELS, SandboxModel
+from coffee_nb._tokens import count_prompt, count_tokens
+from coffee_nb.sandbox._catalog import ENCODING, MODELS, SandboxModel
 from coffee_nb.sandbox._faults import Fault, FaultBook
 
 __all__ = ["SandboxServer"]
@@ -150,10 +150,14 @@ class SandboxServer:
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
+        # every task of this loop, not only self._tasks: a connection accepted just before stop() has a
+        # handler task that hasn't run (nor registered itself) yet, and would be destroyed pending
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
@@ -361,7 +365,7 @@ class SandboxServer:
             return await self._fault(conn, writer, Fault("server_error"), model)
 
         messages = req["messages"]
-        prompt_tokens = count_message_tokens(messages, "sandbox", name).tokens
+        prompt_tokens = count_prompt(messages, ENCODING)
         max_tokens = req.get("max_completion_tokens") or req.get("max_tokens")
         if prompt_tokens + (max_tokens or 0) > model.context_window:
             await self._json(
@@ -394,16 +398,16 @@ class SandboxServer:
         for s in [stop] if isinstance(stop, str) else (stop or []):
             if s and s in text:
                 text = text[: text.index(s)]
-        completion_tokens = count_tokens(text)
+        completion_tokens = count_tokens(text, ENCODING)
         if max_tokens is not None and completion_tokens > max_tokens:
             from coffee_nb._tokens import _encoding
 
-            enc = _encoding("o200k_base")
+            enc = _encoding(ENCODING)
             text = enc.decode(enc.encode_ordinary(text)[:max_tokens])
             completion_tokens = max_tokens
             finish = "length"
         if tool_call:
-            completion_tokens = count_tokens(tool_call["function"]["arguments"]) + 3
+            completion_tokens = count_tokens(tool_call["function"]["arguments"], ENCODING) + 3
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
