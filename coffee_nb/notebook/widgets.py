@@ -1,6 +1,7 @@
 """Live widgets: BudgetGauge, LatencyHistogram, CostTable and the Dashboard that holds them.
 
-Widgets are thin views over a model's state (a ``Budget``, a ``LocalMetrics``). Records and budget
+Widgets are thin views over a model's state (a ``Budget``, a ``LocalMetrics`` read through its typed
+``snapshot()`` and ``samples()``). Records and budget
 events only *poke* a view; a timer redraws at most ``max_redraws_per_second`` times, from whatever
 thread or event loop the calls run on, so a burst of calls never waits for a redraw. Views also
 work when displayed after the calls were made (they read the state, not an event log). ``close()``
@@ -17,15 +18,17 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
 from coffee_nb._session import money
+from coffee_nb.metrics._snapshot import model_frame
 
 if TYPE_CHECKING:
-    from coffee_nb.metrics import Samples
+    import pandas as pd
+
+    from coffee_nb.metrics import MetricsSnapshot, Samples
 
 __all__ = ["BudgetGauge", "CostTable", "Dashboard", "LatencyHistogram"]
 
@@ -312,6 +315,11 @@ class LatencyHistogram(_View):
         return buf.getvalue()
 
 
+# CostTable.dataframe()'s column names, which it had before summary() and it shared one table
+_COST_TABLE_NAMES = {"input_tokens": "tokens_in", "output_tokens": "tokens_out", "cost_share": "share"}
+_COST_TABLE_COLUMNS = ["calls", "errors", "fallbacks", "tokens_in", "tokens_out", "cost_usd", "share", "unpriced_calls"]
+
+
 class CostTable(_View):
     """Per model: calls, errors, fallbacks, tokens in/out, cost, share; a totals row; unpriced flagged."""
 
@@ -325,45 +333,18 @@ class CostTable(_View):
         self._watch(metrics)
         self.redraw()
 
-    def dataframe(self) -> Any:
-        import pandas as pd
+    def dataframe(self, snapshot: MetricsSnapshot | None = None) -> pd.DataFrame:
+        """Per model and in total: calls, errors, fallbacks, tokens in/out, exact cost, share, unpriced calls.
 
-        m = self.metrics.get_metrics()
-        fallbacks_to: dict[str, int] = {}
-        for route, n in m["fallbacks"]["by_route"].items():
-            to = route.split(" -> ", 1)[1]
-            fallbacks_to[to] = fallbacks_to.get(to, 0) + n
-        total_cost: Decimal = m["costs"]["total"]
-        rows = []
-        for model in sorted(set(m["requests"]["by_model"]) | set(m["costs"]["by_model"])):
-            cost = m["costs"]["by_model"].get(model)
-            unpriced = m["costs"]["unpriced_by_model"].get(model, 0)
-            toks = m["tokens"]["by_model"].get(model, {})
-            rows.append({
-                "model": model,
-                "calls": m["requests"]["by_model"].get(model, 0),
-                "errors": m["errors"]["by_model"].get(model, 0),
-                "fallbacks": fallbacks_to.get(model, 0),
-                "tokens_in": toks.get("input", 0),
-                "tokens_out": toks.get("output", 0),
-                "cost_usd": cost if cost is not None else Decimal(0),
-                "share": float(cost / total_cost) if cost is not None and total_cost else 0.0,
-                "unpriced_calls": unpriced,
-            })
-        df = pd.DataFrame(rows, columns=["model", "calls", "errors", "fallbacks", "tokens_in", "tokens_out", "cost_usd",
-                                         "share", "unpriced_calls"])
-        if rows:
-            total = {
-                "model": "total",
-                **{c: int(df[c].sum()) for c in ("calls", "errors", "fallbacks", "tokens_in", "tokens_out", "unpriced_calls")},
-                "cost_usd": total_cost,
-                "share": 1.0 if total_cost else 0.0,
-            }
-            df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
-        return df.set_index("model")
+        The numbers of ``LocalMetrics.summary()`` (one function makes both), under this table's column names.
+        """
+        if snapshot is None:
+            snapshot = self.metrics.snapshot()
+        df = model_frame(snapshot, exact_costs=True, totals=True)
+        return df.rename(columns=_COST_TABLE_NAMES)[_COST_TABLE_COLUMNS]
 
-    def redraw(self) -> None:
-        df = self.dataframe()
+    def redraw(self, snapshot: MetricsSnapshot | None = None) -> None:
+        df = self.dataframe(snapshot)
         if df.empty:
             self.table.value = "<i>no calls yet</i>"
             return
@@ -412,21 +393,22 @@ class Dashboard(_View):
         self._watch(budget)
         self._draw_own()
 
-    def counter_values(self) -> dict[str, Any]:
-        m = self.metrics.get_metrics()
+    def counter_values(self, snapshot: MetricsSnapshot | None = None) -> dict[str, Any]:
+        """The counters line's values; fallback routes labelled "from -> to" as shown."""
+        s = self.metrics.snapshot() if snapshot is None else snapshot
         return {
-            "requests": m["requests"]["total"],
-            "answered": m["requests"]["successful"],
-            "errors": m["errors"]["by_class"],
-            "fallbacks": m["fallbacks"]["by_route"],
-            "cache_hits": m["requests"]["cache_hits"],
-            "cost": m["costs"]["total"],
+            "requests": s.attempts,
+            "answered": s.ok,
+            "errors": dict(s.error_classes),
+            "fallbacks": {f"{a} -> {b}": n for (a, b), n in s.routes().items()},
+            "cache_hits": s.cache_hits,
+            "cost": s.cost,
         }
 
-    def _draw_own(self) -> None:
+    def _draw_own(self, snapshot: MetricsSnapshot | None = None) -> None:
         import pandas as pd
 
-        c = self.counter_values()
+        c = self.counter_values(snapshot)
         errors = ", ".join(f"{k} {n}" for k, n in sorted(c["errors"].items())) or "none"
         routes = ", ".join(f"{k} ({n})" for k, n in c["fallbacks"].items()) or "none"
         self.counters.value = (
@@ -443,10 +425,11 @@ class Dashboard(_View):
         self.recent.value = f"<table>{rows}</table>" if rows else "<i>no calls yet</i>"
 
     def redraw(self, *, force: bool = False) -> None:
-        self._draw_own()
-        for part in (self.gauge, self.costs):
-            if part is not None:
-                part.redraw()
+        snapshot = self.metrics.snapshot()  # one read serves the counters and the cost table
+        self._draw_own(snapshot)
+        if self.gauge is not None:
+            self.gauge.redraw()
+        self.costs.redraw(snapshot)
         now = time.monotonic()
         if force or now - self._histogram_at >= self.histogram_interval:
             self.histogram.redraw()

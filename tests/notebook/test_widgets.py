@@ -7,9 +7,11 @@ import threading
 import time
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from coffee_nb import AutoPicker, Budget, Limit, LocalMetrics, capture_records, register_price, sandbox
+from coffee_nb.metrics import MetricsSnapshot
 from coffee_nb.notebook.widgets import BudgetGauge, CostTable, Dashboard, LatencyHistogram, _Live
 from coffee_nb.testing import ScriptedChatModel, http_error
 
@@ -197,3 +199,43 @@ def test_core_objects_render_without_widgets():
     with capture_records():
         AutoPicker("sandbox/fast", metrics=metrics).invoke("x")
     assert "sandbox/fast" in metrics._repr_html_() and "LocalMetrics(requests=1" in repr(metrics)
+
+
+def test_summary_and_cost_table_share_their_numbers():
+    register_price("fake/priced", input=1_000_000, output=1_000_000)
+    metrics = LocalMetrics()
+    priced = ScriptedChatModel(model_name="priced", script=[http_error(500), "two words", http_error(401)])
+    free = ScriptedChatModel(model_name="free", script=["one", "three more words"])
+    AutoPicker(priced, metrics=metrics, max_retries=0, policy=None).batch(["a"], return_exceptions=True)
+    AutoPicker(priced, metrics=metrics).invoke("b")
+    AutoPicker(priced, [free], metrics=metrics).invoke("c")  # 401 → answered by the fallback
+    AutoPicker(free, metrics=metrics).invoke("d")
+    summary = metrics.summary()
+    table = CostTable(metrics, rate=1000).dataframe()
+    per_model = table.drop(index="total")
+    assert list(summary.index) == list(per_model.index) == ["fake/free", "fake/priced"]
+    same = {"calls": "calls", "errors": "errors", "fallbacks": "fallbacks", "input_tokens": "tokens_in",
+            "output_tokens": "tokens_out", "cost_share": "share", "unpriced_calls": "unpriced_calls"}
+    for ours, theirs in same.items():
+        assert summary[ours].tolist() == per_model[theirs].tolist(), ours
+    assert summary.loc["fake/free", "fallbacks"] == 1 and summary.loc["fake/priced", "errors"] == 2
+    assert summary.loc["fake/priced", "cost_usd"] == float(per_model.loc["fake/priced", "cost_usd"])  # float vs exact
+    assert np.isnan(summary.loc["fake/free", "cost_usd"]) and per_model.loc["fake/free", "cost_usd"] == 0
+    snap = metrics.snapshot()
+    assert table.loc["total", "calls"] == snap.attempts and table.loc["total", "cost_usd"] == snap.cost
+
+
+def test_dashboard_draws_from_one_snapshot_per_redraw(monkeypatch):
+    metrics = LocalMetrics()
+    sandbox.inject("sandbox/fast", ["auth"])
+    AutoPicker("sandbox/fast", ["sandbox/echo"], metrics=metrics).invoke("x")
+    board = Dashboard(metrics, Budget(daily=1, ledger="memory"), rate=1000)
+    taken: list[MetricsSnapshot] = []
+    real = metrics.snapshot
+    monkeypatch.setattr(metrics, "snapshot", lambda: taken.append(real()) or taken[-1])
+    board.refresh()
+    assert len(taken) == 1  # the counters and the cost table read the same moment
+    values = board.counter_values(taken[0])
+    assert values["fallbacks"] == {"sandbox/fast -> sandbox/echo": 1} and values["errors"] == {"auth": 1}
+    assert values["requests"] == taken[0].attempts == 2
+    board.close()
