@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
-from coffee_nb._session import money
+from coffee_nb._format import money
 from coffee_nb.metrics._snapshot import model_frame
 
 if TYPE_CHECKING:
