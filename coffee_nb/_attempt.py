@@ -22,6 +22,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from coffee_nb._compat import as_message, child_config, private_state, shared_output, usage_of
 from coffee_nb._errors import ConfigError, EmptyResponseError
+from coffee_nb._format import content_text
 from coffee_nb._plan import Attempt, Core, Plan
 from coffee_nb._policy import Action
 from coffee_nb._summary import CallSummary
@@ -33,13 +34,6 @@ __all__ = ["Call", "adrive", "arun", "drive", "run"]
 
 # Our private kwargs (set by bind_tools/with_structured_output) and tracing-only ones: never sent to candidates.
 _CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_output_format"})
-
-
-def _text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content if isinstance(b, (str, dict)))
 
 
 class Call:
@@ -156,7 +150,7 @@ class Call:
     def _succeeded(self, attempt: Attempt, message: BaseMessage, structured: dict[str, Any] | None) -> CallSummary:
         plan = self.plan
         cand = attempt.candidate
-        usage = usage_of(message) or plan.estimate(cand, _text(message))
+        usage = usage_of(message) or plan.estimate(cand, content_text(message.content))
         plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming)
         self.attempt = None
         return CallSummary(
@@ -169,7 +163,7 @@ class Call:
         total = self.total
         if total is None:
             return None
-        return usage_of(total) or self.plan.estimate(attempt.candidate, _text(total))
+        return usage_of(total) or self.plan.estimate(attempt.candidate, content_text(total.content))
 
 
 def drive(call: Call) -> Iterator[Any]:
