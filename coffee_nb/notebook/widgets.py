@@ -315,7 +315,7 @@ class LatencyHistogram(_View):
         return buf.getvalue()
 
 
-# CostTable.dataframe()'s column names, which it had before summary() and it shared one table
+# the column names CostTable.dataframe() had before it and summary() came to share model_frame()
 _COST_TABLE_NAMES = {"input_tokens": "tokens_in", "output_tokens": "tokens_out", "cost_share": "share"}
 _COST_TABLE_COLUMNS = ["calls", "errors", "fallbacks", "tokens_in", "tokens_out", "cost_usd", "share", "unpriced_calls"]
 
