@@ -34,7 +34,7 @@ class LocalMetrics(ColumnStore):
         """The per-model summary, so ``metrics`` alone in a cell shows well even without widgets."""
         if not len(self):
             return "<i>coffee_nb metrics: no calls yet</i>"
-        return self.summary().to_html(float_format=lambda x: f"{x:.6g}", na_rep="-")
+        return str(self.summary().to_html(float_format=lambda x: f"{x:.6g}", na_rep="-"))
 
     def snapshot(self) -> MetricsSnapshot:
         """Totals, per-model stats, fallback routes and error classes now, as frozen typed values."""
@@ -59,9 +59,9 @@ class LocalMetrics(ColumnStore):
 
         samples = self.samples()
         by_model = samples.ttft if ttft else samples.latency
-        if model is not None:
-            return by_model.get(model, np.empty(0)).tolist()
-        return np.concatenate(list(by_model.values())).tolist() if by_model else []
+        arrays = list(by_model.values()) if model is None else [by_model.get(model, np.empty(0))]
+        values: list[float] = np.concatenate(arrays).tolist() if arrays else []
+        return values
 
     def to_dataframe(self, *, last: int | None = None) -> pd.DataFrame:
         """One row per attempt (oldest first); ``last=N``: only the N most recent.
