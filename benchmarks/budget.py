@@ -2,7 +2,8 @@
 
 1. reserve + commit per call (what AutoPicker adds to every attempt), median µs;
 2. a ``status()`` query after 1 k and after 1 M recorded calls (target ratio ≤ 1.1: spend lives in
-   per-period buckets, so history length must not matter).
+   per-period buckets, so history length must not matter); and reserve + commit again, on both
+   (a year of period buckets spreads a call's buckets over more pages than a fresh ledger's).
 
 History is loaded in bulk straight into each ledger's own tables/keys (1 M calls spread over a year
 and 20 models, every period bucket filled the way commits fill them), because 1 M one-by-one
@@ -82,8 +83,8 @@ def bulk_history(budget: Budget, n: int) -> None:
             [(ledger.ns, *r) for r in rows],
         )
         db.executemany(
-            "INSERT INTO spend (ns, bucket, amount) VALUES (?,?,?) "
-            "ON CONFLICT (ns, bucket) DO UPDATE SET amount = amount + excluded.amount",
+            "INSERT INTO buckets (ns, bucket, spent) VALUES (?,?,?) "
+            "ON CONFLICT (ns, bucket) DO UPDATE SET spent = spent + excluded.spent",
             [(ledger.ns, b, v) for b, v in per_bucket.items()],
         )
         db.execute("COMMIT")
@@ -100,6 +101,11 @@ def bulk_history(budget: Budget, n: int) -> None:
             for b, v in items[k : k + 10_000]:
                 pipe.hincrby(f"{ledger.prefix}:spent", b, v)
             pipe.execute()
+
+
+def reserve_commit(budget: Budget) -> None:
+    lease = budget.reserve(MODELS[0], Decimal("0.0001"))
+    budget.commit(lease, Decimal("0.00008"))
 
 
 def main() -> None:
@@ -122,12 +128,7 @@ def main() -> None:
             print("reserve + commit per call (median µs; 5 periods + per-model rules; all buckets updated)")
             for kind in kinds:
                 budget = make_budget(kind, tmp, redis_url, f"rc-{kind}-{uuid.uuid4().hex[:6]}")
-
-                def one(b: Budget = budget) -> None:
-                    lease = b.reserve(MODELS[0], Decimal("0.0001"))
-                    b.commit(lease, Decimal("0.00008"))
-
-                print(f"  {kind:<7} {median_us(one, 2000):8.1f} µs")
+                print(f"  {kind:<7} {median_us(lambda b=budget: reserve_commit(b), 2000):8.1f} µs")
             print(f"status() query after 1 k vs after {args.calls:,} recorded calls (median µs)")
             for kind in kinds:
                 small = make_budget(kind, tmp, redis_url, f"s-{kind}-{uuid.uuid4().hex[:6]}")
@@ -144,6 +145,9 @@ def main() -> None:
                     f"  {kind:<7} 1k: {small_med:8.1f}   {args.calls:,}: {q_big:8.1f}   ratio {q_big / small_med:.2f}"
                     f"  (target <= 1.10; load took {load:.0f}s)"
                 )
+                rc_small = median_us(lambda b=small: reserve_commit(b), 1000)
+                rc_big = median_us(lambda b=big: reserve_commit(b), 1000)
+                print(f"          reserve + commit after 1k: {rc_small:8.1f}   after {args.calls:,}: {rc_big:8.1f}")
     finally:
         if server is not None:
             server.__exit__(None, None, None)

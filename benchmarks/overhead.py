@@ -1,8 +1,9 @@
 """Per-call overhead of AutoPicker vs LangChain's ``with_fallbacks``, measured side by side in one run.
 
 Prints median per-call time of: a bare fake chat model; ``with_fallbacks`` over it; AutoPicker over it
-with pricing, an in-memory budget and local metrics switched on (whatever of these exists). Self-time
-is the wrapper's median minus the bare model's. Then the same with the primary failing once.
+with pricing, an in-memory budget and local metrics switched on (whatever of these exists); the same
+with the budget on a SQLite ledger (a fresh temporary file). Self-time is the wrapper's median minus
+the bare model's. Then the same with the primary failing once.
 
     .venv/bin/python benchmarks/overhead.py [--calls N]
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -54,12 +57,17 @@ def sinks() -> list[Any]:
     return out
 
 
-def budget() -> Any:
+def budget(ledger: Any = "memory") -> Any:
     maker = getattr(coffee_nb, "Budget", None)
-    return maker(total=1_000_000, ledger="memory") if maker else None
+    return maker(total=1_000_000, ledger=ledger) if maker else None
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        run(Path(tmp) / "ledger.sqlite3")
+
+
+def run(sqlite_path: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
     args = parser.parse_args()
@@ -72,18 +80,21 @@ def main() -> None:
     b = budget()
     picker = AutoPicker(bare, [bare2], metrics=sinks(), budget=b, policy=policy)
     picker_nb = AutoPicker(bare, [bare2], metrics=sinks(), policy=policy)
+    b_sql = budget(sqlite_path)
+    picker_sql = AutoPicker(bare, [bare2], metrics=sinks(), budget=b_sql, policy=policy)
     picker_fail = AutoPicker(failing, [bare2], metrics=sinks(), budget=b, policy=Policy(max_retries=0, cooldown_after=10**9))
     lc = bare.with_fallbacks([bare2])
     lc_fail = failing.with_fallbacks([bare2])
     prompt = "hello"
 
     # interleave finely (small batches, round-robin) so machine noise hits all variants alike
-    results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap_nb", "ap", "lc_fail", "ap_fail")}
+    results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap_nb", "ap", "ap_sql", "lc_fail", "ap_fail")}
     fns = {
         "bare": lambda: bare.invoke(prompt),
         "lc": lambda: lc.invoke(prompt),
         "ap_nb": lambda: picker_nb.invoke(prompt),
         "ap": lambda: picker.invoke(prompt),
+        "ap_sql": lambda: picker_sql.invoke(prompt),
         "lc_fail": lambda: lc_fail.invoke(prompt),
         "ap_fail": lambda: picker_fail.invoke(prompt),
     }
@@ -103,21 +114,27 @@ def main() -> None:
     lc_self = m["lc"] - m["bare"]
     ap_self = m["ap"] - m["bare"]
     nb_self = m["ap_nb"] - m["bare"]
+    sql_self = m["ap_sql"] - m["bare"]
     print(f"calls per variant: {args.calls}, round-robin in batches of {batch}  (median µs per call)")
     print(f"  bare fake model                       {m['bare']:8.1f}")
     print(f"  with_fallbacks                        {m['lc']:8.1f}   self {lc_self:7.1f}")
     metrics_name = "LocalMetrics" if getattr(coffee_nb, "LocalMetrics", None) else "record sink"
     print(f"  AutoPicker (pricing, {metrics_name:<13})    {m['ap_nb']:8.1f}   self {nb_self:7.1f}")
     print(f"  AutoPicker (+ in-memory budget)       {m['ap']:8.1f}   self {ap_self:7.1f}")
+    print(f"  AutoPicker (+ SQLite-ledger budget)   {m['ap_sql']:8.1f}   self {sql_self:7.1f}")
     print(f"  self-time ratio AutoPicker / with_fallbacks: {nb_self / lc_self:.2f} without budget, "
           f"{ap_self / lc_self:.2f} with budget  (target <= 1.00)")
+    print(f"  self-time ratio with the SQLite ledger: {sql_self / lc_self:.2f}  (target <= 2.00)")
     mean_lc = mean["lc"] - mean["bare"]
     print(f"  same ratio from means (every call counted, noisier): {(mean['ap_nb'] - mean['bare']) / mean_lc:.2f} "
-          f"without budget, {(mean['ap'] - mean['bare']) / mean_lc:.2f} with budget")
+          f"without budget, {(mean['ap'] - mean['bare']) / mean_lc:.2f} with budget, "
+          f"{(mean['ap_sql'] - mean['bare']) / mean_lc:.2f} with SQLite")
     print("primary fails (HTTP 500) then fallback answers:")
     print(f"  with_fallbacks                        {m['lc_fail']:8.1f}")
     print(f"  AutoPicker                            {m['ap_fail']:8.1f}")
     print(f"  ratio AutoPicker / with_fallbacks: {m['ap_fail'] / m['lc_fail']:.2f}")
+    if b_sql is not None:
+        b_sql.ledger.close()
 
 
 if __name__ == "__main__":
