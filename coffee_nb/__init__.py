@@ -27,6 +27,10 @@ _EXPORTS: dict[str, str] = {
     "AutoPickerLLM": "coffee_nb._invoker",
     "AutoPickerLLMRefactored": "coffee_nb._invoker",
     "CallSummary": "coffee_nb._summary",
+    "StreamInterruptedError": "coffee_nb._errors",
+    "acollect": "coffee_nb._streams",
+    "collect": "coffee_nb._streams",
+    "is_restart": "coffee_nb._streams",
     "ModelSpec": "coffee_nb._models",
     "register_provider": "coffee_nb._models",
     "Action": "coffee_nb._policy",
@@ -104,17 +108,19 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
         DeadlineExceededError,
         ErrorClass,
         MissingAPIKeyError,
+        StreamInterruptedError,
     )
     from coffee_nb._http import close as close_http_clients
     from coffee_nb._http import configure_http, get_async_http_client, get_http_client
     from coffee_nb._invoker import AutoPicker, AutoPickerLLM, AutoPickerLLMRefactored
-    from coffee_nb._summary import CallSummary
     from coffee_nb._models import ModelSpec, register_provider
     from coffee_nb._policy import Action, Policy, RateLimit, Rule, Trip
     from coffee_nb._pricing import Price, price_for, register_price, reset_prices
     from coffee_nb._records import CallRecord, Outcome, RecordSink, Role, capture_records
     from coffee_nb._session import Answer, Session, ask, configure, get_session, reset
-    from coffee_nb.notebook import dashboard
+    from coffee_nb._streams import acollect, collect, is_restart
+    from coffee_nb._summary import CallSummary
     from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
     from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
     from coffee_nb.metrics import LocalMetrics, NoOpMetrics, PrometheusMetrics, create_metrics_strategy
+    from coffee_nb.notebook import dashboard

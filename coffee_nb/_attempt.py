@@ -1,13 +1,25 @@
 """The attempt runner: one :class:`Call` per AutoPicker call, and the two drivers that do its I/O.
 
 :class:`Call` holds everything around an attempt that does not depend on sync vs. async: building
-the candidate's runnable and kwargs, relaying stream chunks, settling success, failure and
-cancellation with the plan, and the answer's :class:`CallSummary`. The drivers, :func:`drive`
+the candidate's runnable and kwargs, the time limits, relaying stream chunks, recovering a broken
+stream, and settling success, failure and cancellation with the plan. The drivers, :func:`drive`
 (sync) and :func:`adrive` (async), are the same loop with blocking or awaited I/O; both serve
 invoke and stream (``Call.streaming``):
 
 - invoke: the driver yields one item, the answer (an ``AIMessage``);
 - stream: it yields ``ChatGenerationChunk`` s, the last one carrying only the summary.
+
+Time limits, the same in every driver: an invoke attempt gets ``attempt.timeout``; a stream gets the
+first-token limit to its first chunk (the attempt timeout when no other model is left) and the idle
+limit between chunks; the call's deadline bounds all of it. Async awaits are cancelled at the limit;
+sync calls that can't bound themselves run in a worker thread the caller stops waiting for
+(``_timeouts.py``).
+
+A stream that breaks after its first chunk is recovered as ``Policy(stream_recovery=...)`` says:
+``continue`` sends the text already delivered as an assistant prefill to the next model that takes
+one (the caller's concatenation stays one answer); ``restart`` (and ``continue`` when no prefill is
+possible) yields a restart marker chunk, then the next model's whole answer; ``raise`` raises
+:class:`StreamInterruptedError` with the partial text.
 """
 
 from __future__ import annotations
@@ -17,29 +29,38 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
 
 from coffee_nb._compat import as_message, child_config, private_state, shared_output, usage_of
-from coffee_nb._errors import ConfigError, EmptyResponseError
+from coffee_nb._errors import ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
 from coffee_nb._format import content_text
-from coffee_nb._plan import Attempt, Core, Plan
+from coffee_nb._plan import Attempt, Core, Plan, Usage
 from coffee_nb._policy import Action
 from coffee_nb._summary import CallSummary
+from coffee_nb._timeouts import AttemptTimeout, FirstTokenTimeout, IdleTimeout, Pump, call_within
 
 if TYPE_CHECKING:
     from coffee_nb._invoker import AutoPicker
 
-__all__ = ["Call", "adrive", "arun", "drive", "run"]
+__all__ = ["Call", "IncompleteStreamError", "adrive", "arun", "drive", "is_summary", "run"]
 
 # Our private kwargs (set by bind_tools/with_structured_output) and tracing-only ones: never sent to candidates.
 _CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_output_format"})
+# Raised by our own code before a candidate is called: a bug to show, not a provider failure to route around.
+_PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError)
+_FINISH_KEYS = ("finish_reason", "stop_reason", "done_reason")
+
+
+class IncompleteStreamError(ConnectionError):
+    """A stream ended without a finish reason: cut off, not complete (classified as ``connection``)."""
 
 
 class Call:
     """One call in progress: the plan, and what happens around each attempt, for every driver alike."""
 
-    __slots__ = ("picker", "plan", "messages", "stop", "config", "kwargs", "streaming", "attempt", "ttft", "total")
+    __slots__ = ("picker", "plan", "messages", "stop", "config", "kwargs", "streaming", "attempt", "ttft", "total",
+                 "calling", "delivered", "recovering", "prefilled", "marker", "restarted", "finished", "run_manager")
 
     def __init__(
         self,
@@ -62,48 +83,108 @@ class Call:
         self.messages = messages
         self.stop = stop or picker.stop or None
         self.config = child_config(run_manager)
+        self.run_manager = run_manager
         self.kwargs = kwargs
         self.streaming = streaming
         self.attempt: Attempt | None = None
         self.ttft: float | None = None
         self.total: AIMessageChunk | None = None
+        self.calling = False  # False while our own code prepares the attempt
+        self.delivered = ""  # text the caller has seen of the answer (across a continued stream)
+        self.recovering = False  # the last attempt broke mid-stream; the next one resumes or restarts
+        self.prefilled = False  # this attempt continues from ``delivered`` as an assistant prefill
+        self.marker: ChatGenerationChunk | None = None  # a restart marker to yield before the next chunk
+        self.restarted = False
+        self.finished = False  # the provider said the answer is complete (finish reason seen)
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
         """The plan's next step: an attempt (now current) or seconds to wait."""
         step = self.plan.next()
         if isinstance(step, Attempt):
-            self.attempt, self.ttft, self.total = step, None, None
+            self.attempt, self.ttft, self.total, self.calling, self.finished = step, None, None, False, False
         return step
 
-    def target(self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None = None) -> tuple[Any, dict[str, Any]]:
-        """The runnable to call for ``attempt`` and the kwargs to call it with."""
+    def target(self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None = None) -> tuple[Any, Any, dict[str, Any]]:
+        """The runnable to call for ``attempt``, the input to give it, and the kwargs."""
         picker, cand, call_kwargs = self.picker, attempt.candidate, self.kwargs
-        model: Any = cand.chat_model(timeout=attempt.timeout, loop=loop)
+        model: Any = cand.chat_model(loop=loop)
         kwargs = {k: v for k, v in call_kwargs.items() if k not in _CALL_KEYS}
         if cand.instance is None:  # built by us from a spec: the picker's defaults apply
             if picker.temperature is not None:
                 kwargs.setdefault("temperature", picker.temperature)
             if picker.max_tokens is not None:
                 kwargs.setdefault("max_tokens", picker.max_tokens)
-            if cand.timeout_kwarg and loop is None:
-                kwargs["timeout"] = attempt.timeout
+        if cand.timeout_kwarg and loop is None:  # the client's own bound (per read, for a stream)
+            kwargs["timeout"] = attempt.timeout
         tools = call_kwargs.get("coffee_tools")
         if tools is not None:
             model = model.bind_tools(list(tools[0]), **tools[1])
         structured = call_kwargs.get("coffee_structured")
         if structured is not None:
             model = model.with_structured_output(structured[0], include_raw=True, **structured[1])
-        return model, kwargs
+        messages: Any = self.messages
+        self.prefilled = False
+        if self.recovering:
+            self.recovering = False
+            if self.picker_policy().stream_recovery == "continue" and cand.prefill and self.delivered:
+                self.prefilled = True
+                base = [HumanMessage(messages)] if isinstance(messages, str) else list(messages)
+                messages = [*base, AIMessage(content=self.delivered)]
+            else:
+                self._restart(attempt)
+        self.calling = True
+        return model, messages, kwargs
+
+    def picker_policy(self) -> Any:
+        return self.plan.policy
+
+    def invoke_limit(self, attempt: Attempt) -> float | None:
+        """Seconds a sync invoke may take, when we must enforce it (None: the call bounds itself)."""
+        return None if attempt.candidate.bounds_itself(attempt.timeout) else attempt.timeout
+
+    def wait_limit(self) -> float:
+        """Seconds to wait for the next stream chunk: the first-token or idle limit, within the deadline."""
+        attempt = self._current()
+        policy, cand, plan = self.plan.policy, attempt.candidate, self.plan
+        if self.ttft is None:
+            limit = policy.first_token_limit(cand.reasoning) if plan.has_alternative() else attempt.timeout
+        else:
+            limit = policy.idle_limit(cand.reasoning)
+        return max(0.0, min(limit, plan.deadline - plan.clock()))
+
+    def timed_out(self) -> AttemptTimeout:
+        """The error for a limit that ran out (what ``wait_limit`` / ``invoke_limit`` said)."""
+        attempt = self._current()
+        name = attempt.candidate.name
+        elapsed = self.plan.clock() - attempt.started
+        if not self.streaming:
+            return AttemptTimeout("no answer", elapsed, name)
+        if self.ttft is None:
+            return FirstTokenTimeout("no first token", elapsed, name)
+        return IdleTimeout("stream stalled, no chunk", self.wait_limit() or elapsed, name)
 
     # -- during a stream -------------------------------------------------------------------------------
-    def relay(self, chunk: AIMessageChunk) -> ChatGenerationChunk:
-        """Pass one chunk on to the caller, keeping the running total (and the time to the first)."""
+    def relay(self, chunk: AIMessageChunk) -> Iterator[ChatGenerationChunk]:
+        """Pass one chunk on to the caller (after a pending restart marker), keeping the running total."""
         if self.ttft is None:
-            assert self.attempt is not None
-            self.ttft = self.plan.clock() - self.attempt.started
+            self.ttft = self.plan.clock() - self._current().started
+        if self.marker is not None:
+            marker, self.marker = self.marker, None
+            yield marker
         self.total = chunk if self.total is None else self.total + chunk
-        return ChatGenerationChunk(message=chunk)
+        text = chunk.content
+        if text:
+            self.delivered += text if isinstance(text, str) else content_text(text)
+        meta = chunk.response_metadata
+        if meta and any(meta.get(k) for k in _FINISH_KEYS):
+            self.finished = True
+        yield ChatGenerationChunk(message=chunk)
+
+    def complete(self) -> bool:
+        """The answer is complete and its usage is in: stop reading (a server may never send ``[DONE]``)."""
+        total = self.total
+        return self.finished and total is not None and bool(total.usage_metadata)
 
     # -- how an attempt ended ----------------------------------------------------------------------------
     def answered(self, output: Any) -> AIMessage:
@@ -122,16 +203,49 @@ class Call:
         attempt = self._current()
         if self.total is None:
             raise EmptyResponseError(f"{attempt.candidate.name} ended its stream without a single chunk")
+        if attempt.candidate.reports_finish and not self.finished:
+            raise IncompleteStreamError(f"{attempt.candidate.name} ended its stream without a finish reason (cut off)")
+        if self.marker is not None:  # a restart whose model answered nothing: still tell the consumer
+            self.marker = None
         summary = self._succeeded(attempt, self.total, None)
-        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"coffee_nb": summary}))
+        # after a restart the marker's dict and this one meet when chunks are added up: both plain dicts
+        value: Any = summary.as_dict() | {"restarted": True} if self.restarted else summary
+        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"coffee_nb": value}))
 
     def failed(self, exc: Exception) -> bool:
-        """Report a failure; True when the driver should go on with the plan, False to raise ``exc``."""
+        """Report a failure; True when the driver should go on with the plan, False to raise ``exc``.
+
+        Raises :class:`StreamInterruptedError` instead when text has reached the caller and the stream
+        can't be recovered: never a truncated "success".
+        """
         attempt = self._current()
+        ours = not self.calling
         partial = self._partial_usage(attempt)
+        prefilled, delivered_here = self.prefilled, self.ttft is not None
         action = self.plan.failed(attempt, exc, ttft=self.ttft, partial=partial)
-        # text has reached the caller: a failure now propagates (never a truncated "success")
-        return self.ttft is None and action is not Action.RAISE
+        if ours and isinstance(exc, _PROGRAMMING_ERRORS):
+            return False  # a bug in preparing the call, not the provider's failure: show it
+        if prefilled and not delivered_here and classify(exc).error_class is ErrorClass.BAD_REQUEST:
+            # the model turned the assistant prefill down: start it over instead (never surface that 400)
+            attempt.candidate.prefill = False
+            self.plan.requeue(attempt.candidate)
+            self.recovering = True
+            return True
+        if not self.delivered:
+            return action is not Action.RAISE
+        mode = self.plan.policy.stream_recovery
+        if action is Action.RAISE or mode == "raise":
+            raise StreamInterruptedError(self.plan.records, self.delivered, str(classify(exc).message)) from exc
+        self.recovering = True
+        return True
+
+    def give_up(self, exc: BaseException) -> BaseException:
+        """What to raise when the plan has nothing left: with text delivered, a StreamInterruptedError."""
+        if self.delivered and not isinstance(exc, StreamInterruptedError):
+            error = StreamInterruptedError(self.plan.records, self.delivered, "no model could finish it")
+            error.__cause__ = exc
+            return error
+        return exc
 
     def cancelled(self) -> None:
         """The caller stopped the attempt (KeyboardInterrupt, task cancelled, stream closed early)."""
@@ -147,17 +261,24 @@ class Call:
             raise RuntimeError("no attempt in progress")
         return attempt
 
+    def _restart(self, attempt: Attempt) -> None:
+        """The next model starts the answer over: queue an in-band marker for the caller."""
+        first = self.plan.records[0].model if self.plan.records else attempt.candidate.name
+        reason = next((r.error_class for r in reversed(self.plan.records) if r.error_class), None)
+        meta = {"coffee_nb": {"restart": True, "from_model": first, "to_model": attempt.candidate.name, "reason": reason}}
+        self.marker = ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta))
+        self.delivered = ""
+        self.restarted = True
+
     def _succeeded(self, attempt: Attempt, message: BaseMessage, structured: dict[str, Any] | None) -> CallSummary:
         plan = self.plan
         cand = attempt.candidate
         usage = usage_of(message) or plan.estimate(cand, content_text(message.content))
         plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming)
         self.attempt = None
-        return CallSummary(
-            tuple(plan.records), latency_s=plan.elapsed(), ttft_s=self.ttft, structured=structured
-        )
+        return CallSummary(tuple(plan.records), latency_s=plan.elapsed(), ttft_s=self.ttft, structured=structured)
 
-    def _partial_usage(self, attempt: Attempt) -> Any:
+    def _partial_usage(self, attempt: Attempt) -> Usage | None:
         """What a broken stream delivered (the provider bills it), or None before the first chunk."""
         self.attempt = None
         total = self.total
@@ -168,20 +289,34 @@ class Call:
 
 def drive(call: Call) -> Iterator[Any]:
     """The sync driver: do what the plan says until an answer comes back or the plan gives up."""
-    messages, config, stop = call.messages, call.config, call.stop
+    config, stop = call.config, call.stop
     while True:
-        step = call.next()
+        try:
+            step = call.next()
+        except Exception as exc:
+            raise call.give_up(exc) from exc.__cause__
         if isinstance(step, float):
             time.sleep(step)
             continue
         try:
-            model, kwargs = call.target(step)
+            model, messages, kwargs = call.target(step)
             if call.streaming:
-                for chunk in model.stream(messages, config, stop=stop, **kwargs):
-                    yield call.relay(chunk)
+                pump: Pump[AIMessageChunk] = Pump(lambda: model.stream(messages, config, stop=stop, **kwargs))
+                try:
+                    while (chunk := pump.next(call.wait_limit(), call.timed_out)) is not None:
+                        yield from call.relay(chunk)
+                        if call.complete():
+                            break
+                finally:
+                    pump.close()
                 result = call.streamed()
             else:
-                result = call.answered(model.invoke(messages, config, stop=stop, **kwargs))
+                limit = call.invoke_limit(step)
+                if limit is None:
+                    output = model.invoke(messages, config, stop=stop, **kwargs)
+                else:
+                    output = call_within(lambda: model.invoke(messages, config, stop=stop, **kwargs), limit, call.timed_out)
+                result = call.answered(output)
         except Exception as exc:
             if call.failed(exc):
                 continue
@@ -194,26 +329,33 @@ def drive(call: Call) -> Iterator[Any]:
 
 
 async def adrive(call: Call) -> AsyncIterator[Any]:
-    """The async driver: the same loop, with awaited sleeps and the per-attempt timeout enforced."""
-    messages, config, stop = call.messages, call.config, call.stop
+    """The async driver: the same loop, with awaited sleeps and cancelled awaits at the limits."""
+    config, stop = call.config, call.stop
     loop = asyncio.get_running_loop()
     while True:
-        step = call.next()
+        try:
+            step = call.next()
+        except Exception as exc:
+            raise call.give_up(exc) from exc.__cause__
         if isinstance(step, float):
             await asyncio.sleep(step)
             continue
         try:
-            model, kwargs = call.target(step, loop)
+            model, messages, kwargs = call.target(step, loop)
             if call.streaming:
                 chunks = aiter(model.astream(messages, config, stop=stop, **kwargs))
-                chunk = await asyncio.wait_for(anext(chunks, None), step.timeout)
-                while chunk is not None:
-                    yield call.relay(chunk)
-                    chunk = await anext(chunks, None)
+                try:
+                    while (chunk := await _within(anext(chunks, None), call.wait_limit(), call)) is not None:
+                        for out in call.relay(chunk):
+                            yield out
+                        if call.complete():
+                            break
+                finally:
+                    await _close(chunks)
                 result = call.streamed()
             else:
                 coro = model.ainvoke(messages, config, stop=stop, **kwargs)
-                result = call.answered(await asyncio.wait_for(coro, step.timeout))
+                result = call.answered(await _within(coro, step.timeout, call))
         except Exception as exc:
             if call.failed(exc):
                 continue
@@ -223,6 +365,22 @@ async def adrive(call: Call) -> AsyncIterator[Any]:
             raise
         yield result
         return
+
+
+async def _within(awaitable: Any, seconds: float, call: Call) -> Any:
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise call.timed_out() from None
+
+
+async def _close(chunks: Any) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: BLE001, S110 - closing a broken stream may fail again; the error is recorded
+            pass
 
 
 def run(call: Call) -> AIMessage:
@@ -242,5 +400,5 @@ async def arun(call: Call) -> AIMessage:
 
 
 def is_summary(chunk: ChatGenerationChunk) -> bool:
-    """Is this the closing chunk of a stream (the summary, no content of the model's)?"""
+    """Is this a chunk of ours (the closing summary or a restart marker), not the model's text?"""
     return "coffee_nb" in chunk.message.response_metadata

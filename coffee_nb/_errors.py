@@ -7,7 +7,8 @@ Exception tree::
      ├── MissingAPIKeyError                 a provider's key is not set (classified as ``auth``)
      ├── EmptyResponseError                 a stream ended before any chunk (classified as ``server``)
      ├── AllModelsFailedError               every candidate failed; carries every attempt
-     │    └── DeadlineExceededError         ...because the call's deadline ran out
+     │    ├── DeadlineExceededError         ...because the call's deadline ran out
+     │    └── StreamInterruptedError        a stream broke after its first chunk and wasn't recovered
      └── BudgetExceededError                no candidate fits a hard budget
 
 Provider and transport exceptions (openai, anthropic, httpx/httpx2, langchain-core's ``ModelError``
@@ -38,6 +39,7 @@ __all__ = [
     "ErrorClass",
     "Failure",
     "MissingAPIKeyError",
+    "StreamInterruptedError",
     "classify",
     "redact",
 ]
@@ -108,6 +110,15 @@ class AllModelsFailedError(CoffeeError):
 
 class DeadlineExceededError(AllModelsFailedError):
     """The call's deadline ran out before any candidate answered."""
+
+
+class StreamInterruptedError(AllModelsFailedError):
+    """A stream broke after text reached the caller and was not recovered (``Policy(stream_recovery="raise")``,
+    or no fallback could finish it). ``partial_text`` is what was delivered; ``attempts`` every attempt."""
+
+    def __init__(self, attempts: list[CallRecord], partial_text: str, reason: str) -> None:
+        self.partial_text = partial_text
+        super().__init__(attempts, f"stream interrupted after {len(partial_text)} characters: {reason}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,7 +148,16 @@ class AutoPicker(BaseChatModel):
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens <= 0):
             raise ConfigError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
         items = [self.primary, *self.fallbacks]
-        candidates = [Candidate(item, cooldown_after=policy.cooldown_after, cooldown=policy.cooldown) for item in items]
+        candidates = [
+            Candidate(
+                item,
+                cooldown_after=policy.cooldown_after,
+                cooldown=policy.cooldown,
+                cooldown_min=policy.cooldown_min,
+                client_timeout=policy.attempt_timeout,
+            )
+            for item in items
+        ]
         names = [c.name for c in candidates]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:

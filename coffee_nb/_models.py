@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -52,6 +53,8 @@ class Provider:
     timeout_kwarg: bool = False  # accepts a per-call ``timeout=`` (Stainless SDKs do)
     model_info: Callable[[str], ModelFacts | None] | None = None
     encoding: str | None = None
+    prefill: bool = False  # continues a final assistant message (stream recovery can "continue" on it)
+    finish_reason: bool = False  # streams end with a finish reason: one without it was cut off
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +127,9 @@ _LOCAL_PRICE = Price(Decimal(0), Decimal(0), source="local")
 
 def register_builtin_providers() -> None:
     """The providers coffee_nb knows out of the box (the sandbox registers itself: coffee_nb.sandbox)."""
-    register_provider("openai", _build_openai, env_var="OPENAI_API_KEY", timeout_kwarg=True)
-    register_provider("anthropic", _build_anthropic, env_var="ANTHROPIC_API_KEY")
-    register_provider("ollama", _build_ollama, model_info=_ollama_info)
+    register_provider("openai", _build_openai, env_var="OPENAI_API_KEY", timeout_kwarg=True, finish_reason=True)
+    register_provider("anthropic", _build_anthropic, env_var="ANTHROPIC_API_KEY", prefill=True, finish_reason=True)
+    register_provider("ollama", _build_ollama, model_info=_ollama_info, finish_reason=True)
 
 
 # The registry itself lives in _config (reset with the rest of the global state); this is the same dict.
@@ -146,11 +149,15 @@ def register_provider(
     timeout_kwarg: bool = False,
     model_info: Callable[[str], ModelFacts | None] | None = None,
     encoding: str | None = None,
+    prefill: bool = False,
+    finish_reason: bool = False,
 ) -> None:
     """Teach spec strings a new provider: ``build(model, api_key, settings)`` returns a chat model.
 
     ``model_info(model)`` may give the provider's own prices and context windows (see ``Provider``);
-    ``encoding`` names the tiktoken encoding its server counts with, making token counts exact.
+    ``encoding`` names the tiktoken encoding its server counts with, making token counts exact;
+    ``prefill`` says its models continue a final assistant message (used to resume broken streams);
+    ``finish_reason`` that its streams always end with a finish reason (so one without it was cut off).
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(f"provider name must be a simple identifier, got {name!r}")
@@ -161,7 +168,9 @@ def register_provider(
     if encoding is not None and not isinstance(encoding, str):
         raise ConfigError(f"encoding for provider {name!r} must be an encoding name like 'o200k_base', got {encoding!r}")
     registry = _providers()
-    registry[name] = Provider(name, env_var, build, timeout_kwarg, model_info, encoding)
+    registry[name] = Provider(
+        name, env_var, build, timeout_kwarg, model_info, encoding, bool(prefill), bool(finish_reason)
+    )
     prices_changed()  # resolved facts of this provider's models may differ now
 
 
@@ -223,10 +232,27 @@ def _instance_name(model: Any) -> tuple[str, str]:
     return provider, name or type(model).__name__
 
 
+# Chat model classes (by name, so nothing is imported) whose instances take a per-call ``timeout=``,
+# and those that continue a final assistant message.
+_TIMEOUT_KWARG_CLASSES = frozenset({"ChatOpenAI", "AzureChatOpenAI", "BaseChatOpenAI", "ChatAnthropic"})
+_PREFILL_CLASSES = frozenset({"ChatAnthropic", "ChatAnthropicVertex"})
+_FINISH_REASON_CLASSES = frozenset({"ChatOpenAI", "AzureChatOpenAI", "ChatAnthropic", "ChatOllama"})
+_MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "max_new_tokens")
+_REASONING_NAMES = re.compile(r"(^|/)(o\d|gpt-5|deepseek-r|deepseek-reasoner|qwq|.*-thinking|.*reason)", re.IGNORECASE)
+
+
 class Candidate:
     """One model in the chain, with its breaker, rate limiter and lazily built client."""
 
-    def __init__(self, item: Any, *, cooldown_after: int, cooldown: float) -> None:
+    def __init__(
+        self,
+        item: Any,
+        *,
+        cooldown_after: int,
+        cooldown: float,
+        cooldown_min: float | None = None,
+        client_timeout: float = 60.0,
+    ) -> None:
         spec = item if isinstance(item, ModelSpec) else ModelSpec(model=item)
         self.instance: BaseChatModel | None = None
         self.params = dict(spec.params)
@@ -246,13 +272,26 @@ class Candidate:
             )
         # ModelSpec validated its numbers when it was made
         self.limiter = RateLimiter(RateLimit(rpm=spec.rpm, tpm=spec.tpm)) if (spec.rpm or spec.tpm) else None
-        self.breaker = CircuitBreaker(cooldown_after, cooldown)
+        self.breaker = CircuitBreaker(cooldown_after, cooldown, cooldown if cooldown_min is None else cooldown_min)
+        self.client_timeout = client_timeout  # what clients we build are built with (a cache key, not per attempt)
         self._window = spec.context_window
         self._facts: tuple[int, ModelFacts, int | None] | None = None
         self.encoding, self.exact_tokens = encoding_for(self.provider, self.model)
         self.max_output_tokens = spec.max_output_tokens
-        # worst-case output when a call gives no max_tokens: the spec's, else the model profile's
-        self.output_cap: int | None = spec.max_output_tokens or self._profile("max_output_tokens")
+        # worst-case output when a call gives no max_tokens: the spec's, the instance's own setting
+        # (max_tokens / max_completion_tokens / num_predict ..., also when bound), else the model profile's
+        self.output_cap: int | None = (
+            spec.max_output_tokens
+            or _instance_max_tokens(self.instance)
+            or _positive_int(spec.params.get("max_tokens"))
+            or self._profile("max_output_tokens")
+        )
+        self.reasoning = bool(self._profile_flag("reasoning_output") or _REASONING_NAMES.search(self.model))
+        cls = type(self.instance).__name__ if self.instance is not None else ""
+        self.prefill = cls in _PREFILL_CLASSES if self._provider is None else self._provider.prefill
+        self.reports_finish = cls in _FINISH_REASON_CLASSES if self._provider is None else self._provider.finish_reason
+        # does a call bound its own time? (a per-call timeout we pass, or the client's own, short enough)
+        self.timeout_kwarg = cls in _TIMEOUT_KWARG_CLASSES if self._provider is None else self._provider.timeout_kwarg
         self._lock = threading.Lock()
         self._sync: tuple[Any, BaseChatModel] | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BaseChatModel] = (
@@ -262,9 +301,16 @@ class Candidate:
     def __repr__(self) -> str:
         return f"Candidate({self.name!r})"
 
-    @property
-    def timeout_kwarg(self) -> bool:
-        return self._provider is not None and self._provider.timeout_kwarg
+    def bounds_itself(self, seconds: float) -> bool:
+        """Will a call of this model end by itself within ``seconds`` (so no watchdog is needed)?"""
+        if self.timeout_kwarg:
+            return True
+        own = _own_timeout(self.instance)
+        return own is not None and own <= seconds
+
+    def _profile_flag(self, key: str) -> bool:
+        profile = getattr(self.instance, "profile", None) if self.instance is not None else None
+        return bool(profile.get(key)) if isinstance(profile, Mapping) else False
 
     @property
     def facts(self) -> ModelFacts:
@@ -305,8 +351,13 @@ class Candidate:
             raise MissingAPIKeyError(self.provider, provider.env_var)
         return key
 
-    def chat_model(self, *, timeout: float, loop: asyncio.AbstractEventLoop | None = None) -> BaseChatModel:
-        """The model to call: the user's instance, or one built from the spec (per event loop for async)."""
+    def chat_model(self, *, loop: asyncio.AbstractEventLoop | None = None) -> BaseChatModel:
+        """The model to call: the user's instance, or one built from the spec (per event loop for async).
+
+        Built clients get ``client_timeout`` (the policy's attempt timeout): the same for every attempt,
+        so the cached client stays right; each attempt's own, shorter limit is enforced by the runner.
+        """
+        timeout = self.client_timeout
         if self.instance is not None:
             return self.instance
         assert self._provider is not None
@@ -335,6 +386,39 @@ class Candidate:
                 model = self._provider.build(self.model, key, BuildSettings(timeout, self.params, loop))
                 self._async[loop] = model
         return model
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _instance_max_tokens(instance: Any) -> int | None:
+    """The output cap a chat model instance (or a ``.bind(max_tokens=...)`` of one) sets for itself."""
+    if instance is None:
+        return None
+    bound = getattr(instance, "kwargs", None)  # RunnableBinding
+    for source in (bound if isinstance(bound, Mapping) else {}, instance):
+        for name in _MAX_TOKEN_FIELDS:
+            value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
+            if _positive_int(value):
+                return int(value)
+    inner = getattr(instance, "bound", None)
+    return _instance_max_tokens(inner) if inner is not None and inner is not instance else None
+
+
+def _own_timeout(instance: Any) -> float | None:
+    """The longest a call of ``instance`` can take by its own settings (its timeout × tries), if it says."""
+    if instance is None:
+        return None
+    for name in ("request_timeout", "timeout", "default_request_timeout"):
+        value = getattr(instance, name, None)
+        read = getattr(value, "read", None)  # an httpx.Timeout
+        seconds = read if isinstance(read, (int, float)) else value
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0:
+            retries = getattr(instance, "max_retries", 0)
+            tries = 1 + (retries if isinstance(retries, int) and retries > 0 else 0)
+            return float(seconds) * tries
+    return None
 
 
 def _closed_async(model: Any) -> bool:

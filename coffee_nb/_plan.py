@@ -179,6 +179,15 @@ class Plan:
             count = counts[cand.encoding] = count_prompt(self.messages, cand.encoding)
         return count
 
+    def requeue(self, cand: Candidate) -> None:
+        """Try ``cand`` again next, as a fresh attempt (the runner changed how it asks)."""
+        self.queue.appendleft(cand)
+        self.current = None
+
+    def has_alternative(self) -> bool:
+        """Is another candidate still left to try in this call?"""
+        return bool(self.queue)
+
     def estimate(self, cand: Candidate, text: str) -> Usage:
         """Usage counted offline, for a provider that reported none (labelled ``estimated``)."""
         return Usage(self.prompt_tokens(cand), count_tokens(text, cand.encoding), estimated=True)
@@ -211,7 +220,9 @@ class Plan:
         self._emit(self._settled(attempt, Outcome.ERROR, partial, ttft=ttft, failure=failure, now=now))
         if failure.error_class is ErrorClass.CONTEXT_OVERFLOW:
             self._prefer_larger_windows(max(cand.context_window or 0, self.prompt_tokens(cand)) + 1)
-        if rule.retry and self.retries < self.policy.max_retries and cand.breaker.open_until() == 0.0:
+        retries = self.policy.max_retries if rule.retries is None else min(rule.retries, self.policy.max_retries)
+        retry = rule.retry and not (rule.alone and self.has_alternative())
+        if retry and self.retries < retries and cand.breaker.open_until() == 0.0:
             wait = self.policy.backoff(self.retries, failure.retry_after, self.core.rng)
             if wait is not None and now + wait < self.deadline:
                 self.retries += 1

@@ -26,7 +26,14 @@ DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_CAP = 8.0
 DEFAULT_MAX_RETRY_AFTER = 30.0
 DEFAULT_COOLDOWN_AFTER = 3
-DEFAULT_COOLDOWN = 30.0
+DEFAULT_COOLDOWN = 30.0  # the longest a failing model is skipped
+DEFAULT_COOLDOWN_MIN = 1.0  # the first cooldown; it doubles while the model keeps failing
+# Streams: how long to wait for the first chunk, and between chunks. Reasoning models think first.
+DEFAULT_FIRST_TOKEN_TIMEOUT = 15.0
+DEFAULT_REASONING_FIRST_TOKEN_TIMEOUT = 120.0
+DEFAULT_IDLE_TIMEOUT = 15.0
+DEFAULT_REASONING_IDLE_TIMEOUT = 60.0
+STREAM_RECOVERY = ("continue", "restart", "raise")
 
 
 class Action(StrEnum):
@@ -43,25 +50,37 @@ class Trip(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """What to do about one error class: retry the same model? fall back? count toward a cooldown?
+
+    ``retries`` caps the retries of this class (None: the policy's ``max_retries``); with ``alone``
+    the model is retried only when no other candidate is left (a silent route moves on at once).
+    """
+
     retry: bool
     fallback: bool
     trip: Trip
+    retries: int | None = None
+    alone: bool = False
 
 
 DEFAULT_RULES: Mapping[ErrorClass, Rule] = MappingProxyType(
     {
         ErrorClass.RATE_LIMIT: Rule(retry=True, fallback=True, trip=Trip.COUNT),
         ErrorClass.SERVER: Rule(retry=True, fallback=True, trip=Trip.COUNT),
-        ErrorClass.TIMEOUT: Rule(retry=True, fallback=True, trip=Trip.COUNT),
-        ErrorClass.CONNECTION: Rule(retry=True, fallback=True, trip=Trip.COUNT),
+        # a silent route (no answer, a stall) is not retried while another model can be tried
+        ErrorClass.TIMEOUT: Rule(retry=True, fallback=True, trip=Trip.COUNT, alone=True),
+        ErrorClass.CONNECTION: Rule(retry=True, fallback=True, trip=Trip.COUNT, retries=1),
         ErrorClass.CONTEXT_OVERFLOW: Rule(retry=False, fallback=True, trip=Trip.NONE),
-        ErrorClass.CONTENT_FILTER: Rule(retry=False, fallback=True, trip=Trip.NONE),
+        # the provider refused the content: raise its reason (Policy(on_content_filter="fallback") routes around)
+        ErrorClass.CONTENT_FILTER: Rule(retry=False, fallback=False, trip=Trip.NONE),
         ErrorClass.AUTH: Rule(retry=False, fallback=True, trip=Trip.NOW),
         ErrorClass.NOT_FOUND: Rule(retry=False, fallback=True, trip=Trip.NOW),
         ErrorClass.BAD_REQUEST: Rule(retry=False, fallback=False, trip=Trip.NONE),
         ErrorClass.BUDGET: Rule(retry=False, fallback=True, trip=Trip.NONE),
         ErrorClass.COOLDOWN: Rule(retry=False, fallback=True, trip=Trip.NONE),
-        ErrorClass.UNKNOWN: Rule(retry=False, fallback=False, trip=Trip.NONE),
+        # raised by a candidate during its call, unclassified: fall back, like with_fallbacks and LiteLLM
+        # (Policy(on_unknown_error="raise") raises instead)
+        ErrorClass.UNKNOWN: Rule(retry=False, fallback=True, trip=Trip.COUNT),
     }
 )
 
@@ -80,7 +99,13 @@ class Policy:
     backoff_cap: float = DEFAULT_BACKOFF_CAP
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # a longer Retry-After moves to the next model
     cooldown_after: int = DEFAULT_COOLDOWN_AFTER  # consecutive counted failures that open the breaker
-    cooldown: float = DEFAULT_COOLDOWN  # seconds a model is skipped once its breaker opens
+    cooldown: float = DEFAULT_COOLDOWN  # the longest a model is skipped once its breaker opens
+    cooldown_min: float = DEFAULT_COOLDOWN_MIN  # the first cooldown; doubles per reopening, resets on success
+    first_token_timeout: float | None = None  # streams: seconds to the first chunk (None: per model)
+    idle_timeout: float | None = None  # streams: seconds between chunks (None: per model)
+    stream_recovery: str = "continue"  # a stream broken after its first chunk: "continue" | "restart" | "raise"
+    on_content_filter: str | None = None  # "raise" (default rules) or "fallback"
+    on_unknown_error: str | None = None  # "fallback" (default rules) or "raise"
     rules: Mapping[ErrorClass, Rule] = field(default_factory=lambda: DEFAULT_RULES)
 
     def __post_init__(self) -> None:
@@ -92,9 +117,35 @@ class Policy:
         non_negative_number("max_retry_after (seconds)", self.max_retry_after)
         positive_int("cooldown_after", self.cooldown_after)
         non_negative_number("cooldown (seconds)", self.cooldown)
+        non_negative_number("cooldown_min (seconds)", self.cooldown_min)
+        for name in ("first_token_timeout", "idle_timeout"):
+            if getattr(self, name) is not None:
+                positive_number(f"{name} (seconds)", getattr(self, name))
+        _choice("stream_recovery", self.stream_recovery, STREAM_RECOVERY)
         missing = set(ErrorClass) - set(self.rules)
         if missing:
             raise ConfigError(f"policy rules miss error classes: {sorted(missing)}")
+        rules = dict(self.rules)
+        if self.on_content_filter is not None:
+            fallback = _choice("on_content_filter", self.on_content_filter, ("raise", "fallback")) == "fallback"
+            rules[ErrorClass.CONTENT_FILTER] = replace(rules[ErrorClass.CONTENT_FILTER], fallback=fallback)
+        if self.on_unknown_error is not None:
+            fallback = _choice("on_unknown_error", self.on_unknown_error, ("raise", "fallback")) == "fallback"
+            rules[ErrorClass.UNKNOWN] = replace(rules[ErrorClass.UNKNOWN], fallback=fallback)
+        if rules != dict(self.rules):
+            object.__setattr__(self, "rules", MappingProxyType(rules))
+
+    def first_token_limit(self, reasoning: bool) -> float:
+        """Seconds a stream may take to its first chunk (reasoning models think before they speak)."""
+        if self.first_token_timeout is not None:
+            return self.first_token_timeout
+        return DEFAULT_REASONING_FIRST_TOKEN_TIMEOUT if reasoning else DEFAULT_FIRST_TOKEN_TIMEOUT
+
+    def idle_limit(self, reasoning: bool) -> float:
+        """Seconds a stream may go quiet between chunks before it counts as stalled."""
+        if self.idle_timeout is not None:
+            return self.idle_timeout
+        return DEFAULT_REASONING_IDLE_TIMEOUT if reasoning else DEFAULT_IDLE_TIMEOUT
 
     def with_rules(self, **changes: Rule) -> Policy:
         """A copy with some rules replaced, e.g. ``policy.with_rules(content_filter=Rule(False, False, Trip.NONE))``."""
@@ -117,18 +168,32 @@ class Policy:
         return wait
 
 
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return str(value)
+
+
 class CircuitBreaker:
-    """Per-model breaker: closed → open (skip for ``cooldown`` s) → half-open (one probe) → closed."""
+    """Per-model breaker: closed → open (skipped) → half-open (one probe at a time) → closed.
 
-    __slots__ = ("_lock", "_failures", "_open_until", "_probing", "cooldown_after", "cooldown")
+    The first opening lasts ``cooldown_min`` seconds and each reopening without a success in
+    between doubles it, up to ``cooldown``: a model back after a short outage is used again within
+    a request or two, one that stays down is left alone longer. A success resets it.
+    """
 
-    def __init__(self, cooldown_after: int, cooldown: float) -> None:
+    __slots__ = ("_lock", "_failures", "_opens", "_open_until", "_probing", "cooldown_after", "cooldown",
+                 "cooldown_min")
+
+    def __init__(self, cooldown_after: int, cooldown: float, cooldown_min: float = DEFAULT_COOLDOWN_MIN) -> None:
         self._lock = threading.Lock()
         self._failures = 0
+        self._opens = 0
         self._open_until = 0.0
         self._probing = False
         self.cooldown_after = cooldown_after
         self.cooldown = cooldown
+        self.cooldown_min = min(cooldown_min, cooldown)
 
     def allow(self, now: float) -> bool:
         """May the model be called now? In half-open state only one caller gets to probe."""
@@ -146,18 +211,24 @@ class CircuitBreaker:
     def success(self) -> None:
         with self._lock:
             self._failures = 0
+            self._opens = 0
             self._open_until = 0.0
             self._probing = False
 
     def failure(self, trip: Trip, now: float, *, seconds: float | None = None) -> None:
+        """Count a failure; ``seconds`` (a Retry-After) is the least the breaker then stays open."""
         if trip is Trip.NONE:
             with self._lock:
                 self._probing = False
             return
         with self._lock:
             self._failures += 1
-            if trip is Trip.NOW or self._failures >= self.cooldown_after or self._probing:
+            if trip is Trip.NOW:  # a bad key or unknown model: waiting won't help soon
                 self._open_until = now + max(self.cooldown, seconds or 0.0)
+            elif self._failures >= self.cooldown_after or self._probing:
+                span = min(self.cooldown, self.cooldown_min * 2.0**self._opens)
+                self._opens += 1
+                self._open_until = now + max(span, seconds or 0.0)
             self._probing = False
 
     def release(self) -> None:

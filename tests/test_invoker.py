@@ -14,6 +14,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from pydantic import BaseModel
 
+import coffee_nb
 from coffee_nb import (
     AllModelsFailedError,
     AutoPicker,
@@ -22,6 +23,7 @@ from coffee_nb import (
     ModelSpec,
     Policy,
     capture_records,
+    StreamInterruptedError,
     register_price,
 )
 from coffee_nb.testing import ScriptedChatModel, http_error
@@ -110,20 +112,33 @@ def test_stream_falls_back_before_first_chunk():
     assert "".join(c.content for c in llm.stream("hi")) == "from fallback"
 
 
-def test_stream_error_after_first_chunk_propagates_and_is_charged():
+def test_stream_broken_after_first_chunk_raises_with_the_partial_text_when_asked_and_is_charged():
     register_price("fake/m0", input=1, output=1)
     broken = ScriptedChatModel(model_name="m0", script=["a b c d"], fail_after_chunks=2)
     fallback = ScriptedChatModel(model_name="m1", script=["never"])
-    llm = AutoPicker(broken, [fallback])
+    llm = AutoPicker(broken, [fallback], policy=Policy(stream_recovery="raise"))
     seen = []
-    with capture_records() as records, pytest.raises(ConnectionResetError):
+    with capture_records() as records, pytest.raises(StreamInterruptedError) as info:
         for chunk in llm.stream("hi"):
             seen.append(chunk.content)
-    assert seen == ["a", " b"]
+    assert seen == ["a", " b"] and info.value.partial_text == "a b"
+    assert isinstance(info.value.__cause__, ConnectionResetError)
     assert fallback.steps_taken == 0
     assert records[-1].outcome == "error" and records[-1].error_class == "connection"
     assert records[-1].cost is not None and records[-1].cost > 0  # what was streamed is billed, estimated
     assert records[-1].tokens_estimated
+
+
+def test_stream_broken_after_first_chunk_restarts_on_the_fallback_with_a_marker():
+    broken = ScriptedChatModel(model_name="m0", script=["a b c d"], fail_after_chunks=2)
+    fallback = ScriptedChatModel(model_name="m1", script=["whole answer here"])
+    llm = AutoPicker(broken, [fallback], policy=Policy(max_retries=0))  # no prefill: restart
+    chunks = list(llm.stream("hi"))
+    markers = [c for c in chunks if c.response_metadata.get("coffee_nb", {}).get("restart") is True]
+    assert len(markers) == 1 and markers[0].response_metadata["coffee_nb"]["to_model"] == "fake/m1"
+    final = coffee_nb.collect(chunks)
+    assert final.content == "whole answer here"
+    assert final.response_metadata["coffee_nb"]["model"] == "fake/m1"
 
 
 def test_astream_falls_back():
@@ -378,18 +393,18 @@ def test_built_openai_client_uses_our_pool_and_no_sdk_retries(monkeypatch):
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0000000000000000")
     cand = AutoPicker("openai/gpt-4o-mini").candidates[0]
-    model = cand.chat_model(timeout=12)
+    model = cand.chat_model()
     assert model.max_retries == 0
     assert model.root_client._client is get_http_client()
     assert model.stream_usage is True
-    assert cand.chat_model(timeout=12) is model  # built once
+    assert cand.chat_model() is model  # built once
     assert cand.context_window == 128_000  # maintained data (genai-prices)
     assert cand.facts.price.source == "genai-prices"
 
     async def in_loop():
         import asyncio as aio
 
-        m = cand.chat_model(timeout=5, loop=aio.get_running_loop())
+        m = cand.chat_model(loop=aio.get_running_loop())
         from coffee_nb import get_async_http_client
 
         assert m.root_async_client._client is get_async_http_client()

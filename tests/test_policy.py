@@ -35,12 +35,12 @@ def chain(primary_script, fallback_script=("fallback answer",), **kwargs):
 TABLE = {
     ErrorClass.RATE_LIMIT: (http_error(429), 3, "fallback"),
     ErrorClass.SERVER: (http_error(500), 3, "fallback"),
-    ErrorClass.TIMEOUT: (TimeoutError("slow"), 3, "fallback"),
-    ErrorClass.CONNECTION: (ConnectionResetError("reset"), 3, "fallback"),
+    ErrorClass.TIMEOUT: (TimeoutError("slow"), 1, "fallback"),  # a silent route: fail over at once
+    ErrorClass.CONNECTION: (ConnectionResetError("reset"), 2, "fallback"),  # a reset is retried once
     ErrorClass.CONTEXT_OVERFLOW: (http_error(400, code="context_length_exceeded"), 1, "fallback"),
-    ErrorClass.CONTENT_FILTER: (http_error(400, "filtered", code="content_filter"), 1, "fallback"),
     ErrorClass.AUTH: (http_error(401), 1, "fallback"),
     ErrorClass.NOT_FOUND: (http_error(404), 1, "fallback"),
+    ErrorClass.UNKNOWN: (RuntimeError("custom model exploded"), 1, "fallback"),
 }
 
 
@@ -70,11 +70,36 @@ def test_bad_request_raises_without_fallback_or_cooldown():
     assert llm.invoke("again").content == "fine"  # not cooled down
 
 
-def test_unknown_exception_is_raised_as_is():
-    llm, primary, fallback = chain([ZeroDivisionError("bug in my model")])
+def test_unknown_exception_raised_as_is_when_the_policy_says_so():
+    llm, primary, fallback = chain([ZeroDivisionError("bug in my model")], policy=Policy(on_unknown_error="raise"))
     with pytest.raises(ZeroDivisionError):
         llm.invoke("hi")
     assert fallback.steps_taken == 0
+
+
+def test_unknown_exception_of_a_candidate_falls_back_and_names_its_class():
+    llm, primary, fallback = chain([TypeError("__init__() got an unexpected keyword argument 'temperature'")])
+    msg = llm.invoke("hi")
+    assert msg.content == "fallback answer"
+    first = msg.response_metadata["coffee_nb"].records[0]
+    assert first.error_class == "unknown" and first.error_message.startswith("TypeError: ")
+
+
+def test_timeout_is_retried_when_no_other_model_is_left():
+    primary = ScriptedChatModel(model_name="alone", script=[TimeoutError("slow"), "second try"])
+    llm = AutoPicker(primary, policy=FAST, seed=0)
+    assert llm.invoke("hi").content == "second try"
+
+
+def test_content_filter_raises_the_providers_reason_by_default_and_can_fall_back():
+    filtered = http_error(400, "Your request was rejected by the safety system", code="content_policy_violation")
+    llm, primary, fallback = chain([filtered])
+    with capture_records() as records, pytest.raises(type(filtered), match="safety system"):
+        llm.invoke("hi")
+    assert fallback.steps_taken == 0 and primary.steps_taken == 1
+    assert [r.error_class for r in records] == ["content_filter"]
+    llm, primary, fallback = chain([filtered], policy=Policy(on_content_filter="fallback"))
+    assert llm.invoke("hi").content == "fallback answer"
 
 
 def test_every_error_class_has_a_rule():
@@ -157,19 +182,28 @@ def test_cooldown_opens_skips_then_half_open_probe():
     assert llm.candidates[0].breaker.state == "closed"
 
 
-def test_failed_probe_reopens():
-    breaker = CircuitBreaker(cooldown_after=2, cooldown=10)
+def test_failed_probe_reopens_with_a_doubling_cooldown_that_resets_on_success():
+    breaker = CircuitBreaker(cooldown_after=2, cooldown=10, cooldown_min=1)
     breaker.failure(Trip.COUNT, now=0)
-    assert breaker.allow(1)
-    breaker.failure(Trip.COUNT, now=1)
-    assert not breaker.allow(5)
-    assert breaker.allow(11.5)  # half-open: one probe
-    assert not breaker.allow(11.6)  # only one
-    breaker.failure(Trip.COUNT, now=12)  # probe failed: open again
-    assert not breaker.allow(13)
-    assert breaker.allow(22.1)
+    assert breaker.allow(0.5)
+    breaker.failure(Trip.COUNT, now=1)  # second in a row: open for 1 s
+    assert not breaker.allow(1.5)
+    assert breaker.allow(2.1)  # half-open: one probe
+    assert not breaker.allow(2.2)  # only one
+    breaker.failure(Trip.COUNT, now=2.2)  # probe failed: open again, twice as long
+    assert not breaker.allow(4.1)
+    assert breaker.allow(4.3)
+    breaker.failure(Trip.COUNT, now=4.3)  # and again: 4 s
+    assert not breaker.allow(8.2)
+    assert breaker.allow(8.4)
+    for t in range(9, 60, 11):  # keeps failing: capped at ``cooldown``
+        breaker.failure(Trip.COUNT, now=t)
+    assert breaker.open_until() - 53 == 10
     breaker.success()
-    assert breaker.allow(22.2) and breaker.allow(22.3)
+    assert breaker.allow(53.1) and breaker.allow(53.2)
+    breaker.failure(Trip.COUNT, now=54)
+    breaker.failure(Trip.COUNT, now=54)
+    assert breaker.open_until() == 55  # back to the shortest cooldown after a success
 
 
 def test_caller_errors_never_trip_a_cooldown():

@@ -32,7 +32,9 @@ __all__ = [
     "SandboxModel",
     "SandboxServer",
     "add_model",
+    "attempts",
     "build_chat_model",
+    "clear_log",
     "clear_faults",
     "faults",
     "inject",
@@ -113,7 +115,10 @@ def inject(
     and/or ``rates`` (fault → probability for every later request, seeded).
 
     Faults: rate_limit (429, ``"rate_limit:0.5"`` sets Retry-After), server_error (500), overloaded (503),
-    hang (``"hang:3"``), reset, malformed, stream_error, context_overflow, auth (401), content_filter, ok.
+    hang (``"hang:3"``), reset, malformed, stream_error, context_overflow, auth (401), content_filter, ok;
+    mid-stream ``cut:N``, ``stall:N:S``, ``bad_sse:N``, ``no_done``; ``slow_first:S``, ``silent``,
+    ``reset_early``, ``no_prefill``, and ``down:S`` (every request for S seconds from now gets 503).
+    ``sandbox.FAULTS`` describes each.
     """
     name = _name(model)
     srv = server()
@@ -123,6 +128,23 @@ def inject(
         srv.faults.script(name, sequence)
     if rates is not None:
         srv.faults.set_rates(name, rates, seed)
+
+
+def attempts(model: str | None = None) -> list[dict[str, Any]]:
+    """Every chat request the server saw (oldest first): ``t`` (monotonic seconds, this process's clock),
+    ``model``, ``fault`` (the one it got, or None), ``stream`` and ``prefill``. Tests read conduct here."""
+    srv = _SANDBOX.server
+    if srv is None:
+        return []
+    name = None if model is None else _name(model)
+    return [dict(a) for a in list(srv.log) if name is None or a["model"] == name]
+
+
+def clear_log() -> None:
+    """Forget the requests seen so far (see :func:`attempts`)."""
+    srv = _SANDBOX.server
+    if srv is not None:
+        srv.log.clear()
 
 
 def clear_faults(model: str | None = None) -> None:

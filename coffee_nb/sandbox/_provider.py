@@ -29,7 +29,9 @@ def register() -> None:
     """Register the ``sandbox`` provider (a default entry of the provider registry)."""
     from coffee_nb._models import register_provider
 
-    register_provider("sandbox", _build, timeout_kwarg=True, model_info=model_info, encoding=ENCODING)
+    register_provider(
+        "sandbox", _build, timeout_kwarg=True, model_info=model_info, encoding=ENCODING, prefill=True, finish_reason=True
+    )
 
 
 def build_chat_model(model: str, settings: BuildSettings) -> BaseChatModel:

@@ -3,7 +3,8 @@
 Endpoints: ``POST /v1/chat/completions`` (plain and SSE streaming, usage chunk on
 ``stream_options.include_usage``), ``GET /v1/models``, and a control plane for other processes:
 ``POST /sandbox/faults`` ``{"model", "sequence": [...], "rates": {...}, "seed"}``,
-``DELETE /sandbox/faults``, ``GET /sandbox/stats``.
+``DELETE /sandbox/faults``, ``GET /sandbox/stats``, ``GET /sandbox/log`` (every request with its time and
+fault, so tests can check a client's conduct: retries, waits, hammering).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from coffee_nb._format import content_text
 from coffee_nb._tokens import count_prompt, count_tokens
 from coffee_nb.sandbox._catalog import ENCODING, MODELS, SandboxModel
 from coffee_nb.sandbox._faults import Fault, FaultBook
+from coffee_nb.sandbox._sse import STREAM_ONLY, stream_answer
 
 __all__ = ["SandboxServer"]
 
@@ -42,6 +44,15 @@ _ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
 
 def _error(status: int, message: str, *, type_: str, code: str | None = None, param: str | None = None) -> tuple[int, dict]:
     return status, {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _model_of(body: bytes) -> str | None:
+    """The model an (invalid) request named, for the request log."""
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return model.removeprefix("sandbox/") if isinstance(model, str) else None
 
 
 class _BadRequest(Exception):
@@ -109,6 +120,7 @@ class SandboxServer:
         self.faults = FaultBook()
         self.replies: dict[str, list[str]] = {}
         self.requests: Counter[str] = Counter()
+        self.log: list[dict[str, Any]] = []  # every chat request: monotonic time, model, fault, stream, prefill
         self._rngs: dict[str, random.Random] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -251,7 +263,10 @@ class SandboxServer:
         if path == "/sandbox/stats" and method == "GET":
             await self._json(conn, writer, 200, {"requests": dict(self.requests)})
             return True
-        known = {"/v1/chat/completions", "/v1/models", "/sandbox/faults", "/sandbox/stats"}
+        if path == "/sandbox/log" and method == "GET":
+            await self._json(conn, writer, 200, {"attempts": list(self.log)})
+            return True
+        known = {"/v1/chat/completions", "/v1/models", "/sandbox/faults", "/sandbox/stats", "/sandbox/log"}
         status = 405 if path in known else 404
         message = f"Invalid URL ({method} {request.target.decode()})" if status == 404 else f"Method {method} not allowed"
         await self._json(conn, writer, *_error(status, message, type_="invalid_request_error"))
@@ -337,6 +352,8 @@ class SandboxServer:
         try:
             req = self._validate(body)
         except _BadRequest as exc:
+            self.log.append({"t": time.monotonic(), "model": _model_of(body), "fault": "bad_request", "stream": False,
+                             "prefill": False})
             await self._json(conn, writer, *_error(400, str(exc), type_="invalid_request_error", param=exc.param, code=exc.code))
             return True
         name = req["model"].removeprefix("sandbox/")
@@ -358,13 +375,39 @@ class SandboxServer:
             rng = self._rngs.setdefault(f"faults/{name}", random.Random(f"{self.seed}/faults/{name}"))
         fault = self.faults.draw(name, model.failure_rates, rng)
         stream = bool(req.get("stream"))
-        await asyncio.sleep(self._latency(model, model.latency_ms))
-        if fault is not None and fault.kind != "stream_error":
-            return await self._fault(conn, writer, fault, model)
-        if fault is not None and not stream:  # stream_error on a plain request: a 500
-            return await self._fault(conn, writer, Fault("server_error"), model)
-
         messages = req["messages"]
+        prefill = messages[-1].get("role") == "assistant"
+        if self.faults.down(name) > 0:
+            fault = Fault("overloaded")
+        self.log.append(
+            {"t": time.monotonic(), "model": name, "fault": fault.kind if fault else None, "stream": stream,
+             "prefill": prefill}
+        )
+        await asyncio.sleep(self._latency(model, model.latency_ms))
+        if fault is not None and fault.kind == "no_prefill":
+            if prefill:
+                await self._json(conn, writer, *_error(
+                    400, "This model does not support assistant message prefill (the last message must be from "
+                    "the user).", type_="invalid_request_error", param="messages"))
+                return True
+            fault = None
+        if fault is not None and fault.kind == "slow_first":
+            if not stream:
+                await asyncio.sleep(20.0 if fault.seconds is None else fault.seconds)
+                fault = None
+        elif fault is not None and fault.kind in STREAM_ONLY:
+            if not stream:  # the plain-request twin of a stream fault
+                plain = STREAM_ONLY[fault.kind]
+                if plain is None:
+                    fault = None
+                elif plain == "hang_then_answer":
+                    await asyncio.sleep(30.0 if fault.seconds is None else fault.seconds)
+                    fault = None
+                else:
+                    return await self._fault(conn, writer, Fault(plain), model)
+        elif fault is not None:
+            return await self._fault(conn, writer, fault, model)
+
         prompt_tokens = count_prompt(messages, ENCODING)
         max_tokens = req.get("max_completion_tokens") or req.get("max_tokens")
         if prompt_tokens + (max_tokens or 0) > model.context_window:
@@ -383,8 +426,13 @@ class SandboxServer:
             )
             return True
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
-        tool_call = self._tool_call(req)
-        text = "" if tool_call else self._reply(model, req, content_text(last_user.get("content")))
+        tool_call = None if prefill else self._tool_call(req)
+        asked = {**req, "messages": messages[:-1]} if prefill else req  # the answer the prefill is part of
+        text = "" if tool_call else self._reply(model, asked, content_text(last_user.get("content")))
+        if prefill:  # continue the assistant's text: the rest of this model's answer, word by word
+            done = len(content_text(messages[-1].get("content")).split())
+            rest = text.split(" ")[done:]
+            text = (" " + " ".join(rest)) if rest else ""
         if not tool_call:
             fmt = req.get("response_format") or {}
             if fmt.get("type") == "json_schema":
@@ -420,7 +468,7 @@ class SandboxServer:
             cid = f"chatcmpl-sandbox{self._counter:08d}"
         created = int(time.time())
         if stream:
-            return await self._stream(conn, writer, req, model, cid, created, text, tool_call, finish, usage, fault)
+            return await stream_answer(self, conn, writer, req, model, cid, created, text, tool_call, finish, usage, fault)
         message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
         if tool_call:
             message["tool_calls"] = [tool_call]
@@ -467,55 +515,6 @@ class SandboxServer:
             self._counter += 1
             call_id = f"call_sandbox{self._counter:08d}"
         return {"id": call_id, "type": "function", "function": {"name": fn.get("name", "tool"), "arguments": json.dumps(args)}}
-
-    async def _stream(
-        self,
-        conn: h11.Connection,
-        writer: asyncio.StreamWriter,
-        req: dict[str, Any],
-        model: SandboxModel,
-        cid: str,
-        created: int,
-        text: str,
-        tool_call: dict[str, Any] | None,
-        finish: str,
-        usage: dict[str, Any],
-        fault: Fault | None,
-    ) -> bool:
-        headers = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
-        await self._send(conn, writer, h11.Response(status_code=200, headers=headers))
-
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            return {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model.name,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-            }
-
-        async def event(payload: Any) -> None:
-            data = payload if isinstance(payload, str) else json.dumps(payload)
-            await self._send(conn, writer, h11.Data(data=f"data: {data}\n\n".encode()))
-
-        await event(chunk({"role": "assistant", "content": ""}))
-        if tool_call:
-            await event(chunk({"tool_calls": [{"index": 0, **tool_call}]}))
-        else:
-            pieces = text.split(" ")
-            for i, piece in enumerate(pieces):
-                if fault is not None and i >= 2:  # stream_error: a few chunks, then an error event
-                    await event({"error": {"message": "The server had an error while streaming", "type": "server_error", "code": None}})
-                    await self._send(conn, writer, h11.EndOfMessage())
-                    return True
-                await asyncio.sleep(self._latency(model, model.token_ms))
-                await event(chunk({"content": piece if i == 0 else " " + piece}))
-        await event(chunk({}, finish))
-        if (req.get("stream_options") or {}).get("include_usage"):
-            await event({**chunk({}), "choices": [], "usage": usage})
-        await event("[DONE]")
-        await self._send(conn, writer, h11.EndOfMessage())
-        return True
 
     async def _fault(self, conn: h11.Connection, writer: asyncio.StreamWriter, fault: Fault, model: SandboxModel) -> bool:
         kind = fault.kind
@@ -573,6 +572,12 @@ class SandboxServer:
         elif kind == "hang":
             await asyncio.sleep(60.0 if fault.seconds is None else fault.seconds)
             await self._json(conn, writer, *_error(504, "The sandbox hung on purpose.", type_="server_error"))
+        elif kind == "silent":  # accepted, never answered: hold until the client gives up
+            await asyncio.sleep(300.0 if fault.seconds is None else fault.seconds)
+            return False
+        elif kind == "reset_early":
+            writer.transport.abort()
+            return False
         elif kind == "reset":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4096\r\n\r\n{\"id\": \"chatcmpl-")
             await writer.drain()

@@ -1,4 +1,6 @@
-"""Every sandbox fault × (invoke, ainvoke, stream) → the right action, through the real HTTP path."""
+"""Every sandbox fault × (invoke, ainvoke, stream, astream) → a complete answer where a healthy fallback
+exists, through the real HTTP path (ChatOpenAI → the sandbox server), and the conduct behind it: the
+sandbox logs every request, so retries, waits and failovers are checked, not just the answer."""
 
 from __future__ import annotations
 
@@ -9,35 +11,53 @@ from typing import Any
 
 import pytest
 
+import coffee_nb
 from coffee_nb import (
     AllModelsFailedError,
     AutoPicker,
     DeadlineExceededError,
     Policy,
+    StreamInterruptedError,
     capture_records,
     sandbox,
 )
 
-POLICY = Policy(backoff_base=0.001, backoff_cap=0.002, attempt_timeout=1.0, deadline=20)
+POLICY = Policy(
+    backoff_base=0.001,
+    backoff_cap=0.002,
+    attempt_timeout=2.0,
+    first_token_timeout=1.0,
+    idle_timeout=1.0,
+    deadline=20,
+)
+MODES = ["invoke", "ainvoke", "stream", "astream"]
+STREAMS = ["stream", "astream"]
 
-# fault -> (error class, action): "retry" = the same model answers on its 2nd attempt,
-# "fallback" = the next model answers, "raise" = the error reaches the caller.
+# fault -> (error class, who answers): "retry" = the same model on its 2nd attempt, "fallback" = the next model
 MATRIX: dict[str, tuple[str, str]] = {
     "rate_limit:0.01": ("rate_limit", "retry"),
     "server_error": ("server", "retry"),
     "overloaded": ("server", "retry"),
-    "hang:3": ("timeout", "retry"),
+    "hang:5": ("timeout", "fallback"),  # a silent route is not retried while a fallback exists
+    "silent:5": ("timeout", "fallback"),
+    "slow_first:5": ("timeout", "fallback"),  # first-token limit (streams) / attempt timeout (invoke)
     "reset": ("connection", "retry"),
+    "reset_early": ("connection", "retry"),
     "malformed": ("server", "retry"),
     "context_overflow": ("context_overflow", "fallback"),
     "auth": ("auth", "fallback"),
-    "content_filter": ("content_filter", "fallback"),
 }
-MODES = ["invoke", "ainvoke", "stream"]
+# mid-stream faults: (error class on a stream, on a plain request), who answers (streams continue by prefill)
+MID_STREAM: dict[str, tuple[str, str | None, str]] = {
+    "cut:3": ("connection", "connection", "retry"),
+    "stream_error": ("server", "server", "retry"),
+    "bad_sse:3": ("server", "server", "retry"),
+    "stall:3:5": ("timeout", "timeout", "fallback"),
+}
 
 
 class Ledger:
-    """A minimal two-phase budget that records what is committed (the real one arrives with budgets)."""
+    """A minimal two-phase budget that records what is committed and released."""
 
     def __init__(self) -> None:
         self.open: dict[int, Decimal | None] = {}
@@ -59,73 +79,208 @@ class Ledger:
         self.released += 1
 
 
-def call(llm: AutoPicker, mode: str, prompt: str = "hello") -> Any:
+def call(llm: Any, mode: str, prompt: str = "hello there friend") -> tuple[Any, list[Any]]:
+    """The final message (restart markers honoured) and every chunk the caller saw."""
     if mode == "invoke":
-        return llm.invoke(prompt)
+        return llm.invoke(prompt), []
     if mode == "ainvoke":
-        return asyncio.run(llm.ainvoke(prompt))
-    total = None
-    for chunk in llm.stream(prompt):
-        total = chunk if total is None else total + chunk
-    return total
+        return asyncio.run(llm.ainvoke(prompt)), []
+    if mode == "stream":
+        chunks = list(llm.stream(prompt))
+    else:
+
+        async def go() -> list[Any]:
+            return [c async for c in llm.astream(prompt)]
+
+        chunks = asyncio.run(go())
+    return coffee_nb.collect(chunks), chunks
+
+
+def reference(model: str, prompt: str = "hello there friend") -> str:
+    """What ``model`` answers to ``prompt`` with no fault (the sandbox is deterministic)."""
+    return AutoPicker(model).invoke(prompt).content
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fault", list(MATRIX))
 def test_fault_matrix(fault, mode):
     error_class, action = MATRIX[fault]
+    expected_model = "sandbox/fast" if action == "retry" else "sandbox/echo"
     ledger = Ledger()
     llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=POLICY, budget=ledger)
+    expected_text = reference(expected_model)
+    sandbox.clear_log()
     sandbox.inject("sandbox/fast", [fault])
+    start = time.monotonic()
     with capture_records() as records:
-        msg = call(llm, mode)
+        msg, chunks = call(llm, mode)
+    elapsed = time.monotonic() - start
     meta = msg.response_metadata["coffee_nb"]
-    expected_model = "sandbox/fast" if action == "retry" else "sandbox/echo"
+    assert msg.content == expected_text  # a complete answer
     assert meta["model"] == expected_model
     assert [(r.model, r.outcome.value, r.error_class) for r in records] == [
         ("sandbox/fast", "error", error_class),
         (expected_model, "ok", None),
     ]
     assert records[1].role.value == ("retry" if action == "retry" else "fallback")
-    # failed attempts are never charged: released, not committed
+    # failed attempts are never charged: released, not committed; the answer's usage is its model's
     assert records[0].cost is None and ledger.released == 1
     assert ledger.committed == [records[1].cost] and records[1].cost > 0 and ledger.open == {}
-    if fault.startswith("hang"):
-        assert records[0].latency_s < 2.5  # bounded by the attempt timeout, not the 3 s hang
+    assert meta["tokens"]["output"] == records[1].output_tokens > 0 and not meta["tokens"]["estimated"]
+    # conduct: the failing model was tried exactly as often as the policy says
+    tries = [a for a in sandbox.attempts("sandbox/fast")]
+    assert len(tries) == (2 if action == "retry" else 1)
+    assert elapsed < 4.5  # bounded: the 1–2 s limits, never the fault's 5 s
+    assert llm.invoke("and now?").response_metadata["coffee_nb"]["role"] in ("primary", "fallback")
 
 
-@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
-def test_stream_error_fault_on_plain_calls_is_a_server_error(mode):
-    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=POLICY)
-    sandbox.inject("sandbox/fast", ["stream_error"])
-    with capture_records() as records:
-        msg = call(llm, mode)
-    assert msg.response_metadata["coffee_nb"]["model"] == "sandbox/fast"
-    assert records[0].error_class == "server"
-
-
-@pytest.mark.parametrize("mode", ["stream", "astream"])
-def test_mid_stream_error_propagates_after_first_chunk(mode):
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fault", list(MID_STREAM))
+def test_mid_stream_faults_end_in_one_complete_answer(fault, mode):
+    stream_class, plain_class, action = MID_STREAM[fault]
+    streamed = mode in STREAMS
+    error_class = stream_class if streamed else plain_class
+    expected_model = "sandbox/fast" if action == "retry" else "sandbox/echo"
     ledger = Ledger()
     llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=POLICY, budget=ledger)
-    sandbox.inject("sandbox/fast", ["stream_error"])
-    seen: list[str] = []
-
-    async def astream() -> None:
-        async for chunk in llm.astream("hello there"):
-            seen.append(chunk.content)
-
-    with capture_records() as records, pytest.raises(Exception, match="error while streaming"):
-        if mode == "stream":
-            for chunk in llm.stream("hello there"):
-                seen.append(chunk.content)
+    full_fast = reference("sandbox/fast")
+    sandbox.clear_log()
+    sandbox.inject("sandbox/fast", [fault])
+    with capture_records() as records:
+        msg, chunks = call(llm, mode)
+    assert msg.response_metadata["coffee_nb"]["model"] == expected_model
+    assert [r.error_class for r in records] == [error_class, None]
+    assert not any(coffee_nb.is_restart(c) for c in chunks)  # continued, not restarted
+    if streamed:
+        text = "".join(c.content for c in chunks)  # the caller's plain concatenation
+        assert text == msg.content
+        if action == "retry":
+            assert text == full_fast  # the same model picked up where it broke off
         else:
-            asyncio.run(astream())
-    assert "".join(seen).strip()  # text had already arrived from sandbox/fast
-    assert [r.model for r in records] == ["sandbox/fast"]  # no fallback after the first chunk
-    assert records[0].outcome == "error" and records[0].ttft_s is not None
-    # what was streamed is billed by providers: its estimated cost is committed, not dropped
-    assert records[0].tokens_estimated and records[0].cost is not None and ledger.committed == [records[0].cost]
+            assert text.startswith(" ".join(full_fast.split(" ")[:3]))
+        # the resumed attempt was sent the delivered text as an assistant prefill
+        assert sandbox.attempts()[-1]["prefill"] is True
+        # what the broken stream delivered was billed (estimated) and committed, nothing left open
+        assert records[0].cost is not None and records[0].tokens_estimated
+        assert ledger.committed == [records[0].cost, records[1].cost] and ledger.open == {}
+    else:
+        assert msg.content == reference(expected_model)
+
+
+@pytest.mark.parametrize("mode", STREAMS)
+def test_cut_stream_whose_fallback_rejects_prefill_restarts_without_showing_the_400(mode):
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(max_retries=0, deadline=20))
+    sandbox.inject("sandbox/fast", ["cut:3"])
+    sandbox.inject("sandbox/echo", ["no_prefill"])
+    with capture_records() as records:
+        msg, chunks = call(llm, mode)
+    assert msg.content == reference("sandbox/echo")  # the fallback's whole answer
+    markers = [c for c in chunks if coffee_nb.is_restart(c)]
+    assert len(markers) == 1
+    assert [r.error_class for r in records] == ["connection", "bad_request", None]
+    assert records[-1].model == "sandbox/echo"
+
+
+@pytest.mark.parametrize("mode", STREAMS)
+def test_stream_recovery_raise_gives_the_partial_text_and_the_real_failure(mode):
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(stream_recovery="raise"))
+    sandbox.inject("sandbox/fast", ["cut:3"])
+    with pytest.raises(StreamInterruptedError) as info:
+        call(llm, mode)
+    assert info.value.partial_text == " ".join(reference("sandbox/fast").split(" ")[:3])
+    assert [a.error_class for a in info.value.attempts] == ["connection"]
+    assert sandbox.attempts("sandbox/echo") == []
+
+
+@pytest.mark.parametrize("mode", STREAMS)
+def test_stream_restart_mode_marks_the_switch_in_band(mode):
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(stream_recovery="restart", max_retries=0))
+    sandbox.inject("sandbox/fast", ["cut:3"])
+    msg, chunks = call(llm, mode)
+    assert sum(coffee_nb.is_restart(c) for c in chunks) == 1
+    assert msg.content == reference("sandbox/echo")
+    assert not any(a["prefill"] for a in sandbox.attempts())
+
+
+@pytest.mark.parametrize("mode", STREAMS)
+def test_stream_without_done_finalises_at_once_with_usage(mode):
+    llm = AutoPicker("sandbox/fast", policy=POLICY)
+    sandbox.inject("sandbox/fast", ["no_done:30"])
+    start = time.monotonic()
+    with capture_records() as records:
+        msg, _ = call(llm, mode)
+    assert time.monotonic() - start < 2  # not the 30 s the server holds the connection
+    assert msg.content == reference("sandbox/fast")
+    assert [r.outcome.value for r in records] == ["ok"] and not records[0].tokens_estimated
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_content_filter_raises_the_providers_reason_by_default(mode):
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=POLICY)
+    sandbox.inject("sandbox/fast", ["content_filter"])
+    with pytest.raises(Exception, match="content management policy"):
+        call(llm, mode)
+    assert sandbox.attempts("sandbox/echo") == [] and len(sandbox.attempts("sandbox/fast")) == 1
+    routed = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(on_content_filter="fallback"))
+    sandbox.inject("sandbox/fast", ["content_filter"])
+    msg, _ = call(routed, mode)
+    assert msg.response_metadata["coffee_nb"]["model"] == "sandbox/echo"
+
+
+# -- conduct -------------------------------------------------------------------------------------------
+
+
+def test_retry_after_is_honoured_at_the_server():
+    llm = AutoPicker("sandbox/fast", policy=Policy(backoff_base=0.001, max_retry_after=10))
+    sandbox.inject("sandbox/fast", ["rate_limit:2"])
+    llm.invoke("hi")
+    first, second = sandbox.attempts("sandbox/fast")
+    assert second["t"] - first["t"] >= 1.8
+
+
+def test_no_hammering_on_a_persistent_429():
+    llm = AutoPicker("sandbox/fast", policy=Policy(deadline=3, max_retry_after=10))
+    sandbox.inject("sandbox/fast", rates={"rate_limit": 1.0})
+    start = time.monotonic()
+    with pytest.raises(AllModelsFailedError):
+        llm.invoke("hi")
+    assert time.monotonic() - start < 4
+    assert len(sandbox.attempts("sandbox/fast")) <= 4
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_same_model_retry_on_a_400(mode):
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=POLICY).bind(temperature=7)  # the server says 400
+    with pytest.raises(Exception, match="temperature"):
+        call(llm, mode)
+    assert len(sandbox.attempts("sandbox/fast")) == 1 and sandbox.attempts("sandbox/echo") == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_silent_route_is_tried_once_then_the_fallback_answers(mode):
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=POLICY)
+    sandbox.inject("sandbox/fast", rates={"silent": 1.0})
+    start = time.monotonic()
+    msg, _ = call(llm, mode)
+    assert msg.response_metadata["coffee_nb"]["model"] == "sandbox/echo"
+    assert time.monotonic() - start < 3
+    assert len(sandbox.attempts("sandbox/fast")) == 1
+
+
+def test_recovered_primary_is_used_again_within_two_requests():
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(backoff_base=0.01, backoff_cap=0.02))
+    sandbox.inject("sandbox/fast", ["down:2.5"])
+    answered = []
+    for _ in range(8):
+        answered.append(llm.invoke("hi").response_metadata["coffee_nb"]["model"])
+        time.sleep(1.0)
+    assert answered[0] == "sandbox/echo"
+    back = [i for i, a in enumerate(sandbox.attempts("sandbox/fast")) if a["fault"] is None]
+    assert back, "the primary was never tried again after it came back"
+    first_ok_request = answered.index("sandbox/fast")
+    # the primary was down for the first 2.5 s: requests 0–2; it must answer again by request 3 + 2
+    assert first_ok_request <= 5
+    assert answered[first_ok_request:] == ["sandbox/fast"] * (len(answered) - first_ok_request)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -6,10 +6,10 @@ import time
 from decimal import Decimal
 
 import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
 
 from coffee_nb import AutoPicker, Policy, capture_records, count_message_tokens, sandbox
 from coffee_nb._pricing import price_for
-from langchain_core.messages import HumanMessage, SystemMessage
 
 
 def test_simple_invoke():
@@ -119,7 +119,7 @@ def test_pooled_http_client_is_reused():
 
     llm = AutoPicker("sandbox/fast")
     llm.invoke("one")
-    model = llm.candidates[0].chat_model(timeout=10)
+    model = llm.candidates[0].chat_model()
     assert model.root_client._client is get_http_client()
 
 

@@ -1,0 +1,74 @@
+"""Consuming AutoPicker streams: restart markers honoured, one final message out.
+
+A stream that broke mid-answer and was restarted on another model carries an in-band marker (a chunk
+with ``response_metadata["coffee_nb"]["restart"] = True``): everything before it is not part of the
+answer. ``collect`` / ``acollect`` return the final message with that taken into account.
+
+>>> message = coffee_nb.collect(llm.stream("Explain p95 latency"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk
+
+__all__ = ["acollect", "collect", "is_restart"]
+
+
+def is_restart(chunk: Any) -> bool:
+    """Is ``chunk`` (a message chunk or a ChatGenerationChunk) a restart marker?"""
+    message = getattr(chunk, "message", chunk)
+    meta = getattr(message, "response_metadata", None) or {}
+    value = meta.get("coffee_nb")
+    # the closing summary of a restarted stream says "restarted" and has a call_id; the marker has neither
+    return isinstance(value, dict) and bool(value.get("restart")) and "call_id" not in value
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.total: BaseMessageChunk | None = None
+        self.summary: Any = None
+
+    def add(self, chunk: Any) -> None:
+        message = getattr(chunk, "message", chunk)
+        if is_restart(message):
+            self.total = None  # the answer starts over
+            return
+        meta = message.response_metadata.get("coffee_nb")
+        if meta is not None:  # the closing summary: kept as it is, not merged
+            self.summary = meta
+            message = AIMessageChunk(content="", response_metadata={})
+        self.total = message if self.total is None else self.total + message
+
+    def result(self) -> AIMessage:
+        total = self.total
+        if total is None:
+            total = AIMessageChunk(content="")
+        meta = dict(total.response_metadata)
+        if self.summary is not None:
+            meta["coffee_nb"] = self.summary
+        return AIMessage(
+            content=total.content,
+            response_metadata=meta,
+            usage_metadata=getattr(total, "usage_metadata", None),
+            tool_calls=getattr(total, "tool_calls", []),
+            id=total.id,
+        )
+
+
+def collect(stream: Iterable[Any]) -> AIMessage:
+    """The final message of a stream of chunks, honouring coffee_nb's restart markers."""
+    collector = _Collector()
+    for chunk in stream:
+        collector.add(chunk)
+    return collector.result()
+
+
+async def acollect(stream: AsyncIterable[Any]) -> AIMessage:
+    """:func:`collect` for an async stream."""
+    collector = _Collector()
+    async for chunk in stream:
+        collector.add(chunk)
+    return collector.result()
