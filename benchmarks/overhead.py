@@ -26,10 +26,16 @@ from coffee_nb import AutoPicker, Policy, register_price
 
 
 class Bare(BaseChatModel):
-    """The cheapest honest chat model: a constant answer with usage."""
+    """The cheapest honest chat model: a constant answer with usage.
+
+    Like real clients (ChatOpenAI, ChatAnthropic, ...) it declares its own request ``timeout``, so
+    AutoPicker can trust a call to end by itself; ``Unbounded`` below declares none, and AutoPicker
+    then enforces the attempt timeout with a watchdog thread (measured as its own variant).
+    """
 
     name_: str = "bare"
     fail: bool = False
+    timeout: float | None = 10.0
 
     @property
     def _llm_type(self) -> str:
@@ -77,24 +83,27 @@ def run(sqlite_path: Path) -> None:
 
     bare, bare2 = Bare(), Bare(name_="bare2")
     failing = Bare(name_="failing", fail=True)
+    unbounded = Bare(name_="unbounded", timeout=None)
     b = budget()
     picker = AutoPicker(bare, [bare2], metrics=sinks(), budget=b, policy=policy)
     picker_nb = AutoPicker(bare, [bare2], metrics=sinks(), policy=policy)
     b_sql = budget(sqlite_path)
     picker_sql = AutoPicker(bare, [bare2], metrics=sinks(), budget=b_sql, policy=policy)
+    picker_thread = AutoPicker(unbounded, [bare2], metrics=sinks(), policy=policy)
     picker_fail = AutoPicker(failing, [bare2], metrics=sinks(), budget=b, policy=Policy(max_retries=0, cooldown_after=10**9))
     lc = bare.with_fallbacks([bare2])
     lc_fail = failing.with_fallbacks([bare2])
     prompt = "hello"
 
     # interleave finely (small batches, round-robin) so machine noise hits all variants alike
-    results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap_nb", "ap", "ap_sql", "lc_fail", "ap_fail")}
+    results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap_nb", "ap", "ap_sql", "ap_thread", "lc_fail", "ap_fail")}
     fns = {
         "bare": lambda: bare.invoke(prompt),
         "lc": lambda: lc.invoke(prompt),
         "ap_nb": lambda: picker_nb.invoke(prompt),
         "ap": lambda: picker.invoke(prompt),
         "ap_sql": lambda: picker_sql.invoke(prompt),
+        "ap_thread": lambda: picker_thread.invoke(prompt),
         "lc_fail": lambda: lc_fail.invoke(prompt),
         "ap_fail": lambda: picker_fail.invoke(prompt),
     }
@@ -122,6 +131,10 @@ def run(sqlite_path: Path) -> None:
     print(f"  AutoPicker (pricing, {metrics_name:<13})    {m['ap_nb']:8.1f}   self {nb_self:7.1f}")
     print(f"  AutoPicker (+ in-memory budget)       {m['ap']:8.1f}   self {ap_self:7.1f}")
     print(f"  AutoPicker (+ SQLite-ledger budget)   {m['ap_sql']:8.1f}   self {sql_self:7.1f}")
+    thread_self = m["ap_thread"] - m["bare"]
+    print(f"  AutoPicker, model with no timeout of its own (watchdog thread)"
+          f" {m['ap_thread']:8.1f}   self {thread_self:7.1f}   ratio {thread_self / lc_self:.2f} (no target: a guarantee"
+          " with_fallbacks doesn't give)")
     print(f"  self-time ratio AutoPicker / with_fallbacks: {nb_self / lc_self:.2f} without budget, "
           f"{ap_self / lc_self:.2f} with budget  (target <= 1.00)")
     print(f"  self-time ratio with the SQLite ledger: {sql_self / lc_self:.2f}  (target <= 2.00)")

@@ -289,6 +289,7 @@ class Candidate:
         self.reasoning = bool(self._profile_flag("reasoning_output") or _REASONING_NAMES.search(self.model))
         cls = type(self.instance).__name__ if self.instance is not None else ""
         self.prefill = cls in _PREFILL_CLASSES if self._provider is None else self._provider.prefill
+        self._own_timeout = _own_timeout(self.instance)  # read once: settings of a client rarely change
         self.reports_finish = cls in _FINISH_REASON_CLASSES if self._provider is None else self._provider.finish_reason
         # does a call bound its own time? (a per-call timeout we pass, or the client's own, short enough)
         self.timeout_kwarg = cls in _TIMEOUT_KWARG_CLASSES if self._provider is None else self._provider.timeout_kwarg
@@ -305,7 +306,7 @@ class Candidate:
         """Will a call of this model end by itself within ``seconds`` (so no watchdog is needed)?"""
         if self.timeout_kwarg:
             return True
-        own = _own_timeout(self.instance)
+        own = self._own_timeout
         return own is not None and own <= seconds
 
     def _profile_flag(self, key: str) -> bool:

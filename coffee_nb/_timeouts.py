@@ -85,9 +85,9 @@ class _Workers:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
                 job.error = exc
             job.fn = _done
-            job.done.release()
-            with self._lock:
+            with self._lock:  # idle again before the caller wakes: its next submit reuses this worker
                 self._idle += 1
+            job.done.release()
 
 
 def _done() -> None:
