@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lab bench bench-deps venv clean
+.PHONY: demo test lint fmt lab bench bench-deps venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,18 @@ lab: $(STAMP)
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-test: $(STAMP)
+# Lint and format check first: seconds, and they fail before the minutes of pytest.
+test: lint
 	$(PY) -m pytest -rs tests notebooks $(NBVAL)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# Rewrite in place what the tools can fix; `make lint` shows what is left.
+fmt: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from overhead import Bare  # noqa: E402
+from overhead import Bare
 
-from coffee_nb import AutoPicker, Budget, LocalMetrics, register_price  # noqa: E402
-from coffee_nb.notebook.widgets import Dashboard  # noqa: E402
+from coffee_nb import AutoPicker, Budget, LocalMetrics, register_price
+from coffee_nb.notebook.widgets import Dashboard
 
 
 def run(calls: int, with_dashboard: bool) -> tuple[float, int]:
@@ -78,7 +78,10 @@ def main() -> None:
     a, b = statistics.median(plain), statistics.median(live)
     print(f"{args.calls} calls per run, {args.rounds} rounds each, alternating")
     print(f"  without dashboard  {a:7.2f} s   ({a / args.calls * 1e6:.0f} µs/call)")
-    print(f"  with dashboard     {b:7.2f} s   ({b / args.calls * 1e6:.0f} µs/call, {statistics.median(redraws):.0f} redraws)")
+    print(
+        f"  with dashboard     {b:7.2f} s   ({b / args.calls * 1e6:.0f} µs/call, "
+        f"{statistics.median(redraws):.0f} redraws)"
+    )
     print(f"  ratio with / without: {b / a:.3f}  (target <= 1.05)")
     parts, full = redraw_ms(args.calls)
     print(f"one redraw, {args.calls} calls recorded (median of 21)")

@@ -97,7 +97,11 @@ def main() -> None:
     print(f"  emit all:            {load:6.2f} s")
     print(f"  to_dataframe():      {statistics.median(times):6.2f} s   (target < 1 s)")
     print(f"  DataFrame bytes/rec: {size / len(df):6.0f} B   (target <= 300 B; {len(df):,} rows, deep memory)")
-    for name, read in (("snapshot()", local.snapshot), ("get_metrics()", local.get_metrics), ("summary()", local.summary)):
+    for name, read in (
+        ("snapshot()", local.snapshot),
+        ("get_metrics()", local.get_metrics),
+        ("summary()", local.summary),
+    ):
         times = []
         for _ in range(5):
             t = time.perf_counter()

@@ -368,7 +368,7 @@ def reset_defaults() -> None:
     for state in _STATES:
         try:
             state.reset()
-        except Exception as exc:  # noqa: BLE001 - reset the rest, then report
+        except Exception as exc:  # reset the rest, then report
             log.exception("coffee_nb: resetting %s failed", type(state).__name__)
             first = first or exc
     if first is not None:

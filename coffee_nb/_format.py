@@ -49,7 +49,7 @@ def parse_json(text: str) -> Any:
     import json
     import re
 
-    fenced = re.search(r"```(?:json)?\s*\n(.*?)```", text, re.S)
+    fenced = re.search(r"```(?:json)?\s*\n(.*?)```", text, re.DOTALL)
     body = fenced.group(1) if fenced else text
     try:
         return json.loads(body)

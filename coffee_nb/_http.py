@@ -16,7 +16,7 @@ from coffee_nb._validate import positive_int, positive_number
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["configure_http", "close", "get_async_http_client", "get_http_client", "reset"]
+__all__ = ["close", "configure_http", "get_async_http_client", "get_http_client", "reset"]
 
 DEFAULT_MAX_CONNECTIONS = int(_config.DEFAULT_HTTP_SETTINGS["max_connections"])
 DEFAULT_MAX_KEEPALIVE = int(_config.DEFAULT_HTTP_SETTINGS["max_keepalive_connections"])

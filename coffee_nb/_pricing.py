@@ -119,7 +119,9 @@ class Price:
             return from_pico(self.pico(input_tokens, output_tokens, cached_tokens, cache_write_tokens))
         return self._decimal_cost(input_tokens, output_tokens, cached_tokens, cache_write_tokens)
 
-    def _decimal_cost(self, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write_tokens: int) -> Decimal:
+    def _decimal_cost(
+        self, input_tokens: int, output_tokens: int, cached_tokens: int, cache_write_tokens: int
+    ) -> Decimal:
         inp = _rate(self.input, input_tokens) or _ZERO
         out = _rate(self.output, input_tokens) or _ZERO
         total = max(0, input_tokens - cached_tokens - cache_write_tokens) * inp + output_tokens * out

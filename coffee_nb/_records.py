@@ -109,7 +109,7 @@ def publish(sinks: Iterable[Callable[[CallRecord], Any]], record: CallRecord) ->
     for emit in sinks:
         try:
             emit(record)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("coffee_nb: record sink %r failed", emit)
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Answer", "Session", "ask", "configure", "get_session", "money", "parse_json", "reset"]
 
-DEFAULT_DAILY_BUDGET = Decimal("5")  # a hard daily cap unless configured: no surprise bills
+DEFAULT_DAILY_BUDGET = Decimal(5)  # a hard daily cap unless configured: no surprise bills
 SANDBOX_CHAIN = ("sandbox/fast", "sandbox/smart")
 KEYED_DEFAULTS = (("OPENAI_API_KEY", "openai/gpt-4o-mini"), ("ANTHROPIC_API_KEY", "anthropic/claude-3-5-haiku-latest"))
 KNOWN_MODELS = (
@@ -77,7 +77,8 @@ class Answer:
         return self.text
 
     def __repr__(self) -> str:
-        return f"Answer(model={self.model!r}, cost={self.cost_text()}, tokens={self.tokens.get('input')}→{self.tokens.get('output')})"
+        tokens = f"{self.tokens.get('input')}→{self.tokens.get('output')}"
+        return f"Answer(model={self.model!r}, cost={self.cost_text()}, tokens={tokens})"
 
     def cost_text(self) -> str:
         if self.cache_hit:
@@ -462,8 +463,9 @@ class Session:
             "provider": record.provider,
             "role": "primary",
             "fallback_reason": None,
-            "attempts": [{"model": record.model, "role": "primary", "outcome": "ok", "error_class": None,
-                          "latency_s": latency}],
+            "attempts": [
+                {"model": record.model, "role": "primary", "outcome": "ok", "error_class": None, "latency_s": latency}
+            ],
             "tokens": tokens,
             "cost": Decimal(0),
             "priced": True,

@@ -51,8 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         env_before = os.environ.get("COFFEE_NB_DATA_DIR")
         os.environ["COFFEE_NB_DATA_DIR"] = data  # a fresh ledger and cache: the demo never touches yours
         try:
-            NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(QUICKSTART.parent)}},
-                           store_widget_state=True).execute()
+            NotebookClient(
+                nb,
+                timeout=300,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(QUICKSTART.parent)}},
+                store_widget_state=True,
+            ).execute()
         finally:
             if env_before is None:
                 os.environ.pop("COFFEE_NB_DATA_DIR", None)
@@ -69,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     fallbacks = ", ".join(f"{k} ×{n}" for k, n in summary["fallbacks"].items()) or "none"
     print()
     print("Summary (sandbox prices, not real money)")
-    print(f"  calls answered   {summary['answered']}  (requests sent: {summary['requests']}, cache hits: {summary['cache_hits']})")
+    print(
+        f"  calls answered   {summary['answered']}  "
+        f"(requests sent: {summary['requests']}, cache hits: {summary['cache_hits']})"
+    )
     print(f"  fallbacks        {fallbacks}")
     print(f"  errors           {summary['errors'] or 'none'}")
     print(f"  cost             ${summary['cost']}")

@@ -30,7 +30,9 @@ from coffee_nb._records import capture_records
 __all__ = ["ScriptedChatModel", "capture_records", "http_error", "isolated", "redis_server"]
 
 
-def http_error(status: int, message: str = "", *, retry_after: float | None = None, code: str | None = None) -> Exception:
+def http_error(
+    status: int, message: str = "", *, retry_after: float | None = None, code: str | None = None
+) -> Exception:
     """An ``openai`` SDK error for ``status``, as the real client would raise it (for scripts)."""
     import openai
 

@@ -229,7 +229,9 @@ def test_a_provider_can_declare_prices_and_encoding():
 
     facts = ModelFacts(Price(Decimal(1), Decimal(2), source="house"), 4096)
     _models.register_provider(
-        "house", lambda m, k, s: ScriptedChatModel(), model_info=lambda m: facts if m == "a" else None,
+        "house",
+        lambda m, k, s: ScriptedChatModel(),
+        model_info=lambda m: facts if m == "a" else None,
         encoding="cl100k_base",
     )
     assert model_info("house", "a") == facts and model_info("house", "b").price is None

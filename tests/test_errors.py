@@ -163,15 +163,18 @@ def test_unknown_sdk_errors_classified_by_duck_typed_status():
 
     assert classify(VendorError(429)).error_class is ErrorClass.RATE_LIMIT
     assert classify(VendorError(503)).error_class is ErrorClass.SERVER
-    assert classify(VendorError(400, {"error": {"code": "context_length_exceeded"}})).error_class is ErrorClass.CONTEXT_OVERFLOW
+    assert (
+        classify(VendorError(400, {"error": {"code": "context_length_exceeded"}})).error_class
+        is ErrorClass.CONTEXT_OVERFLOW
+    )
 
-    class BotoLike(Exception):
+    class BotoLikeError(Exception):
         def __init__(self, code: str, status: int) -> None:
             super().__init__(f"An error occurred ({code})")
             self.response = {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}}
 
-    assert classify(BotoLike("ThrottlingException", 429)).error_class is ErrorClass.RATE_LIMIT
-    assert classify(BotoLike("GuardrailIntervened", 400)).error_class is ErrorClass.CONTENT_FILTER
+    assert classify(BotoLikeError("ThrottlingException", 429)).error_class is ErrorClass.RATE_LIMIT
+    assert classify(BotoLikeError("GuardrailIntervened", 400)).error_class is ErrorClass.CONTENT_FILTER
 
 
 def test_unknown_error_names_its_class():

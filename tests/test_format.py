@@ -68,7 +68,7 @@ def test_one_flattening_for_tokens_server_and_answers():
 
 def test_parse_json_bare_fenced_and_bad():
     assert parse_json('{"a": 1}') == {"a": 1}
-    assert parse_json('Here:\n```json\n[1, 2]\n```\nDone.') == [1, 2]
+    assert parse_json("Here:\n```json\n[1, 2]\n```\nDone.") == [1, 2]
     with pytest.raises(ValueError, match="not valid JSON"):
         parse_json("nope")
 

@@ -73,7 +73,7 @@ def test_environment_yml_mirrors_pyproject_lower_bounds():
 
     text = (Path(__file__).parents[1] / "environment.yml").read_text()
     found = {}
-    for name, version in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)>=([0-9.]+)\s*$", text, re.M):
+    for name, version in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)>=([0-9.]+)\s*$", text, re.MULTILINE):
         found[name.lower().replace("_", "-")] = version
     found["redis"] = found.pop("redis-py", None)  # conda's name for redis
     expected = _lower_bounds_pyproject()

@@ -19,7 +19,9 @@ from coffee_nb.testing import http_error
 
 
 def test_plan_imports_no_langchain():
-    code = "import sys, coffee_nb._plan; print(sorted(m for m in sys.modules if m.startswith(('langchain', 'pydantic'))))"
+    code = (
+        "import sys, coffee_nb._plan; print(sorted(m for m in sys.modules if m.startswith(('langchain', 'pydantic'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -53,7 +55,7 @@ def test_success_on_primary_settles_and_records():
 
 
 def test_rate_limit_waits_retry_after_then_falls_back_on_auth():
-    core, records, plan_of = make(["openai/a", "openai/b"], policy=Policy(max_retries=1, backoff_base=0))
+    _core, records, plan_of = make(["openai/a", "openai/b"], policy=Policy(max_retries=1, backoff_base=0))
     plan = plan_of()
     first = plan.next()
     assert plan.failed(first, http_error(429, retry_after=2)) is Action.RETRY
@@ -69,7 +71,7 @@ def test_rate_limit_waits_retry_after_then_falls_back_on_auth():
 
 
 def test_bad_request_raises_and_nothing_is_left_gives_all_failed():
-    core, records, plan_of = make(["openai/a", "openai/b"])
+    _core, _records, plan_of = make(["openai/a", "openai/b"])
     plan = plan_of()
     assert plan.failed(plan.next(), http_error(400)) is Action.RAISE
     plan2 = plan_of()
@@ -82,7 +84,8 @@ def test_bad_request_raises_and_nothing_is_left_gives_all_failed():
 
 
 def test_open_breaker_skips_without_calling():
-    core, records, plan_of = make(["openai/a", "openai/b"], policy=Policy(max_retries=0, cooldown_after=1, cooldown=30))
+    policy = Policy(max_retries=0, cooldown_after=1, cooldown=30)
+    _core, records, plan_of = make(["openai/a", "openai/b"], policy=policy)
     plan = plan_of()
     plan.failed(plan.next(), http_error(500))
     plan.succeeded(plan.next(), Usage(1, 1))
@@ -98,7 +101,7 @@ def test_failed_attempt_releases_its_reservation_and_partial_stream_is_committed
     register_price("openai/a", input=1, output=1)
     register_price("openai/b", input=1, output=1)
     budget = Budget(total=10, ledger="memory")
-    core, records, plan_of = make(["openai/a", "openai/b"], budget=budget)
+    _core, records, plan_of = make(["openai/a", "openai/b"], budget=budget)
     plan = plan_of()
     step = plan.next()
     assert budget.status()["total"]["reserved"] > 0
@@ -116,7 +119,7 @@ def test_budget_refusal_everywhere_is_budget_exceeded():
 
     register_price("openai/a", input=1000, output=1000)
     budget = Budget(total=Decimal("0.000001"), ledger="memory")
-    core, records, plan_of = make(["openai/a"], budget=budget)
+    _core, records, plan_of = make(["openai/a"], budget=budget)
     with pytest.raises(BudgetExceededError):
         plan_of().next()
     assert records[-1].error_class == "budget"

@@ -50,9 +50,7 @@ def test_picodollars_agree_with_decimal_arithmetic_for_any_rates(rates, tokens):
     """Whole-picodollar rates go through integer arithmetic, finer ones through Decimals; both agree."""
     inp, out, cached = tokens[0] + tokens[2], tokens[1], tokens[2]
     price = Price(input=rates[0], output=rates[1], cached_input=rates[2], cache_write=rates[3])
-    exact = (
-        (inp - cached) * rates[0] + out * rates[1] + cached * rates[2]
-    ) / Decimal(1_000_000)
+    exact = ((inp - cached) * rates[0] + out * rates[1] + cached * rates[2]) / Decimal(1_000_000)
     assert price.cost(inp, out, cached) == exact
     assert price.pico(inp, out, cached) == to_pico(exact)
     whole = all(r * 10**6 == (r * 10**6).to_integral_value() for r in rates)
@@ -72,7 +70,7 @@ def test_cached_input_is_cheaper_and_reasoning_is_output():
 def test_tiers_apply_to_all_tokens_past_the_threshold():
     price = price_for("anthropic", "claude-sonnet-4-5")
     assert price.cost(200_000, 0) == Decimal(3) * Decimal("0.2")
-    assert price.cost(200_001, 0) == Decimal(6) * Decimal("200001") / Decimal(1_000_000)
+    assert price.cost(200_001, 0) == Decimal(6) * Decimal(200001) / Decimal(1_000_000)
 
 
 def test_unknown_models_are_unpriced_not_free():

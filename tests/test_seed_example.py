@@ -4,22 +4,32 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from coffee_nb import AutoPicker, AutoPickerLLM, Budget, ModelSpec
-from coffee_nb import AutoPickerLLMRefactored
-from coffee_nb import LocalMetrics, create_budget_enforcer, get_http_client
+from coffee_nb import (
+    AutoPicker,
+    AutoPickerLLM,
+    AutoPickerLLMRefactored,
+    Budget,
+    LocalMetrics,
+    ModelSpec,
+    create_budget_enforcer,
+    get_http_client,
+)
 from coffee_nb.testing import ScriptedChatModel, http_error
 
 
 def test_seed_usage_example_verbatim(capsys):
     primary = ScriptedChatModel(model_name="gpt-4o", script=[http_error(503)])
-    fallbacks = [(ScriptedChatModel(model_name="haiku", script=["from the fallback"]), "anthropic/claude-3-5-haiku-latest")]
+    fallbacks = [
+        (ScriptedChatModel(model_name="haiku", script=["from the fallback"]), "anthropic/claude-3-5-haiku-latest")
+    ]
 
     # --- the seed's example, verbatim ---
     metrics = LocalMetrics()
     budget = create_budget_enforcer(daily_budget=10.0)
     http = get_http_client()
-    llm = AutoPickerLLMRefactored(primary_llm=primary, primary_model_name="openai/gpt-4o",
-                                  fallback_llms=fallbacks, metrics_strategy=metrics)
+    llm = AutoPickerLLMRefactored(
+        primary_llm=primary, primary_model_name="openai/gpt-4o", fallback_llms=fallbacks, metrics_strategy=metrics
+    )
     print(metrics.get_metrics())
     print(budget.get_budget_status())
     # --- end ---

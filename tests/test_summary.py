@@ -32,8 +32,21 @@ def test_typed_and_mapping_views_agree(answered):
     assert s["attempts"][0]["outcome"] == s.attempts[0].outcome == "error"
     assert s.cost == s["cost"] and isinstance(s.cost, Decimal) and s["priced"] is True
     assert s.get("missing", "default") == "default" and "structured" not in s
-    assert set(s) == {"call_id", "model", "provider", "role", "fallback_reason", "attempts", "tokens", "cost",
-                      "priced", "price_source", "latency_s", "ttft_s", "cache_hit"}
+    assert set(s) == {
+        "call_id",
+        "model",
+        "provider",
+        "role",
+        "fallback_reason",
+        "attempts",
+        "tokens",
+        "cost",
+        "priced",
+        "price_source",
+        "latency_s",
+        "ttft_s",
+        "cache_hit",
+    }
 
 
 def test_frozen(answered):

@@ -37,5 +37,7 @@ def test_message_count_includes_framing_and_is_labelled():
 
 
 def test_multimodal_content_blocks_count_their_text():
-    msg = HumanMessage(content=[{"type": "text", "text": "hello world"}, {"type": "image_url", "image_url": {"url": "x"}}])
+    msg = HumanMessage(
+        content=[{"type": "text", "text": "hello world"}, {"type": "image_url", "image_url": {"url": "x"}}]
+    )
     assert count_message_tokens([msg], "openai", "gpt-4o").tokens == count_tokens("hello world") + 6

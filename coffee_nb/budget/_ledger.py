@@ -43,7 +43,13 @@ class Ledger(Protocol):
     """The contract every backend keeps; the same tests run against all three."""
 
     def reserve(
-        self, lease_id: str, amount: int, buckets: Sequence[str], checks: Sequence[tuple[str, int]], expires: float, now: float
+        self,
+        lease_id: str,
+        amount: int,
+        buckets: Sequence[str],
+        checks: Sequence[tuple[str, int]],
+        expires: float,
+        now: float,
     ) -> None:
         """Atomically: for every (bucket, limit) in ``checks``, spent + reserved + amount <= limit, else
         raise :class:`LimitHit`; then hold ``amount`` on every bucket in ``buckets`` until ``expires``."""
@@ -107,7 +113,13 @@ class MemoryLedger:
             reserved[b] -= amount
 
     def reserve(
-        self, lease_id: str, amount: int, buckets: Sequence[str], checks: Sequence[tuple[str, int]], expires: float, now: float
+        self,
+        lease_id: str,
+        amount: int,
+        buckets: Sequence[str],
+        checks: Sequence[tuple[str, int]],
+        expires: float,
+        now: float,
     ) -> None:
         with self._lock:
             if now >= self._next_expiry:

@@ -125,7 +125,13 @@ class RedisLedger:
         return f"RedisLedger('{parts.scheme}://{host}:{parts.port or 6379}', namespace={self.ns!r})"
 
     def reserve(
-        self, lease_id: str, amount: int, buckets: Sequence[str], checks: Sequence[tuple[str, int]], expires: float, now: float
+        self,
+        lease_id: str,
+        amount: int,
+        buckets: Sequence[str],
+        checks: Sequence[tuple[str, int]],
+        expires: float,
+        now: float,
     ) -> None:
         args: list[Any] = [self.prefix, now, lease_id, amount, expires, len(buckets), *buckets, len(checks)]
         for b, limit in checks:

@@ -79,21 +79,36 @@ class PrometheusMetrics:
         self.requests = prom.Counter(
             "coffee_nb_requests", "Model requests sent, by outcome", ["provider", "model", "outcome"], registry=r
         )
-        self.errors = prom.Counter("coffee_nb_errors", "Failed requests by error class", ["model", "error_class"], registry=r)
-        self.skips = prom.Counter("coffee_nb_skips", "Candidates skipped without a request", ["model", "reason"], registry=r)
+        self.errors = prom.Counter(
+            "coffee_nb_errors", "Failed requests by error class", ["model", "error_class"], registry=r
+        )
+        self.skips = prom.Counter(
+            "coffee_nb_skips", "Candidates skipped without a request", ["model", "reason"], registry=r
+        )
         self.fallbacks = prom.Counter(
-            "coffee_nb_fallbacks", "Calls answered by a fallback model", ["from_model", "to_model", "reason"], registry=r
+            "coffee_nb_fallbacks",
+            "Calls answered by a fallback model",
+            ["from_model", "to_model", "reason"],
+            registry=r,
         )
         self.cost = prom.Counter("coffee_nb_cost_usd", "Spend in USD (priced requests)", ["model"], registry=r)
-        self.unpriced = prom.Counter("coffee_nb_unpriced_requests", "Answered requests with no known price", ["model"], registry=r)
+        self.unpriced = prom.Counter(
+            "coffee_nb_unpriced_requests", "Answered requests with no known price", ["model"], registry=r
+        )
         self.tokens = prom.Counter("coffee_nb_tokens", "Tokens by type", ["model", "type"], registry=r)
         self.duration = prom.Histogram(
             "coffee_nb_request_duration_seconds", "Request latency", ["model"], buckets=DURATION_BUCKETS, registry=r
         )
         self.ttft = prom.Histogram(
-            "coffee_nb_time_to_first_token_seconds", "Time to first token of streams", ["model"], buckets=TTFT_BUCKETS, registry=r
+            "coffee_nb_time_to_first_token_seconds",
+            "Time to first token of streams",
+            ["model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
         )
-        self.cache_hits = prom.Counter("coffee_nb_cache_hits", "Answers served from the response cache", ["model"], registry=r)
+        self.cache_hits = prom.Counter(
+            "coffee_nb_cache_hits", "Answers served from the response cache", ["model"], registry=r
+        )
         if budget is not None:
             r.register(_BudgetCollector(budget))
 
@@ -130,7 +145,9 @@ class PrometheusMetrics:
             if record.ttft_s is not None:
                 self.ttft.labels(model).observe(record.ttft_s)
             if record.role is Role.FALLBACK and record.fallback_from:
-                self.fallbacks.labels(self._label(record.fallback_from), model, record.fallback_reason or "unknown").inc()
+                self.fallbacks.labels(
+                    self._label(record.fallback_from), model, record.fallback_reason or "unknown"
+                ).inc()
             if record.cost is None:
                 self.unpriced.labels(model).inc()
         if record.cost is not None and record.cost > 0:

@@ -159,7 +159,10 @@ class MetricsSnapshot:
                 "unpriced_calls": self.unpriced,
                 "unpriced_by_model": {m.model: m.unpriced for m in models if m.unpriced},
             },
-            "latency": {**self.latency.as_dict(), "by_model": {m.model: m.latency.as_dict() for m in models if m.latency.count}},
+            "latency": {
+                **self.latency.as_dict(),
+                "by_model": {m.model: m.latency.as_dict() for m in models if m.latency.count},
+            },
             "tokens": {
                 "input": self.input_tokens,
                 "output": self.output_tokens,
@@ -191,16 +194,31 @@ class MetricsSnapshot:
 
 
 def _token_kinds(m: ModelStats) -> dict[str, int]:
-    kinds = (("input", m.input_tokens), ("output", m.output_tokens), ("cached", m.cached_tokens),
-             ("reasoning", m.reasoning_tokens))
+    kinds = (
+        ("input", m.input_tokens),
+        ("output", m.output_tokens),
+        ("cached", m.cached_tokens),
+        ("reasoning", m.reasoning_tokens),
+    )
     return {kind: n for kind, n in kinds if n}
 
 
 class _Tally:
     """One model's counts while the groups are summed up."""
 
-    __slots__ = ("attempts", "cached", "cost", "errors", "fallbacks", "input", "ok", "output", "reasoning",
-                 "skipped", "unpriced")
+    __slots__ = (
+        "attempts",
+        "cached",
+        "cost",
+        "errors",
+        "fallbacks",
+        "input",
+        "ok",
+        "output",
+        "reasoning",
+        "skipped",
+        "unpriced",
+    )
 
     def __init__(self) -> None:
         self.attempts = self.ok = self.skipped = self.fallbacks = self.unpriced = 0
@@ -250,8 +268,20 @@ def build_snapshot(groups: Sequence[tuple[Any, ...]], cache_hits: int, calls: in
     order = dict.fromkeys(key[0] for key, *_ in groups)
     models = tuple(
         ModelStats(
-            str(model), t.attempts, t.ok, t.skipped, t.errors, t.fallbacks, t.cost, t.unpriced, t.input, t.output,
-            t.cached, t.reasoning, _stats(samples.latency.get(str(model))), _stats(samples.ttft.get(str(model))),
+            str(model),
+            t.attempts,
+            t.ok,
+            t.skipped,
+            t.errors,
+            t.fallbacks,
+            t.cost,
+            t.unpriced,
+            t.input,
+            t.output,
+            t.cached,
+            t.reasoning,
+            _stats(samples.latency.get(str(model))),
+            _stats(samples.ttft.get(str(model))),
         )
         for model in order
         if (t := tallies.get(model)) is not None
@@ -317,8 +347,19 @@ def _percentiles(values: np.ndarray) -> list[float]:
     return out
 
 
-_FRAME_COLUMNS = ["model", "calls", "errors", "fallbacks", "input_tokens", "output_tokens", "cost_usd", "cost_share",
-                  "unpriced_calls", "p50_latency_s", "p95_latency_s"]
+_FRAME_COLUMNS = [
+    "model",
+    "calls",
+    "errors",
+    "fallbacks",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_share",
+    "unpriced_calls",
+    "p50_latency_s",
+    "p95_latency_s",
+]
 
 
 def model_frame(snapshot: MetricsSnapshot, *, exact_costs: bool = False, totals: bool = False) -> pd.DataFrame:
@@ -336,27 +377,38 @@ def model_frame(snapshot: MetricsSnapshot, *, exact_costs: bool = False, totals:
         cost = m.cost
         if not m.attempts and cost is None:
             continue
-        rows.append({
-            "model": m.model,
-            "calls": m.attempts,
-            "errors": m.errors,
-            "fallbacks": m.fallbacks,
-            "input_tokens": m.input_tokens,
-            "output_tokens": m.output_tokens,
-            "cost_usd": (_ZERO if cost is None else cost) if exact_costs else (float("nan") if cost is None else float(cost)),
-            "cost_share": float(cost / total_cost) if cost is not None and total_cost else 0.0,
-            "unpriced_calls": m.unpriced,
-            "p50_latency_s": m.latency.p50,
-            "p95_latency_s": m.latency.p95,
-        })
+        rows.append(
+            {
+                "model": m.model,
+                "calls": m.attempts,
+                "errors": m.errors,
+                "fallbacks": m.fallbacks,
+                "input_tokens": m.input_tokens,
+                "output_tokens": m.output_tokens,
+                "cost_usd": (_ZERO if cost is None else cost)
+                if exact_costs
+                else (float("nan") if cost is None else float(cost)),
+                "cost_share": float(cost / total_cost) if cost is not None and total_cost else 0.0,
+                "unpriced_calls": m.unpriced,
+                "p50_latency_s": m.latency.p50,
+                "p95_latency_s": m.latency.p95,
+            }
+        )
     df = pd.DataFrame(rows, columns=_FRAME_COLUMNS)
     if totals and rows:
         s = snapshot
         total = {
-            "model": "total", "calls": s.attempts, "errors": s.errors, "fallbacks": s.fallback_count,
-            "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
-            "cost_usd": total_cost if exact_costs else float(total_cost), "cost_share": 1.0 if total_cost else 0.0,
-            "unpriced_calls": s.unpriced, "p50_latency_s": s.latency.p50, "p95_latency_s": s.latency.p95,
+            "model": "total",
+            "calls": s.attempts,
+            "errors": s.errors,
+            "fallbacks": s.fallback_count,
+            "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens,
+            "cost_usd": total_cost if exact_costs else float(total_cost),
+            "cost_share": 1.0 if total_cost else 0.0,
+            "unpriced_calls": s.unpriced,
+            "p50_latency_s": s.latency.p50,
+            "p95_latency_s": s.latency.p95,
         }
         df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
     return df.set_index("model")

@@ -32,9 +32,20 @@ GroupKey = tuple[Any, ...]  # a record's values of _GROUP_KEY, in that order
 _OK, _SKIPPED = Outcome.OK, Outcome.SKIPPED
 # column -> array typecode; "group" is the record's _Group (its model, provider, role, outcome, ...)
 _COLUMNS = {
-    "started_at": "d", "latency_s": "d", "ttft_s": "d", "attempt": "h", "input_tokens": "q", "output_tokens": "q",
-    "cached_tokens": "q", "reasoning_tokens": "q", "cost_usd": "d", "tokens_estimated": "b", "streamed": "b",
-    "cache_hit": "b", "group": "i", "call_id": "i",
+    "started_at": "d",
+    "latency_s": "d",
+    "ttft_s": "d",
+    "attempt": "h",
+    "input_tokens": "q",
+    "output_tokens": "q",
+    "cached_tokens": "q",
+    "reasoning_tokens": "q",
+    "cost_usd": "d",
+    "tokens_estimated": "b",
+    "streamed": "b",
+    "cache_hit": "b",
+    "group": "i",
+    "call_id": "i",
 }
 COLUMNS = tuple(_COLUMNS)
 _BATCH = 256  # records queued before they are taken in
@@ -154,7 +165,9 @@ class ColumnStore:
             array("q", fields[_F["output_tokens"]]),
             array("q", fields[_F["cached_tokens"]]),
             array("q", fields[_F["reasoning_tokens"]]),
-            array("d", map(float, cost)) if None not in cost else array("d", [_NAN if c is None else float(c) for c in cost]),
+            array("d", map(float, cost))
+            if None not in cost
+            else array("d", [_NAN if c is None else float(c) for c in cost]),
             array("b", fields[_F["tokens_estimated"]]),
             array("b", fields[_F["streamed"]]),
             array("b", fields[_F["cache_hit"]]),
@@ -287,8 +300,10 @@ class ColumnStore:
                 cols = {k: self._cols[k][-last:] if last else self._cols[k][:0] for k in names}
             else:
                 cols = {k: array(self._cols[k].typecode, self._cols[k]) for k in names}
-            groups = [(g.key, g.requests, g.input, g.output, g.cached, g.reasoning, g.cost, g.unpriced)
-                      for g in self._group_list]
+            groups = [
+                (g.key, g.requests, g.input, g.output, g.cached, g.reasoning, g.cost, g.unpriced)
+                for g in self._group_list
+            ]
             cache_hits, calls = self._cache_hits, self._calls
             call_ids = list(self._call_ids.values) if "call_id" in names else []
         if start:

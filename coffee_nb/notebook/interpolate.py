@@ -21,7 +21,7 @@ _FIELD = re.compile(r"\{\{(?P<esc>" + _PATH + r")\}\}|\{(?P<expr>" + _PATH + r")
 _PART = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+|'[^']*'|"[^"]*")\]""")
 
 
-class _Missing(Exception):
+class _Missing(Exception):  # noqa: N818 - internal signal, never leaves this module
     pass
 
 

@@ -75,7 +75,9 @@ class LLMMagics(Magics):
     @argument("-f", "--format", default="markdown", help=f"how to show the answer: {', '.join(FORMATS)}")
     @argument("-o", "--out", default=None, help="store the answer object in this variable")
     @argument("--no-stream", action="store_true", help="wait for the whole answer instead of streaming it")
-    @argument("--chat", nargs="?", const="", default=None, help="keep a conversation (re-running a cell replaces its turn)")
+    @argument(
+        "--chat", nargs="?", const="", default=None, help="keep a conversation (re-running a cell replaces its turn)"
+    )
     @argument("--no-cache", action="store_true", help="call the model even if this exact request was answered before")
     @argument("--dry-run", action="store_true", help="show tokens, worst-case cost and budget left per model; no call")
     @argument("--budget", default=None, help="a hard cap in USD for this cell, on top of the session budget")
@@ -186,7 +188,9 @@ class LLMMagics(Magics):
         ``%llm_config --models openai/gpt-4o-mini,sandbox/fast --daily 5``."""
         args = _parse(self.llm_config, line)
         session = get_session()
-        limits = {p: _positive_money(getattr(args, p), f"--{p}") for p in ("hourly", "daily", "weekly", "monthly", "total")}
+        limits = {
+            p: _positive_money(getattr(args, p), f"--{p}") for p in ("hourly", "daily", "weekly", "monthly", "total")
+        }
         try:
             session.configure(
                 models=args.models,
@@ -212,7 +216,10 @@ class LLMMagics(Magics):
             ["system", session.system or "-"],
             ["temperature", session.temperature if session.temperature is not None else "model default"],
             ["max tokens", session.max_tokens or "model default"],
-            ["budget", ", ".join(f"{r.label} {money(r.amount)}{'' if r.hard else ' (soft)'}" for r in budget.rules) or "none"],
+            [
+                "budget",
+                ", ".join(f"{r.label} {money(r.amount)}{'' if r.hard else ' (soft)'}" for r in budget.rules) or "none",
+            ],
             ["ledger", repr(budget.ledger)],
             ["cache", "on" if session.cache_enabled else "off"],
         ]
@@ -227,23 +234,36 @@ class LLMMagics(Magics):
         from coffee_nb.sandbox import MODELS as SANDBOX
 
         session = get_session()
-        specs = list(dict.fromkeys([*(m for m in session.chain()[0] if isinstance(m, str)), *KNOWN_MODELS,
-                                    *(f"sandbox/{m}" for m in SANDBOX)]))
+        specs = list(
+            dict.fromkeys(
+                [
+                    *(m for m in session.chain()[0] if isinstance(m, str)),
+                    *KNOWN_MODELS,
+                    *(f"sandbox/{m}" for m in SANDBOX),
+                ]
+            )
+        )
         rows = []
         for spec in specs:
             cand = Candidate(spec, cooldown_after=1, cooldown=0)
             provider = PROVIDERS[cand.provider]
-            key = "not needed" if provider.env_var is None else ("yes" if os.environ.get(provider.env_var) else f"no ({provider.env_var})")
+            key = (
+                "not needed"
+                if provider.env_var is None
+                else ("yes" if os.environ.get(provider.env_var) else f"no ({provider.env_var})")
+            )
             price = cand.facts.price
-            rows.append({
-                "model": spec,
-                "provider": cand.provider,
-                "key": key,
-                "context_window": cand.context_window,
-                "input_per_1M": None if price is None else _rate(price.input),
-                "output_per_1M": None if price is None else _rate(price.output),
-                "price_source": "unpriced" if price is None else price.source,
-            })
+            rows.append(
+                {
+                    "model": spec,
+                    "provider": cand.provider,
+                    "key": key,
+                    "context_window": cand.context_window,
+                    "input_per_1M": None if price is None else _rate(price.input),
+                    "output_per_1M": None if price is None else _rate(price.output),
+                    "price_source": "unpriced" if price is None else price.source,
+                }
+            )
         return pd.DataFrame(rows).set_index("model")
 
     @line_magic("llm_budget")
@@ -253,13 +273,23 @@ class LLMMagics(Magics):
 
         status = get_session().budget.status()
         rows = [
-            [name, money(s["budget"]), money(s["spent"]), money(s["reserved"]), money(s["remaining"]),
-             f"{s['percentage']:.1f}%", "hard" if s["hard"] else "soft",
-             s["resets_at"].strftime("%Y-%m-%d %H:%M %Z") if s["resets_at"] else "never"]
+            [
+                name,
+                money(s["budget"]),
+                money(s["spent"]),
+                money(s["reserved"]),
+                money(s["remaining"]),
+                f"{s['percentage']:.1f}%",
+                "hard" if s["hard"] else "soft",
+                s["resets_at"].strftime("%Y-%m-%d %H:%M %Z") if s["resets_at"] else "never",
+            ]
             for name, s in status.items()
         ]
-        return Table(["period", "limit", "spent", "reserved", "remaining", "used", "kind", "resets"], rows,
-                     title="coffee_nb budget")
+        return Table(
+            ["period", "limit", "spent", "reserved", "remaining", "used", "kind", "resets"],
+            rows,
+            title="coffee_nb budget",
+        )
 
     @line_magic("llm_costs")
     def llm_costs(self, line: str) -> Any:
@@ -276,8 +306,18 @@ class LLMMagics(Magics):
         if n <= 0:
             raise UsageError(f"%llm_history takes a positive number of rows, got {n}")
         df = get_session().metrics.to_dataframe()
-        cols = ["started_at", "model", "role", "outcome", "error_class", "input_tokens", "output_tokens",
-                "cost_usd", "latency_s", "cache_hit"]
+        cols = [
+            "started_at",
+            "model",
+            "role",
+            "outcome",
+            "error_class",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "latency_s",
+            "cache_hit",
+        ]
         return df[cols].tail(n).reset_index(drop=True)
 
     @magic_arguments()

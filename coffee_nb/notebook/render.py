@@ -20,7 +20,7 @@ NO_MATH = "tex2jax_ignore mathjax_ignore"
 
 def _fenced(text: str) -> tuple[str, str]:
     """(language, code) of the first fenced block, or ("", text) when there is none."""
-    m = re.search(r"```([\w+-]*)[^\n]*\n(.*?)```", text, re.S)
+    m = re.search(r"```([\w+-]*)[^\n]*\n(.*?)```", text, re.DOTALL)
     return (m.group(1), m.group(2).rstrip("\n")) if m else ("", text.strip("\n"))
 
 
@@ -60,7 +60,8 @@ class Rendered:
             return None
         body = a.text if a.format == "html" else f"<pre>{html.escape(a.text)}</pre>"
         notice = f"<blockquote>{html.escape(a.notice)}</blockquote>" if a.notice else ""
-        return f"{notice}{body}<div class='{NO_MATH}' style='font-size:smaller;opacity:.7'>{html.escape(self._footer())}</div>"
+        footer = f"<div class='{NO_MATH}' style='font-size:smaller;opacity:.7'>{html.escape(self._footer())}</div>"
+        return f"{notice}{body}{footer}"
 
     def _repr_json_(self) -> Any:
         a = self.answer
@@ -117,7 +118,7 @@ class AnswerView:
 
 
 def _live_box() -> Any:
-    import ipywidgets as W
+    import ipywidgets as W  # noqa: N812 - one letter, as in widgets.py
 
     class LiveAnswer(W.HTML):
         def __repr__(self) -> str:  # the plain-text twin of a live view: nothing to keep
@@ -143,7 +144,9 @@ class ErrorBox:
         self.advice = _ADVICE.get(self.kind, "")
 
     def __repr__(self) -> str:
-        return "\n".join([f"✖ {self.kind}: {self.lines[0]}", *self.lines[1:], *([f"→ {self.advice}"] if self.advice else [])])
+        return "\n".join(
+            [f"✖ {self.kind}: {self.lines[0]}", *self.lines[1:], *([f"→ {self.advice}"] if self.advice else [])]
+        )
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<li><code>{html.escape(line.strip())}</code></li>" for line in self.lines[1:])
@@ -164,7 +167,9 @@ class Table:
         self.title = title
 
     def __repr__(self) -> str:
-        widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c) for i, c in enumerate(self.columns)]
+        widths = [
+            max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c) for i, c in enumerate(self.columns)
+        ]
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
         out = [self.title] if self.title else []
         out += [line(self.columns), line(["-" * w for w in widths])]
@@ -173,8 +178,10 @@ class Table:
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in r) + "</tr>"
-                       for r in self.rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in r) + "</tr>"
+            for r in self.rows
+        )
         caption = f"<caption style='text-align:left'><b>{html.escape(self.title)}</b></caption>" if self.title else ""
         return f"<table class='{NO_MATH}'>{caption}<tr>{head}</tr>{body}</table>"
 

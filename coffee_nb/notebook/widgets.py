@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as W
+import ipywidgets as W  # noqa: N812 - one letter: it prefixes every widget below
 
 from coffee_nb._format import money
 from coffee_nb.metrics._snapshot import model_frame
@@ -168,8 +168,9 @@ class BudgetGauge(_View):
 
     _label = "coffee_nb budget gauge (live)"
 
-    def __init__(self, budget: Any, *, metrics: Any = None, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND,
-                 watch: bool = True) -> None:
+    def __init__(
+        self, budget: Any, *, metrics: Any = None, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND, watch: bool = True
+    ) -> None:
         super().__init__(rate=rate, watch=watch)
         self.budget = budget
         self.bars: dict[str, W.FloatProgress] = {}
@@ -178,8 +179,9 @@ class BudgetGauge(_View):
         rows = []
         for name, status in budget.status().items():
             kind = "hard" if status["hard"] else "soft"
-            label = W.HTML(f"<b>{html.escape(name)}</b> <span style='opacity:.6'>({kind})</span>",
-                           layout=W.Layout(width="190px"))
+            label = W.HTML(
+                f"<b>{html.escape(name)}</b> <span style='opacity:.6'>({kind})</span>", layout=W.Layout(width="190px")
+            )
             bar = W.FloatProgress(min=0.0, max=100.0, layout=W.Layout(width="260px"))
             held = W.FloatProgress(min=0.0, max=100.0, bar_style="info", layout=W.Layout(width="260px", height="6px"))
             text = W.HTML()
@@ -203,7 +205,9 @@ class BudgetGauge(_View):
             bar.value = min(100.0, spent_frac * 100)
             bar.bar_style = _bar_style(spent_frac, s["warn_at"])
             self.held[name].value = min(100.0, held_frac * 100)
-            reserved = f" · <span style='color:#1a73e8'>{money(s['reserved'])} in flight</span>" if s["reserved"] else ""
+            reserved = (
+                f" · <span style='color:#1a73e8'>{money(s['reserved'])} in flight</span>" if s["reserved"] else ""
+            )
             over = " · <b style='color:#c62828'>limit reached</b>" if spent_frac >= 1 else ""
             self.texts[name].value = (
                 f"{money(s['spent'])} / {money(limit)} · <b>{money(s['remaining'])} left</b>{reserved}"
@@ -216,13 +220,15 @@ class LatencyHistogram(_View):
 
     _label = "coffee_nb latency histogram (live)"
 
-    def __init__(self, metrics: Any, *, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND, max_bins: int = 40,
-                 watch: bool = True) -> None:
+    def __init__(
+        self, metrics: Any, *, rate: float = DEFAULT_MAX_REDRAWS_PER_SECOND, max_bins: int = 40, watch: bool = True
+    ) -> None:
         super().__init__(rate=rate, watch=watch)
         self.metrics = metrics
         self.max_bins = max_bins
-        self.model = W.Dropdown(options=["all models"], value="all models", description="model",
-                                layout=W.Layout(width="320px"))
+        self.model = W.Dropdown(
+            options=["all models"], value="all models", description="model", layout=W.Layout(width="320px")
+        )
         self.view = W.ToggleButtons(options=["latency", "time to first token"], value="latency")
         self.image = W.Image(format="png", layout=W.Layout(width="520px"))
         self.caption = W.HTML()
@@ -258,8 +264,14 @@ class LatencyHistogram(_View):
             edges = np.linspace(lo, hi, n_bins + 1)
         models = {m: np.histogram(v, bins=edges)[0] for m, v in by_model.items()}
         p50, p95 = np.percentile(values, [50, 95])
-        return {"models": models, "count": int(len(values)), "p50": float(p50), "p95": float(p95), "edges": edges,
-                "log": log}
+        return {
+            "models": models,
+            "count": len(values),
+            "p50": float(p50),
+            "p95": float(p95),
+            "edges": edges,
+            "log": log,
+        }
 
     def redraw(self) -> None:
         samples = self.metrics.samples()
@@ -271,8 +283,10 @@ class LatencyHistogram(_View):
         d = self.data(samples)
         self.image.value = self._png(d)
         if d["count"]:
-            self.caption.value = (f"{d['count']} answered call{'s' if d['count'] != 1 else ''} · "
-                                  f"p50 {d['p50']:.3f} s · p95 {d['p95']:.3f} s")
+            self.caption.value = (
+                f"{d['count']} answered call{'s' if d['count'] != 1 else ''} · "
+                f"p50 {d['p50']:.3f} s · p95 {d['p95']:.3f} s"
+            )
         else:
             self.caption.value = "<i>no answered calls yet</i>"
 
@@ -357,9 +371,13 @@ class CostTable(_View):
                 f"<td>{r['fallbacks']}</td><td>{r['tokens_in']}</td><td>{r['tokens_out']}</td>"
                 f"<td>{money(r['cost_usd'])}{flag}</td><td>{r['share']:.0%}</td></tr>"
             )
-        head = "".join(f"<th>{h}</th>" for h in ("model", "calls", "errors", "fallbacks", "tokens in", "tokens out",
-                                                  "cost", "share"))
-        self.table.value = f"<table class='coffee-nb-costs tex2jax_ignore mathjax_ignore'><tr>{head}</tr>{''.join(rows)}</table>"
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in ("model", "calls", "errors", "fallbacks", "tokens in", "tokens out", "cost", "share")
+        )
+        self.table.value = (
+            f"<table class='coffee-nb-costs tex2jax_ignore mathjax_ignore'><tr>{head}</tr>{''.join(rows)}</table>"
+        )
 
 
 class Dashboard(_View):
@@ -371,8 +389,9 @@ class Dashboard(_View):
 
     _label = "coffee_nb dashboard (live)"
 
-    def __init__(self, metrics: Any, budget: Any = None, *, last: int = 8, rate: float = 2.0,
-                 histogram_interval: float = 3.0) -> None:
+    def __init__(
+        self, metrics: Any, budget: Any = None, *, last: int = 8, rate: float = 2.0, histogram_interval: float = 3.0
+    ) -> None:
         super().__init__(rate=rate)
         self.metrics = metrics
         self.last_n = last
@@ -419,7 +438,8 @@ class Dashboard(_View):
         rows = "".join(
             f"<tr><td>{r.started_at:%H:%M:%S}</td><td>{html.escape(str(r.model))}</td><td>{r.role}</td>"
             f"<td>{r.outcome}{'' if pd.isna(r.error_class) else ' · ' + str(r.error_class)}"
-            f"</td><td>{r.latency_s:.2f}s</td><td>{'cache' if r.cache_hit else ('' if r.priced else 'unpriced')}</td></tr>"
+            f"</td><td>{r.latency_s:.2f}s</td>"
+            f"<td>{'cache' if r.cache_hit else ('' if r.priced else 'unpriced')}</td></tr>"
             for r in df.itertuples()
         )
         self.recent.value = f"<table>{rows}</table>" if rows else "<i>no calls yet</i>"

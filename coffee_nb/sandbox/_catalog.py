@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from coffee_nb import _config
 
-__all__ = ["ENCODING", "SandboxModel", "MODELS", "add_model", "get_model"]
+__all__ = ["ENCODING", "MODELS", "SandboxModel", "add_model", "get_model"]
 
 ENCODING = "o200k_base"  # what the sandbox counts tokens with (so coffee_nb's counts of it are exact)
 

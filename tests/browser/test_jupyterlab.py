@@ -26,8 +26,14 @@ from tests.conftest import _need_service
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "browser"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 pytestmark = pytest.mark.timeout(600)
 
@@ -78,11 +84,27 @@ def lab(tmp_path_factory):
         "COFFEE_NB_SANDBOX_LATENCY_SCALE": "8",  # slow enough that streaming is visible
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={work}",
-         "--ServerApp.disable_check_xsrf=True", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
-         "--ServerApp.open_browser=False", "--allow-root"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            f"--ServerApp.root_dir={work}",
+            "--ServerApp.disable_check_xsrf=True",
+            "--LabApp.news_url=",
+            "--LabApp.extension_manager=readonly",
+            "--ServerApp.open_browser=False",
+            "--allow-root",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -179,7 +201,9 @@ class Browser:
 
     def real_errors(self) -> list[str]:
         # JupyterLab itself may log about optional services it can't reach offline; none of ours may appear
-        benign = re.compile(r"favicon|Failed to load resource.*(404|lab/api/(news|extensions))|pypi|npmjs", re.I)
+        benign = re.compile(
+            r"favicon|Failed to load resource.*(404|lab/api/(news|extensions))|pypi|npmjs", re.IGNORECASE
+        )
         return [e for e in self.errors if not benign.search(e)]
 
 
@@ -193,7 +217,6 @@ def browser(lab, request):
     b.close()
 
 
-
 def test_quickstart_in_jupyterlab(browser):
     browser.open("01_quickstart")
     browser.run_all_cells("quickstart")
@@ -202,7 +225,7 @@ def test_quickstart_in_jupyterlab(browser):
     assert len(streamed) >= 3 and max(streamed) > streamed[0], "streaming text never appeared live"
     text = page.locator(".jp-Notebook").inner_text()
     assert "You said: 'What does p95 latency mean?'" in text and "sandbox/fast ·" in text
-    assert "(cache hit)" in text, text[text.find("Re-running"):text.find("Re-running") + 1500]
+    assert "(cache hit)" in text, text[text.find("Re-running") : text.find("Re-running") + 1500]
     assert "no call made" in text
     bars = page.locator(".widget-hprogress .progress-bar")
     assert bars.count() >= 1

@@ -101,8 +101,16 @@ def test_unknown_model_is_openai_404(standalone):
         (b'{"model": "fast"}', "messages", "messages"),
         (b'{"model": "fast", "messages": []}', "messages", "messages"),
         (b'{"model": "fast", "messages": [{"role": "robot", "content": "x"}]}', "messages[0].role", "role"),
-        (b'{"model": "fast", "messages": [{"role": "user", "content": "x"}], "temperature": 5}', "temperature", "temperature"),
-        (b'{"model": "fast", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', "max_tokens", "max_tokens"),
+        (
+            b'{"model": "fast", "messages": [{"role": "user", "content": "x"}], "temperature": 5}',
+            "temperature",
+            "temperature",
+        ),
+        (
+            b'{"model": "fast", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
+            "max_tokens",
+            "max_tokens",
+        ),
     ],
 )
 def test_malformed_requests_get_openai_shaped_400s(standalone, body, param, text):
@@ -127,13 +135,17 @@ def test_bad_control_plane_spec(standalone):
 
 def test_max_tokens_truncates_with_length_finish(standalone):
     client = openai.OpenAI(base_url=f"{standalone}/v1", api_key="anything", max_retries=0)
-    resp = client.chat.completions.create(model="smart", messages=[{"role": "user", "content": "long please"}], max_tokens=5)
+    resp = client.chat.completions.create(
+        model="smart", messages=[{"role": "user", "content": "long please"}], max_tokens=5
+    )
     assert resp.choices[0].finish_reason == "length" and resp.usage.completion_tokens == 5
 
 
 def test_stop_sequences(standalone):
     client = openai.OpenAI(base_url=f"{standalone}/v1", api_key="anything", max_retries=0)
-    resp = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "alpha STOP beta"}], stop=["STOP"])
+    resp = client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "alpha STOP beta"}], stop=["STOP"]
+    )
     assert resp.choices[0].message.content == "alpha "
 
 
@@ -161,7 +173,7 @@ def test_add_model_is_served_and_priced():
 
     from coffee_nb import AutoPicker, capture_records
 
-    add_model(SandboxModel(name="custom-test", description="test", input_price=Decimal("1"), output_price=Decimal("2")))
+    add_model(SandboxModel(name="custom-test", description="test", input_price=Decimal(1), output_price=Decimal(2)))
     with capture_records() as records:
         AutoPicker("sandbox/custom-test").invoke("hi")
     assert records[0].price_source == "sandbox" and records[0].cost > 0

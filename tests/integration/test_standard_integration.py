@@ -45,7 +45,9 @@ class TestAutoPickerOverSandbox(ChatModelIntegrationTests):
     def test_structured_output_top_level(self, model: Any, schema_type: str) -> None:
         schema, validate = _get_joke_class(schema_type)
         handler = _ChatRuns()
-        result = model.with_structured_output(schema).invoke("Tell me a joke about cats.", config={"callbacks": [handler]})
+        result = model.with_structured_output(schema).invoke(
+            "Tell me a joke about cats.", config={"callbacks": [handler]}
+        )
         validate(result)
         handler.check(schema)
         chunks = list(model.with_structured_output(schema).stream("Tell me a joke about cats."))
@@ -73,10 +75,14 @@ class _ChatRuns(BaseCallbackHandler):
         self.runs: dict[Any, tuple[Any, dict[str, Any]]] = {}
         self.parents: dict[Any, Any] = {}
 
-    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: Any, parent_run_id: Any = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self, serialized: Any, inputs: Any, *, run_id: Any, parent_run_id: Any = None, **kwargs: Any
+    ) -> None:
         self.parents[run_id] = parent_run_id
 
-    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: Any, parent_run_id: Any = None, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self, serialized: Any, messages: Any, *, run_id: Any, parent_run_id: Any = None, **kwargs: Any
+    ) -> None:
         self.parents[run_id] = parent_run_id
         self.runs[run_id] = (parent_run_id, kwargs.get("options") or {})
 

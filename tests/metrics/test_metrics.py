@@ -1,4 +1,5 @@
-"""snapshot(), get_metrics(), the DataFrame and a real /metrics scrape agree with each other and with the scripted truth."""
+"""snapshot(), get_metrics(), the DataFrame and a real /metrics scrape agree with each other and with the
+scripted truth."""
 
 from __future__ import annotations
 
@@ -178,7 +179,7 @@ def test_push_to_a_local_gateway():
     got = []
 
     class Gateway(http.server.BaseHTTPRequestHandler):
-        def do_PUT(self):  # noqa: N802
+        def do_PUT(self):
             got.append((self.path, self.rfile.read(int(self.headers["content-length"]))))
             self.send_response(200)
             self.end_headers()
@@ -200,8 +201,16 @@ def _ok_record():
 
     from coffee_nb import CallRecord, Outcome, Role
 
-    return CallRecord(call_id="c", attempt=0, role=Role.PRIMARY, provider="p", model="p/m", outcome=Outcome.OK,
-                      started_at=datetime.now(UTC), latency_s=0.1)
+    return CallRecord(
+        call_id="c",
+        attempt=0,
+        role=Role.PRIMARY,
+        provider="p",
+        model="p/m",
+        outcome=Outcome.OK,
+        started_at=datetime.now(UTC),
+        latency_s=0.1,
+    )
 
 
 def test_capacity_keeps_counters_exact():
@@ -236,7 +245,7 @@ def test_noop_and_factory():
     assert isinstance(noop, NoOpMetrics)
     AutoPicker(ScriptedChatModel(), metrics=noop).invoke("x")
     assert noop.get_metrics() == {}
-    with pytest.raises(ValueError, match="unknown metrics strategy 'statsd'.*'local', 'prometheus', 'noop'"):
+    with pytest.raises(ValueError, match=r"unknown metrics strategy 'statsd'.*'local', 'prometheus', 'noop'"):
         create_metrics_strategy("statsd")
     with pytest.raises(ValueError, match="capacity"):
         LocalMetrics(capacity=0)
@@ -253,9 +262,13 @@ def test_seed_usage():
 
 
 _attempt_kind = st.tuples(
-    st.sampled_from(["p/a", "p/b", "p/c"]), st.sampled_from(list(Role)), st.sampled_from(list(Outcome)),
+    st.sampled_from(["p/a", "p/b", "p/c"]),
+    st.sampled_from(list(Role)),
+    st.sampled_from(list(Outcome)),
     st.tuples(st.integers(0, 5000), st.integers(0, 5000)),
-    st.one_of(st.none(), st.decimals(min_value=0, max_value=1, places=9)), st.booleans(), st.one_of(st.none(), st.floats(0, 10)),
+    st.one_of(st.none(), st.decimals(min_value=0, max_value=1, places=9)),
+    st.booleans(),
+    st.one_of(st.none(), st.floats(0, 10)),
 )
 
 
@@ -263,11 +276,21 @@ def _record(i, kind):
     model, role, outcome, tokens, cost, hit, ttft = kind
     skipped = outcome is Outcome.SKIPPED
     return CallRecord(
-        call_id=f"call-{i // 2}", attempt=i % 2, role=role, provider="p", model=model, outcome=outcome,
-        started_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i), latency_s=i / 1000,
+        call_id=f"call-{i // 2}",
+        attempt=i % 2,
+        role=role,
+        provider="p",
+        model=model,
+        outcome=outcome,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
+        latency_s=i / 1000,
         error_class="server" if outcome is Outcome.ERROR else ("budget" if skipped else None),
-        ttft_s=ttft, input_tokens=0 if skipped else tokens[0], output_tokens=0 if skipped else tokens[1],
-        cost=cost, cache_hit=hit, price_source="custom" if cost is not None else "unpriced",
+        ttft_s=ttft,
+        input_tokens=0 if skipped else tokens[0],
+        output_tokens=0 if skipped else tokens[1],
+        cost=cost,
+        cache_hit=hit,
+        price_source="custom" if cost is not None else "unpriced",
         fallback_from="p/a" if role is Role.FALLBACK else None,
         fallback_reason="server" if role is Role.FALLBACK else None,
     )
@@ -298,9 +321,7 @@ def test_batched_intake_agrees_with_a_record_by_record_count(kinds, n, capacity,
         assert m["costs"]["by_model"].get(model) == (sum(costs, Decimal(0)) if costs else None)
     assert m["costs"]["unpriced_calls"] == sum(1 for r in sent if r.cost is None and r.outcome is Outcome.OK)
     assert m["tokens"]["output"] == sum(r.output_tokens for r in sent)
-    assert m["fallbacks"]["total"] == sum(
-        1 for r in sent if r.role is Role.FALLBACK and r.outcome is Outcome.OK
-    )
+    assert m["fallbacks"]["total"] == sum(1 for r in sent if r.role is Role.FALLBACK and r.outcome is Outcome.OK)
     window = records[-capacity:] if capacity else records
     df = local.to_dataframe()
     assert list(df["latency_s"]) == [r.latency_s for r in window]  # the newest rows, oldest first
@@ -323,7 +344,7 @@ def test_a_record_that_cannot_be_stored_is_dropped_alone(caplog):
     assert m["requests"]["total"] == 300 and m["tokens"]["input"] == 3000  # every good record counted once
     assert len(local.to_dataframe()) == 300 and "bad" not in set(local.to_dataframe()["call_id"].astype(str))
     assert "could not store" in caplog.text
-    with pytest.raises(TypeError, match="takes a coffee_nb.CallRecord"):
+    with pytest.raises(TypeError, match=r"takes a coffee_nb\.CallRecord"):
         local.emit({"model": "p/a"})
 
 
@@ -348,7 +369,11 @@ def test_snapshot_is_typed_and_matches_the_script():
     assert (primary.input_tokens, primary.output_tokens) == (4 * 2, 2 + 3)
     assert (fallback.attempts, fallback.ok, fallback.errors, fallback.fallbacks) == (3, 1, 2, 1)
     assert fallback.cost is None and fallback.unpriced == 1
-    assert primary.latency.count == 2 and primary.latency.p50 is not None and primary.ttft == LatencyStats(0, None, None, None, None)
+    assert (
+        primary.latency.count == 2
+        and primary.latency.p50 is not None
+        and primary.ttft == LatencyStats(0, None, None, None, None)
+    )
     assert snap.latency.count == 3 and snap.latency.p95 >= snap.latency.p50
     with pytest.raises(dataclasses.FrozenInstanceError):
         snap.calls = 0  # type: ignore[misc]
@@ -370,7 +395,14 @@ def test_as_dict_is_get_metrics_with_the_old_shape():
         "fallbacks": {"total", "by_route", "by_reason"},
         "totals": {"requests", "successful", "errors", "fallbacks", "cost", "tokens"},
     }
-    flat = {"total_requests", "successful_requests", "failed_requests", "total_cost", "average_latency", "fallback_count"}
+    flat = {
+        "total_requests",
+        "successful_requests",
+        "failed_requests",
+        "total_cost",
+        "average_latency",
+        "fallback_count",
+    }
     assert set(m) == set(shape) | flat
     for key, inner in shape.items():
         assert set(m[key]) == inner, key
@@ -403,8 +435,11 @@ def _plain_count(records: list[CallRecord], window: list[CallRecord]) -> dict:
             out[key(r)] = out.get(key(r), 0) + 1
         return out
 
-    costs = {m: sum((r.cost for r in sent if r.model == m and r.cost is not None), Decimal(0)) for m in models
-             if any(r.model == m and r.cost is not None for r in sent)}
+    costs = {
+        m: sum((r.cost for r in sent if r.model == m and r.cost is not None), Decimal(0))
+        for m in models
+        if any(r.model == m and r.cost is not None for r in sent)
+    }
     unpriced = [r for r in sent if r.outcome is Outcome.OK and r.cost is None]
     kinds = ("input", "output", "cached", "reasoning")
     tokens = {k: sum(getattr(r, f"{k}_tokens") for r in sent) for k in kinds}
@@ -416,22 +451,38 @@ def _plain_count(records: list[CallRecord], window: list[CallRecord]) -> dict:
     total_cost = sum(costs.values(), Decimal(0))
     return {
         "requests": {
-            "total": len(attempts), "successful": sum(r.outcome is Outcome.OK for r in sent),
-            "by_model": count(attempts, lambda r: r.model), "primary": sum(r.role is Role.PRIMARY for r in attempts),
-            "retry": sum(r.role is Role.RETRY for r in attempts), "fallback": sum(r.role is Role.FALLBACK for r in attempts),
-            "skipped": sum(r.outcome is Outcome.SKIPPED for r in sent), "cache_hits": len(records) - len(sent),
+            "total": len(attempts),
+            "successful": sum(r.outcome is Outcome.OK for r in sent),
+            "by_model": count(attempts, lambda r: r.model),
+            "primary": sum(r.role is Role.PRIMARY for r in attempts),
+            "retry": sum(r.role is Role.RETRY for r in attempts),
+            "fallback": sum(r.role is Role.FALLBACK for r in attempts),
+            "skipped": sum(r.outcome is Outcome.SKIPPED for r in sent),
+            "cache_hits": len(records) - len(sent),
         },
-        "errors": {"total": len(failed), "by_model": count(failed, lambda r: r.model),
-                   "by_class": count(failed, lambda r: r.error_class)},
-        "costs": {"total": total_cost, "by_model": costs, "unpriced_calls": len(unpriced),
-                  "unpriced_by_model": count(unpriced, lambda r: r.model)},
+        "errors": {
+            "total": len(failed),
+            "by_model": count(failed, lambda r: r.model),
+            "by_class": count(failed, lambda r: r.error_class),
+        },
+        "costs": {
+            "total": total_cost,
+            "by_model": costs,
+            "unpriced_calls": len(unpriced),
+            "unpriced_by_model": count(unpriced, lambda r: r.model),
+        },
         "tokens": {**tokens, "by_model": by_model_tokens},
-        "fallbacks": {"total": len(fallbacks), "by_route": count(fallbacks, lambda r: f"{r.fallback_from} -> {r.model}"),
-                      "by_reason": count(fallbacks, lambda r: r.fallback_reason or "unknown")},
+        "fallbacks": {
+            "total": len(fallbacks),
+            "by_route": count(fallbacks, lambda r: f"{r.fallback_from} -> {r.model}"),
+            "by_reason": count(fallbacks, lambda r: r.fallback_reason or "unknown"),
+        },
         "calls": len({r.call_id for r in records}),
         "routes": count(fallbacks, lambda r: FallbackRoute(r.fallback_from, r.model, r.fallback_reason or "unknown")),
-        "answered": {m: [r.latency_s for r in window if r.model == m and r.outcome is Outcome.OK and not r.cache_hit]
-                     for m in {r.model for r in window}},
+        "answered": {
+            m: [r.latency_s for r in window if r.model == m and r.outcome is Outcome.OK and not r.cache_hit]
+            for m in {r.model for r in window}
+        },
     }
 
 
@@ -456,8 +507,13 @@ def test_snapshot_agrees_with_a_plain_count(kinds, n, capacity):
     assert dict(snap.fallbacks) == want["routes"]
     assert snap.error_classes == want["errors"]["by_class"]
     assert (snap.attempts, snap.ok, snap.errors, snap.cache_hits, snap.cost, snap.unpriced) == (
-        want["requests"]["total"], want["requests"]["successful"], want["errors"]["total"],
-        want["requests"]["cache_hits"], want["costs"]["total"], want["costs"]["unpriced_calls"])
+        want["requests"]["total"],
+        want["requests"]["successful"],
+        want["errors"]["total"],
+        want["requests"]["cache_hits"],
+        want["costs"]["total"],
+        want["costs"]["unpriced_calls"],
+    )
     for model in snap.models:
         answered = want["answered"].get(model.model, [])
         assert model.latency.count == len(answered)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from decimal import Decimal
@@ -69,7 +70,7 @@ def test_streaming_updates_live_then_hides(ip, monkeypatch):
     run(ip, "sandbox/smart --no-cache", "Stream please")
     partial = [v for v in seen if v]
     assert len(partial) > 5 and all("▌" in v for v in partial)  # many live updates...
-    assert all(len(a) <= len(b) for a, b in zip(partial, partial[1:], strict=False))  # ...that only grow
+    assert all(len(a) <= len(b) for a, b in itertools.pairwise(partial))  # ...that only grow
     assert seen[-1] == ""  # then the live view empties and hides for the final render
 
 
@@ -144,7 +145,7 @@ def test_interpolation_edge_cases(ip):
     n = ip.execution_count
     ip.run_cell("x = 41 + 1", store_history=True)
     cell = (
-        "{name} {cfg['k'][1]} {obj.attr} {In[%d]} {Out[0]}\n"
+        "{name} {cfg['k'][1]} {obj.attr} {In[%d]} {Out[0]}\n"  # noqa: UP031 (% leaves the braces alone)
         "code: def f(d): return {k: v for k, v in d.items()}\n"
         'json: {"a": {"b": 1}}\n'
         "literal: {{name}}\n"
@@ -196,9 +197,8 @@ def test_chat_keeps_a_conversation_and_rerun_replaces(ip):
 
 
 def test_budget_override_for_one_cell(ip):
-    with pytest.raises(BudgetExceededError):
-        with capture_output() as cap:
-            ip.run_cell_magic("llm", "sandbox/smart --budget 0.000001 --no-cache", "too expensive")
+    with pytest.raises(BudgetExceededError), capture_output() as cap:
+        ip.run_cell_magic("llm", "sandbox/smart --budget 0.000001 --no-cache", "too expensive")
     assert "BudgetExceededError" in outputs(cap)[-1]
 
 
@@ -273,8 +273,32 @@ def test_any_argument_line_gives_a_result_or_a_usage_error(ip, line):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     words=st.lists(
-        st.sampled_from(["-t", "0.5", "-m", "10", "-f", "json", "--chat", "--no-stream", "--no-cache", "'a b'", '"',
-                         "sandbox/echo", "x/y", "--budget", "1", "-o", "v", "--", "-", "{", "}", "-s"]),
+        st.sampled_from(
+            [
+                "-t",
+                "0.5",
+                "-m",
+                "10",
+                "-f",
+                "json",
+                "--chat",
+                "--no-stream",
+                "--no-cache",
+                "'a b'",
+                '"',
+                "sandbox/echo",
+                "x/y",
+                "--budget",
+                "1",
+                "-o",
+                "v",
+                "--",
+                "-",
+                "{",
+                "}",
+                "-s",
+            ]
+        ),
         max_size=8,
     )
 )
@@ -325,7 +349,7 @@ def test_configure_from_python_drives_the_magic(ip):
 def test_ask_from_python_shares_cache_and_metrics(ip):
     a = coffee_nb.ask("shared", models=["sandbox/fast"])
     b = coffee_nb.ask("shared", models=["sandbox/fast"])
-    assert not a.cache_hit and b.cache_hit and b.cost == 0 or b.cost_text() == "$0 (cache hit)"
+    assert (not a.cache_hit and b.cache_hit and b.cost == 0) or b.cost_text() == "$0 (cache hit)"
     m = coffee_nb.get_session().metrics.get_metrics()
     assert m["requests"]["cache_hits"] == 1 and m["requests"]["total"] == 1
     assert Decimal(0) <= a.cost

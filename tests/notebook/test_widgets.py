@@ -15,7 +15,6 @@ from coffee_nb.metrics import MetricsSnapshot
 from coffee_nb.notebook.widgets import BudgetGauge, CostTable, Dashboard, LatencyHistogram, _Live
 from coffee_nb.testing import ScriptedChatModel, http_error
 
-
 pytestmark = pytest.mark.usefixtures("quiet_sandbox")
 
 
@@ -140,9 +139,19 @@ def test_histogram_readable_with_one_and_100k_calls():
 
     now = datetime.now(UTC)
     for i in range(100_000):
-        metrics.emit(CallRecord(call_id=str(i), attempt=0, role=Role.PRIMARY, provider="p", model=f"p/m{i % 2}",
-                                outcome=Outcome.OK, started_at=now, latency_s=0.05 * (1 + (i % 997) ** 1.5 / 100),
-                                ttft_s=0.01 if i % 2 else None))
+        metrics.emit(
+            CallRecord(
+                call_id=str(i),
+                attempt=0,
+                role=Role.PRIMARY,
+                provider="p",
+                model=f"p/m{i % 2}",
+                outcome=Outcome.OK,
+                started_at=now,
+                latency_s=0.05 * (1 + (i % 997) ** 1.5 / 100),
+                ttft_s=0.01 if i % 2 else None,
+            )
+        )
     hist.refresh()
     d = hist.data()
     assert d["count"] == 100_001 and len(d["edges"]) - 1 <= hist.max_bins
@@ -214,8 +223,15 @@ def test_summary_and_cost_table_share_their_numbers():
     table = CostTable(metrics, rate=1000).dataframe()
     per_model = table.drop(index="total")
     assert list(summary.index) == list(per_model.index) == ["fake/free", "fake/priced"]
-    same = {"calls": "calls", "errors": "errors", "fallbacks": "fallbacks", "input_tokens": "tokens_in",
-            "output_tokens": "tokens_out", "cost_share": "share", "unpriced_calls": "unpriced_calls"}
+    same = {
+        "calls": "calls",
+        "errors": "errors",
+        "fallbacks": "fallbacks",
+        "input_tokens": "tokens_in",
+        "output_tokens": "tokens_out",
+        "cost_share": "share",
+        "unpriced_calls": "unpriced_calls",
+    }
     for ours, theirs in same.items():
         assert summary[ours].tolist() == per_model[theirs].tolist(), ours
     assert summary.loc["fake/free", "fallbacks"] == 1 and summary.loc["fake/priced", "errors"] == 2
