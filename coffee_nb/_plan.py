@@ -33,7 +33,7 @@ from coffee_nb._models import Candidate
 from coffee_nb._policy import Action, Policy
 from coffee_nb._pricing import Price, from_pico
 from coffee_nb._records import CallRecord, Outcome, Role, global_sinks, publish
-from coffee_nb._tokens import count_prompt, count_tokens
+from coffee_nb._tokens import count_prompt, estimate_prompt, estimate_tokens, prompt_bound
 
 __all__ = ["Attempt", "BudgetLike", "Core", "Plan", "Usage", "DEFAULT_OUTPUT_ESTIMATE"]
 
@@ -99,7 +99,7 @@ class Plan:
 
     __slots__ = ("core", "policy", "clock", "budget", "messages", "call_id", "start", "deadline", "max_tokens",
                  "queue", "current", "admitted", "retries", "wait", "records", "last_exc", "budget_error",
-                 "deadline_cut", "_counts")
+                 "deadline_cut", "_counts", "_bound", "_estimate")
 
     def __init__(self, core: Core, budget: Any, messages: Sequence[Any] | str, max_tokens: int | None) -> None:
         self.core = core
@@ -121,6 +121,8 @@ class Plan:
         self.budget_error: BaseException | None = None
         self.deadline_cut = False
         self._counts: dict[str, int] = {}
+        self._bound: int | None = None
+        self._estimate: int | None = None
 
     # -- what the runner asks ----------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -143,7 +145,7 @@ class Plan:
                     continue
                 self.admitted = True
             if cand.limiter is not None:
-                wait = cand.limiter.try_acquire(self.prompt_tokens(cand) + self._output_cap(cand), now)
+                wait = cand.limiter.try_acquire(self.prompt_estimate() + self._output_cap(cand), now)
                 if wait > 0:
                     if wait < remaining:
                         return wait
@@ -171,8 +173,24 @@ class Plan:
                 price=price,
             )
 
+    def prompt_bound(self) -> int:
+        """An upper bound on the prompt's tokens that costs no tokenizer (see ``_tokens.prompt_bound``)."""
+        if self._bound is None:
+            self._bound = prompt_bound(self.messages)
+        return self._bound
+
+    def prompt_estimate(self) -> int:
+        """A cheap estimate of the prompt's tokens (rate-limit accounting, unreported usage)."""
+        if self._estimate is None:
+            self._estimate = estimate_prompt(self.messages)
+        return self._estimate
+
     def prompt_tokens(self, cand: Candidate) -> int:
-        """Prompt tokens counted with ``cand``'s encoding (once per encoding per call)."""
+        """Prompt tokens counted with ``cand``'s encoding (once per encoding per call).
+
+        Loading an encoding costs up to half a second and 140 MB, so this runs only where the count
+        decides something: a prompt near a context window, a reservation near a budget's limit.
+        """
         counts = self._counts
         count = counts.get(cand.encoding)
         if count is None:
@@ -189,8 +207,8 @@ class Plan:
         return bool(self.queue)
 
     def estimate(self, cand: Candidate, text: str) -> Usage:
-        """Usage counted offline, for a provider that reported none (labelled ``estimated``)."""
-        return Usage(self.prompt_tokens(cand), count_tokens(text, cand.encoding), estimated=True)
+        """Usage estimated offline, for a provider that reported none (labelled ``estimated``)."""
+        return Usage(self.prompt_estimate(), estimate_tokens(text), estimated=True)
 
     def elapsed(self) -> float:
         """Seconds since the call started."""
@@ -251,8 +269,9 @@ class Plan:
             self._skip(cand, ErrorClass.COOLDOWN, f"cooling down after repeated failures ({left:.0f}s left)")
             return False
         window = cand.context_window
-        if window is not None:
-            need = self.prompt_tokens(cand) + (int(self.max_tokens) if self.max_tokens else 0)
+        out = int(self.max_tokens) if self.max_tokens else 0
+        if window is not None and self.prompt_bound() + out > window:  # the bound can't settle it: count
+            need = self.prompt_tokens(cand) + out
             if need > window:
                 cand.breaker.release()
                 self._skip(
@@ -270,17 +289,32 @@ class Plan:
         return cand.output_cap or DEFAULT_OUTPUT_ESTIMATE
 
     def _reserve(self, cand: Candidate, price: Price | None) -> Any:
-        """Reserve the attempt's worst case on the budget (in picodollars where the budget takes them)."""
-        estimate = None
-        if price is not None:
-            estimate = price.pico(self.prompt_tokens(cand), self._output_cap(cand))
+        """Reserve the attempt's worst case on the budget (in picodollars where the budget takes them).
+
+        First with the prompt's upper bound (no tokenizer); only when the budget refuses that is the
+        prompt counted, and the reservation tried again with the count (and a margin, for a stand-in
+        tokenizer): a budget near its limit is where the exact number decides.
+        """
+        if price is None:
+            return self._hold(cand, None)
+        out = self._output_cap(cand)
+        bound = price.pico(self.prompt_bound(), out)
+        try:
+            return self._hold(cand, bound)
+        except BudgetExceededError:
+            counted = price.pico(self.prompt_tokens(cand), out)
             if not cand.exact_tokens:  # a stand-in tokenizer may count low: hold a margin
-                estimate = -(-estimate * ESTIMATE_MARGIN[0] // ESTIMATE_MARGIN[1])
+                counted = -(-counted * ESTIMATE_MARGIN[0] // ESTIMATE_MARGIN[1])
+            if counted >= bound:
+                raise
+            return self._hold(cand, counted)
+
+    def _hold(self, cand: Candidate, pico: int | None) -> Any:
         budget = self.budget
         fast = getattr(budget, "reserve_pico", None)
         if fast is not None:
-            return fast(cand.name, estimate)
-        return budget.reserve(cand.name, None if estimate is None else from_pico(estimate))
+            return fast(cand.name, pico)
+        return budget.reserve(cand.name, None if pico is None else from_pico(pico))
 
     def _settle(self, attempt: Attempt, usage: Usage | None) -> tuple[Decimal | None, str]:
         """Price ``usage`` and commit it to the budget; with no usage, release the reservation."""

@@ -6,6 +6,7 @@ Uses ``bpe-openai`` (tiktoken-compatible, ships its encodings; nothing downloads
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 import warnings
@@ -16,7 +17,16 @@ from typing import Any
 from coffee_nb import _config
 from coffee_nb._format import content_text
 
-__all__ = ["TokenCount", "count_message_tokens", "count_prompt", "count_tokens", "encoding_for"]
+__all__ = [
+    "TokenCount",
+    "count_message_tokens",
+    "count_prompt",
+    "count_tokens",
+    "encoding_for",
+    "estimate_prompt",
+    "estimate_tokens",
+    "prompt_bound",
+]
 
 # OpenAI's chat format: every message costs a few tokens of framing, the reply is primed with 3.
 _TOKENS_PER_MESSAGE = 3
@@ -26,6 +36,7 @@ _O200K = re.compile(r"^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o\d|chatgpt-4o|gpt-oss|co
 _CL100K = re.compile(r"^(gpt-4|gpt-3\.5|text-embedding-3|text-embedding-ada)")
 _OPENAI_FAMILY = ("openai", "azure")  # whose model names say which encoding they use
 
+log = logging.getLogger("coffee_nb")
 _lock = threading.Lock()
 
 
@@ -67,15 +78,42 @@ def _encoding(name: str) -> Any:
 
 
 def count_tokens(text: str, encoding: str = "o200k_base") -> int:
-    """Tokens in ``text`` with ``encoding``."""
+    """Tokens in ``text`` with ``encoding``. Never fails: long texts are counted in pieces, and if the
+    tokenizer can't count at all the answer is :func:`estimate_tokens` (logged)."""
     if not text:
         return 0
-    if len(text) <= _CACHE_MAX_CHARS:
-        return _cached_count(text, encoding)
-    return len(_encoding(encoding).encode_ordinary(text))
+    try:
+        if len(text) <= _CACHE_MAX_CHARS:
+            return _cached_count(text, encoding)
+        enc = _encoding(encoding)
+        return sum(len(enc.encode_ordinary(piece)) for piece in _pieces(text))
+    except Exception:  # noqa: BLE001 - counting must never fail a call
+        log.warning("coffee_nb: could not count tokens with %s; estimating instead", encoding, exc_info=True)
+        return estimate_tokens(text)
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap estimate (about 4 bytes of UTF-8 per token), for numbers nothing depends on."""
+    return -(-len(text.encode("utf-8", "surrogatepass")) // 4) if text else 0
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut at whitespace into parts of at most about ``_PIECE_CHARS`` (the tokenizer refuses
+    very long inputs: "Input too long to encode safely"); a cut costs at most a token or two."""
+    out: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + _PIECE_CHARS)
+        if end < len(text):
+            space = text.rfind(" ", start + _PIECE_CHARS // 2, end)
+            end = space if space > start else end
+        out.append(text[start:end])
+        start = end
+    return out
 
 
 _CACHE_MAX_CHARS = 20_000
+_PIECE_CHARS = 50_000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -94,22 +132,40 @@ def count_message_tokens(messages: Sequence[Any] | str, provider: str, model: st
     return TokenCount(count_prompt(messages, encoding), exact, encoding)
 
 
-def count_prompt(messages: Sequence[Any] | str, encoding: str) -> int:
-    """Prompt tokens of ``messages`` with ``encoding``, OpenAI's chat framing included."""
+def _texts(messages: Sequence[Any] | str) -> list[str]:
+    """The texts of a prompt: each message's content and tool calls (LangChain messages or OpenAI dicts)."""
     if isinstance(messages, str):
-        return _REPLY_PRIMING + _TOKENS_PER_MESSAGE + count_tokens(messages, encoding)
-    total = _REPLY_PRIMING
+        return [messages]
+    out: list[str] = []
     for m in messages:
-        total += _TOKENS_PER_MESSAGE
         if isinstance(m, dict):  # OpenAI wire format (the sandbox counts this way)
-            total += count_tokens(content_text(m.get("content")), encoding)
+            out.append(content_text(m.get("content")))
             tool_calls = m.get("tool_calls")
-            if tool_calls:
-                total += count_tokens(repr(tool_calls), encoding)
-            continue
-        total += count_tokens(content_text(getattr(m, "content", m)), encoding)
-        tool_calls = getattr(m, "tool_calls", None)
+        else:
+            out.append(content_text(getattr(m, "content", m)))
+            tool_calls = getattr(m, "tool_calls", None)
         if tool_calls:
-            total += count_tokens(repr(tool_calls), encoding)
-    # Framing differs by provider; our count for non-OpenAI models is an estimate either way.
-    return total
+            out.append(repr(tool_calls))
+    return out
+
+
+def _framing(messages: Sequence[Any] | str) -> int:
+    # OpenAI's chat format: a few tokens per message, and the reply is primed with 3. Framing differs
+    # by provider; our count for non-OpenAI models is an estimate either way.
+    return _REPLY_PRIMING + _TOKENS_PER_MESSAGE * (1 if isinstance(messages, str) else len(messages))
+
+
+def count_prompt(messages: Sequence[Any] | str, encoding: str) -> int:
+    """Prompt tokens of ``messages`` with ``encoding``, OpenAI's chat framing included (exact for OpenAI)."""
+    return _framing(messages) + sum(count_tokens(t, encoding) for t in _texts(messages))
+
+
+def prompt_bound(messages: Sequence[Any] | str) -> int:
+    """An upper bound on the prompt tokens for any byte-level tokenizer: every token is at least one
+    byte of UTF-8. Costs no tokenizer: when the bound settles a question, nothing is counted."""
+    return _framing(messages) + sum(len(t.encode("utf-8", "surrogatepass")) for t in _texts(messages))
+
+
+def estimate_prompt(messages: Sequence[Any] | str) -> int:
+    """A cheap estimate of the prompt tokens (labelled as such wherever shown)."""
+    return _framing(messages) + sum(estimate_tokens(t) for t in _texts(messages))

@@ -41,3 +41,43 @@ def test_multimodal_content_blocks_count_their_text():
         content=[{"type": "text", "text": "hello world"}, {"type": "image_url", "image_url": {"url": "x"}}]
     )
     assert count_message_tokens([msg], "openai", "gpt-4o").tokens == count_tokens("hello world") + 6
+
+
+def test_very_long_texts_are_counted_in_pieces_never_failing():
+    from coffee_nb._tokens import count_prompt
+
+    text = "word " * 300_000  # 1.5 M characters: one encode call of this refuses ("too long to encode safely")
+    assert 300_000 <= count_tokens(text, "o200k_base") <= 300_010  # a cut between pieces costs a token or two
+    assert count_prompt([HumanMessage(text)], "o200k_base") > 300_000
+
+
+def test_bound_and_estimate_cost_no_tokenizer():
+    import subprocess
+    import sys
+
+    code = (
+        "from coffee_nb._tokens import prompt_bound, estimate_prompt, _encoding\n"
+        "from coffee_nb import AutoPicker, Budget, register_price\n"
+        "from coffee_nb.testing import ScriptedChatModel\n"
+        "register_price('fake/m', input=1, output=1)\n"
+        "assert prompt_bound('héllo') >= estimate_prompt('héllo')\n"
+        "llm = AutoPicker(ScriptedChatModel(model_name='m'), budget=Budget(total=100, ledger='memory'))\n"
+        "for _ in range(3): llm.invoke('a prompt far from any window or limit')\n"
+        "print(_encoding.cache_info().currsize)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0"  # no encoding was loaded: nothing needed an exact count
+
+
+def test_prompt_near_a_window_is_counted_exactly():
+    from coffee_nb import AutoPicker, ModelSpec, capture_records
+    from coffee_nb.testing import ScriptedChatModel
+
+    text = "word " * 2000  # ~2 000 tokens, 10 000 bytes: the byte bound can't settle a 5 000-token window
+    small = ModelSpec(model=ScriptedChatModel(model_name="small", script=["fits"]), context_window=5_000)
+    with capture_records() as records:
+        assert AutoPicker(small).invoke(text).content == "fits"
+    assert records[0].outcome == "ok"
+    tiny = ModelSpec(model=ScriptedChatModel(model_name="tiny"), context_window=1_000)
+    big = ScriptedChatModel(model_name="big", script=["big one"])
+    assert AutoPicker(tiny, [big]).invoke(text).content == "big one"
