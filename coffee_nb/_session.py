@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb import _config
@@ -28,9 +29,11 @@ from coffee_nb._validate import temperature as check_temperature
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
 
+    from coffee_nb._cache import ResponseCache
     from coffee_nb._invoker import AutoPicker
     from coffee_nb._policy import Policy
-    from coffee_nb.budget import Budget
+    from coffee_nb._records import CallRecord
+    from coffee_nb.budget import Budget, Ledger
     from coffee_nb.metrics import LocalMetrics
 
 __all__ = ["Answer", "Session", "ask", "configure", "get_session", "money", "parse_json", "reset"]
@@ -140,7 +143,7 @@ class Session:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._opened: list[Any] = []  # what this session opened and closes: ledger connections, the cache
+        self._opened: list[Ledger | ResponseCache] = []  # what this session opened and closes
         self._defaults()
 
     def _defaults(self) -> None:
@@ -151,13 +154,13 @@ class Session:
         self.max_tokens: int | None = None
         self.policy: Policy | None = None
         self.cache_enabled = True
-        self._budget: Any = None
+        self._budget: Budget | None = None
         self._budget_args: dict[str, Any] = {}
-        self._ledger: tuple[Any, Any] | None = None  # (spec, ledger) the session opened for its budgets
+        self._ledger: tuple[str | os.PathLike[str] | None, Ledger] | None = None  # (spec, ledger) opened here
         self._metrics: LocalMetrics | None = None
-        self._cache: Any = None
+        self._cache: ResponseCache | None = None
         self._pickers: dict[tuple[Any, ...], AutoPicker] = {}
-        self.sinks: list[Callable[[Any], Any]] = []
+        self.sinks: list[Callable[[CallRecord], object]] = []
         self.conversation = Conversation()
         self._noticed = False
 
@@ -170,7 +173,7 @@ class Session:
         temperature: float | None = None,
         max_tokens: int | None = None,
         policy: Policy | None = None,
-        budget: Any = None,
+        budget: Budget | None = None,
         hourly: Any = None,
         daily: Any = None,
         weekly: Any = None,
@@ -263,7 +266,7 @@ class Session:
         if spec is not None and not isinstance(spec, (str, os.PathLike)):
             return Budget(**args)
         if self._ledger is None or self._ledger[0] != spec:
-            ledger = open_ledger(spec, "default")
+            ledger = open_ledger(spec if spec is None or isinstance(spec, str) else Path(spec), "default")
             self._opened.append(ledger)
             self._ledger = (spec, ledger)
         return Budget(**{**args, "ledger": self._ledger[1]})
@@ -288,7 +291,7 @@ class Session:
             return self._metrics
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> ResponseCache:
         with self._lock:
             if self._cache is None:
                 from coffee_nb._cache import ResponseCache
@@ -311,7 +314,7 @@ class Session:
         )
         return list(SANDBOX_CHAIN), notice
 
-    def picker(self, models: Sequence[Any] | None = None, budget: Any = None) -> AutoPicker:
+    def picker(self, models: Sequence[Any] | None = None, budget: Budget | None = None) -> AutoPicker:
         """The AutoPicker for ``models`` (default chain when None); cached so cooldowns persist across cells."""
         from coffee_nb._invoker import AutoPicker
 
@@ -352,11 +355,13 @@ class Session:
         max_tokens: int | None = None,
         cache: bool | None = None,
         chat: str | None = None,
-        budget: Any = None,
+        budget: Budget | None = None,
         on_token: Callable[[str], Any] | None = None,
+        on_restart: Callable[[dict[str, Any]], Any] | None = None,
         format: str = "markdown",  # noqa: A002 - matches the magic's option
     ) -> Answer:
-        """Ask the chain; stream through ``on_token`` when given. Identical requests come from the cache at $0."""
+        """Ask the chain; stream through ``on_token`` when given (``on_restart`` hears when a broken stream
+        starts over on another model). Identical requests come from the cache at $0."""
         if format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
         chain, notice = (list(models), None) if models else self.chain()
@@ -384,15 +389,19 @@ class Session:
                     self.conversation.record(chat, messages[-1], hit.message)
                 return hit
         picker = self.picker(chain, budget)
-        call_kwargs = {k: v for k, v in params.items() if v is not None}
+        call_kwargs: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
         start = time.perf_counter()
         if on_token is not None:
-            total = None
+            from coffee_nb._streams import Collector, is_restart
+
+            collector = Collector()
             for chunk in picker.stream(messages, **call_kwargs):
-                total = chunk if total is None else total + chunk
+                if is_restart(chunk) and on_restart is not None:
+                    on_restart(chunk.response_metadata["coffee_nb"])  # the answer starts over on another model
+                collector.add(chunk)
                 if chunk.content:
                     on_token(chunk.text)
-            message = _as_ai_message(total)
+            message = collector.result()
         else:
             message = picker.invoke(messages, **call_kwargs)
         answer = self._answer(message, format, time.perf_counter() - start)
@@ -412,7 +421,8 @@ class Session:
 
     def _answer(self, message: AIMessage, format: str, latency: float) -> Answer:  # noqa: A002
         summary = message.response_metadata.get("coffee_nb")
-        meta = summary.as_dict() if hasattr(summary, "as_dict") else (summary or {})  # plain values for JSON
+        as_dict = getattr(summary, "as_dict", None)  # a CallSummary; from the cache, already a dict
+        meta = as_dict() if as_dict is not None else (summary or {})  # plain values for JSON
         answer = Answer(
             message=message,
             model=meta.get("model", "?"),
@@ -519,20 +529,6 @@ class Session:
                 }
             )
         return rows
-
-
-def _as_ai_message(chunk: Any) -> AIMessage:
-    from langchain_core.messages import AIMessage
-
-    if chunk is None:
-        return AIMessage(content="")
-    return AIMessage(
-        content=chunk.content,
-        response_metadata=chunk.response_metadata,
-        usage_metadata=chunk.usage_metadata,
-        tool_calls=chunk.tool_calls,
-        id=chunk.id,
-    )
 
 
 _SESSION = _config.SESSION  # the process-wide session lives in _config (reset_defaults() closes it)

@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk
 
-__all__ = ["acollect", "collect", "is_restart"]
+__all__ = ["Collector", "acollect", "collect", "is_restart"]
 
 
 def is_restart(chunk: Any) -> bool:
@@ -26,7 +26,9 @@ def is_restart(chunk: Any) -> bool:
     return isinstance(value, dict) and bool(value.get("restart")) and "call_id" not in value
 
 
-class _Collector:
+class Collector:
+    """Adds chunks up into the final message, starting over at a restart marker."""
+
     def __init__(self) -> None:
         self.total: BaseMessageChunk | None = None
         self.summary: Any = None
@@ -60,7 +62,7 @@ class _Collector:
 
 def collect(stream: Iterable[Any]) -> AIMessage:
     """The final message of a stream of chunks, honouring coffee_nb's restart markers."""
-    collector = _Collector()
+    collector = Collector()
     for chunk in stream:
         collector.add(chunk)
     return collector.result()
@@ -68,7 +70,7 @@ def collect(stream: Iterable[Any]) -> AIMessage:
 
 async def acollect(stream: AsyncIterable[Any]) -> AIMessage:
     """:func:`collect` for an async stream."""
-    collector = _Collector()
+    collector = Collector()
     async for chunk in stream:
         collector.add(chunk)
     return collector.result()

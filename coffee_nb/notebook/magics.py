@@ -5,23 +5,61 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from IPython.core import magic, magic_arguments
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic import Magics, magics_class
+from IPython.core.magic_arguments import parse_argstring
 
 from coffee_nb._errors import AllModelsFailedError, BudgetExceededError, ConfigError
-from coffee_nb._session import FORMATS, KNOWN_MODELS, get_session, money
+from coffee_nb._session import FORMATS, KNOWN_MODELS, Session, get_session, money
 from coffee_nb.notebook.interpolate import interpolate
+
+if TYPE_CHECKING:
+    import argparse
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from coffee_nb._pricing import Rate
+    from coffee_nb._session import Answer
+    from coffee_nb.notebook.render import Table
+    from coffee_nb.notebook.widgets import Dashboard
 
 __all__ = ["LLMMagics"]
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
-def _parse(func: Any, line: str) -> Any:
+
+# IPython's magic decorators record the magic (or its option) and hand the method back unchanged, but
+# they are unannotated (magic_arguments, argument) or typed as a union (line_magic, cell_magic): these
+# typed twins say so once, so the decorated methods keep their signatures for the type checker.
+def _magic_arguments() -> Callable[[_Method], _Method]:
+    decorator: Callable[[_Method], _Method] = magic_arguments.magic_arguments()
+    return decorator
+
+
+def _argument(*args: Any, **kwargs: Any) -> Callable[[_Method], _Method]:
+    decorator: Callable[[_Method], _Method] = magic_arguments.argument(*args, **kwargs)
+    return decorator
+
+
+def _line_magic(name: str) -> Callable[[_Method], _Method]:
+    decorator: Callable[[_Method], _Method] = magic.line_magic(name)  # type: ignore[assignment]  # see above
+    return decorator
+
+
+def _cell_magic(name: str) -> Callable[[_Method], _Method]:
+    decorator: Callable[[_Method], _Method] = magic.cell_magic(name)  # type: ignore[assignment]  # see above
+    return decorator
+
+
+def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
     try:
-        return parse_argstring(func, line)
+        namespace: argparse.Namespace = parse_argstring(func, line)
+        return namespace
     except UsageError:
         raise
     except ValueError as exc:  # shlex: "No closing quotation", ...
@@ -67,22 +105,28 @@ def _cell_key(shell: Any, cell: str) -> str:
 
 @magics_class
 class LLMMagics(Magics):
-    @magic_arguments()
-    @argument("models", nargs="*", help="models for this cell, in order (e.g. openai/gpt-4o-mini sandbox/fast)")
-    @argument("-s", "--system", default=None, help="system prompt for this cell")
-    @argument("-t", "--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
-    @argument("-m", "--max-tokens", type=int, default=None, help="cap on output tokens")
-    @argument("-f", "--format", default="markdown", help=f"how to show the answer: {', '.join(FORMATS)}")
-    @argument("-o", "--out", default=None, help="store the answer object in this variable")
-    @argument("--no-stream", action="store_true", help="wait for the whole answer instead of streaming it")
-    @argument(
+    @property
+    def _shell(self) -> InteractiveShell:
+        if self.shell is None:  # never, once registered through load_ipython_extension
+            raise UsageError("coffee_nb's magics need an IPython shell")
+        return self.shell
+
+    @_magic_arguments()
+    @_argument("models", nargs="*", help="models for this cell, in order (e.g. openai/gpt-4o-mini sandbox/fast)")
+    @_argument("-s", "--system", default=None, help="system prompt for this cell")
+    @_argument("-t", "--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
+    @_argument("-m", "--max-tokens", type=int, default=None, help="cap on output tokens")
+    @_argument("-f", "--format", default="markdown", help=f"how to show the answer: {', '.join(FORMATS)}")
+    @_argument("-o", "--out", default=None, help="store the answer object in this variable")
+    @_argument("--no-stream", action="store_true", help="wait for the whole answer instead of streaming it")
+    @_argument(
         "--chat", nargs="?", const="", default=None, help="keep a conversation (re-running a cell replaces its turn)"
     )
-    @argument("--no-cache", action="store_true", help="call the model even if this exact request was answered before")
-    @argument("--dry-run", action="store_true", help="show tokens, worst-case cost and budget left per model; no call")
-    @argument("--budget", default=None, help="a hard cap in USD for this cell, on top of the session budget")
-    @argument("--next-cell", action="store_true", help="with --format code: offer the code as the next cell")
-    @cell_magic("llm")
+    @_argument("--no-cache", action="store_true", help="call the model even if this exact request was answered before")
+    @_argument("--dry-run", action="store_true", help="show tokens, worst-case cost and budget left per model; no call")
+    @_argument("--budget", default=None, help="a hard cap in USD for this cell, on top of the session budget")
+    @_argument("--next-cell", action="store_true", help="with --format code: offer the code as the next cell")
+    @_cell_magic("llm")
     def llm(self, line: str, cell: str) -> None:
         """Ask a language model; the cell body is the prompt.
 
@@ -103,7 +147,7 @@ class LLMMagics(Magics):
             raise UsageError(f"--out needs a Python variable name, got {args.out!r}")
         cap = _positive_money(args.budget, "--budget")
         models = _models(args.models)
-        prompt, unresolved = interpolate(cell, self.shell.user_ns)
+        prompt, unresolved = interpolate(cell, self._shell.user_ns)
         for name in unresolved:
             print(f"coffee_nb: {{{name}}} is not defined here; left as written.", file=sys.stderr)
         if not prompt.strip():
@@ -142,6 +186,7 @@ class LLMMagics(Magics):
                 chat=chat,
                 budget=budget,
                 on_token=view.token if view.stream else None,
+                on_restart=view.restart if view.stream else None,
                 format=args.format,
             )
         except (BudgetExceededError, AllModelsFailedError) as exc:
@@ -157,10 +202,10 @@ class LLMMagics(Magics):
         if args.format == "code" and args.next_cell:
             from coffee_nb.notebook.render import _fenced
 
-            self.shell.set_next_input(_fenced(answer.text)[1], replace=False)
+            self._shell.set_next_input(_fenced(answer.text)[1], replace=False)
 
-    def _store(self, answer: Any, out: str | None) -> None:
-        ns = self.shell.user_ns
+    def _store(self, answer: Answer, out: str | None) -> None:
+        ns = self._shell.user_ns
         if out:
             ns[out] = answer
         ns["_"] = answer
@@ -169,21 +214,21 @@ class LLMMagics(Magics):
             ns["Out"][count] = answer
 
     # -- line magics -------------------------------------------------------------------------------
-    @magic_arguments()
-    @argument("--models", default=None, help="default chain, comma-separated (e.g. openai/gpt-4o-mini,sandbox/fast)")
-    @argument("--system", default=None, help="default system prompt ('' clears it)")
-    @argument("--temperature", type=float, default=None)
-    @argument("--max-tokens", type=int, default=None)
-    @argument("--hourly", default=None, help="hourly budget in USD")
-    @argument("--daily", default=None, help="daily budget in USD")
-    @argument("--weekly", default=None, help="weekly budget in USD")
-    @argument("--monthly", default=None, help="monthly budget in USD")
-    @argument("--total", default=None, help="total budget in USD (never resets)")
-    @argument("--soft", action="store_true", help="budget limits warn instead of block")
-    @argument("--ledger", default=None, help="where spend lives: memory, sqlite, a path, or redis://host:port/db")
-    @argument("--cache", choices=["on", "off"], default=None, help="answer identical requests from the cache")
-    @line_magic("llm_config")
-    def llm_config(self, line: str) -> Any:
+    @_magic_arguments()
+    @_argument("--models", default=None, help="default chain, comma-separated (e.g. openai/gpt-4o-mini,sandbox/fast)")
+    @_argument("--system", default=None, help="default system prompt ('' clears it)")
+    @_argument("--temperature", type=float, default=None)
+    @_argument("--max-tokens", type=int, default=None)
+    @_argument("--hourly", default=None, help="hourly budget in USD")
+    @_argument("--daily", default=None, help="daily budget in USD")
+    @_argument("--weekly", default=None, help="weekly budget in USD")
+    @_argument("--monthly", default=None, help="monthly budget in USD")
+    @_argument("--total", default=None, help="total budget in USD (never resets)")
+    @_argument("--soft", action="store_true", help="budget limits warn instead of block")
+    @_argument("--ledger", default=None, help="where spend lives: memory, sqlite, a path, or redis://host:port/db")
+    @_argument("--cache", choices=["on", "off"], default=None, help="answer identical requests from the cache")
+    @_line_magic("llm_config")
+    def llm_config(self, line: str) -> Table:
         """Show the notebook session (models, budget, cache), or change it:
         ``%llm_config --models openai/gpt-4o-mini,sandbox/fast --daily 5``."""
         args = _parse(self.llm_config, line)
@@ -192,26 +237,30 @@ class LLMMagics(Magics):
             p: _positive_money(getattr(args, p), f"--{p}") for p in ("hourly", "daily", "weekly", "monthly", "total")
         }
         try:
-            session.configure(
+            session.configure(  # a limit of None: not given, left as it is
                 models=args.models,
                 system=args.system,
                 temperature=args.temperature,
                 max_tokens=args.max_tokens,
+                hourly=limits["hourly"],
+                daily=limits["daily"],
+                weekly=limits["weekly"],
+                monthly=limits["monthly"],
+                total=limits["total"],
                 hard=False if args.soft else None,
                 ledger=args.ledger,
                 cache=None if args.cache is None else args.cache == "on",
-                **{k: v for k, v in limits.items() if v is not None},
             )
         except (ConfigError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         return self._config_table(session)
 
-    def _config_table(self, session: Any) -> Any:
+    def _config_table(self, session: Session) -> Table:
         from coffee_nb.notebook.render import Table
 
         chain, notice = session.chain()
         budget = session.budget
-        rows = [
+        rows: list[list[Any]] = [
             ["models", " → ".join(str(m) for m in chain) + (" (offline sandbox: no API keys)" if notice else "")],
             ["system", session.system or "-"],
             ["temperature", session.temperature if session.temperature is not None else "model default"],
@@ -225,7 +274,7 @@ class LLMMagics(Magics):
         ]
         return Table(["setting", "value"], rows, title="coffee_nb session")
 
-    @line_magic("llm_models")
+    @_line_magic("llm_models")
     def llm_models(self, line: str) -> Any:
         """Known models: provider, key present?, context window, prices (USD per 1M tokens)."""
         import pandas as pd
@@ -266,8 +315,8 @@ class LLMMagics(Magics):
             )
         return pd.DataFrame(rows).set_index("model")
 
-    @line_magic("llm_budget")
-    def llm_budget(self, line: str) -> Any:
+    @_line_magic("llm_budget")
+    def llm_budget(self, line: str) -> Table:
         """Budget status per period: limit, spent, reserved, remaining, resets."""
         from coffee_nb.notebook.render import Table
 
@@ -291,12 +340,12 @@ class LLMMagics(Magics):
             title="coffee_nb budget",
         )
 
-    @line_magic("llm_costs")
+    @_line_magic("llm_costs")
     def llm_costs(self, line: str) -> Any:
         """Per-model calls, errors, tokens and cost this session (a pandas DataFrame)."""
         return get_session().metrics.summary()
 
-    @line_magic("llm_history")
+    @_line_magic("llm_history")
     def llm_history(self, line: str) -> Any:
         """The last N attempts this session (default 20), newest last: ``%llm_history 50``."""
         try:
@@ -320,9 +369,9 @@ class LLMMagics(Magics):
         ]
         return df[cols].tail(n).reset_index(drop=True)
 
-    @magic_arguments()
-    @argument("--all", action="store_true", help="also forget metrics, cache settings and the model chain")
-    @line_magic("llm_reset")
+    @_magic_arguments()
+    @_argument("--all", action="store_true", help="also forget metrics, cache settings and the model chain")
+    @_line_magic("llm_reset")
     def llm_reset(self, line: str) -> None:
         """Clear the ``--chat`` conversation (``--all``: reset the whole session)."""
         args = _parse(self.llm_reset, line)
@@ -335,15 +384,15 @@ class LLMMagics(Magics):
             session.conversation.clear()
             print(f"coffee_nb: conversation cleared ({n} exchange{'s' if n != 1 else ''}).")
 
-    @line_magic("llm_dashboard")
-    def llm_dashboard(self, line: str) -> Any:
+    @_line_magic("llm_dashboard")
+    def llm_dashboard(self, line: str) -> Dashboard:
         """The live dashboard: budget bars, latency histogram, cost table, counters, last calls."""
         from coffee_nb.notebook import dashboard
 
         return dashboard(display=False)
 
 
-def _rate(value: Any) -> float | None:
+def _rate(value: Rate) -> float | None:
     if value is None:
         return None
     return float(value) if isinstance(value, Decimal) else float(value.base)

@@ -99,6 +99,14 @@ class AnswerView:
             self._last = now
             self.updates += 1
 
+    def restart(self, info: dict[str, Any]) -> None:
+        """A broken stream starts over on another model: clear what was shown, say so."""
+        self.text = ""
+        if self._box is not None:
+            model = html.escape(str(info.get("to_model", "the next model")))
+            self._box.value = f"<i>the stream broke; starting over on {model}…</i>"
+            self.updates += 1
+
     def _done(self) -> None:
         if self._box is not None:
             self._box.value = ""
@@ -120,7 +128,7 @@ class AnswerView:
 def _live_box() -> Any:
     import ipywidgets as W  # noqa: N812 - one letter, as in widgets.py
 
-    class LiveAnswer(W.HTML):
+    class LiveAnswer(W.HTML):  # type: ignore[misc]  # ipywidgets ships no types: its classes are Any
         def __repr__(self) -> str:  # the plain-text twin of a live view: nothing to keep
             return ""
 
@@ -170,7 +178,10 @@ class Table:
         widths = [
             max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c) for i, c in enumerate(self.columns)
         ]
-        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
         out = [self.title] if self.title else []
         out += [line(self.columns), line(["-" * w for w in widths])]
         out += [line(r) for r in self.rows]
