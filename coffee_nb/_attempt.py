@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextvars import ContextVar
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
 
-from coffee_nb._compat import as_message, child_config, private_state, shared_output, usage_of
+from coffee_nb._compat import as_message, child_config, private_state, restart_event, shared_output, usage_of
 from coffee_nb._errors import ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
 from coffee_nb._format import content_text
 from coffee_nb._plan import Attempt, Core, Plan, Usage
@@ -52,6 +53,11 @@ _PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError)
 _FINISH_KEYS = ("finish_reason", "stop_reason", "done_reason")
 
 
+# LangChain's own invoke-by-streaming (``streaming=True``, astream_events) adds every chunk up with ``+``,
+# which can't honour a restart marker: AutoPicker.invoke collects the restarted answer here instead.
+RESTARTED: ContextVar[list[AIMessage] | None] = ContextVar("coffee_nb_restarted", default=None)
+
+
 class IncompleteStreamError(ConnectionError):
     """A stream ended without a finish reason: cut off, not complete (classified as ``connection``)."""
 
@@ -60,7 +66,8 @@ class Call:
     """One call in progress: the plan, and what happens around each attempt, for every driver alike."""
 
     __slots__ = ("picker", "plan", "messages", "stop", "config", "kwargs", "streaming", "attempt", "ttft", "total",
-                 "calling", "delivered", "recovering", "prefilled", "marker", "restarted", "finished", "run_manager")
+                 "calling", "delivered", "recovering", "prefilled", "marker", "restarted", "finished", "run_manager",
+                 "restart_chunk")
 
     def __init__(
         self,
@@ -96,6 +103,7 @@ class Call:
         self.marker: ChatGenerationChunk | None = None  # a restart marker to yield before the next chunk
         self.restarted = False
         self.finished = False  # the provider said the answer is complete (finish reason seen)
+        self.restart_chunk: ChatGenerationChunk | None = None  # the last restart marker handed out
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -171,6 +179,7 @@ class Call:
             self.ttft = self.plan.clock() - self._current().started
         if self.marker is not None:
             marker, self.marker = self.marker, None
+            self.restart_chunk = marker
             yield marker
         self.total = chunk if self.total is None else self.total + chunk
         text = chunk.content
@@ -207,7 +216,20 @@ class Call:
             raise IncompleteStreamError(f"{attempt.candidate.name} ended its stream without a finish reason (cut off)")
         if self.marker is not None:  # a restart whose model answered nothing: still tell the consumer
             self.marker = None
-        summary = self._succeeded(attempt, self.total, None)
+        total = self.total
+        summary = self._succeeded(attempt, total, None)
+        if self.restarted:
+            collected = RESTARTED.get()
+            if collected is not None:  # an invoke that streams: the answer is this attempt's alone
+                collected.append(
+                    AIMessage(
+                        content=total.content,
+                        response_metadata={**total.response_metadata, "coffee_nb": summary},
+                        usage_metadata=total.usage_metadata,
+                        tool_calls=total.tool_calls,
+                        id=total.id,
+                    )
+                )
         # after a restart the marker's dict and this one meet when chunks are added up: both plain dicts
         value: Any = summary.as_dict() | {"restarted": True} if self.restarted else summary
         return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"coffee_nb": value}))
@@ -304,7 +326,10 @@ def drive(call: Call) -> Iterator[Any]:
                 pump: Pump[AIMessageChunk] = Pump(lambda: model.stream(messages, config, stop=stop, **kwargs))
                 try:
                     while (chunk := pump.next(call.wait_limit(), call.timed_out)) is not None:
-                        yield from call.relay(chunk)
+                        for out in call.relay(chunk):
+                            if out is call.restart_chunk:
+                                restart_event(call.config, out.message.response_metadata["coffee_nb"])
+                            yield out
                         if call.complete():
                             break
                 finally:
@@ -347,6 +372,10 @@ async def adrive(call: Call) -> AsyncIterator[Any]:
                 try:
                     while (chunk := await _within(anext(chunks, None), call.wait_limit(), call)) is not None:
                         for out in call.relay(chunk):
+                            if out is call.restart_chunk:
+                                event = restart_event(call.config, out.message.response_metadata["coffee_nb"])
+                                if event is not None:
+                                    await event
                             yield out
                         if call.complete():
                             break

@@ -26,6 +26,7 @@ __all__ = [
     "internals_missing",
     "nothing_listening",
     "private_state",
+    "restart_event",
     "shared_output",
     "usage_of",
 ]
@@ -150,6 +151,20 @@ def child_config(run_manager: Any) -> dict[str, Any] | None:
     manager.add_tags(run_manager.inheritable_tags)
     manager.add_metadata(run_manager.inheritable_metadata)
     return {"callbacks": manager}
+
+
+RESTART_EVENT = "coffee_nb_restart"
+
+
+def restart_event(config: dict[str, Any] | None, data: dict[str, Any]) -> Any:
+    """Tell callback handlers a stream starts over on another model (a LangChain custom event).
+
+    ``config`` is the child config of :func:`child_config`; returns an awaitable for async managers.
+    """
+    manager = (config or {}).get("callbacks")
+    if manager is None:
+        return None
+    return manager.on_custom_event(RESTART_EVENT, data, run_id=manager.parent_run_id)
 
 
 def usage_of(message: Any) -> Usage | None:

@@ -20,7 +20,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from coffee_nb._attempt import Call, adrive, arun, drive, is_summary, run
+from coffee_nb._attempt import RESTARTED, Call, adrive, arun, drive, is_summary, run
 from coffee_nb._compat import as_chunk
 from coffee_nb._errors import ConfigError
 from coffee_nb._fastpath import prompt, unobserved
@@ -249,7 +249,13 @@ class AutoPicker(BaseChatModel):
         if unobserved(self, config, kwargs):  # nobody listening: skip our own layer of LangChain machinery
             message: AIMessage = run(Call(self, prompt(self, input), stop, None, kwargs))
             return message
-        return super().invoke(input, config, stop=stop, **kwargs)
+        token = RESTARTED.set([])
+        try:
+            message = super().invoke(input, config, stop=stop, **kwargs)
+            restarted = RESTARTED.get()
+        finally:
+            RESTARTED.reset(token)
+        return restarted[-1] if restarted else message  # LangChain's ``+`` can't honour a restart marker
 
     async def ainvoke(
         self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any
@@ -257,7 +263,13 @@ class AutoPicker(BaseChatModel):
         if unobserved(self, config, kwargs):
             message: AIMessage = await arun(Call(self, prompt(self, input), stop, None, kwargs))
             return message
-        return await super().ainvoke(input, config, stop=stop, **kwargs)
+        token = RESTARTED.set([])
+        try:
+            message = await super().ainvoke(input, config, stop=stop, **kwargs)
+            restarted = RESTARTED.get()
+        finally:
+            RESTARTED.reset(token)
+        return restarted[-1] if restarted else message
 
     def _stream(
         self,

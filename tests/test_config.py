@@ -188,7 +188,9 @@ def test_file_descriptors_do_not_grow_over_50_resets():
         session.budget.status()
         len(session.cache)
         session.reset()
-    assert open_files() <= before
+    # a leak would be one handle or more per reset (50+); other tests' background threads (pooled HTTP
+    # connections closing, a sandbox stream ending) may move a descriptor or two meanwhile
+    assert open_files() <= before + 3
 
 
 def test_session_reset_leaves_budgets_and_ledgers_it_was_given_open(tmp_path):

@@ -542,3 +542,34 @@ def test_answers_never_share_metadata_when_a_candidate_hands_out_one_object():
     first, second = llm.invoke("a"), llm.invoke("b")
     assert first.response_metadata["coffee_nb"]["call_id"] != second.response_metadata["coffee_nb"]["call_id"]
     assert "coffee_nb" not in constant.response_metadata  # the candidate's object is left as it was
+
+
+def test_restart_is_announced_to_callback_handlers():
+    # LangChain's own stream() hands chunks to handlers itself (on_llm_new_token, marker included);
+    # where a run manager reaches AutoPicker (e.g. streaming=True invoke) it also sends a custom event
+    seen: list[tuple[str, Any]] = []
+
+    class Listener(BaseCallbackHandler):
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            seen.append((name, data["to_model"]))
+
+        def on_llm_new_token(self, token: str, *, chunk: Any = None, **kwargs: Any) -> None:
+            meta = getattr(getattr(chunk, "message", None), "response_metadata", {}).get("coffee_nb")
+            if isinstance(meta, dict) and meta.get("restart") and "call_id" not in meta:
+                seen.append(("token", meta["to_model"]))
+
+    def chain() -> AutoPicker:
+        broken = ScriptedChatModel(model_name="m0", script=["a b c d"], fail_after_chunks=2)
+        fallback = ScriptedChatModel(model_name="m1", script=["whole answer"])
+        return AutoPicker(broken, [fallback], policy=Policy(max_retries=0))
+
+    final = coffee_nb.collect(chain().stream("hi", config={"callbacks": [Listener()]}))
+    assert final.content == "whole answer" and seen == [("token", "fake/m1")]
+    seen.clear()
+    streaming = chain().model_copy(update={"streaming": True})  # LangChain's invoke-by-streaming
+    answer = streaming.invoke("hi", config={"callbacks": [Listener()]})
+    assert answer.content == "whole answer"  # not the broken text plus the new one
+    assert answer.response_metadata["coffee_nb"]["model"] == "fake/m1"
+    assert seen == [("token", "fake/m1")]
+    answer = asyncio.run(chain().model_copy(update={"streaming": True}).ainvoke("hi"))
+    assert answer.content == "whole answer"
