@@ -34,7 +34,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGenerationChunk
 
 from coffee_nb._compat import as_message, child_config, private_state, restart_event, shared_output, usage_of
-from coffee_nb._errors import ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
+from coffee_nb._errors import CoffeeError, ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
 from coffee_nb._format import content_text
 from coffee_nb._plan import Attempt, Core, Plan, Usage
 from coffee_nb._policy import Action
@@ -48,8 +48,9 @@ __all__ = ["Call", "IncompleteStreamError", "adrive", "arun", "drive", "is_summa
 
 # Our private kwargs (set by bind_tools/with_structured_output) and tracing-only ones: never sent to candidates.
 _CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_output_format"})
-# Raised by our own code before a candidate is called: a bug to show, not a provider failure to route around.
-_PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError)
+# Raised while preparing a call (binding tools, a schema), before any candidate is called: the caller's
+# input or a bug, the same for every model; shown at once, not routed around.
+_PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, ValueError)
 _FINISH_KEYS = ("finish_reason", "stop_reason", "done_reason")
 
 
@@ -245,7 +246,7 @@ class Call:
         partial = self._partial_usage(attempt)
         prefilled, delivered_here = self.prefilled, self.ttft is not None
         action = self.plan.failed(attempt, exc, ttft=self.ttft, partial=partial)
-        if ours and isinstance(exc, _PROGRAMMING_ERRORS):
+        if ours and isinstance(exc, _PROGRAMMING_ERRORS) and not isinstance(exc, CoffeeError):
             return False  # a bug in preparing the call, not the provider's failure: show it
         if prefilled and not delivered_here and classify(exc).error_class is ErrorClass.BAD_REQUEST:
             # the model turned the assistant prefill down: start it over instead (never surface that 400)

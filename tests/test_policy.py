@@ -85,6 +85,16 @@ def test_unknown_exception_of_a_candidate_falls_back_and_names_its_class():
     assert first.error_class == "unknown" and first.error_message.startswith("TypeError: ")
 
 
+@pytest.mark.parametrize("bad", ["tool", "schema"])
+def test_a_bad_tool_or_schema_is_the_callers_error_raised_at_once(bad):
+    llm, primary, fallback = chain(["never"])
+    runnable = llm.bind_tools([42]) if bad == "tool" else llm.with_structured_output(42)
+    with capture_records() as records, pytest.raises(ValueError):
+        runnable.invoke("hi")
+    assert primary.steps_taken == fallback.steps_taken == 0
+    assert len(records) == 1  # recorded, and its reservation settled, but not routed around
+
+
 def test_timeout_is_retried_when_no_other_model_is_left():
     primary = ScriptedChatModel(model_name="alone", script=[TimeoutError("slow"), "second try"])
     llm = AutoPicker(primary, policy=FAST, seed=0)
