@@ -69,8 +69,11 @@ def main() -> None:
     bare = best["bare"]
     print(f"{args.calls} calls after the first, best of {args.rounds} rounds (fresh process each)")
     print(f"  {'variant':<34} {'RSS before':>10} {'RSS after':>10} {'first call':>11}")
-    labels = {"bare": "ChatOpenAI unwrapped", "autopicker": "AutoPicker(ChatOpenAI)",
-              "full": "AutoPicker + LocalMetrics + Budget"}
+    labels = {
+        "bare": "ChatOpenAI unwrapped",
+        "autopicker": "AutoPicker(ChatOpenAI)",
+        "full": "AutoPicker + LocalMetrics + Budget",
+    }
     for v, label in labels.items():
         b = best[v]
         print(f"  {label:<34} {b['before_mb']:8.1f} MB {b['after_mb']:8.1f} MB {b['first_s'] * 1000:8.1f} ms")
