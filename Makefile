@@ -23,13 +23,14 @@ lab: $(STAMP)
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-# Lint and format check first: seconds, and they fail before the minutes of pytest.
+# Lint, format check and strict typing first: seconds, and they fail before the minutes of pytest.
 test: lint
 	$(PY) -m pytest -rs tests notebooks $(NBVAL)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # Rewrite in place what the tools can fix; `make lint` shows what is left.
 fmt: $(STAMP)

@@ -38,10 +38,19 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
+
+    import httpx
+
+    from coffee_nb._models import Provider
+    from coffee_nb._pricing import ModelFacts, Price
+    from coffee_nb._records import CallRecord
+    from coffee_nb._session import Session
+    from coffee_nb.sandbox._catalog import SandboxModel
+    from coffee_nb.sandbox._server import SandboxServer
 
 __all__ = [
     "HTTP",
@@ -56,6 +65,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("coffee_nb")
+_Saved = TypeVar("_Saved")
 
 
 # -- prices ------------------------------------------------------------------------------------------
@@ -66,9 +76,9 @@ class PriceState:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.custom: dict[str, Any] = {}  # spec or name -> Price
+        self.custom: dict[str, Price] = {}  # by spec or name
         self.windows: dict[str, int] = {}  # spec or name -> context window
-        self.resolved: dict[tuple[str, str], Any] = {}  # (name, spec) -> ModelFacts
+        self.resolved: dict[tuple[str, str], ModelFacts] = {}  # by (name, spec)
         # Bumped on every change, never reset: holders of resolved facts compare it to know they're stale.
         self.generation = 0
 
@@ -85,13 +95,13 @@ class PriceState:
             self.resolved.clear()
             self.generation += 1
 
-    def take(self) -> tuple[dict[str, Any], dict[str, int]]:
+    def take(self) -> tuple[dict[str, Price], dict[str, int]]:
         with self.lock:
             saved = (dict(self.custom), dict(self.windows))
         self.reset()
         return saved
 
-    def put(self, saved: tuple[dict[str, Any], dict[str, int]]) -> None:
+    def put(self, saved: tuple[dict[str, Price], dict[str, int]]) -> None:
         with self.lock:
             self.custom.clear()
             self.custom.update(saved[0])
@@ -102,7 +112,7 @@ class PriceState:
 
 
 # -- registries with lazily loaded defaults ------------------------------------------------------------
-class Registry(dict[str, Any]):
+class Registry(dict[str, "Provider"]):
     """A name → entry dict whose default entries are registered on first :meth:`ready` by ``loaders``
     (``"module:function"`` paths, imported then), and again on first use after :meth:`reset`.
 
@@ -137,13 +147,13 @@ class Registry(dict[str, Any]):
             self.clear()
             self._loaded = False
 
-    def take(self) -> tuple[dict[str, Any], bool]:
+    def take(self) -> tuple[dict[str, Provider], bool]:
         with self._lock:
             saved = (dict(self), self._loaded)
             self.reset()
         return saved
 
-    def put(self, saved: tuple[dict[str, Any], bool]) -> None:
+    def put(self, saved: tuple[dict[str, Provider], bool]) -> None:
         with self._lock:
             self.clear()
             self.update(saved[0])
@@ -158,13 +168,13 @@ class SinkState:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.sinks: tuple[Callable[[Any], Any], ...] = ()
+        self.sinks: tuple[Callable[[CallRecord], object], ...] = ()
 
-    def add(self, sink: Callable[[Any], Any]) -> None:
+    def add(self, sink: Callable[[CallRecord], object]) -> None:
         with self.lock:
             self.sinks = (*self.sinks, sink)
 
-    def remove(self, sink: Callable[[Any], Any]) -> None:
+    def remove(self, sink: Callable[[CallRecord], object]) -> None:
         with self.lock:
             self.sinks = tuple(s for s in self.sinks if s is not sink)
 
@@ -172,12 +182,12 @@ class SinkState:
         with self.lock:
             self.sinks = ()
 
-    def take(self) -> tuple[Callable[[Any], Any], ...]:
+    def take(self) -> tuple[Callable[[CallRecord], object], ...]:
         with self.lock:
             saved, self.sinks = self.sinks, ()
         return saved
 
-    def put(self, saved: tuple[Callable[[Any], Any], ...]) -> None:
+    def put(self, saved: tuple[Callable[[CallRecord], object], ...]) -> None:
         with self.lock:
             self.sinks = saved
 
@@ -191,6 +201,12 @@ DEFAULT_HTTP_SETTINGS: dict[str, float | int] = {
 }
 
 
+# settings, the sync client, (event loop, async client) pairs
+_HttpSaved = tuple[
+    dict[str, float | int], "httpx.Client | None", list[tuple["asyncio.AbstractEventLoop", "httpx.AsyncClient"]]
+]
+
+
 class HttpState:
     """Pool settings, the shared sync client and one async client per event loop."""
 
@@ -199,8 +215,10 @@ class HttpState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.settings: dict[str, float | int] = dict(DEFAULT_HTTP_SETTINGS)
-        self.sync_client: Any = None  # httpx.Client
-        self.async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self.sync_client: httpx.Client | None = None
+        self.async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def close_clients(self) -> None:
         """Close every pooled client (async ones on their own loop when it still runs)."""
@@ -216,7 +234,7 @@ class HttpState:
             self.settings.clear()
             self.settings.update(DEFAULT_HTTP_SETTINGS)
 
-    def take(self) -> tuple[dict[str, float | int], Any, list[tuple[Any, Any]]]:
+    def take(self) -> _HttpSaved:
         with self.lock:
             saved = (dict(self.settings), self.sync_client, list(self.async_clients.items()))
             self.sync_client = None
@@ -225,7 +243,7 @@ class HttpState:
             self.settings.update(DEFAULT_HTTP_SETTINGS)
         return saved
 
-    def put(self, saved: tuple[dict[str, float | int], Any, list[tuple[Any, Any]]]) -> None:
+    def put(self, saved: _HttpSaved) -> None:
         settings, sync, pairs = saved
         with self.lock:
             self.settings.clear()
@@ -236,7 +254,7 @@ class HttpState:
                 self.async_clients[loop] = client
 
 
-def _close_http(sync: Any, pairs: list[tuple[asyncio.AbstractEventLoop, Any]]) -> None:
+def _close_http(sync: httpx.Client | None, pairs: list[tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]]) -> None:
     if sync is not None:
         sync.close()
     if not pairs:
@@ -266,7 +284,7 @@ class SessionState:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.session: Any = None
+        self.session: Session | None = None
 
     def reset(self) -> None:
         with self.lock:
@@ -274,12 +292,12 @@ class SessionState:
         if session is not None:
             session.reset()  # closes its ledger and cache connections; a stale reference still works
 
-    def take(self) -> Any:
+    def take(self) -> Session | None:
         with self.lock:
             saved, self.session = self.session, None
         return saved
 
-    def put(self, saved: Any) -> None:
+    def put(self, saved: Session | None) -> None:
         with self.lock:
             self.session = saved
 
@@ -302,10 +320,10 @@ class SandboxState:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.server: Any = None  # SandboxServer, started by coffee_nb.sandbox.server()
+        self.server: SandboxServer | None = None  # started by coffee_nb.sandbox.server()
         self.latency_scale: float | None = None  # None: read the environment on first use
-        self.models: dict[str, Any] = {}  # name -> SandboxModel; filled when the catalog is imported
-        self.builtin_models: dict[str, Any] = {}  # what a reset brings back
+        self.models: dict[str, SandboxModel] = {}  # by name; filled when the catalog is imported
+        self.builtin_models: dict[str, SandboxModel] = {}  # what a reset brings back
         self.exit_hook = False  # atexit registered once, not once per started server
 
     def scale(self) -> float:
@@ -327,7 +345,7 @@ class SandboxState:
             self.models.clear()
             self.models.update(self.builtin_models)
 
-    def take(self) -> tuple[Any, float | None, dict[str, Any]]:
+    def take(self) -> tuple[SandboxServer | None, float | None, dict[str, SandboxModel]]:
         with self.lock:
             saved = (self.server, self.latency_scale, dict(self.models))
             self.server = None
@@ -336,13 +354,21 @@ class SandboxState:
             self.models.update(self.builtin_models)
         return saved
 
-    def put(self, saved: tuple[Any, float | None, dict[str, Any]]) -> None:
+    def put(self, saved: tuple[SandboxServer | None, float | None, dict[str, SandboxModel]]) -> None:
         with self.lock:
             self.server, self.latency_scale, models = saved
             self.models.clear()
             # the built-ins too: the catalog may have been imported (and registered them) since take()
             self.models.update(self.builtin_models)
             self.models.update(models)
+
+
+class _State(Protocol[_Saved]):
+    """What every piece of global state above offers: reset, and take/put for :func:`isolated`."""
+
+    def reset(self) -> None: ...
+    def take(self) -> _Saved: ...
+    def put(self, saved: _Saved, /) -> None: ...
 
 
 # -- the one instance of each ------------------------------------------------------------------------
@@ -354,7 +380,7 @@ SESSION = SessionState()
 SANDBOX = SandboxState()
 
 # closing order: the session first (its pickers use HTTP clients and the sandbox), prices last
-_STATES: tuple[Any, ...] = (SESSION, SANDBOX, HTTP, SINKS, PROVIDERS, PRICES)
+_STATES: tuple[_State[Any], ...] = (SESSION, SANDBOX, HTTP, SINKS, PROVIDERS, PRICES)
 
 
 def reset_defaults() -> None:

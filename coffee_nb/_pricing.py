@@ -237,7 +237,7 @@ def _from_genai_prices(provider: str, model: str) -> ModelFacts:
         source="genai-prices",
     )
     if price.input is None and price.output is None:
-        price = None
+        return ModelFacts(None, info.context_window)
     return ModelFacts(price, info.context_window)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 
 from coffee_nb._errors import ConfigError
 
@@ -30,7 +30,7 @@ __all__ = [
 MAX_USD = Decimal("1e15")
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

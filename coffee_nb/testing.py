@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -51,7 +51,8 @@ def http_error(
     }
     cls = classes.get(status, openai.InternalServerError if status >= 500 else openai.APIStatusError)
     text = f"Error code: {status} - {body}"
-    return cls(text, response=response, body=body)
+    # recent openai releases annotate the response as httpx2.Response; an httpx.Response has its interface
+    return cls(text, response=response, body=body)  # type: ignore[arg-type]
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -84,7 +85,9 @@ class ScriptedChatModel(BaseChatModel):
         params["ls_model_name"] = self.model_name
         return params
 
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Runnable:
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         formatted = [convert_to_openai_tool(t) for t in tools]
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice

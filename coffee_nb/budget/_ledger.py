@@ -147,7 +147,7 @@ class MemoryLedger:
             spent = self._spent
             for b in buckets:
                 spent[b] += amount
-            self._calls.append(tuple(call))
+            self._calls.append((call.lease_id, call.model, call.amount, call.at, call.priced))
             return [spent.get(b, 0) for b in watch] if watch else []
 
     def release(self, lease_id: str) -> None:

@@ -138,8 +138,8 @@ class RedisLedger:
             args += [b, limit]
         result = self._reserve(args=args)
         if result != b"OK" and result != "OK":
-            b, limit, spent, held = (x.decode() if isinstance(x, bytes) else x for x in result)
-            raise LimitHit(b, int(float(limit)), int(float(spent)), int(float(held)))
+            bucket, hit_limit, spent, held = (x.decode() if isinstance(x, bytes) else x for x in result)
+            raise LimitHit(bucket, int(float(hit_limit)), int(float(spent)), int(float(held)))
 
     def commit(
         self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()

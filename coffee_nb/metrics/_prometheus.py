@@ -187,4 +187,5 @@ class PrometheusMetrics:
     def exposition(self) -> str:
         """The text exposition format, as a scrape would return it."""
         prom = _import_prometheus()
-        return prom.generate_latest(self.registry).decode()
+        text: bytes = prom.generate_latest(self.registry)
+        return text.decode()

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from coffee_nb.notebook.widgets import Dashboard
 
 __all__ = ["dashboard", "load_ipython_extension"]
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics. Cheap: LangChain, pandas and provider SDKs load on the first ``%%llm``."""
     from coffee_nb.notebook.magics import LLMMagics
 
     ipython.register_magics(LLMMagics)
 
 
-def dashboard(*, display: bool = True, **kwargs: Any) -> Any:
+def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
     from coffee_nb._session import get_session
     from coffee_nb.notebook.widgets import Dashboard

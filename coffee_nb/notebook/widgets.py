@@ -102,7 +102,7 @@ class _Live:
                 self._timer = None
 
 
-class _View(W.VBox):
+class _View(W.VBox):  # type: ignore[misc]  # ipywidgets ships no types: its classes are Any
     """Base: subscribe to models, redraw through a _Live, detach on close, a cheap fixed repr."""
 
     _label = "coffee_nb view"
