@@ -6,7 +6,6 @@ Every test here already runs inside conftest's ``isolated()``; these check that 
 from __future__ import annotations
 
 import ast
-import os
 import socket
 import sqlite3
 import subprocess
@@ -18,11 +17,10 @@ import httpx
 import pytest
 
 import coffee_nb
-from coffee_nb import _config, _http, _models, _pricing, _records, _session, _tokens, sandbox
+from coffee_nb import _config, _http, _models, _pricing, _records, _session, sandbox
 from coffee_nb._pricing import generation, model_info, price_for, register_price, reset_prices
 from coffee_nb._records import capture_records, global_sinks
-from coffee_nb._session import Session, get_session
-from coffee_nb.budget import Budget
+from coffee_nb._session import get_session
 from coffee_nb.testing import ScriptedChatModel, isolated
 
 PACKAGE = Path(coffee_nb.__file__).parent
@@ -157,109 +155,6 @@ def test_a_picker_survives_a_reset_and_talks_to_the_new_sandbox():
     _config.reset_defaults()  # stops the server, closes the pooled client the model was built on
     sandbox.set_latency_scale(0)
     assert llm.invoke("two").content.endswith("two")
-
-
-# -- Session.reset closes what it opened ------------------------------------------------------------------
-def test_session_reset_closes_its_ledger_and_cache_connections():
-    session = Session()
-    budget, cache = session.budget, session.cache
-    budget.status()
-    session.reset()
-    for db in (budget.ledger._db, cache._db):
-        with pytest.raises(sqlite3.ProgrammingError):
-            db.execute("SELECT 1")
-    assert session.budget is not budget and session.budget.status()  # usable again: opens anew
-    assert session.models is None and session.cache_enabled and len(session.conversation) == 0
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts open files through /proc")
-def test_file_descriptors_do_not_grow_over_50_resets():
-    def open_files() -> int:
-        return len(os.listdir("/proc/self/fd"))
-
-    session = Session()
-    session.configure(daily=3, ledger="sqlite")
-    session.budget.status(), len(session.cache)
-    session.reset()
-    before = open_files()
-    for i in range(50):
-        session.configure(daily=1 + i % 3)
-        session.configure(hourly=1)  # a new Budget on the same (already open) ledger
-        session.budget.status()
-        len(session.cache)
-        session.reset()
-    # a leak would be one handle or more per reset (50+); other tests' background threads (pooled HTTP
-    # connections closing, a sandbox stream ending) may move a descriptor or two meanwhile
-    assert open_files() <= before + 3
-
-
-def test_session_reset_leaves_budgets_and_ledgers_it_was_given_open(tmp_path):
-    mine = Budget(daily=1, ledger=str(tmp_path / "mine.db"))
-    session = Session()
-    session.configure(budget=mine)
-    session.reset()
-    assert mine.status()["daily"]["spent"] == 0  # still open
-    from coffee_nb.budget import MemoryLedger
-
-    ledger = MemoryLedger()
-    session.configure(daily=2, ledger=ledger)
-    session.reset()
-    assert session._ledger is None and ledger.spent(["x"]) == [0]
-    mine.close()
-
-
-def test_configure_keeps_the_session_ledger():
-    session = Session()
-    session.configure(ledger="memory", daily=5)
-    session.budget.record("1")
-    session.configure(daily=10)  # new limits, same ledger: spend is kept
-    assert session.budget.spent("daily") == 1
-    session.reset()
-
-
-# -- the sandbox registers through the public hooks -------------------------------------------------------
-def test_the_sandbox_is_a_provider_like_any_other():
-    _models.parse_spec("sandbox/fast")
-    entry = _models.PROVIDERS["sandbox"]
-    assert entry.env_var is None and entry.timeout_kwarg and entry.encoding == "o200k_base"
-    assert entry.model_info("fast").price.source == "sandbox" and entry.model_info("nope") is None
-    assert _tokens.encoding_for("sandbox", "fast") == ("o200k_base", True)
-
-
-def test_a_provider_can_declare_prices_and_encoding():
-    from coffee_nb._pricing import ModelFacts, Price
-
-    facts = ModelFacts(Price(Decimal(1), Decimal(2), source="house"), 4096)
-    _models.register_provider(
-        "house",
-        lambda m, k, s: ScriptedChatModel(),
-        model_info=lambda m: facts if m == "a" else None,
-        encoding="cl100k_base",
-    )
-    assert model_info("house", "a") == facts and model_info("house", "b").price is None
-    assert _tokens.encoding_for("house", "a") == ("cl100k_base", True)
-    register_price("house/a", input=5, output=5)  # a registration wins over the provider's own
-    assert price_for("house", "a").source == "custom"
-
-
-def test_added_sandbox_models_are_priced_and_replacements_re_resolve():
-    sandbox.add_model(sandbox.SandboxModel(name="t1", description="t", input_price=Decimal(1), output_price=Decimal(2)))
-    assert price_for("sandbox", "t1").input == Decimal(1)
-    sandbox.add_model(sandbox.SandboxModel(name="t1", description="t", input_price=Decimal(3), output_price=Decimal(4)))
-    assert price_for("sandbox", "t1").input == Decimal(3)
-
-
-def test_build_openai_compatible_is_shared_by_openai_and_the_sandbox():
-    from langchain_openai import ChatOpenAI
-
-    settings = _models.BuildSettings(timeout=5, params={"temperature": 0.5}, loop=None)
-    model = _models.build_openai_compatible("m", "k", settings, base_url="http://127.0.0.1:9/v1")
-    assert isinstance(model, ChatOpenAI) and model.max_retries == 0 and model.temperature == 0.5
-    assert str(model.openai_api_base) == "http://127.0.0.1:9/v1"
-    built = sandbox.build_chat_model("fast", settings)
-    assert built.openai_api_base == sandbox.server().url
-    user = _models.BuildSettings(timeout=5, params={"base_url": "http://127.0.0.1:8/v1"}, loop=None)
-    assert sandbox.build_chat_model("fast", user).openai_api_base == "http://127.0.0.1:8/v1"  # the user's wins
 
 
 # -- nothing at import; imports follow the layers ---------------------------------------------------------
