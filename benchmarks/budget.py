@@ -40,9 +40,15 @@ YEAR = 365 * 24 * 3600.0
 def make_budget(kind: str, tmp: Path, redis_url: str | None, name: str) -> Budget:
     ledger: Any = {"memory": "memory", "sqlite": tmp / f"{name}.sqlite3", "redis": redis_url}[kind]
     return Budget(
-        hourly=1e6, daily=1e6, weekly=1e6, monthly=1e6, total=1e7,
+        hourly=1e6,
+        daily=1e6,
+        weekly=1e6,
+        monthly=1e6,
+        total=1e7,
         per_model={MODELS[0]: {"daily": 1e5}, MODELS[1]: {"monthly": 1e5}},
-        ledger=ledger, name=name, timezone="UTC",
+        ledger=ledger,
+        name=name,
+        timezone="UTC",
     )
 
 
@@ -66,17 +72,17 @@ def bulk_history(budget: Budget, n: int) -> None:
         t = START + YEAR * i / n
         model = MODELS[i % len(MODELS)]
         when = datetime.fromtimestamp(t, UTC)
-        for b in budget._all_buckets(model, when):  # noqa: SLF001 - the same buckets a commit fills
+        for b in budget._all_buckets(model, when):  # the same buckets a commit fills
             per_bucket[b] += amount
         rows.append((uuid.uuid4().hex, model, amount, t))
     ledger = budget.ledger
     if isinstance(ledger, MemoryLedger):
         for b, v in per_bucket.items():
-            ledger._spent[b] = ledger._spent.get(b, 0) + v  # noqa: SLF001
-        ledger._calls.extend((r[0], r[1], r[2], r[3], True) for r in rows)  # noqa: SLF001
-        ledger._committed.update(r[0] for r in rows)  # noqa: SLF001
+            ledger._spent[b] = ledger._spent.get(b, 0) + v
+        ledger._calls.extend((r[0], r[1], r[2], r[3], True) for r in rows)
+        ledger._committed.update(r[0] for r in rows)
     elif isinstance(ledger, SQLiteLedger):
-        db = ledger._db  # noqa: SLF001
+        db = ledger._db
         db.execute("BEGIN")
         db.executemany(
             "INSERT INTO calls (ns, id, model, amount, at, priced) VALUES (?,?,?,?,?,1)",
@@ -90,7 +96,7 @@ def bulk_history(budget: Budget, n: int) -> None:
         db.execute("COMMIT")
     else:
         assert isinstance(ledger, RedisLedger)
-        pipe = ledger._r.pipeline(transaction=False)  # noqa: SLF001
+        pipe = ledger._r.pipeline(transaction=False)
         for k in range(0, len(rows), 10_000):
             chunk = rows[k : k + 10_000]
             pipe.rpush(f"{ledger.prefix}:calls", *[json.dumps([r[0], r[1], r[2], r[3], True]) for r in chunk])

@@ -90,13 +90,17 @@ def run(sqlite_path: Path) -> None:
     b_sql = budget(sqlite_path)
     picker_sql = AutoPicker(bare, [bare2], metrics=sinks(), budget=b_sql, policy=policy)
     picker_thread = AutoPicker(unbounded, [bare2], metrics=sinks(), policy=policy)
-    picker_fail = AutoPicker(failing, [bare2], metrics=sinks(), budget=b, policy=Policy(max_retries=0, cooldown_after=10**9))
+    picker_fail = AutoPicker(
+        failing, [bare2], metrics=sinks(), budget=b, policy=Policy(max_retries=0, cooldown_after=10**9)
+    )
     lc = bare.with_fallbacks([bare2])
     lc_fail = failing.with_fallbacks([bare2])
     prompt = "hello"
 
     # interleave finely (small batches, round-robin) so machine noise hits all variants alike
-    results: dict[str, list[float]] = {k: [] for k in ("bare", "lc", "ap_nb", "ap", "ap_sql", "ap_thread", "lc_fail", "ap_fail")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("bare", "lc", "ap_nb", "ap", "ap_sql", "ap_thread", "lc_fail", "ap_fail")
+    }
     fns = {
         "bare": lambda: bare.invoke(prompt),
         "lc": lambda: lc.invoke(prompt),
@@ -132,16 +136,22 @@ def run(sqlite_path: Path) -> None:
     print(f"  AutoPicker (+ in-memory budget)       {m['ap']:8.1f}   self {ap_self:7.1f}")
     print(f"  AutoPicker (+ SQLite-ledger budget)   {m['ap_sql']:8.1f}   self {sql_self:7.1f}")
     thread_self = m["ap_thread"] - m["bare"]
-    print(f"  AutoPicker, model with no timeout of its own (watchdog thread)"
-          f" {m['ap_thread']:8.1f}   self {thread_self:7.1f}   ratio {thread_self / lc_self:.2f} (no target: a guarantee"
-          " with_fallbacks doesn't give)")
-    print(f"  self-time ratio AutoPicker / with_fallbacks: {nb_self / lc_self:.2f} without budget, "
-          f"{ap_self / lc_self:.2f} with budget  (target <= 1.00)")
+    print(
+        f"  AutoPicker, model with no timeout of its own (watchdog thread)"
+        f" {m['ap_thread']:8.1f}   self {thread_self:7.1f}   ratio {thread_self / lc_self:.2f} (no target: a guarantee"
+        " with_fallbacks doesn't give)"
+    )
+    print(
+        f"  self-time ratio AutoPicker / with_fallbacks: {nb_self / lc_self:.2f} without budget, "
+        f"{ap_self / lc_self:.2f} with budget  (target <= 1.00)"
+    )
     print(f"  self-time ratio with the SQLite ledger: {sql_self / lc_self:.2f}  (target <= 2.00)")
     mean_lc = mean["lc"] - mean["bare"]
-    print(f"  same ratio from means (every call counted, noisier): {(mean['ap_nb'] - mean['bare']) / mean_lc:.2f} "
-          f"without budget, {(mean['ap'] - mean['bare']) / mean_lc:.2f} with budget, "
-          f"{(mean['ap_sql'] - mean['bare']) / mean_lc:.2f} with SQLite")
+    print(
+        f"  same ratio from means (every call counted, noisier): {(mean['ap_nb'] - mean['bare']) / mean_lc:.2f} "
+        f"without budget, {(mean['ap'] - mean['bare']) / mean_lc:.2f} with budget, "
+        f"{(mean['ap_sql'] - mean['bare']) / mean_lc:.2f} with SQLite"
+    )
     print("primary fails (HTTP 500) then fallback answers:")
     print(f"  with_fallbacks                        {m['lc_fail']:8.1f}")
     print(f"  AutoPicker                            {m['ap_fail']:8.1f}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coffee_nb._errors import BudgetExceededError, ConfigError
 from coffee_nb._format import money
@@ -20,7 +20,19 @@ from coffee_nb._validate import fraction, positive_number, usd
 from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, MemoryLedger, from_pico, to_pico
 from coffee_nb.budget._periods import PERIODS, Period, bucket, period_window, resolve_timezone
 
-__all__ = ["Budget", "BudgetEvent", "BudgetStack", "BudgetWarning", "Lease", "Limit", "create_budget_enforcer", "open_ledger"]
+if TYPE_CHECKING:
+    from types import FrameType
+
+__all__ = [
+    "Budget",
+    "BudgetEvent",
+    "BudgetStack",
+    "BudgetWarning",
+    "Lease",
+    "Limit",
+    "create_budget_enforcer",
+    "open_ledger",
+]
 
 DEFAULT_WARN_AT = 0.8
 DEFAULT_LEASE_TTL = 300.0  # seconds; longer than any call's deadline
@@ -96,7 +108,9 @@ class Lease:
 def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
     """``"memory"``, ``"sqlite"`` (per-user file), ``"sqlite:///path.db"``, a ``.db``/``.sqlite3`` path,
     ``"redis://host:port/db"``, or a ledger object."""
-    accepted = "'memory', 'sqlite', 'sqlite:///path/to/ledger.db', a path ending .db/.sqlite/.sqlite3, 'redis://host:port/db'"
+    accepted = (
+        "'memory', 'sqlite', 'sqlite:///path/to/ledger.db', a path ending .db/.sqlite/.sqlite3, 'redis://host:port/db'"
+    )
     if spec is None or spec == "sqlite":
         from coffee_nb.budget._sqlite import SQLiteLedger
 
@@ -121,7 +135,7 @@ def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
             port = parts.port
         except ValueError:
             port = -1
-        if not parts.hostname and parts.scheme != "unix" or port == -1:
+        if (not parts.hostname and parts.scheme != "unix") or port == -1:
             raise ConfigError(f"malformed ledger URL {spec!r}: expected one of {accepted}")
         from coffee_nb.budget._redis import RedisLedger
 
@@ -225,15 +239,20 @@ class Budget:
         for name, s in self.status().items():
             pct = min(100.0, s["percentage"])
             color = "#c62828" if pct >= 100 else ("#f9a825" if pct >= s["warn_at"] * 100 else "#2e7d32")
-            bar = (f"<div style='width:120px;background:#eee;height:8px'><div style='width:{pct:.0f}%;"
-                   f"background:{color};height:8px'></div></div>")
+            bar = (
+                f"<div style='width:120px;background:#eee;height:8px'><div style='width:{pct:.0f}%;"
+                f"background:{color};height:8px'></div></div>"
+            )
             resets = s["resets_at"].strftime("%Y-%m-%d %H:%M %Z") if s["resets_at"] else "never"
             rows.append(
                 f"<tr><td>{html.escape(name)}</td><td>{bar}</td><td>{money(s['spent'])} / {money(s['budget'])}</td>"
                 f"<td>{money(s['remaining'])}</td><td>{money(s['reserved'])}</td>"
                 f"<td>{'hard' if s['hard'] else 'soft'}</td><td>{resets}</td></tr>"
             )
-        head = "<tr><th>period</th><th></th><th>spent / limit</th><th>left</th><th>in flight</th><th></th><th>resets</th></tr>"
+        head = (
+            "<tr><th>period</th><th></th><th>spent / limit</th><th>left</th><th>in flight</th><th></th>"
+            "<th>resets</th></tr>"
+        )
         body = "".join(rows) or "<tr><td colspan=7><i>no limits</i></td></tr>"
         return f"<table><caption>coffee_nb budget · {html.escape(repr(self.ledger))}</caption>{head}{body}</table>"
 
@@ -257,11 +276,13 @@ class Budget:
         start, until = self._keys_span
         if not start <= t < until:
             when = datetime.fromtimestamp(t, UTC)
-            ends = [period_window(p, when, self.tz) for p in PERIODS if p is not Period.TOTAL]
+            windows = [period_window(p, when, self.tz) for p in PERIODS if p is not Period.TOTAL]
+            starts = [s.timestamp() for s, _ in windows if s is not None]  # only total's window is open
+            ends = [e.timestamp() for _, e in windows if e is not None]
             with self._lock:
                 self._keys = {}
                 self._watch = {}
-                self._keys_span = (max(s.timestamp() for s, _ in ends), min(e.timestamp() for _, e in ends))
+                self._keys_span = (max(starts), min(ends))
         keys = self._keys.get(model)
         if keys is None:
             when = datetime.fromtimestamp(t, UTC)
@@ -276,7 +297,8 @@ class Budget:
 
     # -- two-phase enforcement (what AutoPicker calls) -----------------------------------------
     def reserve(self, model: str, amount: Decimal | None) -> Lease:
-        """Hold ``amount`` (worst case) for an attempt of ``model``; raise BudgetExceededError if a hard limit can't cover it."""
+        """Hold ``amount`` (worst case) for an attempt of ``model``; raise BudgetExceededError if a hard limit
+        can't cover it."""
         return self.reserve_pico(model, None if amount is None else to_pico(amount))
 
     def commit(self, lease: Lease, amount: Decimal | None) -> None:
@@ -310,7 +332,9 @@ class Budget:
         keys = self._keys_for(lease.model, t)
         watch, alarms = self._unwarned(keys)
         amount = pico or 0
-        spent = self.ledger.commit(lease.id, amount, keys.buckets, CallRow(lease.id, lease.model, amount, t, pico is not None), watch)
+        spent = self.ledger.commit(
+            lease.id, amount, keys.buckets, CallRow(lease.id, lease.model, amount, t, pico is not None), watch
+        )
         if spent:
             for i, at_least, rule, key, threshold, kind in alarms:
                 if spent[i] >= at_least:
@@ -346,8 +370,9 @@ class Budget:
                 if (key, threshold) not in warned:
                     alarms.append((key, limit * threshold, rule, threshold, kind))
         watch = tuple(dict.fromkeys(a[0] for a in alarms))
-        checks = tuple((watch.index(key), at_least, rule, key, threshold, kind)
-                       for key, at_least, rule, threshold, kind in alarms)
+        checks = tuple(
+            (watch.index(key), at_least, rule, key, threshold, kind) for key, at_least, rule, threshold, kind in alarms
+        )
         self._watch[id(keys)] = (len(warned), watch, checks)
         return watch, checks
 
@@ -363,10 +388,13 @@ class Budget:
         resets = f"; resets {end:%Y-%m-%d %H:%M %Z}" if end else ""
         if kind == "warning":
             message = (
-                f"coffee_nb budget: {rule.label} spend ${spent:.4f} reached {threshold:.0%} of its ${rule.amount} limit{resets}"
+                f"coffee_nb budget: {rule.label} spend ${spent:.4f} reached {threshold:.0%} "
+                f"of its ${rule.amount} limit{resets}"
             )
         else:
-            message = f"coffee_nb budget: soft {rule.label} limit of ${rule.amount} exceeded (spent ${spent:.4f}){resets}"
+            message = (
+                f"coffee_nb budget: soft {rule.label} limit of ${rule.amount} exceeded (spent ${spent:.4f}){resets}"
+            )
         event = BudgetEvent(kind, rule.period.value, rule.scope, rule.amount, spent, threshold, when, message)
         self.events.append(event)
         warnings.warn(message, BudgetWarning, stacklevel=_user_stacklevel())
@@ -374,7 +402,7 @@ class Budget:
             if listener is not None:
                 try:
                     listener(event)
-                except Exception:  # noqa: BLE001 - a broken listener must not break a call
+                except Exception:  # a broken listener must not break a call
                     import logging
 
                     logging.getLogger("coffee_nb").exception("budget listener failed")
@@ -496,7 +524,8 @@ def _user_stacklevel() -> int:
     """Point a warning at the first frame outside coffee_nb and LangChain: the user's own line."""
     import sys
 
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if not name.startswith(("coffee_nb", "langchain", "concurrent.", "asyncio", "threading")):
@@ -540,8 +569,8 @@ class BudgetStack:
     def reserve(self, model: str, amount: Decimal | None) -> list[Any]:
         leases: list[Any] = []
         try:
-            for budget in self.budgets:
-                leases.append(budget.reserve(model, amount))
+            for budget in self.budgets:  # one by one: the except below releases what was reserved so far
+                leases.append(budget.reserve(model, amount))  # noqa: PERF401
         except BaseException:
             for budget, lease in zip(self.budgets, leases, strict=False):
                 budget.release(lease)

@@ -59,9 +59,12 @@ END;
 # a check fails: then reserve() decides again in Python, after purging expired leases.
 _HOLD = "INSERT INTO leases (ns, id, amount, buckets, expires) SELECT ?1, ?2, ?3, ?4, ?5 WHERE "
 _RESERVE_ONE = _HOLD + "coalesce((SELECT spent + held FROM buckets WHERE ns = ?1 AND bucket = ?6), 0) + ?3 <= ?7"
-_RESERVE_MANY = _HOLD + """NOT EXISTS (
+_RESERVE_MANY = (
+    _HOLD
+    + """NOT EXISTS (
     SELECT 1 FROM json_each(?6) AS c LEFT JOIN buckets AS b ON b.ns = ?1 AND b.bucket = c.key
     WHERE coalesce(b.spent, 0) + coalesce(b.held, 0) + ?3 > c.value)"""
+)
 _SPEND = (
     "INSERT INTO buckets (ns, bucket, spent) SELECT ?1, value, ?2 FROM json_each(?3) WHERE 1 "
     "ON CONFLICT (ns, bucket) DO UPDATE SET spent = spent + excluded.spent"
@@ -177,7 +180,9 @@ class SQLiteLedger:
             sql = self._reads.get(len(part))
             if sql is None:
                 marks = ",".join("?" * len(part))
-                sql = self._reads[len(part)] = f"SELECT bucket, spent, held FROM buckets WHERE ns=? AND bucket IN ({marks})"
+                sql = self._reads[len(part)] = (
+                    f"SELECT bucket, spent, held FROM buckets WHERE ns=? AND bucket IN ({marks})"
+                )
             for b, spent, held in self._ex(sql, (self.ns, *part)):
                 out[b] = (spent, held)
         return out
@@ -196,7 +201,13 @@ class SQLiteLedger:
         return self._ex("DELETE FROM leases WHERE ns=? AND expires<=?", (self.ns, now)).rowcount
 
     def reserve(
-        self, lease_id: str, amount: int, buckets: Sequence[str], checks: Sequence[tuple[str, int]], expires: float, now: float
+        self,
+        lease_id: str,
+        amount: int,
+        buckets: Sequence[str],
+        checks: Sequence[tuple[str, int]],
+        expires: float,
+        now: float,
     ) -> None:
         ns = self.ns
         held = self._js(buckets if type(buckets) is tuple else tuple(buckets))
@@ -294,8 +305,8 @@ class SQLiteLedger:
         with self._lock:
             if limit:
                 rows = self._ex(
-                    "SELECT id, model, amount, at, priced FROM (SELECT * FROM calls WHERE ns=? ORDER BY seq DESC LIMIT ?) "
-                    "ORDER BY seq",
+                    "SELECT id, model, amount, at, priced FROM "
+                    "(SELECT * FROM calls WHERE ns=? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
                     (self.ns, limit),
                 ).fetchall()
             else:

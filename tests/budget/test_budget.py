@@ -22,7 +22,6 @@ from coffee_nb.budget import MemoryLedger
 from coffee_nb.budget._sqlite import SQLiteLedger
 from coffee_nb.testing import ScriptedChatModel
 
-
 pytestmark = pytest.mark.usefixtures("quiet_sandbox")
 
 
@@ -111,7 +110,7 @@ def test_unpriced_models_default_allowed_and_flagged_strict_blocks():
     calls = budget.calls()
     assert len(calls) == 1 and calls[0].priced is False and calls[0].amount == 0
     strict = Budget(total=1, ledger="memory", strict=True)
-    with pytest.raises(BudgetExceededError, match="no known price.*strict"):
+    with pytest.raises(BudgetExceededError, match=r"no known price.*strict"):
         AutoPicker(model("unpriced"), budget=strict).invoke("x")
 
 
@@ -125,8 +124,16 @@ def test_cancelled_attempt_releases():
 
 
 def test_seed_api():
-    enforcer = create_budget_enforcer(daily_budget=10.0, monthly_budget=100, total_budget=500, hourly_budget=2,
-                                      weekly_budget=50, hard_limit=True, warning_threshold=0.9, ledger="memory")
+    enforcer = create_budget_enforcer(
+        daily_budget=10.0,
+        monthly_budget=100,
+        total_budget=500,
+        hourly_budget=2,
+        weekly_budget=50,
+        hard_limit=True,
+        warning_threshold=0.9,
+        ledger="memory",
+    )
     assert isinstance(enforcer, Budget)
     enforcer.record_cost(1.5, model="openai/gpt-4o")
     enforcer.record_cost("0.25", model="sandbox/fast")

@@ -98,6 +98,13 @@ def test_exceeded_message_says_period_limit_spent_reserved_and_reset():
     with pytest.raises(BudgetExceededError) as info:
         budget.reserve("sandbox/fast", Decimal("0.1"))
     text = str(info.value)
-    for part in ("daily budget of $1", "spent $0.750000", "reserved $0.200000", "up to $0.100000", "2026-05-06 00:00", "in 3h00m"):
+    for part in (
+        "daily budget of $1",
+        "spent $0.750000",
+        "reserved $0.200000",
+        "up to $0.100000",
+        "2026-05-06 00:00",
+        "in 3h00m",
+    ):
         assert part in text, (part, text)
     budget.release(held)
