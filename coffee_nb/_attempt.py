@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
+from contextlib import suppress
 from contextvars import ContextVar
-from collections.abc import AsyncIterator, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
@@ -39,7 +41,7 @@ from coffee_nb._format import content_text
 from coffee_nb._plan import Attempt, Core, Plan, Usage
 from coffee_nb._policy import Action
 from coffee_nb._summary import CallSummary
-from coffee_nb._timeouts import AttemptTimeout, FirstTokenTimeout, IdleTimeout, Pump, call_within
+from coffee_nb._timeouts import AttemptTimeoutError, FirstTokenTimeoutError, IdleTimeoutError, Pump, call_within
 
 if TYPE_CHECKING:
     from coffee_nb._invoker import AutoPicker
@@ -66,9 +68,27 @@ class IncompleteStreamError(ConnectionError):
 class Call:
     """One call in progress: the plan, and what happens around each attempt, for every driver alike."""
 
-    __slots__ = ("picker", "plan", "messages", "stop", "config", "kwargs", "streaming", "attempt", "ttft", "total",
-                 "calling", "delivered", "recovering", "prefilled", "marker", "restarted", "finished", "run_manager",
-                 "restart_chunk")
+    __slots__ = (
+        "picker",
+        "plan",
+        "messages",
+        "stop",
+        "config",
+        "kwargs",
+        "streaming",
+        "attempt",
+        "ttft",
+        "total",
+        "calling",
+        "delivered",
+        "recovering",
+        "prefilled",
+        "marker",
+        "restarted",
+        "finished",
+        "run_manager",
+        "restart_chunk",
+    )
 
     def __init__(
         self,
@@ -114,7 +134,9 @@ class Call:
             self.attempt, self.ttft, self.total, self.calling, self.finished = step, None, None, False, False
         return step
 
-    def target(self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    def target(
+        self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None = None
+    ) -> tuple[Any, Any, dict[str, Any]]:
         """The runnable to call for ``attempt``, the input to give it, and the kwargs."""
         picker, cand, call_kwargs = self.picker, attempt.candidate, self.kwargs
         model: Any = cand.chat_model(loop=loop)
@@ -162,16 +184,16 @@ class Call:
             limit = policy.idle_limit(cand.reasoning)
         return max(0.0, min(limit, plan.deadline - plan.clock()))
 
-    def timed_out(self) -> AttemptTimeout:
+    def timed_out(self) -> AttemptTimeoutError:
         """The error for a limit that ran out (what ``wait_limit`` / ``invoke_limit`` said)."""
         attempt = self._current()
         name = attempt.candidate.name
         elapsed = self.plan.clock() - attempt.started
         if not self.streaming:
-            return AttemptTimeout("no answer", elapsed, name)
+            return AttemptTimeoutError("no answer", elapsed, name)
         if self.ttft is None:
-            return FirstTokenTimeout("no first token", elapsed, name)
-        return IdleTimeout("stream stalled, no chunk", self.wait_limit() or elapsed, name)
+            return FirstTokenTimeoutError("no first token", elapsed, name)
+        return IdleTimeoutError("stream stalled, no chunk", self.wait_limit() or elapsed, name)
 
     # -- during a stream -------------------------------------------------------------------------------
     def relay(self, chunk: AIMessageChunk) -> Iterator[ChatGenerationChunk]:
@@ -288,7 +310,9 @@ class Call:
         """The next model starts the answer over: queue an in-band marker for the caller."""
         first = self.plan.records[0].model if self.plan.records else attempt.candidate.name
         reason = next((r.error_class for r in reversed(self.plan.records) if r.error_class), None)
-        meta = {"coffee_nb": {"restart": True, "from_model": first, "to_model": attempt.candidate.name, "reason": reason}}
+        meta = {
+            "coffee_nb": {"restart": True, "from_model": first, "to_model": attempt.candidate.name, "reason": reason}
+        }
         self.marker = ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta))
         self.delivered = ""
         self.restarted = True
@@ -310,13 +334,13 @@ class Call:
         return usage_of(total) or self.plan.estimate(attempt.candidate, content_text(total.content))
 
 
-def drive(call: Call) -> Iterator[Any]:
+def drive(call: Call) -> Generator[Any, None, None]:
     """The sync driver: do what the plan says until an answer comes back or the plan gives up."""
     config, stop = call.config, call.stop
     while True:
         try:
             step = call.next()
-        except Exception as exc:
+        except CoffeeError as exc:  # the plan has nothing left
             raise call.give_up(exc) from exc.__cause__
         if isinstance(step, float):
             time.sleep(step)
@@ -324,7 +348,8 @@ def drive(call: Call) -> Iterator[Any]:
         try:
             model, messages, kwargs = call.target(step)
             if call.streaming:
-                pump: Pump[AIMessageChunk] = Pump(lambda: model.stream(messages, config, stop=stop, **kwargs))
+                # bound now: a worker that starts late must not see the next attempt's model
+                pump: Pump[AIMessageChunk] = Pump(partial(model.stream, messages, config, stop=stop, **kwargs))
                 try:
                     while (chunk := pump.next(call.wait_limit(), call.timed_out)) is not None:
                         for out in call.relay(chunk):
@@ -335,13 +360,15 @@ def drive(call: Call) -> Iterator[Any]:
                             break
                 finally:
                     pump.close()
-                result = call.streamed()
+                result: AIMessage | ChatGenerationChunk = call.streamed()
             else:
                 limit = call.invoke_limit(step)
                 if limit is None:
                     output = model.invoke(messages, config, stop=stop, **kwargs)
                 else:
-                    output = call_within(lambda: model.invoke(messages, config, stop=stop, **kwargs), limit, call.timed_out)
+                    output = call_within(
+                        partial(model.invoke, messages, config, stop=stop, **kwargs), limit, call.timed_out
+                    )
                 result = call.answered(output)
         except Exception as exc:
             if call.failed(exc):
@@ -354,14 +381,14 @@ def drive(call: Call) -> Iterator[Any]:
         return
 
 
-async def adrive(call: Call) -> AsyncIterator[Any]:
+async def adrive(call: Call) -> AsyncGenerator[Any, None]:
     """The async driver: the same loop, with awaited sleeps and cancelled awaits at the limits."""
     config, stop = call.config, call.stop
     loop = asyncio.get_running_loop()
     while True:
         try:
             step = call.next()
-        except Exception as exc:
+        except CoffeeError as exc:  # the plan has nothing left
             raise call.give_up(exc) from exc.__cause__
         if isinstance(step, float):
             await asyncio.sleep(step)
@@ -382,7 +409,7 @@ async def adrive(call: Call) -> AsyncIterator[Any]:
                             break
                 finally:
                     await _close(chunks)
-                result = call.streamed()
+                result: AIMessage | ChatGenerationChunk = call.streamed()
             else:
                 coro = model.ainvoke(messages, config, stop=stop, **kwargs)
                 result = call.answered(await _within(coro, step.timeout, call))
@@ -407,10 +434,8 @@ async def _within(awaitable: Any, seconds: float, call: Call) -> Any:
 async def _close(chunks: Any) -> None:
     close = getattr(chunks, "aclose", None)
     if close is not None:
-        try:
+        with suppress(Exception):  # closing a broken stream may fail again; its error is already recorded
             await close()
-        except Exception:  # noqa: BLE001, S110 - closing a broken stream may fail again; the error is recorded
-            pass
 
 
 def run(call: Call) -> AIMessage:

@@ -81,7 +81,11 @@ class _Switches:
         for var, _inheritable, handler_class, env_var in self.hooks:
             if var.get() is not None:
                 return False
-            if env_var is not None and handler_class is not None and environ.get(env_var, "") not in ("", "0", "false", "False"):
+            if (
+                env_var is not None
+                and handler_class is not None
+                and environ.get(env_var, "") not in ("", "0", "false", "False")
+            ):
                 return False
         return True
 

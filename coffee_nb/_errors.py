@@ -238,8 +238,16 @@ _CONTEXT_MARKERS = (
 )
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "responsibleaipolicy")
 # Structured error codes/types (from the error body or the exception's attributes), lower-cased.
-_FILTER_CODES = ("content_policy_violation", "content_filter", "responsibleaipolicyviolation", "safety",
-                 "prohibited_content", "blocklist", "guardrail", "refusal")
+_FILTER_CODES = (
+    "content_policy_violation",
+    "content_filter",
+    "responsibleaipolicyviolation",
+    "safety",
+    "prohibited_content",
+    "blocklist",
+    "guardrail",
+    "refusal",
+)
 _CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length", "request_too_large")
 
 
@@ -248,7 +256,7 @@ def _key(cls: type) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def lookup(cls: type[BaseException]) -> tuple[bool, ErrorClass | None]:
+def lookup(cls: type) -> tuple[bool, ErrorClass | None]:
     """Find ``cls`` (or its nearest mapped base) in the tables (once per class: the tables never change).
 
     Returns ``(found, error_class)``; ``error_class`` is None when it depends on the HTTP status.
@@ -314,7 +322,11 @@ def _codes_of(exc: BaseException) -> str:
 def _body_codes(body: Any, depth: int = 0) -> list[str]:
     if not isinstance(body, dict) or depth > 2:
         return []
-    out = [v for k in ("code", "type", "status", "Code", "reason", "finish_reason", "block_reason") if isinstance(v := body.get(k), str)]
+    out = [
+        v
+        for k in ("code", "type", "status", "Code", "reason", "finish_reason", "block_reason")
+        if isinstance(v := body.get(k), str)
+    ]
     for k in ("error", "Error", "details", "promptFeedback"):
         inner = body.get(k)
         if isinstance(inner, list):
@@ -362,7 +374,8 @@ def classify(exc: BaseException) -> Failure:
         type(exc) is ValueError and "No generation chunks were returned" in message  # langchain-core, empty stream
     ):
         return Failure(ErrorClass.SERVER, message)
-    found, error_class = lookup(type(exc))
+    cls: type = type(exc)  # (typed as a plain type: mypy can't see a class object as Hashable)
+    found, error_class = lookup(cls)
     status = _status_of(exc)
     if error_class is None and status is not None:
         error_class = _STATUS.get(status, ErrorClass.SERVER if status >= 500 else ErrorClass.BAD_REQUEST)

@@ -43,7 +43,7 @@ def unobserved(picker: AutoPicker, config: Any, kwargs: dict[str, Any]) -> bool:
     return nothing_listening(picker.cache is False)
 
 
-def prompt(picker: AutoPicker, input: Any) -> list[BaseMessage] | str:
+def prompt(picker: AutoPicker, input: Any) -> list[BaseMessage] | str:  # noqa: A002 - LangChain's name
     """What the fast path hands to the candidates: a string as it is (each candidate turns it into
     the same one user message, and it counts the same), anything else converted and validated once."""
     if type(input) is str:

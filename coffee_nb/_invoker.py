@@ -29,10 +29,10 @@ from coffee_nb._plan import DEFAULT_OUTPUT_ESTIMATE, BudgetLike, Core
 from coffee_nb._policy import Policy
 from coffee_nb._records import as_sinks
 
-__all__ = ["AutoPicker", "AutoPickerLLM", "AutoPickerLLMRefactored", "BudgetLike", "DEFAULT_OUTPUT_ESTIMATE"]
+__all__ = ["DEFAULT_OUTPUT_ESTIMATE", "AutoPicker", "AutoPickerLLM", "AutoPickerLLMRefactored", "BudgetLike"]
 
 
-def _pick_structured(include_raw: bool) -> Runnable:
+def _pick_structured(include_raw: bool) -> Runnable[AIMessage, Any]:
     def pick(message: AIMessage) -> Any:
         s = message.response_metadata["coffee_nb"]["structured"]
         if include_raw:
@@ -134,9 +134,7 @@ class AutoPicker(BaseChatModel):
 
     def _build(self) -> None:
         if self.primary is None:
-            raise ConfigError(
-                "AutoPicker needs at least one model: AutoPicker('openai/gpt-4o-mini', ['sandbox/fast'])"
-            )
+            raise ConfigError("AutoPicker needs at least one model: AutoPicker('openai/gpt-4o-mini', ['sandbox/fast'])")
         policy = self.policy or Policy()
         changes: dict[str, Any] = {}
         if self.timeout is not None:
@@ -205,14 +203,14 @@ class AutoPicker(BaseChatModel):
     def __repr__(self) -> str:
         return f"AutoPicker({self.model_names!r})"
 
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Runnable:
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Runnable[Any, AIMessage]:
         """Bind tools; each candidate formats them its own way when it is tried."""
         tool_kwargs = dict(kwargs)
         if tool_choice is not None:
             tool_kwargs["tool_choice"] = tool_choice
         return self.bind(coffee_tools=(tuple(tools), tool_kwargs))
 
-    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Runnable:
+    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Runnable[Any, Any]:
         """Structured output, forwarded to each candidate's own ``with_structured_output`` (same kwargs)."""
         from langchain_core.utils.function_calling import convert_to_json_schema
 
@@ -245,7 +243,7 @@ class AutoPicker(BaseChatModel):
         message = await arun(Call(self, messages, stop, run_manager, kwargs))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def invoke(self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+    def invoke(self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:  # noqa: A002 - LangChain's signature
         if unobserved(self, config, kwargs):  # nobody listening: skip our own layer of LangChain machinery
             message: AIMessage = run(Call(self, prompt(self, input), stop, None, kwargs))
             return message
@@ -258,7 +256,12 @@ class AutoPicker(BaseChatModel):
         return restarted[-1] if restarted else message  # LangChain's ``+`` can't honour a restart marker
 
     async def ainvoke(
-        self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any
+        self,
+        input: Any,  # noqa: A002 - LangChain's signature
+        config: Any = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
     ) -> AIMessage:
         if unobserved(self, config, kwargs):
             message: AIMessage = await arun(Call(self, prompt(self, input), stop, None, kwargs))

@@ -49,7 +49,7 @@ class Provider:
 
     name: str
     env_var: str | None  # API key variable; None when no key is needed
-    build: Callable[[str, str | None, "BuildSettings"], BaseChatModel]
+    build: Callable[[str, str | None, BuildSettings], BaseChatModel]
     timeout_kwarg: bool = False  # accepts a per-call ``timeout=`` (Stainless SDKs do)
     model_info: Callable[[str], ModelFacts | None] | None = None
     encoding: str | None = None
@@ -100,10 +100,9 @@ def _build_anthropic(model: str, key: str | None, s: BuildSettings) -> BaseChatM
     try:
         from langchain_anthropic import ChatAnthropic
     except ImportError as exc:  # an optional extra
-        raise ImportError(
-            "anthropic models need the anthropic extra: pip install 'coffee_nb[anthropic]'"
-        ) from exc
-    return ChatAnthropic(model=model, api_key=key, max_retries=0, timeout=s.timeout, **s.params)
+        raise ImportError("anthropic models need the anthropic extra: pip install 'coffee_nb[anthropic]'") from exc
+    kwargs: dict[str, Any] = {"model": model, "api_key": key, "max_retries": 0, "timeout": s.timeout, **s.params}
+    return ChatAnthropic(**kwargs)  # by alias names, which its stubs don't list
 
 
 def _build_ollama(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
@@ -166,7 +165,9 @@ def register_provider(
     if model_info is not None and not callable(model_info):
         raise ConfigError(f"model_info for provider {name!r} must be callable (model) or None, got {model_info!r}")
     if encoding is not None and not isinstance(encoding, str):
-        raise ConfigError(f"encoding for provider {name!r} must be an encoding name like 'o200k_base', got {encoding!r}")
+        raise ConfigError(
+            f"encoding for provider {name!r} must be an encoding name like 'o200k_base', got {encoding!r}"
+        )
     registry = _providers()
     registry[name] = Provider(
         name, env_var, build, timeout_kwarg, model_info, encoding, bool(prefill), bool(finish_reason)
@@ -295,9 +296,7 @@ class Candidate:
         self.timeout_kwarg = cls in _TIMEOUT_KWARG_CLASSES if self._provider is None else self._provider.timeout_kwarg
         self._lock = threading.Lock()
         self._sync: tuple[Any, BaseChatModel] | None = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BaseChatModel] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BaseChatModel] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"Candidate({self.name!r})"
@@ -377,16 +376,16 @@ class Candidate:
                 model = self._provider.build(self.model, key, BuildSettings(timeout, self.params, None))
                 self._sync = (pooled, model)
             return model
-        model = self._async.get(loop)
-        if model is not None and not _closed_async(model):
-            return model
+        found = self._async.get(loop)
+        if found is not None and not _closed_async(found):
+            return found
         key = self.api_key()
         with self._lock:
-            model = self._async.get(loop)
-            if model is None or _closed_async(model):
-                model = self._provider.build(self.model, key, BuildSettings(timeout, self.params, loop))
-                self._async[loop] = model
-        return model
+            found = self._async.get(loop)
+            if found is None or _closed_async(found):
+                found = self._provider.build(self.model, key, BuildSettings(timeout, self.params, loop))
+                self._async[loop] = found
+        return found
 
 
 def _positive_int(value: Any) -> int | None:
@@ -401,8 +400,9 @@ def _instance_max_tokens(instance: Any) -> int | None:
     for source in (bound if isinstance(bound, Mapping) else {}, instance):
         for name in _MAX_TOKEN_FIELDS:
             value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
-            if _positive_int(value):
-                return int(value)
+            found = _positive_int(value)
+            if found is not None:
+                return found
     inner = getattr(instance, "bound", None)
     return _instance_max_tokens(inner) if inner is not None and inner is not instance else None
 

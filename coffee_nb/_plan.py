@@ -35,7 +35,7 @@ from coffee_nb._pricing import Price, from_pico
 from coffee_nb._records import CallRecord, Outcome, Role, global_sinks, publish
 from coffee_nb._tokens import count_prompt, estimate_prompt, estimate_tokens, prompt_bound
 
-__all__ = ["Attempt", "BudgetLike", "Core", "Plan", "Usage", "DEFAULT_OUTPUT_ESTIMATE"]
+__all__ = ["DEFAULT_OUTPUT_ESTIMATE", "Attempt", "BudgetLike", "Core", "Plan", "Usage"]
 
 ESTIMATE_MARGIN = (5, 4)  # × 1.25 on worst-case reservations when the prompt count is an estimate
 DEFAULT_OUTPUT_ESTIMATE = 4096  # worst-case output tokens when neither max_tokens nor the model says
@@ -97,9 +97,29 @@ def new_call_id() -> str:
 class Plan:
     """The decisions of one call: which model next, how long to wait, what to record."""
 
-    __slots__ = ("core", "policy", "clock", "budget", "messages", "call_id", "start", "deadline", "max_tokens",
-                 "queue", "current", "admitted", "retries", "wait", "records", "last_exc", "budget_error",
-                 "deadline_cut", "_counts", "_bound", "_estimate")
+    __slots__ = (
+        "core",
+        "policy",
+        "clock",
+        "budget",
+        "messages",
+        "call_id",
+        "start",
+        "deadline",
+        "max_tokens",
+        "queue",
+        "current",
+        "admitted",
+        "retries",
+        "wait",
+        "records",
+        "last_exc",
+        "budget_error",
+        "deadline_cut",
+        "_counts",
+        "_bound",
+        "_estimate",
+    )
 
     def __init__(self, core: Core, budget: Any, messages: Sequence[Any] | str, max_tokens: int | None) -> None:
         self.core = core
@@ -150,7 +170,9 @@ class Plan:
                     if wait < remaining:
                         return wait
                     cand.breaker.release()
-                    self._skip(cand, ErrorClass.RATE_LIMIT, f"local rpm/tpm limit: next slot in {wait:.1f}s, past the deadline")
+                    self._skip(
+                        cand, ErrorClass.RATE_LIMIT, f"local rpm/tpm limit: next slot in {wait:.1f}s, past the deadline"
+                    )
                     continue
             price = cand.facts.price
             lease = None
@@ -215,14 +237,18 @@ class Plan:
         return self.clock() - self.start
 
     # -- what the runner reports ---------------------------------------------------------------------
-    def succeeded(self, attempt: Attempt, usage: Usage, *, ttft: float | None = None, streamed: bool = False) -> CallRecord:
+    def succeeded(
+        self, attempt: Attempt, usage: Usage, *, ttft: float | None = None, streamed: bool = False
+    ) -> CallRecord:
         """Settle a successful attempt and return its record."""
         attempt.candidate.breaker.success()
         record = self._settled(attempt, Outcome.OK, usage, ttft=ttft, streamed=streamed)
         self._emit(record)
         return record
 
-    def failed(self, attempt: Attempt, exc: BaseException, *, ttft: float | None = None, partial: Usage | None = None) -> Action:
+    def failed(
+        self, attempt: Attempt, exc: BaseException, *, ttft: float | None = None, partial: Usage | None = None
+    ) -> Action:
         """Record a failed attempt and decide what comes next.
 
         ``partial`` is what a stream delivered before it broke: the provider bills it, so its cost is

@@ -9,15 +9,15 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Mapping
 
 from coffee_nb._errors import ConfigError, ErrorClass
 from coffee_nb._validate import non_negative_number, optional_positive_int, positive_int, positive_number
 
-__all__ = ["Action", "CircuitBreaker", "Policy", "RateLimit", "Rule", "DEFAULT_RULES"]
+__all__ = ["DEFAULT_RULES", "Action", "CircuitBreaker", "Policy", "RateLimit", "Rule"]
 
 DEFAULT_DEADLINE = 120.0
 DEFAULT_ATTEMPT_TIMEOUT = 60.0
@@ -182,8 +182,16 @@ class CircuitBreaker:
     a request or two, one that stays down is left alone longer. A success resets it.
     """
 
-    __slots__ = ("_lock", "_failures", "_opens", "_open_until", "_probing", "cooldown_after", "cooldown",
-                 "cooldown_min")
+    __slots__ = (
+        "_lock",
+        "_failures",
+        "_opens",
+        "_open_until",
+        "_probing",
+        "cooldown_after",
+        "cooldown",
+        "cooldown_min",
+    )
 
     def __init__(self, cooldown_after: int, cooldown: float, cooldown_min: float = DEFAULT_COOLDOWN_MIN) -> None:
         self._lock = threading.Lock()

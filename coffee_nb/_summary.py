@@ -52,7 +52,7 @@ class _Frozen(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Mapping):  # equal to its plain form, like the dicts it replaces
-            return self.as_dict() == _plain(other)
+            return bool(self.as_dict() == _plain(other))
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # equal to dicts, so unhashable like them
@@ -208,8 +208,10 @@ class CallSummary(_Frozen):
         )
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (self.records, self.latency_s, self.ttft_s, self.structured, self.cache_hit,
-                           self.replayed, self.restart))
+        return (
+            _rebuild,
+            (self.records, self.latency_s, self.ttft_s, self.structured, self.cache_hit, self.replayed, self.restart),
+        )
 
     # -- derived from the answering (last) record ------------------------------------------------------
     @property
@@ -266,6 +268,11 @@ def _rebuild(
     restart: bool,
 ) -> CallSummary:
     return CallSummary(
-        records, latency_s=latency_s, ttft_s=ttft_s, structured=structured, cache_hit=cache_hit,
-        replayed=replayed, restart=restart,
+        records,
+        latency_s=latency_s,
+        ttft_s=ttft_s,
+        structured=structured,
+        cache_hit=cache_hit,
+        replayed=replayed,
+        restart=restart,
     )

@@ -13,15 +13,16 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any, Generic, TypeVar
 
-__all__ = ["AttemptTimeout", "FirstTokenTimeout", "IdleTimeout", "Pump", "call_within"]
+__all__ = ["AttemptTimeoutError", "FirstTokenTimeoutError", "IdleTimeoutError", "Pump", "call_within"]
 
 T = TypeVar("T")
 _IDLE_EXIT = 60.0  # seconds a spare worker waits for work before it exits
 
 
-class AttemptTimeout(TimeoutError):
+class AttemptTimeoutError(TimeoutError):
     """An attempt ran past one of coffee_nb's limits (classified as ``timeout``: the call moves on)."""
 
     def __init__(self, what: str, seconds: float, model: str) -> None:
@@ -30,11 +31,11 @@ class AttemptTimeout(TimeoutError):
         super().__init__(f"{model}: {what} after {seconds:.3g}s")
 
 
-class FirstTokenTimeout(AttemptTimeout):
+class FirstTokenTimeoutError(AttemptTimeoutError):
     """No first chunk within the first-token limit."""
 
 
-class IdleTimeout(AttemptTimeout):
+class IdleTimeoutError(AttemptTimeoutError):
     """A stream stalled: no chunk within the idle limit."""
 
 
@@ -155,10 +156,8 @@ class Pump(Generic[T]):
         finally:
             close = getattr(iterator, "close", None)
             if close is not None and self._stop.is_set():
-                try:
+                with suppress(Exception):  # the consumer is gone: nothing to tell
                     close()
-                except Exception:  # noqa: BLE001, S110 - the consumer is gone; nothing to tell
-                    pass
 
     def next(self, timeout: float | None, on_timeout: Callable[[], BaseException]) -> T | None:
         """The next item, None at the end; raises the iterator's error, or ``on_timeout()`` after ``timeout`` s."""

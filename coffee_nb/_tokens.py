@@ -87,7 +87,7 @@ def count_tokens(text: str, encoding: str = "o200k_base") -> int:
             return _cached_count(text, encoding)
         enc = _encoding(encoding)
         return sum(len(enc.encode_ordinary(piece)) for piece in _pieces(text))
-    except Exception:  # noqa: BLE001 - counting must never fail a call
+    except Exception:
         log.warning("coffee_nb: could not count tokens with %s; estimating instead", encoding, exc_info=True)
         return estimate_tokens(text)
 

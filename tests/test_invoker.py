@@ -22,8 +22,8 @@ from coffee_nb import (
     ConfigError,
     ModelSpec,
     Policy,
-    capture_records,
     StreamInterruptedError,
+    capture_records,
     register_price,
 )
 from coffee_nb.testing import ScriptedChatModel, http_error
@@ -84,10 +84,7 @@ def test_sync_attempt_timeout_bounds_a_model_that_cannot_bound_itself(mode):
     fast = ScriptedChatModel(model_name="fast", script=["in time"])
     llm = AutoPicker(slow, [fast], policy=Policy(attempt_timeout=0.3, first_token_timeout=0.3, max_retries=0))
     with capture_records() as records:
-        if mode == "invoke":
-            text = llm.invoke("hi").content
-        else:
-            text = coffee_nb.collect(llm.stream("hi")).content
+        text = llm.invoke("hi").content if mode == "invoke" else coffee_nb.collect(llm.stream("hi")).content
     assert text == "in time"
     assert records[0].error_class == "timeout" and records[0].latency_s < 1.5
 
@@ -97,9 +94,11 @@ def test_instance_max_tokens_caps_the_worst_case_reservation():
 
     from coffee_nb import Budget
     from coffee_nb._models import Candidate
-    from coffee_nb._plan import Attempt, Core, Plan
+    from coffee_nb._plan import Attempt, Plan
 
-    capped = ChatOpenAI(model="gpt-4o", max_tokens=10, api_key="sk-test-000000000000000000", base_url="http://127.0.0.1:9")
+    capped = ChatOpenAI(
+        model="gpt-4o", max_tokens=10, api_key="sk-test-000000000000000000", base_url="http://127.0.0.1:9"
+    )
     assert Candidate(capped, cooldown_after=3, cooldown=30).output_cap == 10
     assert Candidate(capped.bind(max_tokens=7), cooldown_after=3, cooldown=30).output_cap == 7
     # gpt-4o's profile says 16 384 output tokens (~$0.16 worst case); 10 tokens fit in a tenth of a cent
@@ -151,7 +150,7 @@ def test_stream_broken_after_first_chunk_raises_with_the_partial_text_when_asked
     seen = []
     with capture_records() as records, pytest.raises(StreamInterruptedError) as info:
         for chunk in llm.stream("hi"):
-            seen.append(chunk.content)
+            seen.append(chunk.content)  # noqa: PERF401 - kept as it arrives, before the stream breaks
     assert seen == ["a", " b"] and info.value.partial_text == "a b"
     assert isinstance(info.value.__cause__, ConnectionResetError)
     assert fallback.steps_taken == 0

@@ -12,6 +12,8 @@ def test_all_names_exist():
     for name in coffee_nb.__all__:
         assert hasattr(coffee_nb, name), name
     assert len(set(coffee_nb.__all__)) == len(coffee_nb.__all__)
+    lazy = set(coffee_nb._EXPORTS) | {"__version__", "load_ipython_extension", "sandbox"}
+    assert set(coffee_nb.__all__) == lazy  # the literal list and the lazy table name the same things
 
 
 def test_import_loads_no_notebook_libraries_or_sdks():

@@ -47,7 +47,7 @@ TABLE = {
 @pytest.mark.parametrize("error_class", list(TABLE), ids=str)
 def test_policy_table_retry_then_fallback(error_class):
     exc, primary_calls, answered_by = TABLE[error_class]
-    llm, primary, fallback = chain([exc])
+    llm, primary, _fallback = chain([exc])
     with capture_records() as records:
         msg = llm.invoke("hi")
     assert msg.content == "fallback answer"
@@ -61,7 +61,7 @@ def test_policy_table_retry_then_fallback(error_class):
 
 
 def test_bad_request_raises_without_fallback_or_cooldown():
-    llm, primary, fallback = chain([http_error(400, "bad parameter"), "fine"])
+    llm, _primary, fallback = chain([http_error(400, "bad parameter"), "fine"])
     with pytest.raises(Exception) as info:
         llm.invoke("hi")
     assert info.value.status_code == 400
@@ -71,14 +71,14 @@ def test_bad_request_raises_without_fallback_or_cooldown():
 
 
 def test_unknown_exception_raised_as_is_when_the_policy_says_so():
-    llm, primary, fallback = chain([ZeroDivisionError("bug in my model")], policy=Policy(on_unknown_error="raise"))
+    llm, _primary, fallback = chain([ZeroDivisionError("bug in my model")], policy=Policy(on_unknown_error="raise"))
     with pytest.raises(ZeroDivisionError):
         llm.invoke("hi")
     assert fallback.steps_taken == 0
 
 
 def test_unknown_exception_of_a_candidate_falls_back_and_names_its_class():
-    llm, primary, fallback = chain([TypeError("__init__() got an unexpected keyword argument 'temperature'")])
+    llm, _primary, _fallback = chain([TypeError("__init__() got an unexpected keyword argument 'temperature'")])
     msg = llm.invoke("hi")
     assert msg.content == "fallback answer"
     first = msg.response_metadata["coffee_nb"].records[0]
@@ -131,7 +131,7 @@ def test_full_jitter_backoff_is_bounded_and_capped():
 
 
 def test_retry_after_is_honoured():
-    llm, primary, _ = chain([http_error(429, retry_after=0.3), "after wait"])
+    llm, _primary, _ = chain([http_error(429, retry_after=0.3), "after wait"])
     start = time.monotonic()
     assert llm.invoke("hi").content == "after wait"
     assert time.monotonic() - start >= 0.3
@@ -147,7 +147,9 @@ def test_long_retry_after_moves_to_fallback_without_waiting():
 
 def test_deadline_ends_endless_rate_limits():
     policy = Policy(deadline=0.6, backoff_base=0.05, backoff_cap=0.1, max_retries=1000, cooldown_after=10_000)
-    llm, primary, fallback = chain([http_error(429, retry_after=0.05)], [http_error(429, retry_after=0.05)], policy=policy)
+    llm, primary, _fallback = chain(
+        [http_error(429, retry_after=0.05)], [http_error(429, retry_after=0.05)], policy=policy
+    )
     start = time.monotonic()
     with pytest.raises(DeadlineExceededError) as info:
         llm.invoke("hi")
@@ -278,7 +280,7 @@ def test_rpm_limit_short_wait_is_waited():
 def test_bad_policy_values(kwargs):
     with pytest.raises(ConfigError) as info:
         Policy(**kwargs)
-    assert list(kwargs)[0] in str(info.value)
+    assert next(iter(kwargs)) in str(info.value)
 
 
 def test_bad_rate_limits():

@@ -34,8 +34,8 @@ __all__ = [
     "add_model",
     "attempts",
     "build_chat_model",
-    "clear_log",
     "clear_faults",
+    "clear_log",
     "faults",
     "inject",
     "script_replies",
@@ -47,8 +47,11 @@ __all__ = [
 # The server handle, latency scale and served models live in _config: reset_defaults() stops the server.
 _SANDBOX = _config.SANDBOX
 # the server, its faults and the asyncio machinery load with the first server, not with this package
-_LAZY = {"FAULTS": "coffee_nb.sandbox._faults", "Fault": "coffee_nb.sandbox._faults",
-         "SandboxServer": "coffee_nb.sandbox._server"}
+_LAZY = {
+    "FAULTS": "coffee_nb.sandbox._faults",
+    "Fault": "coffee_nb.sandbox._faults",
+    "SandboxServer": "coffee_nb.sandbox._server",
+}
 
 
 def __getattr__(name: str) -> Any:

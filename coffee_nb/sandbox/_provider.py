@@ -30,7 +30,13 @@ def register() -> None:
     from coffee_nb._models import register_provider
 
     register_provider(
-        "sandbox", _build, timeout_kwarg=True, model_info=model_info, encoding=ENCODING, prefill=True, finish_reason=True
+        "sandbox",
+        _build,
+        timeout_kwarg=True,
+        model_info=model_info,
+        encoding=ENCODING,
+        prefill=True,
+        finish_reason=True,
     )
 
 

@@ -10,6 +10,7 @@ fault, so tests can check a client's conduct: retries, waits, hammering).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -32,17 +33,75 @@ from coffee_nb.sandbox._sse import STREAM_ONLY, stream_answer
 
 __all__ = ["SandboxServer"]
 
-_WORDS = (
-    "the model answers offline with deterministic text so notebooks stay reproducible and every number "
-    "stays honest while budgets latency tokens and costs flow through the same path as real providers "
-    "coffee is brewing data science needs careful measurement of where money and seconds go fallback "
-    "chains survive outages retries respect deadlines cooldowns protect flaky services streaming shows "
-    "tokens as they arrive"
-).split()
+_WORDS = [
+    "the",
+    "model",
+    "answers",
+    "offline",
+    "with",
+    "deterministic",
+    "text",
+    "so",
+    "notebooks",
+    "stay",
+    "reproducible",
+    "and",
+    "every",
+    "number",
+    "stays",
+    "honest",
+    "while",
+    "budgets",
+    "latency",
+    "tokens",
+    "and",
+    "costs",
+    "flow",
+    "through",
+    "the",
+    "same",
+    "path",
+    "as",
+    "real",
+    "providers",
+    "coffee",
+    "is",
+    "brewing",
+    "data",
+    "science",
+    "needs",
+    "careful",
+    "measurement",
+    "of",
+    "where",
+    "money",
+    "and",
+    "seconds",
+    "go",
+    "fallback",
+    "chains",
+    "survive",
+    "outages",
+    "retries",
+    "respect",
+    "deadlines",
+    "cooldowns",
+    "protect",
+    "flaky",
+    "services",
+    "streaming",
+    "shows",
+    "tokens",
+    "as",
+    "they",
+    "arrive",
+]
 _ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
 
 
-def _error(status: int, message: str, *, type_: str, code: str | None = None, param: str | None = None) -> tuple[int, dict]:
+def _error(
+    status: int, message: str, *, type_: str, code: str | None = None, param: str | None = None
+) -> tuple[int, dict[str, Any]]:
     return status, {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
@@ -55,7 +114,7 @@ def _model_of(body: bytes) -> str | None:
     return model.removeprefix("sandbox/") if isinstance(model, str) else None
 
 
-class _BadRequest(Exception):
+class _BadRequestError(Exception):
     def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.param = param
@@ -78,9 +137,9 @@ def _example_for(
     if "$ref" in schema:
         return _example_for(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs, numbers, strings)
     for key in ("anyOf", "oneOf", "allOf"):
-        if key in schema and schema[key]:
+        if schema.get(key):
             return _example_for(schema[key][0], defs, numbers, strings)
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if "default" in schema:
         return schema["default"]
@@ -189,10 +248,8 @@ class SandboxServer:
             async with self._server:
                 await self._server.serve_forever()
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(main())
-        except KeyboardInterrupt:
-            pass
 
     # -- HTTP plumbing ---------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -244,12 +301,23 @@ class SandboxServer:
                 writer.write(data)
         await writer.drain()
 
-    async def _json(self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, payload: Any, headers: list | None = None) -> None:
+    async def _json(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: Any,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         body = json.dumps(payload).encode()
         hdrs = [("content-type", "application/json"), ("content-length", str(len(body)))] + (headers or [])
-        await self._send(conn, writer, h11.Response(status_code=status, headers=hdrs), h11.Data(data=body), h11.EndOfMessage())
+        await self._send(
+            conn, writer, h11.Response(status_code=status, headers=hdrs), h11.Data(data=body), h11.EndOfMessage()
+        )
 
-    async def _dispatch(self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request, body: bytes) -> bool:
+    async def _dispatch(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request, body: bytes
+    ) -> bool:
         method = request.method.decode()
         path = request.target.decode().split("?", 1)[0].rstrip("/")
         if path == "/v1/chat/completions" and method == "POST":
@@ -268,7 +336,9 @@ class SandboxServer:
             return True
         known = {"/v1/chat/completions", "/v1/models", "/sandbox/faults", "/sandbox/stats", "/sandbox/log"}
         status = 405 if path in known else 404
-        message = f"Invalid URL ({method} {request.target.decode()})" if status == 404 else f"Method {method} not allowed"
+        message = (
+            f"Invalid URL ({method} {request.target.decode()})" if status == 404 else f"Method {method} not allowed"
+        )
         await self._json(conn, writer, *_error(status, message, type_="invalid_request_error"))
         return True
 
@@ -285,7 +355,9 @@ class SandboxServer:
                 if spec.get("rates") is not None:
                     self.faults.set_rates(model, spec["rates"], int(spec.get("seed", 0)))
             else:
-                await self._json(conn, writer, *_error(405, f"Method {method} not allowed", type_="invalid_request_error"))
+                await self._json(
+                    conn, writer, *_error(405, f"Method {method} not allowed", type_="invalid_request_error")
+                )
                 return True
         except (ValueError, KeyError, TypeError) as exc:
             await self._json(conn, writer, *_error(400, f"bad fault spec: {exc}", type_="invalid_request_error"))
@@ -298,32 +370,35 @@ class SandboxServer:
         try:
             req = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            raise _BadRequest(
+            raise _BadRequestError(
                 "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
                 "HTTP library correctly. The OpenAI API expects a JSON payload.)"
             ) from None
         if not isinstance(req, dict):
-            raise _BadRequest("The request body must be a JSON object.")
+            raise _BadRequestError("The request body must be a JSON object.")
         if not isinstance(req.get("model"), str) or not req["model"]:
-            raise _BadRequest("you must provide a model parameter", param="model")
+            raise _BadRequestError("you must provide a model parameter", param="model")
         messages = req.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise _BadRequest("'messages' must be a non-empty array of message objects.", param="messages")
+            raise _BadRequestError("'messages' must be a non-empty array of message objects.", param="messages")
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or m.get("role") not in _ROLES:
-                raise _BadRequest(
-                    f"Invalid value for 'messages[{i}].role': expected one of {sorted(_ROLES)}.", param=f"messages[{i}].role"
+                raise _BadRequestError(
+                    f"Invalid value for 'messages[{i}].role': expected one of {sorted(_ROLES)}.",
+                    param=f"messages[{i}].role",
                 )
         t = req.get("temperature")
         if t is not None and (not isinstance(t, (int, float)) or not 0 <= t <= 2):
-            raise _BadRequest(f"Invalid 'temperature': {t!r}. Expected a number between 0 and 2.", param="temperature")
+            raise _BadRequestError(
+                f"Invalid 'temperature': {t!r}. Expected a number between 0 and 2.", param="temperature"
+            )
         for key in ("max_tokens", "max_completion_tokens"):
             v = req.get(key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise _BadRequest(f"Invalid '{key}': {v!r}. Expected an integer >= 1.", param=key)
+                raise _BadRequestError(f"Invalid '{key}': {v!r}. Expected an integer >= 1.", param=key)
         n = req.get("n")
         if n not in (None, 1):
-            raise _BadRequest("The sandbox supports n=1 only.", param="n")
+            raise _BadRequestError("The sandbox supports n=1 only.", param="n")
         return req
 
     def _latency(self, model: SandboxModel, base_ms: float) -> float:
@@ -351,10 +426,19 @@ class SandboxServer:
     async def _chat(self, conn: h11.Connection, writer: asyncio.StreamWriter, body: bytes) -> bool:
         try:
             req = self._validate(body)
-        except _BadRequest as exc:
-            self.log.append({"t": time.monotonic(), "model": _model_of(body), "fault": "bad_request", "stream": False,
-                             "prefill": False})
-            await self._json(conn, writer, *_error(400, str(exc), type_="invalid_request_error", param=exc.param, code=exc.code))
+        except _BadRequestError as exc:
+            self.log.append(
+                {
+                    "t": time.monotonic(),
+                    "model": _model_of(body),
+                    "fault": "bad_request",
+                    "stream": False,
+                    "prefill": False,
+                }
+            )
+            await self._json(
+                conn, writer, *_error(400, str(exc), type_="invalid_request_error", param=exc.param, code=exc.code)
+            )
             return True
         name = req["model"].removeprefix("sandbox/")
         model = MODELS.get(name)
@@ -380,15 +464,28 @@ class SandboxServer:
         if self.faults.down(name) > 0:
             fault = Fault("overloaded")
         self.log.append(
-            {"t": time.monotonic(), "model": name, "fault": fault.kind if fault else None, "stream": stream,
-             "prefill": prefill}
+            {
+                "t": time.monotonic(),
+                "model": name,
+                "fault": fault.kind if fault else None,
+                "stream": stream,
+                "prefill": prefill,
+            }
         )
         await asyncio.sleep(self._latency(model, model.latency_ms))
         if fault is not None and fault.kind == "no_prefill":
             if prefill:
-                await self._json(conn, writer, *_error(
-                    400, "This model does not support assistant message prefill (the last message must be from "
-                    "the user).", type_="invalid_request_error", param="messages"))
+                await self._json(
+                    conn,
+                    writer,
+                    *_error(
+                        400,
+                        "This model does not support assistant message prefill (the last message must be from "
+                        "the user).",
+                        type_="invalid_request_error",
+                        param="messages",
+                    ),
+                )
                 return True
             fault = None
         if fault is not None and fault.kind == "slow_first":
@@ -468,7 +565,9 @@ class SandboxServer:
             cid = f"chatcmpl-sandbox{self._counter:08d}"
         created = int(time.time())
         if stream:
-            return await stream_answer(self, conn, writer, req, model, cid, created, text, tool_call, finish, usage, fault)
+            return await stream_answer(
+                self, conn, writer, req, model, cid, created, text, tool_call, finish, usage, fault
+            )
         message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
         if tool_call:
             message["tool_calls"] = [tool_call]
@@ -514,9 +613,15 @@ class SandboxServer:
         with self._lock:
             self._counter += 1
             call_id = f"call_sandbox{self._counter:08d}"
-        return {"id": call_id, "type": "function", "function": {"name": fn.get("name", "tool"), "arguments": json.dumps(args)}}
+        return {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": fn.get("name", "tool"), "arguments": json.dumps(args)},
+        }
 
-    async def _fault(self, conn: h11.Connection, writer: asyncio.StreamWriter, fault: Fault, model: SandboxModel) -> bool:
+    async def _fault(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, fault: Fault, model: SandboxModel
+    ) -> bool:
         kind = fault.kind
         if kind == "rate_limit":
             retry_after = 1.0 if fault.seconds is None else fault.seconds
@@ -532,14 +637,32 @@ class SandboxServer:
                 headers=[("retry-after", f"{retry_after:g}")],
             )
         elif kind == "server_error":
-            await self._json(conn, writer, *_error(500, "The server had an error while processing your request.", type_="server_error"))
+            await self._json(
+                conn,
+                writer,
+                *_error(500, "The server had an error while processing your request.", type_="server_error"),
+            )
         elif kind == "overloaded":
-            await self._json(conn, writer, *_error(503, "The engine is currently overloaded, please try again later.", type_="server_error", code="overloaded"))
+            await self._json(
+                conn,
+                writer,
+                *_error(
+                    503,
+                    "The engine is currently overloaded, please try again later.",
+                    type_="server_error",
+                    code="overloaded",
+                ),
+            )
         elif kind == "auth":
             await self._json(
                 conn,
                 writer,
-                *_error(401, "Incorrect API key provided. You can find your API key in your account settings.", type_="invalid_request_error", code="invalid_api_key"),
+                *_error(
+                    401,
+                    "Incorrect API key provided. You can find your API key in your account settings.",
+                    type_="invalid_request_error",
+                    code="invalid_api_key",
+                ),
             )
         elif kind == "context_overflow":
             await self._json(
@@ -547,7 +670,8 @@ class SandboxServer:
                 writer,
                 *_error(
                     400,
-                    f"This model's maximum context length is {model.context_window} tokens. However, your messages resulted in more tokens.",
+                    f"This model's maximum context length is {model.context_window} tokens. "
+                    "However, your messages resulted in more tokens.",
                     type_="invalid_request_error",
                     param="messages",
                     code="context_length_exceeded",
@@ -568,7 +692,9 @@ class SandboxServer:
         elif kind == "malformed":
             body = b'{"id": "chatcmpl-broken", "choices": [{"message": '
             headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
-            await self._send(conn, writer, h11.Response(status_code=200, headers=headers), h11.Data(data=body), h11.EndOfMessage())
+            await self._send(
+                conn, writer, h11.Response(status_code=200, headers=headers), h11.Data(data=body), h11.EndOfMessage()
+            )
         elif kind == "hang":
             await asyncio.sleep(60.0 if fault.seconds is None else fault.seconds)
             await self._json(conn, writer, *_error(504, "The sandbox hung on purpose.", type_="server_error"))
@@ -579,7 +705,9 @@ class SandboxServer:
             writer.transport.abort()
             return False
         elif kind == "reset":
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4096\r\n\r\n{\"id\": \"chatcmpl-")
+            writer.write(
+                b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4096\r\n\r\n{"id": "chatcmpl-'
+            )
             await writer.drain()
             writer.transport.abort()
             return False
