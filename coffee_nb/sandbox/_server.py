@@ -11,159 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import math
 import random
-import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
 import h11
 
 from coffee_nb._errors import ConfigError
-from coffee_nb._format import content_text
-from coffee_nb._tokens import count_prompt, count_tokens
+from coffee_nb._tokens import count_prompt
 from coffee_nb.sandbox._catalog import ENCODING, MODELS, SandboxModel
 from coffee_nb.sandbox._faults import Fault, FaultBook
+from coffee_nb.sandbox._replies import (
+    BadRequestError,
+    answer,
+    error_body,
+    fault_reply,
+    model_of,
+    reply_text,
+    tool_call,
+    validate,
+)
 from coffee_nb.sandbox._sse import STREAM_ONLY, stream_answer
 
 __all__ = ["SandboxServer"]
-
-_WORDS = [
-    "the",
-    "model",
-    "answers",
-    "offline",
-    "with",
-    "deterministic",
-    "text",
-    "so",
-    "notebooks",
-    "stay",
-    "reproducible",
-    "and",
-    "every",
-    "number",
-    "stays",
-    "honest",
-    "while",
-    "budgets",
-    "latency",
-    "tokens",
-    "and",
-    "costs",
-    "flow",
-    "through",
-    "the",
-    "same",
-    "path",
-    "as",
-    "real",
-    "providers",
-    "coffee",
-    "is",
-    "brewing",
-    "data",
-    "science",
-    "needs",
-    "careful",
-    "measurement",
-    "of",
-    "where",
-    "money",
-    "and",
-    "seconds",
-    "go",
-    "fallback",
-    "chains",
-    "survive",
-    "outages",
-    "retries",
-    "respect",
-    "deadlines",
-    "cooldowns",
-    "protect",
-    "flaky",
-    "services",
-    "streaming",
-    "shows",
-    "tokens",
-    "as",
-    "they",
-    "arrive",
-]
-_ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
-
-
-def _error(
-    status: int, message: str, *, type_: str, code: str | None = None, param: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    return status, {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
-def _model_of(body: bytes) -> str | None:
-    """The model an (invalid) request named, for the request log."""
-    try:
-        model = json.loads(body).get("model")
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return None
-    return model.removeprefix("sandbox/") if isinstance(model, str) else None
-
-
-class _BadRequestError(Exception):
-    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-        self.code = code
-
-
-def _example_for(
-    schema: Mapping[str, Any],
-    defs: Mapping[str, Any],
-    numbers: list[float] | None = None,
-    strings: list[str] | None = None,
-) -> Any:
-    """A deterministic value matching a JSON schema (for tool calls and structured output).
-
-    Numbers and quoted strings found in the prompt fill numeric and string fields in order, the
-    way a model would pick them up.
-    """
-    numbers = [] if numbers is None else numbers
-    strings = [] if strings is None else strings
-    if "$ref" in schema:
-        return _example_for(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs, numbers, strings)
-    for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
-            return _example_for(schema[key][0], defs, numbers, strings)
-    if schema.get("enum"):
-        return schema["enum"][0]
-    if "default" in schema:
-        return schema["default"]
-    kind = schema.get("type", "object")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object":
-        props = schema.get("properties", {})
-        return {k: _example_for(v, defs, numbers, strings) for k, v in props.items()}
-    if kind == "array":
-        return [_example_for(schema.get("items", {}), defs, numbers, strings)]
-    if kind in ("integer", "number") and numbers:
-        n = numbers.pop(0)
-        return int(n) if kind == "integer" else n
-    if kind == "string" and strings:
-        return strings.pop(0)
-    return {"string": "sandbox", "integer": 1, "number": 1.0, "boolean": True, "null": None}.get(kind, "sandbox")
-
-
-def _prompt_hints(text: str) -> tuple[list[float], list[str]]:
-    """Numbers and quoted strings in the prompt, in order: what a model would copy into fields."""
-    numbers = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", text)]
-    strings = [a or b for a, b in re.findall(r"'([^']+)'|\"([^\"]+)\"", text)]
-    return numbers, strings
 
 
 class SandboxServer:
@@ -339,7 +213,7 @@ class SandboxServer:
         message = (
             f"Invalid URL ({method} {request.target.decode()})" if status == 404 else f"Method {method} not allowed"
         )
-        await self._json(conn, writer, *_error(status, message, type_="invalid_request_error"))
+        await self._json(conn, writer, *error_body(status, message, type_="invalid_request_error"))
         return True
 
     async def _control(self, conn: h11.Connection, writer: asyncio.StreamWriter, method: str, body: bytes) -> bool:
@@ -356,51 +230,16 @@ class SandboxServer:
                     self.faults.set_rates(model, spec["rates"], int(spec.get("seed", 0)))
             else:
                 await self._json(
-                    conn, writer, *_error(405, f"Method {method} not allowed", type_="invalid_request_error")
+                    conn, writer, *error_body(405, f"Method {method} not allowed", type_="invalid_request_error")
                 )
                 return True
         except (ValueError, KeyError, TypeError) as exc:
-            await self._json(conn, writer, *_error(400, f"bad fault spec: {exc}", type_="invalid_request_error"))
+            await self._json(conn, writer, *error_body(400, f"bad fault spec: {exc}", type_="invalid_request_error"))
             return True
         await self._json(conn, writer, 200, {"ok": True})
         return True
 
     # -- the API ---------------------------------------------------------------------------------------
-    def _validate(self, body: bytes) -> dict[str, Any]:
-        try:
-            req = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise _BadRequestError(
-                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
-                "HTTP library correctly. The OpenAI API expects a JSON payload.)"
-            ) from None
-        if not isinstance(req, dict):
-            raise _BadRequestError("The request body must be a JSON object.")
-        if not isinstance(req.get("model"), str) or not req["model"]:
-            raise _BadRequestError("you must provide a model parameter", param="model")
-        messages = req.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise _BadRequestError("'messages' must be a non-empty array of message objects.", param="messages")
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in _ROLES:
-                raise _BadRequestError(
-                    f"Invalid value for 'messages[{i}].role': expected one of {sorted(_ROLES)}.",
-                    param=f"messages[{i}].role",
-                )
-        t = req.get("temperature")
-        if t is not None and (not isinstance(t, (int, float)) or not 0 <= t <= 2):
-            raise _BadRequestError(
-                f"Invalid 'temperature': {t!r}. Expected a number between 0 and 2.", param="temperature"
-            )
-        for key in ("max_tokens", "max_completion_tokens"):
-            v = req.get(key)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise _BadRequestError(f"Invalid '{key}': {v!r}. Expected an integer >= 1.", param=key)
-        n = req.get("n")
-        if n not in (None, 1):
-            raise _BadRequestError("The sandbox supports n=1 only.", param="n")
-        return req
-
     def _latency(self, model: SandboxModel, base_ms: float) -> float:
         if self.latency_scale <= 0 or base_ms <= 0:
             return 0.0
@@ -414,30 +253,23 @@ class SandboxServer:
             queue = self.replies.get(model.name)
             if queue:
                 return queue.pop(0)
-        if model.echo:
-            return prompt
-        digest = hashlib.sha256(f"{model.name}\0{json.dumps(req['messages'], sort_keys=True)}".encode()).digest()
-        rng = random.Random(digest)
-        words = [rng.choice(_WORDS) for _ in range(model.reply_tokens)]
-        words[0] = words[0].capitalize()
-        snippet = " ".join(prompt.split())[:60]
-        return f"[sandbox/{model.name}] You said: {snippet!r}. " + " ".join(words) + "."
+        return reply_text(model, req["messages"], prompt)
 
     async def _chat(self, conn: h11.Connection, writer: asyncio.StreamWriter, body: bytes) -> bool:
         try:
-            req = self._validate(body)
-        except _BadRequestError as exc:
+            req = validate(body)
+        except BadRequestError as exc:
             self.log.append(
                 {
                     "t": time.monotonic(),
-                    "model": _model_of(body),
+                    "model": model_of(body),
                     "fault": "bad_request",
                     "stream": False,
                     "prefill": False,
                 }
             )
             await self._json(
-                conn, writer, *_error(400, str(exc), type_="invalid_request_error", param=exc.param, code=exc.code)
+                conn, writer, *error_body(400, str(exc), type_="invalid_request_error", param=exc.param, code=exc.code)
             )
             return True
         name = req["model"].removeprefix("sandbox/")
@@ -447,7 +279,7 @@ class SandboxServer:
             await self._json(
                 conn,
                 writer,
-                *_error(
+                *error_body(
                     404,
                     f"The model `{req['model']}` does not exist or you do not have access to it.",
                     type_="invalid_request_error",
@@ -478,7 +310,7 @@ class SandboxServer:
                 await self._json(
                     conn,
                     writer,
-                    *_error(
+                    *error_body(
                         400,
                         "This model does not support assistant message prefill (the last message must be from "
                         "the user).",
@@ -511,7 +343,7 @@ class SandboxServer:
             await self._json(
                 conn,
                 writer,
-                *_error(
+                *error_body(
                     400,
                     f"This model's maximum context length is {model.context_window} tokens. However, you requested "
                     f"{prompt_tokens + (max_tokens or 0)} tokens ({prompt_tokens} in the messages, {max_tokens or 0} "
@@ -522,55 +354,18 @@ class SandboxServer:
                 ),
             )
             return True
-        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
-        tool_call = None if prefill else self._tool_call(req)
-        asked = {**req, "messages": messages[:-1]} if prefill else req  # the answer the prefill is part of
-        text = "" if tool_call else self._reply(model, asked, content_text(last_user.get("content")))
-        if prefill:  # continue the assistant's text: the rest of this model's answer, word by word
-            done = len(content_text(messages[-1].get("content")).split())
-            rest = text.split(" ")[done:]
-            text = (" " + " ".join(rest)) if rest else ""
-        if not tool_call:
-            fmt = req.get("response_format") or {}
-            if fmt.get("type") == "json_schema":
-                schema = (fmt.get("json_schema") or {}).get("schema") or {}
-                numbers, strings = _prompt_hints(content_text(last_user.get("content")))
-                text = json.dumps(_example_for(schema, schema.get("$defs", {}), numbers, strings))
-            elif fmt.get("type") == "json_object":
-                text = json.dumps({"answer": text})
-        finish = "tool_calls" if tool_call else "stop"
-        stop = req.get("stop")
-        for s in [stop] if isinstance(stop, str) else (stop or []):
-            if s and s in text:
-                text = text[: text.index(s)]
-        completion_tokens = count_tokens(text, ENCODING)
-        if max_tokens is not None and completion_tokens > max_tokens:
-            from coffee_nb._tokens import _encoding
-
-            enc = _encoding(ENCODING)
-            text = enc.decode(enc.encode_ordinary(text)[:max_tokens])
-            completion_tokens = max_tokens
-            finish = "length"
-        if tool_call:
-            completion_tokens = count_tokens(tool_call["function"]["arguments"], ENCODING) + 3
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-        }
+        text, tool, finish, usage = answer(
+            model, req, prompt_tokens, max_tokens, reply=self._reply, tool=None if prefill else self._tool_call
+        )
         with self._lock:
             self._counter += 1
             cid = f"chatcmpl-sandbox{self._counter:08d}"
         created = int(time.time())
         if stream:
-            return await stream_answer(
-                self, conn, writer, req, model, cid, created, text, tool_call, finish, usage, fault
-            )
+            return await stream_answer(self, conn, writer, req, model, cid, created, text, tool, finish, usage, fault)
         message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
-        if tool_call:
-            message["tool_calls"] = [tool_call]
+        if tool:
+            message["tool_calls"] = [tool]
         await self._json(
             conn,
             writer,
@@ -588,116 +383,29 @@ class SandboxServer:
         return True
 
     def _tool_call(self, req: dict[str, Any]) -> dict[str, Any] | None:
-        """Like an eager agent model: when tools are bound and the user just spoke, call the tool whose
-        name and description share the most words with the message; answer in text after a tool result."""
-        tools = [t.get("function", {}) for t in req.get("tools") or [] if isinstance(t, dict)]
-        choice = req.get("tool_choice")
-        last = req["messages"][-1]
-        if not tools or choice == "none" or last.get("role") != "user":
-            return None
-        text = content_text(last.get("content"))
-        words = set(re.findall(r"\w+", text.lower()))
-
-        def overlap(fn: dict[str, Any]) -> int:
-            name = str(fn.get("name", ""))
-            own = set(re.findall(r"\w+", f"{name.replace('_', ' ')} {fn.get('description', '')}".lower()))
-            return len(own & words) + (10 if name and name in text else 0)
-
-        fn = max(tools, key=overlap)
-        if isinstance(choice, dict):
-            wanted = (choice.get("function") or {}).get("name")
-            fn = next((t for t in tools if t.get("name") == wanted), fn)
-        params = fn.get("parameters") or {}
-        numbers, strings = _prompt_hints(text)
-        args = _example_for(params, params.get("$defs", {}), numbers, strings)
         with self._lock:
             self._counter += 1
-            call_id = f"call_sandbox{self._counter:08d}"
-        return {
-            "id": call_id,
-            "type": "function",
-            "function": {"name": fn.get("name", "tool"), "arguments": json.dumps(args)},
-        }
+            number = self._counter
+        return tool_call(req, f"call_sandbox{number:08d}")
 
     async def _fault(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, fault: Fault, model: SandboxModel
     ) -> bool:
+        """Answer with ``fault`` instead of the model; False: the connection is gone."""
         kind = fault.kind
-        if kind == "rate_limit":
-            retry_after = 1.0 if fault.seconds is None else fault.seconds
-            await self._json(
-                conn,
-                writer,
-                *_error(
-                    429,
-                    f"Rate limit reached for {model.name} (sandbox). Please try again in {retry_after:g}s.",
-                    type_="requests",
-                    code="rate_limit_exceeded",
-                ),
-                headers=[("retry-after", f"{retry_after:g}")],
-            )
-        elif kind == "server_error":
-            await self._json(
-                conn,
-                writer,
-                *_error(500, "The server had an error while processing your request.", type_="server_error"),
-            )
-        elif kind == "overloaded":
-            await self._json(
-                conn,
-                writer,
-                *_error(
-                    503,
-                    "The engine is currently overloaded, please try again later.",
-                    type_="server_error",
-                    code="overloaded",
-                ),
-            )
-        elif kind == "auth":
-            await self._json(
-                conn,
-                writer,
-                *_error(
-                    401,
-                    "Incorrect API key provided. You can find your API key in your account settings.",
-                    type_="invalid_request_error",
-                    code="invalid_api_key",
-                ),
-            )
-        elif kind == "context_overflow":
-            await self._json(
-                conn,
-                writer,
-                *_error(
-                    400,
-                    f"This model's maximum context length is {model.context_window} tokens. "
-                    "However, your messages resulted in more tokens.",
-                    type_="invalid_request_error",
-                    param="messages",
-                    code="context_length_exceeded",
-                ),
-            )
-        elif kind == "content_filter":
-            await self._json(
-                conn,
-                writer,
-                *_error(
-                    400,
-                    "The response was filtered due to the prompt triggering the content management policy.",
-                    type_="invalid_request_error",
-                    param="prompt",
-                    code="content_filter",
-                ),
-            )
+        canned = fault_reply(fault, model)
+        if canned is not None:
+            status, body, headers = canned
+            await self._json(conn, writer, status, body, headers=headers)
         elif kind == "malformed":
-            body = b'{"id": "chatcmpl-broken", "choices": [{"message": '
-            headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+            data = b'{"id": "chatcmpl-broken", "choices": [{"message": '
+            headers = [("content-type", "application/json"), ("content-length", str(len(data)))]
             await self._send(
-                conn, writer, h11.Response(status_code=200, headers=headers), h11.Data(data=body), h11.EndOfMessage()
+                conn, writer, h11.Response(status_code=200, headers=headers), h11.Data(data=data), h11.EndOfMessage()
             )
         elif kind == "hang":
             await asyncio.sleep(60.0 if fault.seconds is None else fault.seconds)
-            await self._json(conn, writer, *_error(504, "The sandbox hung on purpose.", type_="server_error"))
+            await self._json(conn, writer, *error_body(504, "The sandbox hung on purpose.", type_="server_error"))
         elif kind == "silent":  # accepted, never answered: hold until the client gives up
             await asyncio.sleep(300.0 if fault.seconds is None else fault.seconds)
             return False
