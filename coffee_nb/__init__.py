@@ -27,6 +27,9 @@ _EXPORTS: dict[str, str] = {
     "AutoPickerLLM": "coffee_nb._invoker",
     "AutoPickerLLMRefactored": "coffee_nb._invoker",
     "CallSummary": "coffee_nb._summary",
+    "Health": "coffee_nb._health",
+    "ModelHealth": "coffee_nb._health",
+    "health": "coffee_nb._health",
     "StreamInterruptedError": "coffee_nb._errors",
     "acollect": "coffee_nb._streams",
     "collect": "coffee_nb._streams",
@@ -90,9 +93,11 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "ConfigError",
     "DeadlineExceededError",
     "ErrorClass",
+    "Health",
     "Limit",
     "LocalMetrics",
     "MissingAPIKeyError",
+    "ModelHealth",
     "ModelSpec",
     "NoOpMetrics",
     "Outcome",
@@ -123,6 +128,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "get_async_http_client",
     "get_http_client",
     "get_session",
+    "health",
     "is_restart",
     "load_ipython_extension",
     "price_for",
@@ -168,6 +174,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
         MissingAPIKeyError,
         StreamInterruptedError,
     )
+    from coffee_nb._health import Health, ModelHealth, health
     from coffee_nb._http import close as close_http_clients
     from coffee_nb._http import configure_http, get_async_http_client, get_http_client
     from coffee_nb._invoker import AutoPicker, AutoPickerLLM, AutoPickerLLMRefactored

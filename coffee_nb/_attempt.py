@@ -40,8 +40,10 @@ from coffee_nb._errors import CoffeeError, ConfigError, EmptyResponseError, Erro
 from coffee_nb._format import content_text
 from coffee_nb._plan import Attempt, Core, Plan, Usage
 from coffee_nb._policy import Action
+from coffee_nb._pricing import to_pico
 from coffee_nb._summary import CallSummary
 from coffee_nb._timeouts import AttemptTimeoutError, FirstTokenTimeoutError, IdleTimeoutError, Pump, call_within
+from coffee_nb._validate import usd
 
 if TYPE_CHECKING:
     from coffee_nb._invoker import AutoPicker
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["Call", "IncompleteStreamError", "adrive", "arun", "drive", "is_summary", "run"]
 
 # Our private kwargs (set by bind_tools/with_structured_output) and tracing-only ones: never sent to candidates.
-_CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_output_format"})
+_CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_output_format", "max_cost"})
 # Raised while preparing a call (binding tools, a schema), before any candidate is called: the caller's
 # input or a bug, the same for every model; shown at once, not routed around.
 _PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, ValueError)
@@ -107,7 +109,9 @@ class Call:
             )
         core: Core = private_state(picker, "_core")
         self.picker = picker
-        self.plan = Plan(core, picker.budget, messages, kwargs.get("max_tokens", picker.max_tokens))
+        ceiling = kwargs.get("max_cost")
+        max_cost = None if ceiling is None else to_pico(usd("max_cost", ceiling))
+        self.plan = Plan(core, picker.budget, messages, kwargs.get("max_tokens", picker.max_tokens), max_cost)
         self.messages = messages
         self.stop = stop or picker.stop or None
         self.config = child_config(run_manager)
@@ -323,7 +327,13 @@ class Call:
         usage = usage_of(message) or plan.estimate(cand, content_text(message.content))
         plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming)
         self.attempt = None
-        return CallSummary(tuple(plan.records), latency_s=plan.elapsed(), ttft_s=self.ttft, structured=structured)
+        return CallSummary(
+            tuple(plan.records),
+            latency_s=plan.elapsed(),
+            ttft_s=self.ttft,
+            structured=structured,
+            primary_cost=plan.primary_cost(cand, usage),
+        )
 
     def _partial_usage(self, attempt: Attempt) -> Usage | None:
         """What a broken stream delivered (the provider bills it), or None before the first chunk."""

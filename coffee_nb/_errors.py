@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import os
-import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from coffee_nb._redact import is_clean, redact, remember_secret, scrub
 
 if TYPE_CHECKING:
     from coffee_nb._records import CallRecord
@@ -41,7 +41,10 @@ __all__ = [
     "MissingAPIKeyError",
     "StreamInterruptedError",
     "classify",
+    "is_clean",
     "redact",
+    "remember_secret",
+    "scrub",
 ]
 
 
@@ -58,12 +61,17 @@ class ErrorClass(StrEnum):
     NOT_FOUND = "not_found"  # unknown model
     BAD_REQUEST = "bad_request"  # the caller's fault: never trips a cooldown
     BUDGET = "budget"
+    COST = "cost"  # skipped: costlier than the policy allows (fallback_cost, max_cost)
     COOLDOWN = "cooldown"  # skipped: the model's circuit breaker is open
-    UNKNOWN = "unknown"  # anything else (a bug in user code, ...): raised as is
+    UNKNOWN = "unknown"  # raised inside a candidate's call and not recognised (the policy says what then)
 
 
 class CoffeeError(Exception):
-    """Root of every exception coffee_nb raises itself."""
+    """Root of every exception coffee_nb raises itself. Its text never holds a key (see :func:`redact`)."""
+
+    def __str__(self) -> str:
+        # messages repeat values users gave (specs, URLs, provider replies): the last line of defence
+        return redact(super().__str__())
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows these lines instead of a traceback wall: what happened, not where in our code.
@@ -365,6 +373,7 @@ def classify(exc: BaseException) -> Failure:
     ``server`` into ``context_overflow`` / ``content_filter`` / ``auth``. What is still unknown is
     ``unknown`` (the policy decides whether that falls back).
     """
+    scrub(exc)  # the exception itself may reach the caller (a bad_request is raised as is): no key in it
     message = redact(str(exc) or type(exc).__name__)
     if isinstance(exc, MissingAPIKeyError):
         return Failure(ErrorClass.AUTH, message)
@@ -401,19 +410,3 @@ def classify(exc: BaseException) -> Failure:
     if error_class is ErrorClass.UNKNOWN and not message.startswith(type(exc).__name__):
         message = f"{type(exc).__name__}: {message}"  # an unknown error names its class
     return Failure(error_class, message, status, _retry_after(exc))
-
-
-_KEY_PATTERN = re.compile(r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,}|(?:Bearer|x-api-key:?)\s+[A-Za-z0-9_\-\.]{8,})")
-_KEY_ENV_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
-
-
-def redact(text: Any) -> str:
-    """Remove anything that looks like an API key (and the values of known key variables) from ``text``."""
-    out = str(text)
-    if "sk-" in out or "Bearer" in out or "x-api-key" in out:  # the pattern's literal starts: most texts skip it
-        out = _KEY_PATTERN.sub("[redacted]", out)
-    for var in _KEY_ENV_VARS:
-        value = os.environ.get(var)
-        if value and len(value) >= 8 and value in out:
-            out = out.replace(value, "[redacted]")
-    return out

@@ -24,6 +24,7 @@ from coffee_nb._attempt import RESTARTED, Call, adrive, arun, drive, is_summary,
 from coffee_nb._compat import as_chunk
 from coffee_nb._errors import ConfigError
 from coffee_nb._fastpath import prompt, unobserved
+from coffee_nb._health import Health, picker_health
 from coffee_nb._models import Candidate, ModelSpec
 from coffee_nb._plan import DEFAULT_OUTPUT_ESTIMATE, BudgetLike, Core
 from coffee_nb._policy import Policy
@@ -177,6 +178,11 @@ class AutoPicker(BaseChatModel):
     def policy_in_force(self) -> Policy:
         """The policy after ``timeout`` / ``max_retries`` overrides."""
         return self._core.policy
+
+    def health(self) -> Health:
+        """Each model's health: breaker state (and when it reopens), failures in a row, recent error rate
+        and latency, the last error (redacted), and rate-limit headroom."""
+        return picker_health(self._core.candidates)
 
     @property
     def candidates(self) -> list[Candidate]:

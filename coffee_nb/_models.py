@@ -17,7 +17,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb import _config
-from coffee_nb._errors import ConfigError, MissingAPIKeyError
+from coffee_nb._errors import ConfigError, MissingAPIKeyError, remember_secret
+from coffee_nb._health import RecentAttempts
 from coffee_nb._policy import CircuitBreaker, RateLimit, RateLimiter
 from coffee_nb._pricing import ModelFacts, Price, generation, model_info, prices_changed
 from coffee_nb._tokens import encoding_for
@@ -195,12 +196,20 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return provider, model
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Parameter names that hold a secret (``api_key``, ``openai_api_key``, ``aws_secret_access_key``, ...):
+# kept as pydantic ``SecretStr`` (LangChain's chat models take those) so reprs and dumps show stars.
+_SECRET_PARAM = re.compile(r"(^|_)(api_?key|key|secret|token|password|passwd)$", re.IGNORECASE)
+# Header names (in ``default_headers`` and the like) that carry a key: remembered for redaction.
+_SECRET_HEADER = re.compile(r"^(authorization|x-api-key|api-key|x-goog-api-key|proxy-authorization)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class ModelSpec:
-    """A candidate model with its own settings.
+    """A candidate model with its own settings, checked when made.
 
     ``model`` is a spec string or any LangChain chat model; ``name`` labels it in records.
-    ``params`` go to the constructor of a model built from a spec (e.g. ``base_url``).
+    ``params`` go to the constructor of a model built from a spec (e.g. ``base_url``); secret ones
+    (``api_key``, ``*_token``, ...) are kept as ``SecretStr``, so they never print.
     """
 
     model: Any
@@ -212,9 +221,57 @@ class ModelSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, str):
+            parse_spec(self.model)
+        elif not hasattr(self.model, "invoke"):
+            raise ConfigError(
+                f"a model must be a 'provider/model' string ({_accepted()}) or a LangChain chat model, "
+                f"got {self.model!r}"
+            )
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise ConfigError(f"ModelSpec name must be a non-empty string or None, got {self.name!r}")
         label = self.name or (self.model if isinstance(self.model, str) else type(self.model).__name__)
         for attr in ("context_window", "max_output_tokens", "rpm", "tpm"):
             optional_positive_int(f"{attr} for {label}", getattr(self, attr))
+        object.__setattr__(self, "params", _params(self.params, label))
+
+    def __repr__(self) -> str:
+        params = {k: ("**********" if _SECRET_HEADER.match(str(k)) else v) for k, v in self.params.items()}
+        for k, v in params.items():
+            if isinstance(v, Mapping):  # headers: keys hidden, other values shown
+                params[k] = {h: ("**********" if _SECRET_HEADER.match(str(h)) else x) for h, x in v.items()}
+        fields = [f"model={self.model!r}"] + [
+            f"{n}={getattr(self, n)!r}"
+            for n in ("name", "rpm", "tpm", "context_window", "max_output_tokens")
+            if getattr(self, n) is not None
+        ]
+        if params:
+            fields.append(f"params={params!r}")
+        return f"ModelSpec({', '.join(fields)})"
+
+
+def _params(params: Any, label: str) -> Mapping[str, Any]:
+    """``params`` checked (a mapping with string keys), its secrets as ``SecretStr`` and remembered for
+    redaction (also those in header mappings, which are sent as they are)."""
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise ConfigError(
+            f"params for {label} must be a dict of constructor arguments with string keys, "
+            f"e.g. {{'base_url': 'http://127.0.0.1:8000/v1'}}; got {params!r}"
+        )
+    from pydantic import SecretStr
+
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if _SECRET_PARAM.search(key) and isinstance(value, str):
+            value = SecretStr(value)
+        if isinstance(value, SecretStr):
+            remember_secret(value)
+        elif isinstance(value, Mapping):
+            for header, text in value.items():
+                if isinstance(header, str) and _SECRET_HEADER.match(header):
+                    remember_secret(text.split(" ", 1)[-1] if isinstance(text, str) else text)
+        out[key] = value
+    return out  # a dict: pydantic can dump it (SecretStr as stars)
 
 
 def _instance_name(model: Any) -> tuple[str, str]:
@@ -273,6 +330,7 @@ class Candidate:
             )
         # ModelSpec validated its numbers when it was made
         self.limiter = RateLimiter(RateLimit(rpm=spec.rpm, tpm=spec.tpm)) if (spec.rpm or spec.tpm) else None
+        self.recent = RecentAttempts()  # what health() reports
         self.breaker = CircuitBreaker(cooldown_after, cooldown, cooldown if cooldown_min is None else cooldown_min)
         self.client_timeout = client_timeout  # what clients we build are built with (a cache key, not per attempt)
         self._window = spec.context_window

@@ -119,9 +119,18 @@ class Plan:
         "_counts",
         "_bound",
         "_estimate",
+        "max_cost",
+        "_cooling",
     )
 
-    def __init__(self, core: Core, budget: Any, messages: Sequence[Any] | str, max_tokens: int | None) -> None:
+    def __init__(
+        self,
+        core: Core,
+        budget: Any,
+        messages: Sequence[Any] | str,
+        max_tokens: int | None,
+        max_cost: int | None = None,
+    ) -> None:
         self.core = core
         self.policy = core.policy
         self.clock = core.clock
@@ -143,6 +152,8 @@ class Plan:
         self._counts: dict[str, int] = {}
         self._bound: int | None = None
         self._estimate: int | None = None
+        self.max_cost = max_cost  # picodollars: no attempt whose worst case is above it
+        self._cooling: list[Candidate] = []  # skipped in this call because their breaker was open
 
     # -- what the runner asks ----------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -157,11 +168,14 @@ class Plan:
                 raise self._give_up(deadline=True)
             if self.current is None:
                 if not self.queue:
-                    raise self._give_up()
+                    reopening = self._wait_for_cooldown(now, remaining)
+                    if reopening is None:
+                        raise self._give_up()
+                    return reopening
                 self.current, self.retries, self.admitted = self.queue.popleft(), 0, False
             cand = self.current
             if not self.admitted:
-                if not self._admit(cand, now):
+                if not self._admit(cand, now) or not self._cost_allows(cand):
                     continue
                 self.admitted = True
             if cand.limiter is not None:
@@ -292,7 +306,8 @@ class Plan:
         """May ``cand`` be tried at all in this call (breaker closed, prompt fits its window)?"""
         if not cand.breaker.allow(now):
             left = max(0.0, cand.breaker.open_until() - now)
-            self._skip(cand, ErrorClass.COOLDOWN, f"cooling down after repeated failures ({left:.0f}s left)")
+            self._skip(cand, ErrorClass.COOLDOWN, f"cooling down after repeated failures ({left:.1f}s left)")
+            self._cooling.append(cand)
             return False
         window = cand.context_window
         out = int(self.max_tokens) if self.max_tokens else 0
@@ -308,6 +323,67 @@ class Plan:
                 self._prefer_larger_windows(need)
                 return False
         return True
+
+    def _wait_for_cooldown(self, now: float, remaining: float) -> float | None:
+        """Every candidate was tried or skipped: with ``Policy(wait_for_cooldown=s)``, when one that was
+        only cooling down reopens within ``s`` (and the deadline), wait for it and try it again."""
+        limit = min(self.policy.wait_for_cooldown, remaining)
+        if limit <= 0 or not self._cooling:
+            return None
+        cand = min(self._cooling, key=lambda c: c.breaker.open_until())
+        wait = cand.breaker.open_until() - now
+        if wait > limit:
+            return None
+        self._cooling.remove(cand)
+        self.queue.appendleft(cand)
+        return max(wait, 0.0) + 0.001  # just past the reopening: the breaker lets this call probe
+
+    def _cost_allows(self, cand: Candidate) -> bool:
+        """Within ``max_cost`` and, for a fallback, ``Policy(fallback_cost=...)``? Skipped (and recorded) if not."""
+        mode = self.policy.fallback_cost
+        primary = self.core.candidates[0]
+        if self.max_cost is None and (mode == "any" or cand is primary):
+            return True
+        price = cand.facts.price
+        if price is None:
+            cand.breaker.release()
+            self._skip(cand, ErrorClass.COST, "unpriced: its cost can't be bounded under max_cost / fallback_cost")
+            return False
+        out = self._output_cap(cand)
+        worst = price.pico(self.prompt_bound(), out)
+        if self.max_cost is not None and worst > self.max_cost:
+            worst = price.pico(self.prompt_tokens(cand), out)  # the bound can't settle it: count
+            if worst > self.max_cost:
+                cand.breaker.release()
+                ceiling = from_pico(self.max_cost)
+                self._skip(cand, ErrorClass.COST, f"worst case ${from_pico(worst)} is above max_cost ${ceiling}")
+                return False
+        if mode == "any" or cand is primary:
+            return True
+        primary_price = primary.facts.price
+        if primary_price is None:  # nothing to compare against
+            return True
+        tokens = self.prompt_tokens(cand)  # both worst cases from one count: a fair comparison
+        worst, theirs = price.pico(tokens, out), primary_price.pico(tokens, self._output_cap(primary))
+        if worst > theirs or (mode == "cheaper_only" and worst == theirs):
+            cand.breaker.release()
+            what = "more than" if worst > theirs else "as much as"
+            self._skip(
+                cand,
+                ErrorClass.COST,
+                f"worst case ${from_pico(worst)} costs {what} the primary's ${from_pico(theirs)} "
+                f"(Policy(fallback_cost={mode!r}))",
+            )
+            return False
+        return True
+
+    def primary_cost(self, cand: Candidate, usage: Usage) -> Decimal | None:
+        """What the primary would have cost for ``usage``, when a fallback answered (None otherwise)."""
+        primary = self.core.candidates[0]
+        price = primary.facts.price
+        if cand is primary or price is None:
+            return None
+        return from_pico(price.pico(usage.input, usage.output, usage.cached, usage.cache_write))
 
     def _output_cap(self, cand: Candidate) -> int:
         if self.max_tokens:
@@ -378,7 +454,7 @@ class Plan:
         cand = attempt.candidate
         origin, reason = self._fallback_origin(attempt.role)
         used = usage or _NO_USAGE
-        return CallRecord(
+        record = CallRecord(
             call_id=self.call_id,
             attempt=attempt.index,
             role=attempt.role,
@@ -401,6 +477,8 @@ class Plan:
             fallback_from=origin,
             fallback_reason=reason,
         )
+        cand.recent.add(record)
+        return record
 
     def _emit(self, record: CallRecord) -> None:
         self.records.append(record)

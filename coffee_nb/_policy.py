@@ -34,6 +34,7 @@ DEFAULT_REASONING_FIRST_TOKEN_TIMEOUT = 120.0
 DEFAULT_IDLE_TIMEOUT = 15.0
 DEFAULT_REASONING_IDLE_TIMEOUT = 60.0
 STREAM_RECOVERY = ("continue", "restart", "raise")
+FALLBACK_COST = ("any", "no_pricier", "cheaper_only")
 
 
 class Action(StrEnum):
@@ -77,6 +78,7 @@ DEFAULT_RULES: Mapping[ErrorClass, Rule] = MappingProxyType(
         ErrorClass.NOT_FOUND: Rule(retry=False, fallback=True, trip=Trip.NOW),
         ErrorClass.BAD_REQUEST: Rule(retry=False, fallback=False, trip=Trip.NONE),
         ErrorClass.BUDGET: Rule(retry=False, fallback=True, trip=Trip.NONE),
+        ErrorClass.COST: Rule(retry=False, fallback=True, trip=Trip.NONE),
         ErrorClass.COOLDOWN: Rule(retry=False, fallback=True, trip=Trip.NONE),
         # raised by a candidate during its call, unclassified: fall back, like with_fallbacks and LiteLLM
         # (Policy(on_unknown_error="raise") raises instead)
@@ -106,6 +108,8 @@ class Policy:
     stream_recovery: str = "continue"  # a stream broken after its first chunk: "continue" | "restart" | "raise"
     on_content_filter: str | None = None  # "raise" (default rules) or "fallback"
     on_unknown_error: str | None = None  # "fallback" (default rules) or "raise"
+    fallback_cost: str = "any"  # "no_pricier" / "cheaper_only": skip fallbacks costlier than the primary
+    wait_for_cooldown: float = 0.0  # seconds: when every model is cooling down, wait for the first to reopen
     rules: Mapping[ErrorClass, Rule] = field(default_factory=lambda: DEFAULT_RULES)
 
     def __post_init__(self) -> None:
@@ -122,6 +126,8 @@ class Policy:
             if getattr(self, name) is not None:
                 positive_number(f"{name} (seconds)", getattr(self, name))
         _choice("stream_recovery", self.stream_recovery, STREAM_RECOVERY)
+        _choice("fallback_cost", self.fallback_cost, FALLBACK_COST)
+        non_negative_number("wait_for_cooldown (seconds)", self.wait_for_cooldown)
         missing = set(ErrorClass) - set(self.rules)
         if missing:
             raise ConfigError(f"policy rules miss error classes: {sorted(missing)}")
@@ -213,6 +219,11 @@ class CircuitBreaker:
             self._probing = True  # half-open: this caller probes
             return True
 
+    @property
+    def failures(self) -> int:
+        """Counted failures since the last success."""
+        return self._failures
+
     def open_until(self) -> float:
         return self._open_until
 
@@ -274,6 +285,16 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._events: deque[tuple[float, int]] = deque()
         self._tokens = 0
+
+    def headroom(self, now: float) -> tuple[int | None, int | None]:
+        """(requests, tokens) still free in the current minute (None where there is no limit)."""
+        with self._lock:
+            events = [e for e in self._events if e[0] > now - self.window]
+        rpm, tpm = self.limit.rpm, self.limit.tpm
+        return (
+            None if rpm is None else max(0, rpm - len(events)),
+            None if tpm is None else max(0, tpm - sum(n for _, n in events)),
+        )
 
     def try_acquire(self, tokens: int, now: float) -> float:
         """Take a slot for a request of ``tokens`` tokens: 0.0 if taken, else seconds until one may be free."""

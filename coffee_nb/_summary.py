@@ -132,7 +132,17 @@ class CallSummary(_Frozen):
     ``restart`` marks a stream chunk after which the answer starts over (see ``coffee_nb.collect``).
     """
 
-    __slots__ = ("call_id", "records", "latency_s", "ttft_s", "structured", "cache_hit", "replayed", "restart")
+    __slots__ = (
+        "call_id",
+        "records",
+        "latency_s",
+        "ttft_s",
+        "structured",
+        "cache_hit",
+        "replayed",
+        "restart",
+        "primary_cost",
+    )
     _keys = (
         "call_id",
         "model",
@@ -147,6 +157,9 @@ class CallSummary(_Frozen):
         "latency_s",
         "ttft_s",
         "cache_hit",
+        "primary_model",
+        "primary_cost",
+        "saved",
     )
     call_id: str
     records: tuple[CallRecord, ...]
@@ -156,6 +169,7 @@ class CallSummary(_Frozen):
     cache_hit: bool
     replayed: bool
     restart: bool
+    primary_cost: Decimal | None  # what the first model would have cost for this answer (a fallback answered)
 
     def __init__(
         self,
@@ -167,6 +181,7 @@ class CallSummary(_Frozen):
         cache_hit: bool = False,
         replayed: bool = False,
         restart: bool = False,
+        primary_cost: Decimal | None = None,
     ) -> None:
         if not records:
             raise ValueError("a CallSummary needs the call's records")
@@ -180,6 +195,7 @@ class CallSummary(_Frozen):
             cache_hit=cache_hit,
             replayed=replayed,
             restart=restart,
+            primary_cost=primary_cost,
         )
 
     @property
@@ -210,7 +226,16 @@ class CallSummary(_Frozen):
     def __reduce__(self) -> Any:
         return (
             _rebuild,
-            (self.records, self.latency_s, self.ttft_s, self.structured, self.cache_hit, self.replayed, self.restart),
+            (
+                self.records,
+                self.latency_s,
+                self.ttft_s,
+                self.structured,
+                self.cache_hit,
+                self.replayed,
+                self.restart,
+                self.primary_cost,
+            ),
         )
 
     # -- derived from the answering (last) record ------------------------------------------------------
@@ -257,6 +282,17 @@ class CallSummary(_Frozen):
     def price_source(self) -> str:
         return self.final.price_source
 
+    @property
+    def primary_model(self) -> str:
+        """The model the call tried first."""
+        return self.records[0].model
+
+    @property
+    def saved(self) -> Decimal | None:
+        """How much less this answer cost than the primary would have (negative: more), when a fallback answered."""
+        cost, primary = self.final.cost, self.primary_cost
+        return None if cost is None or primary is None else primary - cost
+
 
 def _rebuild(
     records: tuple[CallRecord, ...],
@@ -266,6 +302,7 @@ def _rebuild(
     cache_hit: bool,
     replayed: bool,
     restart: bool,
+    primary_cost: Decimal | None = None,
 ) -> CallSummary:
     return CallSummary(
         records,
@@ -275,4 +312,5 @@ def _rebuild(
         cache_hit=cache_hit,
         replayed=replayed,
         restart=restart,
+        primary_cost=primary_cost,
     )

@@ -56,7 +56,7 @@ def test_one_flattening_for_tokens_server_and_answers():
 
     from coffee_nb import _tokens
 
-    _server = importlib.import_module("coffee_nb.sandbox._server")
+    _server = importlib.import_module("coffee_nb.sandbox._replies")  # where the sandbox reads messages
     assert _tokens.content_text is content_text and _server.content_text is content_text
     blocks = [{"type": "text", "text": "hi "}, IMAGE, "there"]
     answer = Answer(AIMessage(content=blocks), "m", "p", [], None, "unpriced", {}, 0.0)

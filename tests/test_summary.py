@@ -46,7 +46,11 @@ def test_typed_and_mapping_views_agree(answered):
         "latency_s",
         "ttft_s",
         "cache_hit",
+        "primary_model",
+        "primary_cost",
+        "saved",
     }
+    assert s.primary_model == "fake/a" and s.primary_cost is not None and s.saved == s.primary_cost - s.cost
 
 
 def test_frozen(answered):
