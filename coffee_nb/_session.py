@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
 
     from coffee_nb._cache import ResponseCache
+    from coffee_nb._health import Health
     from coffee_nb._invoker import AutoPicker
     from coffee_nb._policy import Policy
     from coffee_nb._records import CallRecord
@@ -313,6 +314,18 @@ class Session:
             "%llm_config --models openai/gpt-4o-mini,sandbox/fast"
         )
         return list(SANDBOX_CHAIN), notice
+
+    def health(self) -> Health:
+        """The health of every model the session's chains use (the default chain's before any call)."""
+        from coffee_nb._health import picker_health
+
+        with self._lock:
+            pickers = list(self._pickers.values())
+        seen: dict[str, Any] = {}
+        for picker in pickers or [self.picker()]:
+            for cand in picker.candidates:
+                seen.setdefault(cand.name, cand)
+        return picker_health(seen.values())
 
     def picker(self, models: Sequence[Any] | None = None, budget: Budget | None = None) -> AutoPicker:
         """The AutoPicker for ``models`` (default chain when None); cached so cooldowns persist across cells."""

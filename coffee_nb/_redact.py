@@ -1,0 +1,124 @@
+"""Redaction: no API key in any text coffee_nb shows, stores or raises.
+
+Two nets: key-shaped text (a known prefix and a long token), and the actual key values in use (every
+provider's key variable, and the keys coffee_nb was given: ``ModelSpec`` params, chat model
+instances, URL passwords). The values matter most: a server may echo a key without its prefix.
+:func:`scrub` cleans an exception and its chain in place, so a provider's error can pass through
+coffee_nb unwrapped and still hold no key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+__all__ = ["is_clean", "redact", "remember_secret", "scrub"]
+
+_KEY_PATTERN = re.compile(r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,}|(?:Bearer|x-api-key:?)\s+[A-Za-z0-9_\-\.]{8,})")
+_KEY_ENV_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+_MIN_SECRET = 8  # shorter values would redact ordinary words
+_REDACTED = "[redacted]"
+# Keys given to coffee_nb in this process. Kept across reset_defaults() on purpose: forgetting a key
+# would only make it printable again.
+_SECRETS: set[str] = set()
+# attributes of exceptions that hold the text of a provider's reply (openai/anthropic: message, body)
+_TEXT_ATTRS = ("message", "msg", "body", "detail", "reason", "strerror", "filename", "text")
+
+
+def remember_secret(value: Any) -> None:
+    """Redact ``value`` (a key coffee_nb was given: a ``str`` or a pydantic ``SecretStr``) from now on."""
+    get = getattr(value, "get_secret_value", None)
+    text = get() if callable(get) else value
+    if isinstance(text, str) and len(text.strip()) >= _MIN_SECRET:
+        _SECRETS.add(text)
+        _SECRETS.add(text.strip())
+
+
+def _secret_values() -> list[str]:
+    """Every key value to redact, longest first (a key containing another is replaced whole)."""
+    values = set(_SECRETS)
+    names = set(_KEY_ENV_VARS)
+    from coffee_nb import _config  # no import cycle: _config imports nothing of coffee_nb at import
+
+    names.update(p.env_var for p in list(_config.PROVIDERS.values()) if p.env_var)
+    for name in names:
+        value = os.environ.get(name)
+        if value and len(value.strip()) >= _MIN_SECRET:
+            values.update((value, value.strip()))
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: Any, secrets: list[str] | None = None) -> str:
+    """``text`` without anything that looks like an API key, nor any key value in use."""
+    out = str(text)
+    if "sk-" in out or "Bearer" in out or "x-api-key" in out:  # the pattern's literal starts: most texts skip it
+        out = _KEY_PATTERN.sub(_REDACTED, out)
+    for secret in _secret_values() if secrets is None else secrets:
+        if secret in out:
+            out = out.replace(secret, _REDACTED)
+    return out
+
+
+def _clean(value: Any, secrets: list[str], depth: int = 0) -> Any:
+    """``value`` with its strings redacted (inside dicts, lists and tuples too, a few levels deep)."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        return {k: _clean(v, secrets, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clean(v, secrets, depth + 1) for v in value) if type(value) in (list, tuple) else value
+    return value
+
+
+def scrub(exc: BaseException) -> BaseException:
+    """Redact keys from ``exc`` and every exception chained to it, in place: the arguments, the notes and
+    the attributes that hold a provider's reply. The type and the traceback stay. Returns ``exc``; an
+    exception whose text still holds a key after this (a ``__str__`` of its own) is left for the caller
+    to wrap (see :func:`is_clean`)."""
+    secrets = _secret_values()
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > 16:
+            continue
+        seen.add(id(e))
+        try:
+            e.args = _clean(e.args, secrets)
+            notes = getattr(e, "__notes__", None)
+            if isinstance(notes, list):
+                notes[:] = _clean(notes, secrets)
+            for attr in _TEXT_ATTRS:
+                value = getattr(e, attr, None)
+                if isinstance(value, (str, dict, list)):
+                    cleaned = _clean(value, secrets)
+                    if cleaned != value:
+                        setattr(e, attr, cleaned)
+        except Exception:  # noqa: BLE001 - an exception that refuses changes is checked by is_clean
+            pass
+        todo += [e.__cause__, e.__context__]
+    return exc
+
+
+def is_clean(exc: BaseException) -> bool:
+    """Is the text of ``exc`` and of every exception chained to it free of keys?"""
+    secrets = _secret_values()
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > 16:
+            continue
+        seen.add(id(e))
+        try:
+            text = str(e)
+        except Exception:  # noqa: BLE001 - a broken __str__ shows no key
+            continue
+        if redact(text, secrets) != text:
+            return False
+        todo += [e.__cause__, e.__context__]
+    return True
