@@ -7,7 +7,7 @@ an object with ``emit(record)``, or a plain callable taking the record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from coffee_nb import _config
+from coffee_nb._errors import ConfigError
 
 __all__ = ["CallRecord", "Outcome", "RecordSink", "Role", "capture_records"]
 
@@ -27,6 +28,7 @@ class Role(StrEnum):
     PRIMARY = "primary"  # first try of the first candidate tried
     RETRY = "retry"  # same model again after a transient failure
     FALLBACK = "fallback"  # first try of a later candidate
+    HEDGE = "hedge"  # a later candidate started alongside a slow one (Policy(hedge_after=...)): first answer wins
 
 
 class Outcome(StrEnum):
@@ -89,10 +91,17 @@ SinkLike = RecordSink | Callable[[CallRecord], Any]
 
 
 def as_sinks(value: SinkLike | Iterable[SinkLike] | None) -> tuple[Callable[[CallRecord], Any], ...]:
-    """Normalize sinks to a tuple of callables (``emit`` methods or plain functions)."""
+    """Normalize sinks to a tuple of callables (``emit`` methods or plain functions); anything else is a
+    ``ConfigError`` naming it."""
     if value is None:
         return ()
-    items = [value] if isinstance(value, RecordSink) or callable(value) else list(value)
+    hint = "give an object with emit(record) (e.g. coffee_nb.LocalMetrics()), a function, or a list of them"
+    if isinstance(value, RecordSink) or callable(value):
+        items: list[Any] = [value]
+    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+        items = list(value)
+    else:
+        raise ConfigError(f"not a record sink: {value!r} ({hint})")
     out: list[Callable[[CallRecord], Any]] = []
     for item in items:
         if isinstance(item, RecordSink):
@@ -100,7 +109,7 @@ def as_sinks(value: SinkLike | Iterable[SinkLike] | None) -> tuple[Callable[[Cal
         elif callable(item):
             out.append(item)
         else:
-            raise TypeError(f"not a record sink: {item!r} (give an object with emit(record) or a callable)")
+            raise ConfigError(f"not a record sink: {item!r} ({hint})")
     return tuple(out)
 
 

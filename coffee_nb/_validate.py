@@ -15,19 +15,28 @@ from typing import Any, TypeGuard
 from coffee_nb._errors import ConfigError
 
 __all__ = [
+    "MAX_TOKENS",
     "MAX_USD",
+    "flag",
     "fraction",
+    "max_tokens",
     "non_negative_number",
+    "optional_flag",
     "optional_positive_int",
     "positive_int",
     "positive_number",
+    "price_rate",
     "temperature",
+    "text",
     "usd",
 ]
 
 # No budget or price is anywhere near a quadrillion dollars: a value this large is a typo (or
 # Decimal('1e999')), and refusing it keeps picodollar integers and their SQLite columns sane.
 MAX_USD = Decimal("1e15")
+# No model writes a billion tokens in one answer; a larger cap is a typo (10**20), and its worst-case
+# cost would overflow the integer columns a reservation is held in.
+MAX_TOKENS = 1_000_000_000
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
@@ -91,3 +100,40 @@ def temperature(value: Any, name: str = "temperature") -> float:
     if not _is_number(value) or math.isnan(value) or not 0 <= value <= 2:
         raise ConfigError(f"{name} must be a number within [0, 2], got {value!r}")
     return float(value)
+
+
+def max_tokens(value: Any, name: str = "max_tokens") -> int:
+    """An output-token cap: an ``int`` within [1, 1e9]."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_TOKENS:
+        raise ConfigError(f"{name} must be a positive integer up to {MAX_TOKENS:,}, got {value!r}")
+    return value
+
+
+def flag(name: str, value: Any, meaning: str = "") -> bool:
+    """``True`` or ``False`` exactly: ``'no'`` is truthy and ``1`` is a number, so neither is accepted."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False{meaning}, got {value!r}")
+    return value
+
+
+def optional_flag(name: str, value: Any, meaning: str = "") -> bool | None:
+    """None, ``True`` or ``False``."""
+    return None if value is None else flag(name, value, meaning)
+
+
+def text(name: str, value: Any, *, empty: bool = True) -> str:
+    """A ``str`` (non-blank unless ``empty``)."""
+    if not isinstance(value, str) or (not empty and not value.strip()):
+        kind = "a string" if empty else "a non-empty string"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    return value
+
+
+def price_rate(name: str, value: Any) -> Decimal:
+    """A price in USD per 1M tokens. Required: a missing price must read as unpriced, never as $0."""
+    if value is None:
+        raise ConfigError(
+            f"price {name} is required (USD per 1M tokens, 0 for free), got None; "
+            "a model you can't price is better left unregistered: it shows as unpriced"
+        )
+    return usd(f"price {name}", value, unit="USD per 1M tokens")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
+from coffee_nb import ConfigError
 from coffee_nb._records import (
     CallRecord,
     Outcome,
@@ -63,8 +65,9 @@ def test_sinks_are_emit_objects_or_callables():
     assert len(as_sinks(Sink())) == 1 and as_sinks(seen.append) == (seen.append,)
     publish(sinks, record())
     assert len(seen) == 2
-    with pytest.raises(TypeError, match="not a record sink"):
-        as_sinks([42])
+    for bad, named in (([42], "42"), (42, "42"), ("emit", "'emit'")):
+        with pytest.raises(ConfigError, match=re.escape(f"not a record sink: {named} ")):
+            as_sinks(bad)
 
 
 def test_a_failing_sink_is_logged_and_the_others_still_see_the_record(caplog):

@@ -14,11 +14,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._errors import BudgetExceededError, ConfigError
+from coffee_nb._errors import BudgetExceededError, ConfigError, redact, remember_secret
 from coffee_nb._format import money
-from coffee_nb._validate import fraction, positive_number, usd
+from coffee_nb._validate import flag, fraction, optional_flag, positive_number, usd
 from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, MemoryLedger, from_pico, to_pico
 from coffee_nb.budget._periods import PERIODS, Period, bucket, period_window, resolve_timezone
+from coffee_nb.budget._unsaved import Unsaved
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -36,6 +37,9 @@ __all__ = [
 
 DEFAULT_WARN_AT = 0.8
 DEFAULT_LEASE_TTL = 300.0  # seconds; longer than any call's deadline
+# The most one call may cost, in picodollars ($1,000,000): a worst case beyond it is a typo (max_tokens of
+# 10**20), and ledgers keep amounts in 64-bit integers (SQLite's end at about $9.2M).
+MAX_CALL_PICO = 10**18
 
 
 class BudgetWarning(UserWarning):
@@ -49,6 +53,12 @@ class Limit:
     amount: Decimal | float | int | str
     hard: bool | None = None
     warn_at: float | None = None
+
+    def __post_init__(self) -> None:
+        usd("Limit amount", self.amount)
+        optional_flag("Limit hard", self.hard, " (block) or False (warn only), or None (the budget's)")
+        if self.warn_at is not None:
+            fraction("Limit warn_at", self.warn_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +141,17 @@ def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
         from urllib.parse import urlsplit
 
         parts = urlsplit(spec)
+        if parts.password:
+            remember_secret(parts.password)  # the error below repeats the URL: never its password
         try:
             port = parts.port
         except ValueError:
             port = -1
-        if (not parts.hostname and parts.scheme != "unix") or port == -1:
-            raise ConfigError(f"malformed ledger URL {spec!r}: expected one of {accepted}")
+        unix = parts.scheme == "unix"
+        if (unix and not parts.path) or (not parts.hostname and not unix) or port == -1:
+            raise ConfigError(
+                redact(f"malformed ledger URL {spec!r}: expected one of {accepted} or 'unix:///path/to/redis.sock'")
+            )
         from coffee_nb.budget._redis import RedisLedger
 
         return RedisLedger(spec, namespace=namespace)
@@ -180,14 +195,15 @@ class Budget:
         on_warning: Callable[[BudgetEvent], Any] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not isinstance(hard, bool):
-            raise ConfigError(f"hard must be True (block) or False (warn only), got {hard!r}")
+        self.hard = flag("hard", hard, " (block) or False (warn only)")
         self.warn_at = fraction("warn_at", warn_at)
         positive_number("lease_ttl (seconds)", lease_ttl)
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise ConfigError(f"budget name must be a non-empty word, got {name!r}")
-        self.hard = hard
-        self.strict = bool(strict)
+        self.strict = flag("strict", strict, " (True refuses models without a known price)")
+        for what, func in (("clock", clock), ("on_warning", on_warning)):
+            if func is not None and not callable(func):
+                raise ConfigError(f"{what} must be a function (or None), got {func!r}")
         self.lease_ttl = float(lease_ttl)
         self.name = name
         self.tz = resolve_timezone(timezone)
@@ -216,6 +232,7 @@ class Budget:
         self._keys: dict[str, _Keys] = {}
         self._watch: dict[int, tuple[int, tuple[str, ...], tuple[Any, ...]]] = {}
         self._keys_span = (0.0, 0.0)  # [from, until) wall-clock seconds the cached keys are valid for
+        self._unsaved = Unsaved()  # spend the ledger could not record yet (disk full, Redis down)
 
     def _rule(self, scope: str, period: Period, value: Any) -> _Rule:
         label = period.value if scope == "global" else f"per_model {scope[6:]} {period.value}"
@@ -312,6 +329,13 @@ class Budget:
                 f"{model} has no known price and this budget is strict: register one with "
                 f"coffee_nb.register_price({model!r}, input=..., output=...) or use Budget(strict=False)"
             )
+        if pico is not None and pico > MAX_CALL_PICO:
+            raise BudgetExceededError(
+                f"a call to {model} may cost up to ${from_pico(pico):,.2f}, more than coffee_nb reserves for one "
+                f"call (${from_pico(MAX_CALL_PICO):,}): lower max_tokens, or check the model's price"
+            )
+        if self._unsaved:  # earlier spend waits for the ledger: no new spending until it is recorded
+            self._unsaved.flush(self.ledger)
         t = self._clock()
         keys = self._keys_for(model, t)
         lease = Lease(_lease_id(), model, pico, keys.held)
@@ -331,10 +355,14 @@ class Budget:
         t = self._clock()
         keys = self._keys_for(lease.model, t)
         watch, alarms = self._unwarned(keys)
-        amount = pico or 0
-        spent = self.ledger.commit(
-            lease.id, amount, keys.buckets, CallRow(lease.id, lease.model, amount, t, pico is not None), watch
-        )
+        amount = min(pico or 0, MAX_CALL_PICO)  # a provider reporting absurd usage can't overflow the ledger
+        row = CallRow(lease.id, lease.model, amount, t, pico is not None)
+        try:
+            spent = self.ledger.commit(lease.id, amount, keys.buckets, row, watch)
+        except Exception as exc:  # noqa: BLE001 - the call is paid: keep its cost (and never lose the answer)
+            if self._unsaved.keep(lease.id, amount, keys.buckets, row):
+                self._warn_unsaved(exc)
+            return
         if spent:
             for i, at_least, rule, key, threshold, kind in alarms:
                 if spent[i] >= at_least:
@@ -345,9 +373,22 @@ class Budget:
         if lease.done:
             return
         lease.done = True
-        self.ledger.release(lease.id)
+        try:
+            self.ledger.release(lease.id)
+        except Exception:  # a hold that can't be released expires by itself (lease_ttl): log, go on
+            import logging
+
+            logging.getLogger("coffee_nb").warning("budget: could not release a reservation", exc_info=True)
 
     # -- warnings ----------------------------------------------------------------------------------
+    def _warn_unsaved(self, exc: BaseException) -> None:
+        warnings.warn(
+            f"coffee_nb budget: the cost of a call could not be recorded ({exc}); it is kept in memory, counted, "
+            "and written when the ledger works again. No new call starts until then.",
+            BudgetWarning,
+            stacklevel=_user_stacklevel(),
+        )
+
     def subscribe(self, listener: Callable[[BudgetEvent], Any]) -> Callable[[], None]:
         """Call ``listener`` on every event; returns a function that unsubscribes."""
         self._listeners.append(listener)
@@ -427,7 +468,7 @@ class Budget:
         """Per limit: budget, spent, reserved, remaining, percentage, hard, warn_at, resets_at."""
         t, when = self._now()
         keys = [self._bucket(r.scope, r.period, when) for r in self.rules]
-        spent = self.ledger.spent(keys)
+        spent = self._spent(keys)
         held = self.ledger.reserved(keys, t)
         out: dict[str, dict[str, Any]] = {}
         for rule, s, h in zip(self.rules, spent, held, strict=True):
@@ -451,7 +492,15 @@ class Budget:
         p = Period.parse(period)
         _, when = self._now()
         scope = "global" if model is None else f"model:{model}"
-        return from_pico(self.ledger.spent([self._bucket(scope, p, when)])[0])
+        return from_pico(self._spent([self._bucket(scope, p, when)])[0])
+
+    def _spent(self, buckets: list[str]) -> list[int]:
+        """The ledger's spend of ``buckets``, plus what waits to be written to it."""
+        spent = self.ledger.spent(buckets)
+        if self._unsaved:
+            extra = self._unsaved.by_bucket()
+            spent = [s + extra.get(b, 0) for s, b in zip(spent, buckets, strict=True)]
+        return spent
 
     def remaining(self, period: str | Period) -> Decimal:
         """What is left of the global ``period`` limit (not counting in-flight reservations)."""
@@ -468,7 +517,7 @@ class Budget:
         t, when = self._now()
         rules = [r for r in self.rules if r.hard and (r.scope == "global" or (model and r.scope == f"model:{model}"))]
         keys = [self._bucket(r.scope, r.period, when) for r in rules]
-        spent, held = self.ledger.spent(keys), self.ledger.reserved(keys, t)
+        spent, held = self._spent(keys), self.ledger.reserved(keys, t)
         return all(s + h + to_pico(amount) <= to_pico(r.amount) for r, s, h in zip(rules, spent, held, strict=True))
 
     def record(self, cost: Decimal | float | str, model: str = "manual") -> None:
@@ -492,6 +541,14 @@ class Budget:
         return self.ledger.calls(limit)
 
     def close(self) -> None:
+        """Write what waits to be recorded (warning loudly if it still can't be), then close the ledger."""
+        if self._unsaved:
+            try:
+                self._unsaved.flush(self.ledger)
+            except Exception as exc:  # noqa: BLE001 - closing must finish; say what is lost
+                warnings.warn(
+                    f"coffee_nb budget: closing with spend never recorded: {exc}", BudgetWarning, stacklevel=2
+                )
         self.ledger.close()
 
     # -- the seed's API ------------------------------------------------------------------------------

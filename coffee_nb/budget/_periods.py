@@ -40,6 +40,8 @@ def resolve_timezone(tz: str | tzinfo | None) -> tzinfo:
         return local
     if isinstance(tz, tzinfo):
         return tz
+    if not isinstance(tz, str):
+        raise ConfigError(f"timezone must be an IANA name like 'Europe/Paris', a tzinfo or None, got {tz!r}")
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

@@ -8,11 +8,14 @@ Keys (``P`` = ``coffee_nb:<namespace>``): ``P:spent`` and ``P:held`` hashes buck
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from coffee_nb._errors import ConfigError
+from coffee_nb._errors import ConfigError, remember_secret
+from coffee_nb._paths import StorageError
 from coffee_nb.budget._ledger import CallRow, LimitHit
+
+_T = TypeVar("_T")
 
 __all__ = ["RedisLedger"]
 
@@ -97,32 +100,60 @@ _RELEASE = _DROP + "\ndrop(ARGV[1], ARGV[2])\nreturn 1\n"
 
 
 class RedisLedger:
+    """A ledger in Redis. Reachability is checked at construction (a PING), and every failure later is a
+    ``StorageError`` naming the URL (without its password), what is wrong and what to do."""
+
     def __init__(self, url: str, *, namespace: str = "default", client: Any = None) -> None:
         try:
             import redis
         except ImportError as exc:
             raise ImportError("Redis ledgers need the redis extra: pip install 'coffee_nb[redis]'") from exc
+        self.url = url
+        self.ns = namespace
+        self.prefix = f"coffee_nb:{namespace}"
+        self._errors: type[Exception] = redis.RedisError
+        from urllib.parse import urlsplit
+
+        password = urlsplit(url).password
+        if password:
+            remember_secret(password)  # never in an error, a log or a record
         if client is None:
             try:
                 client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
             except ValueError as exc:
-                raise ConfigError(f"malformed Redis URL {url!r}: expected redis://host:port/db ({exc})") from None
-        self.url = url
-        self.ns = namespace
-        self.prefix = f"coffee_nb:{namespace}"
+                raise ConfigError(f"malformed Redis URL {self!s}: expected redis://host:port/db ({exc})") from None
         self._r = client
+        self._call("could not reach the Redis ledger", client.ping)  # fail now, not on the first call
         self._reserve = client.register_script(_RESERVE)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
         self._purge = client.register_script(_PURGE + "\nreturn 1")
 
-    def __repr__(self) -> str:
-        # never show credentials that may sit in the URL
+    def __str__(self) -> str:
+        # the URL without credentials
         from urllib.parse import urlsplit
 
         parts = urlsplit(self.url)
-        host = parts.hostname or "?"
-        return f"RedisLedger('{parts.scheme}://{host}:{parts.port or 6379}', namespace={self.ns!r})"
+        if parts.scheme == "unix":
+            return f"unix://{parts.path}"
+        try:
+            port: int | str = parts.port or 6379
+        except ValueError:
+            port = "?"
+        return f"{parts.scheme}://{parts.hostname or '?'}:{port}{parts.path}"
+
+    def __repr__(self) -> str:
+        return f"RedisLedger('{self!s}', namespace={self.ns!r})"
+
+    def _call(self, doing: str, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        try:
+            return func(*args, **kwargs)
+        except self._errors as exc:
+            raise StorageError(
+                f"{doing}: the Redis ledger at {self!s} can't be used: {type(exc).__name__}: {exc}; start Redis "
+                "there or check the URL, or use another ledger (ledger='sqlite')",
+                str(self),
+            ) from None
 
     def reserve(
         self,
@@ -136,7 +167,7 @@ class RedisLedger:
         args: list[Any] = [self.prefix, now, lease_id, amount, expires, len(buckets), *buckets, len(checks)]
         for b, limit in checks:
             args += [b, limit]
-        result = self._reserve(args=args)
+        result = self._call("could not reserve budget for a call", self._reserve, args=args)
         if result != b"OK" and result != "OK":
             bucket, hit_limit, spent, held = (x.decode() if isinstance(x, bytes) else x for x in result)
             raise LimitHit(bucket, int(float(hit_limit)), int(float(spent)), int(float(held)))
@@ -145,24 +176,30 @@ class RedisLedger:
         self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()
     ) -> list[int] | None:
         row = json.dumps([call.lease_id, call.model, call.amount, call.at, call.priced])
-        out = self._commit(args=[self.prefix, lease_id, amount, row, len(buckets), *buckets, len(watch), *watch])
+        args = [self.prefix, lease_id, amount, row, len(buckets), *buckets, len(watch), *watch]
+        out = self._call(f"could not record the cost of a call to {call.model}", self._commit, args=args)
         return None if out is None else [int(v) for v in out]
 
     def release(self, lease_id: str) -> None:
-        self._release(args=[self.prefix, lease_id])
+        self._call("could not release a reservation", self._release, args=[self.prefix, lease_id])
 
     def spent(self, buckets: Sequence[str]) -> list[int]:
         if not buckets:
             return []
-        return [int(v) if v is not None else 0 for v in self._r.hmget(f"{self.prefix}:spent", list(buckets))]
+        values = self._call("could not read the spend", self._r.hmget, f"{self.prefix}:spent", list(buckets))
+        return [int(v) if v is not None else 0 for v in values]
 
     def reserved(self, buckets: Sequence[str], now: float) -> list[int]:
-        self._purge(args=[self.prefix, now])
+        self._call("could not read the reservations", self._purge, args=[self.prefix, now])
         if not buckets:
             return []
-        return [int(v) if v is not None else 0 for v in self._r.hmget(f"{self.prefix}:held", list(buckets))]
+        values = self._call("could not read the reservations", self._r.hmget, f"{self.prefix}:held", list(buckets))
+        return [int(v) if v is not None else 0 for v in values]
 
     def reset(self, prefixes: Sequence[str] | None = None) -> None:
+        self._call("could not reset the spend", self._reset, prefixes)
+
+    def _reset(self, prefixes: Sequence[str] | None) -> None:
         key = f"{self.prefix}:spent"
         if prefixes is None:
             self._r.delete(key)
@@ -172,7 +209,8 @@ class RedisLedger:
             self._r.hdel(key, *fields)
 
     def calls(self, limit: int | None = None) -> list[CallRow]:
-        raw = self._r.lrange(f"{self.prefix}:calls", -limit if limit else 0, -1)
+        key, start = f"{self.prefix}:calls", -limit if limit else 0
+        raw = self._call("could not read the call history", self._r.lrange, key, start, -1)
         rows = [json.loads(x) for x in raw]
         return [CallRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
 

@@ -9,6 +9,12 @@ the call, so the layout keeps both small (numbers in ``benchmarks/overhead.py``)
   of the leases: inserting a lease holds, deleting one (commit, release, expiry) gives the hold back;
 - a reserve is one statement (check and hold); only when a check fails does Python decide again, after
   purging expired leases. A stale hold can only make a check stricter, so purging lazily is exact.
+
+A file deleted or replaced while open keeps living for the connections that have it open, and what
+they record there would be lost to everyone else. So the ledger compares the file at its path with the
+one it opened (inode and device: a ``stat``, at most once a second on the hot path, and on every read
+and on close) and, when they differ, carries what the old file holds into the file now at the path,
+then goes on there. Every failure is a ``StorageError`` naming the file, what is wrong and what to do.
 """
 
 from __future__ import annotations
@@ -17,42 +23,20 @@ import json
 import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar, cast
 
 from coffee_nb._errors import ConfigError
+from coffee_nb._paths import StorageError, data_dir, open_sqlite, prepare_path, storage_error
 from coffee_nb.budget._ledger import CallRow, LimitHit
+from coffee_nb.budget._sqlite_file import carry, identity, migrate
 
 __all__ = ["SQLiteLedger", "default_path"]
 
 _T = TypeVar("_T")
-
-_VERSION = 2  # PRAGMA user_version; version 1 (unnumbered) kept spend and holds in separate tables
-
-# Bucket lists are JSON arrays, so triggers can walk them; a list is stored as given (a bucket named
-# twice counts twice, as in the other ledgers).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS buckets (ns TEXT NOT NULL, bucket TEXT NOT NULL, spent INTEGER NOT NULL DEFAULT 0,
-                                    held INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, bucket)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS leases (ns TEXT NOT NULL, id TEXT NOT NULL, amount INTEGER NOT NULL,
-                                   buckets TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (ns, id)) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS leases_hold AFTER INSERT ON leases BEGIN
-    INSERT INTO buckets (ns, bucket, held) SELECT NEW.ns, value, NEW.amount FROM json_each(NEW.buckets) WHERE 1
-    ON CONFLICT (ns, bucket) DO UPDATE SET held = held + excluded.held;
-END;
-CREATE TRIGGER IF NOT EXISTS leases_unhold AFTER DELETE ON leases BEGIN
-    INSERT INTO buckets (ns, bucket, held) SELECT OLD.ns, value, -OLD.amount FROM json_each(OLD.buckets) WHERE 1
-    ON CONFLICT (ns, bucket) DO UPDATE SET held = held + excluded.held;
-END;
-CREATE TABLE IF NOT EXISTS calls (seq INTEGER PRIMARY KEY, ns TEXT NOT NULL, id TEXT NOT NULL,
-                                  model TEXT NOT NULL, amount INTEGER NOT NULL, at REAL NOT NULL,
-                                  priced INTEGER NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS calls_by_id ON calls (ns, id);
-CREATE TRIGGER IF NOT EXISTS calls_settle AFTER INSERT ON calls BEGIN
-    DELETE FROM leases WHERE ns = NEW.ns AND id = NEW.id;
-END;
-"""
 
 # Check and hold in one statement. Its implicit transaction is a write transaction from its first step
 # (like BEGIN IMMEDIATE), so it checks the newest state under the write lock. It inserts nothing when
@@ -72,52 +56,57 @@ _SPEND = (
 _INT64 = 2**63 - 1  # larger limits are bound as this (SQLite integers stop here; no amount reaches it)
 _TIDY_EVERY = 60.0  # seconds between purges that only tidy up (correctness never waits for them)
 _CHUNK = 500  # bucket keys per IN (...) list: under every SQLite's limit on bound parameters
+_LOOK_EVERY = 1.0  # seconds between checks on the hot path that the file at our path is still ours
+_WHAT = "ledger"
 
 
 def default_path() -> Path:
     """``$COFFEE_NB_DATA_DIR/ledger.sqlite3``, else the per-user data directory."""
-    env = os.environ.get("COFFEE_NB_DATA_DIR")
-    if env:
-        base = Path(env)
-    else:
-        from platformdirs import user_data_dir
-
-        base = Path(user_data_dir("coffee_nb", appauthor=False))
-    return base / "ledger.sqlite3"
+    return data_dir() / "ledger.sqlite3"
 
 
 class SQLiteLedger:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, namespace: str = "default") -> None:
-        self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = prepare_path(path if path is not None else default_path(), _WHAT)
+        self._spath = str(self.path)
         self.ns = namespace
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        ex = self._ex = self._db.execute
+        self._json: dict[tuple[object, ...], str] = {}
+        self._reads: dict[int, str] = {}
+        self._tidy_at = 0.0
+        self._look_at = 0.0  # wall-clock time of the next hot-path check that our file is still at the path
+        self._db, self._ident = self._connect()
+        self._ex: Callable[..., sqlite3.Cursor] = self._db.execute
+
+    def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
+        """Open (creating, migrating) the file at the path; the connection and the file's identity."""
+        path = prepare_path(self.path, _WHAT)  # again: after a deletion, its directory may be gone too
+        # 1 KiB pages for a new file (no effect on an existing one): a call dirties a few pages holding a
+        # few small rows each, and every dirty page is written, checksummed and checkpointed whole.
+        # synchronous=NORMAL: durable across process crashes, fast. wal_autocheckpoint stays at SQLite's
+        # 1000 pages: a longer WAL means fewer checkpoints (two fsyncs each) but slower page lookups on
+        # every call, as the few hot pages pile up versions.
+        db = open_sqlite(path, _WHAT, pragmas=("PRAGMA page_size=1024", "PRAGMA synchronous=NORMAL"))
         try:
-            ex("SELECT json_valid('[]')")
+            db.execute("SELECT json_valid('[]')")
         except sqlite3.OperationalError:
-            self._db.close()
+            db.close()
             raise ConfigError(
                 f"the SQLite ledger needs SQLite's JSON functions, missing from SQLite {sqlite3.sqlite_version}; "
                 "use Budget(ledger='memory') or a Python built with a newer SQLite (3.38+ always has them)"
             ) from None
-        # 1 KiB pages for a new file (no effect on an existing one): a call dirties a few pages holding a
-        # few small rows each, and every dirty page is written, checksummed and checkpointed whole
-        ex("PRAGMA page_size=1024")
-        ex("PRAGMA journal_mode=WAL")
-        ex("PRAGMA synchronous=NORMAL")  # durable across process crashes, fast
-        ex("PRAGMA busy_timeout=30000")
-        # wal_autocheckpoint stays at SQLite's 1000 pages: a longer WAL means fewer checkpoints (two
-        # fsyncs each) but slower page lookups on every call, as the few hot pages pile up versions
-        self._json: dict[tuple[object, ...], str] = {}
-        self._reads: dict[int, str] = {}
-        self._tidy_at = 0.0
-        with self._lock:
-            self._migrate()
+        try:
+            migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise storage_error(_WHAT, path, exc) from None
+        return db, identity(self._spath)
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r}, namespace={self.ns!r})"
+
+    def _fail(self, exc: sqlite3.Error, doing: str) -> StorageError:
+        return storage_error(_WHAT, self.path, exc, doing)
 
     def _tx(self, work: Callable[..., _T], *args: object) -> _T:
         """Run ``work(*args)`` in a ``BEGIN IMMEDIATE`` transaction (the caller holds the lock)."""
@@ -127,33 +116,52 @@ class SQLiteLedger:
             out = work(*args)
             ex("COMMIT")
         except BaseException:
-            ex("ROLLBACK")
+            self._rollback()
             raise
         return out
 
-    def _migrate(self) -> None:
-        def migrate() -> None:
-            ex = self._ex
-            if ex("PRAGMA user_version").fetchone()[0] >= _VERSION:
-                return
-            old = ex("SELECT 1 FROM sqlite_master WHERE type='table' AND name='spend'").fetchone()
-            if old:
-                ex("ALTER TABLE leases RENAME TO leases_v1")
-            for stmt in _statements(_SCHEMA):  # not executescript: it would commit first
-                ex(stmt)
-            if old:
-                # spend carries over; the hold trigger rebuilds the holds from the leases
-                ex("INSERT INTO buckets (ns, bucket, spent) SELECT ns, bucket, amount FROM spend")
-                rows = ex("SELECT ns, id, amount, buckets, expires FROM leases_v1").fetchall()
-                self._db.executemany(
-                    "INSERT INTO leases (ns, id, amount, buckets, expires) VALUES (?,?,?,?,?)",
-                    [(ns, i, a, json.dumps(b.split("\n") if b else []), e) for ns, i, a, b, e in rows],
-                )
-                for table in ("spend", "held", "leases_v1"):
-                    ex(f"DROP TABLE {table}")
-            ex(f"PRAGMA user_version={_VERSION}")
+    def _rollback(self) -> None:
+        """Roll back what is open. A failed COMMIT (disk full) has rolled back already: a second ROLLBACK
+        would raise "no transaction is active" and hide the real error."""
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):
+                self._ex("ROLLBACK")
 
-        self._tx(migrate)
+    # -- the file at our path ----------------------------------------------------------------------
+    def _look(self) -> None:
+        """Is the file at our path still the one we opened? If not, carry over to it (the lock is held)."""
+        if identity(self._spath) != self._ident:
+            self._carry()
+
+    def _carry(self) -> None:
+        """Our file was deleted or replaced: move what it holds into the file at the path and go on there.
+
+        If that fails (the directory is gone and can't be made again, ...), go on in the old file: what is
+        recorded there is kept while this process lives, and carried at the next look.
+        """
+        try:
+            new, ident = self._connect()
+        except StorageError as exc:
+            warnings.warn(f"coffee_nb: {exc}; recording in the deleted file meanwhile", stacklevel=4)
+            return
+        try:
+            total, calls = carry(self._db, self._spath)
+        except sqlite3.Error as exc:
+            new.close()
+            warnings.warn(f"coffee_nb: {self._fail(exc, 'carrying spend to a new ledger file')}", stacklevel=4)
+            return
+        self._db.close()
+        self._db, self._ident, self._ex = new, ident, new.execute
+        if total or calls:
+            from coffee_nb._pricing import from_pico
+            from coffee_nb.budget._budget import BudgetWarning
+
+            warnings.warn(
+                f"coffee_nb: the ledger file {self.path} was deleted or replaced while in use; the "
+                f"${from_pico(total)} of spend and {calls} call(s) it held were carried into the file now there",
+                BudgetWarning,
+                stacklevel=4,
+            )
 
     def _js(self, key: tuple[object, ...]) -> str:
         """A bucket list (JSON array) or check list (JSON object bucket -> limit), cached: the same
@@ -221,11 +229,17 @@ class SQLiteLedger:
         else:
             sql, args = _HOLD + "1", (ns, lease_id, amount, held, expires)
         with self._lock:
-            if now >= self._tidy_at:
-                self._purge(now)
-            if self._ex(sql, args).rowcount:
-                return
-            self._tx(self._reserve_exactly, lease_id, amount, held, checks, expires, now)
+            try:
+                if now >= self._look_at:
+                    self._look_at = now + _LOOK_EVERY
+                    self._look()
+                if now >= self._tidy_at:
+                    self._purge(now)
+                if self._ex(sql, args).rowcount:
+                    return
+                self._tx(self._reserve_exactly, lease_id, amount, held, checks, expires, now)
+            except sqlite3.Error as exc:
+                raise self._fail(exc, "could not reserve budget for a call") from None
 
     def _reserve_exactly(
         self, lease_id: str, amount: int, held: str, checks: Sequence[tuple[str, int]], expires: float, now: float
@@ -244,48 +258,66 @@ class SQLiteLedger:
     def commit(
         self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()
     ) -> list[int] | None:
-        ns, ex = self.ns, self._ex
+        ns = self.ns
         spend = self._js(buckets if type(buckets) is tuple else tuple(buckets))
         with self._lock:
-            ex("BEGIN IMMEDIATE")
             try:
-                # the unique (ns, id) index makes a second commit of a lease a no-op; the insert
-                # trigger drops the lease, and the delete trigger its hold (unless it expired already)
-                if not ex(
-                    "INSERT OR IGNORE INTO calls (ns, id, model, amount, at, priced) VALUES (?,?,?,?,?,?)",
-                    (ns, lease_id, call.model, amount, call.at, int(call.priced)),
-                ).rowcount:
-                    ex("ROLLBACK")
-                    return None
-                ex(_SPEND, (ns, amount, spend))
-                if len(watch) == 1:  # the usual case; a plain lookup is cheapest
-                    row = ex("SELECT spent FROM buckets WHERE ns=? AND bucket=?", (ns, watch[0])).fetchone()
-                    spent = [row[0] if row else 0]
-                else:
-                    rows = self._rows(watch) if watch else {}
-                    spent = [rows.get(b, (0, 0))[0] for b in watch]
-                ex("COMMIT")
-            except BaseException:
-                ex("ROLLBACK")
-                raise
+                if call.at >= self._look_at:
+                    self._look_at = call.at + _LOOK_EVERY
+                    self._look()
+                ex = self._ex
+                ex("BEGIN IMMEDIATE")
+                try:
+                    # the unique (ns, id) index makes a second commit of a lease a no-op; the insert
+                    # trigger drops the lease, and the delete trigger its hold (unless it expired already)
+                    if not ex(
+                        "INSERT OR IGNORE INTO calls (ns, id, model, amount, at, priced) VALUES (?,?,?,?,?,?)",
+                        (ns, lease_id, call.model, amount, call.at, int(call.priced)),
+                    ).rowcount:
+                        ex("ROLLBACK")
+                        return None
+                    ex(_SPEND, (ns, amount, spend))
+                    if len(watch) == 1:  # the usual case; a plain lookup is cheapest
+                        row = ex("SELECT spent FROM buckets WHERE ns=? AND bucket=?", (ns, watch[0])).fetchone()
+                        spent = [row[0] if row else 0]
+                    else:
+                        rows = self._rows(watch) if watch else {}
+                        spent = [rows.get(b, (0, 0))[0] for b in watch]
+                    ex("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            except sqlite3.Error as exc:
+                raise self._fail(exc, f"could not record the cost of a call to {call.model}") from None
             return spent
 
     def release(self, lease_id: str) -> None:
         with self._lock:
-            # one statement is its own transaction, the delete trigger included
-            self._ex("DELETE FROM leases WHERE ns=? AND id=?", (self.ns, lease_id))
+            try:
+                # one statement is its own transaction, the delete trigger included
+                self._ex("DELETE FROM leases WHERE ns=? AND id=?", (self.ns, lease_id))
+            except sqlite3.Error as exc:
+                raise self._fail(exc, "could not release a reservation") from None
 
     def spent(self, buckets: Sequence[str]) -> list[int]:
         with self._lock:
-            rows = self._rows(buckets)
+            try:
+                self._look()
+                rows = self._rows(buckets)
+            except sqlite3.Error as exc:
+                raise self._fail(exc, "could not read the spend") from None
         return [rows.get(b, (0, 0))[0] for b in buckets]
 
     def reserved(self, buckets: Sequence[str], now: float) -> list[int]:
         with self._lock:
-            # what is on hold right now, for display: expired leases go first
-            if self._ex("SELECT 1 FROM leases WHERE ns=? AND expires<=? LIMIT 1", (self.ns, now)).fetchone():
-                self._purge(now)
-            rows = self._rows(buckets)
+            try:
+                self._look()
+                # what is on hold right now, for display: expired leases go first
+                if self._ex("SELECT 1 FROM leases WHERE ns=? AND expires<=? LIMIT 1", (self.ns, now)).fetchone():
+                    self._purge(now)
+                rows = self._rows(buckets)
+            except sqlite3.Error as exc:
+                raise self._fail(exc, "could not read the reservations") from None
         return [rows.get(b, (0, 0))[1] for b in buckets]
 
     def reset(self, prefixes: Sequence[str] | None = None) -> None:
@@ -299,33 +331,40 @@ class SQLiteLedger:
             ex("DELETE FROM buckets WHERE ns=? AND spent = 0 AND held = 0", (self.ns,))
 
         with self._lock:
-            self._tx(reset)
+            try:
+                self._look()
+                self._tx(reset)
+            except sqlite3.Error as exc:
+                raise self._fail(exc, "could not reset the spend") from None
 
     def calls(self, limit: int | None = None) -> list[CallRow]:
         with self._lock:
-            if limit:
-                rows = self._ex(
-                    "SELECT id, model, amount, at, priced FROM "
-                    "(SELECT * FROM calls WHERE ns=? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-                    (self.ns, limit),
-                ).fetchall()
-            else:
-                rows = self._ex(
-                    "SELECT id, model, amount, at, priced FROM calls WHERE ns=? ORDER BY seq", (self.ns,)
-                ).fetchall()
+            try:
+                self._look()
+                if limit:
+                    rows = self._ex(
+                        "SELECT id, model, amount, at, priced FROM "
+                        "(SELECT * FROM calls WHERE ns=? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                        (self.ns, limit),
+                    ).fetchall()
+                else:
+                    rows = self._ex(
+                        "SELECT id, model, amount, at, priced FROM calls WHERE ns=? ORDER BY seq", (self.ns,)
+                    ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail(exc, "could not read the call history") from None
         return [CallRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
     def close(self) -> None:
+        """Close the connection (idempotent). A file deleted meanwhile has its spend carried first."""
         with self._lock:
+            if self._ex is _closed:
+                return
+            with suppress(sqlite3.Error):
+                self._look()
             self._db.close()
+            self._ex = _closed
 
 
-def _statements(script: str) -> list[str]:
-    """Split a schema script into statements (``sqlite3.complete_statement`` keeps triggers whole)."""
-    out, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            out.append(current.strip())
-            current = ""
-    return out
+def _closed(*args: object) -> sqlite3.Cursor:
+    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")

@@ -164,7 +164,6 @@ def test_seed_api():
         ({"daily": True}, "daily limit"),
         ({"warn_at": 0}, "warn_at"),
         ({"warn_at": 1.5}, "warn_at"),
-        ({"daily": Limit(1, warn_at=-0.1)}, "warn_at"),
         ({"per_model": {"sandbox/fast": {"fortnightly": 1}}}, "fortnightly"),
         ({"per_model": {"sandbox/fast": 3}}, "per_model"),
         ({"ledger": "postgres://x"}, "postgres://x"),
@@ -180,6 +179,15 @@ def test_bad_input_names_the_value(kwargs, needle):
     with pytest.raises(ValueError) as info:
         Budget(**kwargs)
     assert needle in str(info.value)
+
+
+def test_a_limit_checks_itself_when_made():
+    with pytest.raises(ValueError, match=r"Limit warn_at .*-0\.1"):
+        Limit(1, warn_at=-0.1)
+    with pytest.raises(ValueError, match=r"Limit hard must be True .* got 'x'"):
+        Limit(1, hard="x")
+    with pytest.raises(ValueError, match=r"Limit amount .* got 'lots'"):
+        Limit("lots")
 
 
 def test_bad_queries():
