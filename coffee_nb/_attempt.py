@@ -38,6 +38,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from coffee_nb._compat import as_message, child_config, private_state, restart_event, shared_output, usage_of
 from coffee_nb._errors import CoffeeError, ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
 from coffee_nb._format import content_text
+from coffee_nb._hedge import arace, async_starter, race, sync_starter
 from coffee_nb._plan import Attempt, Core, Plan, Usage
 from coffee_nb._policy import Action
 from coffee_nb._pricing import to_pico
@@ -177,6 +178,12 @@ class Call:
     def invoke_limit(self, attempt: Attempt) -> float | None:
         """Seconds a sync invoke may take, when we must enforce it (None: the call bounds itself)."""
         return None if attempt.candidate.bounds_itself(attempt.timeout) else attempt.timeout
+
+    def hedge_delay(self, attempt: Attempt) -> float | None:
+        """Seconds after which this invoke attempt gets a hedge (``Policy(hedge_after=...)``), or None."""
+        if self.streaming or self.plan.policy.hedge_after is None or not self.plan.has_alternative():
+            return None
+        return self.plan.policy.hedge_delay(attempt.candidate.recent.latencies())
 
     def wait_limit(self) -> float:
         """Seconds to wait for the next stream chunk: the first-token or idle limit, within the deadline."""
@@ -371,6 +378,9 @@ def drive(call: Call) -> Generator[Any, None, None]:
                 finally:
                     pump.close()
                 result: AIMessage | ChatGenerationChunk = call.streamed()
+            elif (delay := call.hedge_delay(step)) is not None:
+                prepared = (model, messages, kwargs)
+                result = race(call, step, sync_starter(call, step, prepared, config, stop), delay)
             else:
                 limit = call.invoke_limit(step)
                 if limit is None:
@@ -420,6 +430,9 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
                 finally:
                     await _close(chunks)
                 result: AIMessage | ChatGenerationChunk = call.streamed()
+            elif (delay := call.hedge_delay(step)) is not None:
+                prepared = (model, messages, kwargs)
+                result = await arace(call, step, async_starter(call, step, prepared, config, stop, loop), delay)
             else:
                 coro = model.ainvoke(messages, config, stop=stop, **kwargs)
                 result = call.answered(await _within(coro, step.timeout, call))

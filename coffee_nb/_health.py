@@ -53,6 +53,10 @@ class RecentAttempts:
             self.last_error_class = record.error_class
             self.last_error_at = record.started_at
 
+    def latencies(self) -> list[float]:
+        """Latencies of the recent answered attempts (what ``Policy(hedge_after="p95")`` reads)."""
+        return [latency for ok, latency in list(self.attempts) if ok]
+
     def snapshot(self) -> tuple[list[tuple[bool, float]], str | None, str | None, datetime | None]:
         with self._lock:
             return list(self.attempts), self.last_error, self.last_error_class, self.last_error_at

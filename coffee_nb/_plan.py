@@ -71,7 +71,7 @@ class Core:
     clock: Callable[[], float] = field(default=time.monotonic)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity: racing attempts key dicts
 class Attempt:
     """One try of one candidate: what the runner needs to make it and the plan needs to settle it."""
 
@@ -232,6 +232,45 @@ class Plan:
         if count is None:
             count = counts[cand.encoding] = count_prompt(self.messages, cand.encoding)
         return count
+
+    def hedge(self) -> Attempt | None:
+        """An attempt of the next candidate to run alongside the current one (``Policy(hedge_after=...)``),
+        reserved like any other; None when no candidate can start (a hedge the budget can't cover is not
+        started). The current candidate stays current."""
+        now = self.clock()
+        remaining = self.deadline - now
+        while self.queue and remaining > 0:
+            cand = self.queue.popleft()
+            if not self._admit(cand, now) or not self._cost_allows(cand):
+                continue
+            if cand.limiter is not None and cand.limiter.try_acquire(self.prompt_estimate(), now) > 0:
+                cand.breaker.release()
+                continue  # no slot now: a hedge is worth starting only at once
+            price = cand.facts.price
+            lease = None
+            if self.budget is not None:
+                try:
+                    lease = self._reserve(cand, price)
+                except BudgetExceededError:
+                    cand.breaker.release()
+                    self.queue.appendleft(cand)  # still a fallback, should the race be lost
+                    return None
+            return Attempt(
+                candidate=cand,
+                index=len(self.records),
+                role=Role.HEDGE,
+                timeout=min(self.policy.attempt_timeout, remaining),
+                lease=lease,
+                started_at=datetime.now(UTC),
+                started=now,
+                price=price,
+            )
+        return None
+
+    def abandoned(self, attempt: Attempt) -> None:
+        """A racing attempt lost (or was cut off): settle it as cancelled, charging what it likely used
+        (the prompt: providers bill input once they start; no output was delivered)."""
+        self.cancelled(attempt, partial=Usage(self.prompt_estimate(), 0, estimated=True))
 
     def requeue(self, cand: Candidate) -> None:
         """Try ``cand`` again next, as a fresh attempt (the runner changed how it asks)."""
@@ -520,7 +559,8 @@ class Plan:
                 fallback_reason=reason,
             )
         )
-        self.current = None
+        if cand is self.current:
+            self.current = None
 
     def _prefer_larger_windows(self, need: int) -> None:
         """After a context overflow, try candidates known to hold ``need`` tokens first, unknown ones next."""

@@ -110,6 +110,8 @@ class Policy:
     on_unknown_error: str | None = None  # "fallback" (default rules) or "raise"
     fallback_cost: str = "any"  # "no_pricier" / "cheaper_only": skip fallbacks costlier than the primary
     wait_for_cooldown: float = 0.0  # seconds: when every model is cooling down, wait for the first to reopen
+    hedge_after: float | str | None = None  # seconds, or "p95" (of the model's recent latency): start the next
+    # model alongside a slow one; the first answer wins, the other is cancelled (off by default)
     rules: Mapping[ErrorClass, Rule] = field(default_factory=lambda: DEFAULT_RULES)
 
     def __post_init__(self) -> None:
@@ -128,6 +130,7 @@ class Policy:
         _choice("stream_recovery", self.stream_recovery, STREAM_RECOVERY)
         _choice("fallback_cost", self.fallback_cost, FALLBACK_COST)
         non_negative_number("wait_for_cooldown (seconds)", self.wait_for_cooldown)
+        _hedge_quantile(self.hedge_after)  # validates
         missing = set(ErrorClass) - set(self.rules)
         if missing:
             raise ConfigError(f"policy rules miss error classes: {sorted(missing)}")
@@ -140,6 +143,19 @@ class Policy:
             rules[ErrorClass.UNKNOWN] = replace(rules[ErrorClass.UNKNOWN], fallback=fallback)
         if rules != dict(self.rules):
             object.__setattr__(self, "rules", MappingProxyType(rules))
+
+    def hedge_delay(self, recent_latencies: list[float]) -> float | None:
+        """Seconds after which a still-running attempt gets a hedge; None: don't hedge (off, or no history)."""
+        hedge = self.hedge_after
+        if hedge is None:
+            return None
+        quantile = _hedge_quantile(hedge)
+        if quantile is None:
+            return float(hedge)  # validated: a positive number
+        if len(recent_latencies) < _HEDGE_HISTORY:  # too little history to know what "slow" is
+            return None
+        ordered = sorted(recent_latencies)
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
     def first_token_limit(self, reasoning: bool) -> float:
         """Seconds a stream may take to its first chunk (reasoning models think before they speak)."""
@@ -172,6 +188,22 @@ class Policy:
                 return None
             wait = max(wait, retry_after)
         return wait
+
+
+_HEDGE_HISTORY = 10  # answered attempts a model needs before a "pNN" hedge delay applies
+
+
+def _hedge_quantile(value: object) -> float | None:
+    """``"p95"`` → 0.95; a number of seconds → None; anything else is a ConfigError naming it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        digits = value.strip().lower().removeprefix("p")
+        if digits.isdigit() and 1 <= int(digits) <= 99 and value.strip().lower().startswith("p"):
+            return int(digits) / 100
+        raise ConfigError(f"hedge_after must be seconds (e.g. 2.5) or a latency percentile like 'p95', got {value!r}")
+    positive_number("hedge_after (seconds)", value)
+    return None
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any, Generic, TypeVar
 
-__all__ = ["AttemptTimeoutError", "FirstTokenTimeoutError", "IdleTimeoutError", "Pump", "call_within"]
+__all__ = ["AttemptTimeoutError", "FirstTokenTimeoutError", "IdleTimeoutError", "Pump", "call_within", "submit"]
 
 T = TypeVar("T")
 _IDLE_EXIT = 60.0  # seconds a spare worker waits for work before it exits
@@ -96,6 +96,11 @@ def _done() -> None:
 
 
 _workers = _Workers()
+
+
+def submit(fn: Callable[[], Any]) -> _Job:
+    """Run ``fn()`` on a worker thread; the job's ``done`` lock is released when it returns."""
+    return _workers.submit(fn)
 
 
 def _wait(job: _Job, timeout: float | None) -> bool:
