@@ -27,6 +27,10 @@ _EXPORTS: dict[str, str] = {
     "AutoPickerLLM": "coffee_nb._invoker",
     "AutoPickerLLMRefactored": "coffee_nb._invoker",
     "CallSummary": "coffee_nb._summary",
+    "Cassette": "coffee_nb._cassette",
+    "CassetteError": "coffee_nb._cassette",
+    "CassetteMissError": "coffee_nb._cassette",
+    "cassette": "coffee_nb._cassette",
     "Health": "coffee_nb._health",
     "ModelHealth": "coffee_nb._health",
     "health": "coffee_nb._health",
@@ -89,6 +93,9 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "BudgetWarning",
     "CallRecord",
     "CallSummary",
+    "Cassette",
+    "CassetteError",
+    "CassetteMissError",
     "CoffeeError",
     "ConfigError",
     "DeadlineExceededError",
@@ -116,6 +123,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "acollect",
     "ask",
     "capture_records",
+    "cassette",
     "close_http_clients",
     "collect",
     "configure",
@@ -164,6 +172,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily above
     from coffee_nb import sandbox
+    from coffee_nb._cassette import Cassette, CassetteError, CassetteMissError, cassette
     from coffee_nb._errors import (
         AllModelsFailedError,
         BudgetExceededError,

@@ -25,7 +25,10 @@ possible) yields a restart marker chunk, then the next model's whole answer; ``r
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
+import warnings
 from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
 from contextlib import suppress
 from contextvars import ContextVar
@@ -33,8 +36,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from coffee_nb._cassette import CassetteError, request_of
+from coffee_nb._cassette import active as active_cassette
 from coffee_nb._compat import as_message, child_config, private_state, restart_event, shared_output, usage_of
 from coffee_nb._errors import CoffeeError, ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
 from coffee_nb._format import content_text
@@ -48,6 +56,8 @@ from coffee_nb._validate import usd
 
 if TYPE_CHECKING:
     from coffee_nb._invoker import AutoPicker
+
+log = logging.getLogger("coffee_nb")
 
 __all__ = ["Call", "IncompleteStreamError", "adrive", "arun", "drive", "is_summary", "run"]
 
@@ -91,6 +101,8 @@ class Call:
         "finished",
         "run_manager",
         "restart_chunk",
+        "tape",
+        "request",
     )
 
     def __init__(
@@ -130,6 +142,91 @@ class Call:
         self.restarted = False
         self.finished = False  # the provider said the answer is complete (finish reason seen)
         self.restart_chunk: ChatGenerationChunk | None = None  # the last restart marker handed out
+        self.tape = active_cassette()  # None almost always: then nothing below costs anything
+        self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
+
+    # -- a cassette ------------------------------------------------------------------------------------
+    def replayed(self) -> Iterator[Any]:
+        """The recorded answer, as the driver yields it (the message, or chunks and the summary); nothing
+        when there is no cassette or no entry (strict mode raises :class:`CassetteMissError` instead)."""
+        tape = self.tape
+        if tape is None:
+            return
+        request = self.request = request_of(self.picker.model_names, self.messages, self._request_params())
+        found = tape.find(request)
+        if found is None:
+            return
+        usage = Usage(found.usage.get("input", 0), found.usage.get("output", 0), found.usage.get("cached", 0))
+        record = self.plan.replay(found.model, found.provider, usage)
+        summary = CallSummary(
+            (record,), latency_s=self.plan.elapsed(), replayed=True, recorded_cost=found.cost, ttft_s=None
+        )
+        usage_metadata = UsageMetadata(
+            input_tokens=usage.input, output_tokens=usage.output, total_tokens=usage.input + usage.output
+        )
+        if not self.streaming:
+            yield AIMessage(
+                content=found.content,
+                tool_calls=found.tool_calls,
+                usage_metadata=usage_metadata,
+                response_metadata={"coffee_nb": summary},
+            )
+            return
+        for i, word in enumerate(found.content.split(" ") if found.content else []):  # replays stream too
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word if i == 0 else " " + word))
+        calls = [
+            tool_call_chunk(name=c.get("name"), args=json.dumps(c.get("args")), id=c.get("id"), index=i)
+            for i, c in enumerate(found.tool_calls)
+        ]
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                tool_call_chunks=calls,
+                usage_metadata=usage_metadata,
+                response_metadata={"coffee_nb": summary},
+            )
+        )
+
+    def _request_params(self) -> dict[str, Any]:
+        picker, kwargs = self.picker, self.kwargs
+        params = {k: v for k, v in kwargs.items() if k not in _CALL_KEYS}
+        params.setdefault("temperature", picker.temperature)
+        params.setdefault("max_tokens", picker.max_tokens)
+        params["stop"] = self.stop
+        tools = kwargs.get("coffee_tools")
+        if tools is not None:
+            params["tools"] = [convert_to_openai_tool(t) for t in tools[0]]
+            params["tool_options"] = tools[1]
+        structured = kwargs.get("coffee_structured")
+        if structured is not None:
+            params["schema"] = structured[0]
+        return params
+
+    def _taped(self, message: BaseMessage, usage: Usage, cost: Any) -> None:
+        """Record the answer on the cassette (record and replay modes)."""
+        tape = self.tape
+        if tape is None or tape.mode not in ("record", "replay"):
+            return
+        request = self.request or request_of(self.picker.model_names, self.messages, self._request_params())
+        final = self.plan.records[-1]
+        tape.store(
+            request,
+            {
+                "model": final.model,
+                "provider": final.provider,
+                "content": content_text(message.content),
+                "tool_calls": [
+                    {"name": c["name"], "args": c["args"], "id": c.get("id"), "type": "tool_call"}
+                    for c in getattr(message, "tool_calls", None) or []
+                ],
+                "usage": {"input": usage.input, "output": usage.output, "cached": usage.cached},
+                "cost": cost,
+                "attempts": [
+                    {"model": r.model, "outcome": r.outcome.value, "error_class": r.error_class}
+                    for r in self.plan.records
+                ],
+            },
+        )
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -332,8 +429,14 @@ class Call:
         plan = self.plan
         cand = attempt.candidate
         usage = usage_of(message) or plan.estimate(cand, content_text(message.content))
-        plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming)
+        record = plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming)
         self.attempt = None
+        if self.tape is not None:
+            try:
+                self._taped(message, usage, record.cost)
+            except CassetteError as exc:  # the answer is paid for: keep it, say the cassette missed it
+                log.warning("coffee_nb: %s", exc)
+                warnings.warn(f"coffee_nb: this answer was not recorded: {exc}", RuntimeWarning, stacklevel=2)
         return CallSummary(
             tuple(plan.records),
             latency_s=plan.elapsed(),
@@ -354,6 +457,11 @@ class Call:
 def drive(call: Call) -> Generator[Any, None, None]:
     """The sync driver: do what the plan says until an answer comes back or the plan gives up."""
     config, stop = call.config, call.stop
+    if call.tape is not None:
+        replay = list(call.replayed())
+        if replay:
+            yield from replay
+            return
     while True:
         try:
             step = call.next()
@@ -405,6 +513,12 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
     """The async driver: the same loop, with awaited sleeps and cancelled awaits at the limits."""
     config, stop = call.config, call.stop
     loop = asyncio.get_running_loop()
+    if call.tape is not None:
+        replay = list(call.replayed())
+        if replay:
+            for item in replay:
+                yield item
+            return
     while True:
         try:
             step = call.next()

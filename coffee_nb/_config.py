@@ -363,6 +363,31 @@ class SandboxState:
             self.models.update(models)
 
 
+# -- the notebook's cassette --------------------------------------------------------------------------
+class CassetteState:
+    """The process-wide cassette (``%llm_cassette``, ``configure(cassette=...)``); a ``with cassette(...)``
+    block overrides it for its own context."""
+
+    __slots__ = ("cassette", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cassette: Any = None
+
+    def reset(self) -> None:
+        with self.lock:
+            self.cassette = None
+
+    def take(self) -> Any:
+        with self.lock:
+            saved, self.cassette = self.cassette, None
+        return saved
+
+    def put(self, saved: Any) -> None:
+        with self.lock:
+            self.cassette = saved
+
+
 class _State(Protocol[_Saved]):
     """What every piece of global state above offers: reset, and take/put for :func:`isolated`."""
 
@@ -378,9 +403,10 @@ SINKS = SinkState()
 HTTP = HttpState()
 SESSION = SessionState()
 SANDBOX = SandboxState()
+CASSETTE = CassetteState()
 
 # closing order: the session first (its pickers use HTTP clients and the sandbox), prices last
-_STATES: tuple[_State[Any], ...] = (SESSION, SANDBOX, HTTP, SINKS, PROVIDERS, PRICES)
+_STATES: tuple[_State[Any], ...] = (SESSION, CASSETTE, SANDBOX, HTTP, SINKS, PROVIDERS, PRICES)
 
 
 def reset_defaults() -> None:

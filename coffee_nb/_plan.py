@@ -233,6 +233,27 @@ class Plan:
             count = counts[cand.encoding] = count_prompt(self.messages, cand.encoding)
         return count
 
+    def replay(self, model: str, provider: str, usage: Usage) -> CallRecord:
+        """The record of an answer replayed from a cassette: no model called, nothing reserved or spent."""
+        record = CallRecord(
+            call_id=self.call_id,
+            attempt=0,
+            role=Role.PRIMARY,
+            provider=provider,
+            model=model,
+            outcome=Outcome.OK,
+            started_at=datetime.now(UTC),
+            latency_s=self.elapsed(),
+            input_tokens=usage.input,
+            output_tokens=usage.output,
+            cached_tokens=usage.cached,
+            cost=Decimal(0),
+            price_source="cassette",
+            replayed=True,
+        )
+        self._emit(record)
+        return record
+
     def hedge(self) -> Attempt | None:
         """An attempt of the next candidate to run alongside the current one (``Policy(hedge_after=...)``),
         reserved like any other; None when no candidate can start (a hedge the budget can't cover is not

@@ -67,6 +67,7 @@ class CallRecord(NamedTuple):
     streamed: bool = False
     fallback_from: str | None = None  # role "fallback": the first model this call tried
     fallback_reason: str | None = None  # role "fallback": the error class that moved the call on
+    replayed: bool = False  # answered from a cassette: no model was called, nothing spent
 
     @property
     def priced(self) -> bool:

@@ -388,6 +388,10 @@ class Session:
         }
         names = [m if isinstance(m, str) else repr(m) for m in chain]
         use_cache = self.cache_enabled if cache is None else cache
+        if use_cache:
+            from coffee_nb._cassette import active
+
+            use_cache = active() is None  # a cassette records and replays every call itself
         key = None
         if use_cache:
             from coffee_nb._cache import request_key

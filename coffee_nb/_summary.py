@@ -142,6 +142,7 @@ class CallSummary(_Frozen):
         "replayed",
         "restart",
         "primary_cost",
+        "recorded_cost",
     )
     _keys = (
         "call_id",
@@ -170,6 +171,7 @@ class CallSummary(_Frozen):
     replayed: bool
     restart: bool
     primary_cost: Decimal | None  # what the first model would have cost for this answer (a fallback answered)
+    recorded_cost: Decimal | None  # a replayed answer: what it cost when it was recorded
 
     def __init__(
         self,
@@ -182,6 +184,7 @@ class CallSummary(_Frozen):
         replayed: bool = False,
         restart: bool = False,
         primary_cost: Decimal | None = None,
+        recorded_cost: Decimal | None = None,
     ) -> None:
         if not records:
             raise ValueError("a CallSummary needs the call's records")
@@ -196,12 +199,14 @@ class CallSummary(_Frozen):
             replayed=replayed,
             restart=restart,
             primary_cost=primary_cost,
+            recorded_cost=recorded_cost,
         )
 
     @property
     def _keys_present(self) -> tuple[str, ...]:
         extra = ("structured",) if self.structured is not None else ()
-        return (*self._keys, *extra, *(("restart",) if self.restart else ()))
+        replay = ("replayed", "recorded_cost") if self.replayed else ()
+        return (*self._keys, *extra, *(("restart",) if self.restart else ()), *replay)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._keys_present:
@@ -235,6 +240,7 @@ class CallSummary(_Frozen):
                 self.replayed,
                 self.restart,
                 self.primary_cost,
+                self.recorded_cost,
             ),
         )
 
@@ -303,6 +309,7 @@ def _rebuild(
     replayed: bool,
     restart: bool,
     primary_cost: Decimal | None = None,
+    recorded_cost: Decimal | None = None,
 ) -> CallSummary:
     return CallSummary(
         records,
@@ -313,4 +320,5 @@ def _rebuild(
         replayed=replayed,
         restart=restart,
         primary_cost=primary_cost,
+        recorded_cost=recorded_cost,
     )

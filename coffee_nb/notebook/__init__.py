@@ -14,9 +14,10 @@ __all__ = ["dashboard", "load_ipython_extension"]
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics. Cheap: LangChain, pandas and provider SDKs load on the first ``%%llm``."""
+    from coffee_nb.notebook.cassette_magic import CassetteMagics
     from coffee_nb.notebook.magics import LLMMagics
 
-    ipython.register_magics(LLMMagics)
+    ipython.register_magics(LLMMagics, CassetteMagics)
 
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:

@@ -14,6 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 from IPython.core.magic_arguments import parse_argstring
 
+from coffee_nb._cassette import CELL
 from coffee_nb._errors import AllModelsFailedError, BudgetExceededError, ConfigError
 from coffee_nb._session import FORMATS, KNOWN_MODELS, Session, get_session, money
 from coffee_nb.notebook.interpolate import interpolate
@@ -175,6 +176,7 @@ class LLMMagics(Magics):
         from coffee_nb.notebook.render import AnswerView
 
         view = AnswerView(stream=not args.no_stream)
+        cell_token = CELL.set(_cell_key(self.shell, cell))  # a cassette re-recording this cell replaces its entry
         try:
             answer = session.ask(
                 prompt,
@@ -197,6 +199,8 @@ class LLMMagics(Magics):
         except ValueError as exc:  # e.g. --format json and the answer isn't JSON
             view.text = ""
             raise UsageError(str(exc)) from None
+        finally:
+            CELL.reset(cell_token)
         view.final(answer)
         self._store(answer, args.out)
         if args.format == "code" and args.next_cell:
