@@ -71,11 +71,11 @@ class Rendered:
 
 
 class AnswerView:
-    """What a ``%%llm`` cell shows. Tokens stream into a small live widget (throttled updates, from any
-    thread); when the answer is complete the widget is hidden and the final render is displayed.
+    """What a ``%%llm`` cell shows: tokens stream into one display output updated in place (throttled);
+    when the answer (or the error box) is ready the live output goes blank and the answer is displayed.
 
-    The final render is an ordinary display output, so saved notebooks, HTML exports and nbval see the
-    answer itself; the live widget's plain-text form is empty.
+    No widget is involved: the saved notebook holds the final render as ordinary HTML/text output, so
+    it reopens clean without a kernel, and HTML exports and nbval see the answer itself.
     """
 
     def __init__(self, *, stream: bool, interval: float | None = None) -> None:
@@ -84,55 +84,53 @@ class AnswerView:
         self.text = ""
         self.updates = 0
         self._last = 0.0
-        self._box: Any = None
+        self._handle: Any = None
         if stream:
             from IPython.display import display
 
-            self._box = _live_box()
-            display(self._box)
+            self._handle = display(_Live("<i>waiting for the first token…</i>"), display_id=True)
 
     def token(self, piece: str) -> None:
         self.text += piece
         now = time.monotonic()
-        if self._box is not None and now - self._last >= self.interval:
-            self._box.value = f"<div style='white-space:pre-wrap'>{html.escape(self.text)} ▌</div>"
+        if self._handle is not None and now - self._last >= self.interval:
+            self._handle.update(_Live(f"<div style='white-space:pre-wrap'>{html.escape(self.text)} ▌</div>"))
             self._last = now
             self.updates += 1
 
     def restart(self, info: dict[str, Any]) -> None:
         """A broken stream starts over on another model: clear what was shown, say so."""
         self.text = ""
-        if self._box is not None:
+        if self._handle is not None:
             model = html.escape(str(info.get("to_model", "the next model")))
-            self._box.value = f"<i>the stream broke; starting over on {model}…</i>"
+            self._handle.update(_Live(f"<i>the stream broke; starting over on {model}…</i>"))
             self.updates += 1
 
-    def _done(self) -> None:
-        if self._box is not None:
-            self._box.value = ""
-            self._box.layout.display = "none"
+    def _show(self, obj: Any) -> None:
+        from IPython.display import display
+
+        if self._handle is not None:  # the live text goes blank (not a widget: nothing to break on reload)
+            self._handle.update(_Live(""))
+        display(obj)  # a new output, so tools that skip display updates (nbval) see it too
 
     def final(self, answer: Answer) -> None:
-        from IPython.display import display
-
-        self._done()
-        display(Rendered(answer))
+        self._show(Rendered(answer))
 
     def error(self, exc: BaseException) -> None:
-        from IPython.display import display
-
-        self._done()
-        display(ErrorBox(exc))
+        self._show(ErrorBox(exc))
 
 
-def _live_box() -> Any:
-    import ipywidgets as W  # noqa: N812 - one letter, as in widgets.py
+class _Live:
+    """The streaming text: HTML for the front end; an empty plain-text twin (nothing worth keeping)."""
 
-    class LiveAnswer(W.HTML):  # type: ignore[misc]  # ipywidgets ships no types: its classes are Any
-        def __repr__(self) -> str:  # the plain-text twin of a live view: nothing to keep
-            return ""
+    def __init__(self, markup: str) -> None:
+        self.markup = markup
 
-    return LiveAnswer(value="<i>waiting for the first token…</i>")
+    def _repr_html_(self) -> str:
+        return self.markup
+
+    def __repr__(self) -> str:
+        return ""
 
 
 _ADVICE = {

@@ -37,8 +37,8 @@ def test_load_ext_registers_magics_and_stays_light(ip):
 def test_basic_cell_streams_then_renders_with_footer(ip):
     cap = run(ip, "", "Say something about coffee")
     texts = outputs(cap)
-    assert texts[0] == ""  # the live widget first (its plain-text twin is empty)
-    assert "application/vnd.jupyter.widget-view+json" in cap.outputs[0].data
+    assert texts[0] == ""  # the live output first (its plain-text twin is empty)
+    assert all("application/vnd.jupyter.widget-view+json" not in o.data for o in cap.outputs)  # no widget
     final = texts[-1]
     assert "You said: 'Say something about coffee'" in final
     assert "sandbox/fast ·" in final and "tokens" in final and "(sandbox prices)" in final
@@ -51,25 +51,20 @@ def test_basic_cell_streams_then_renders_with_footer(ip):
     assert "No API keys found" not in second  # said once
 
 
-def test_streaming_updates_live_then_hides(ip, monkeypatch):
+def test_streaming_updates_one_output_in_place_then_the_answer_replaces_it(ip, monkeypatch):
     from coffee_nb.notebook import render
 
-    seen: list[str] = []
-    real = render._live_box
-
-    def spy():
-        box = real()
-        box.observe(lambda change: seen.append(change["new"]), names="value")
-        return box
-
-    monkeypatch.setattr(render, "_live_box", spy)
     monkeypatch.setattr(render, "STREAM_INTERVAL", 0.0)
     sandbox.set_latency_scale(1.0)  # tokens arrive over time
-    run(ip, "sandbox/smart --no-cache", "Stream please")
-    partial = [v for v in seen if v]
-    assert len(partial) > 5 and all("▌" in v for v in partial)  # many live updates...
+    cap = run(ip, "sandbox/smart --no-cache", "Stream please")
+    htmls = [o.data.get("text/html", "") for o in cap.outputs]
+    partial = [h for h in htmls if "▌" in h]
+    assert len(partial) > 5  # many live updates...
     assert all(len(a) <= len(b) for a, b in itertools.pairwise(partial))  # ...that only grow
-    assert seen[-1] == ""  # then the live view empties and hides for the final render
+    final = " ".join(str(v) for v in cap.outputs[-1].data.values())
+    assert "▌" not in final and "Stream please" in final  # then the answer, as its own output
+    live = [o for o in cap.outputs if (o.transient or {}).get("display_id")]
+    assert live[-1].data.get("text/html") == "" and len(live) == len(cap.outputs) - 1  # the live one blanked
 
 
 def test_stream_updates_are_throttled(ip):
@@ -85,7 +80,7 @@ def test_stream_updates_are_throttled(ip):
 
 def test_no_stream_and_out_variable(ip):
     cap = run(ip, "--no-stream -o reply", "Hello")
-    assert len(cap.outputs) == 1 and "application/vnd.jupyter.widget-view+json" not in cap.outputs[0].data
+    assert len(cap.outputs) == 1 and not (cap.outputs[0].transient or {}).get("display_id")
     assert isinstance(ip.user_ns["reply"], coffee_nb.Answer)
     assert ip.user_ns["reply"] is ip.user_ns["_"]
 
