@@ -83,10 +83,10 @@ class LocalMetrics(ColumnStore):
         data["started_at"] = pd.to_datetime(np.frombuffer(cols["started_at"], dtype=np.float64) * 1e9, utc=True)
         data["call_id"] = _categorical(np.frombuffer(cols["call_id"], dtype=np.int32), counts.call_ids)
         data["attempt"] = np.frombuffer(cols["attempt"], dtype=np.int16)
-        for i, name in enumerate(CATEGORIES):  # the group column, decoded into one category column each
-            values = list(dict.fromkeys(key[i] for key in keys))
+        for name in CATEGORIES:  # the group column, decoded into one category column each
+            values = list(dict.fromkeys(getattr(key, name) for key in keys))
             index = {v: j for j, v in enumerate(values)}
-            lookup = np.array([index[key[i]] for key in keys], dtype=np.int32)
+            lookup = np.array([index[getattr(key, name)] for key in keys], dtype=np.int32)
             data[name] = _categorical(lookup[groups] if keys else np.zeros(0, dtype=np.int32), values)
         data["latency_s"] = np.frombuffer(cols["latency_s"], dtype=np.float64)
         data["ttft_s"] = np.frombuffer(cols["ttft_s"], dtype=np.float64)
@@ -112,8 +112,8 @@ def _samples(counts: Counts) -> Samples:
     if not keys:
         return Samples({}, {})
     models: dict[Any, int] = {}
-    model_of = np.array([models.setdefault(key[0], len(models)) for key in keys], dtype=np.int32)
-    answered = np.array([key[3] == "ok" for key in keys], dtype=bool)  # outcome; StrEnum equality
+    model_of = np.array([models.setdefault(key.model, len(models)) for key in keys], dtype=np.int32)
+    answered = np.array([key.outcome == "ok" for key in keys], dtype=bool)  # StrEnum equality
     cols = counts.columns
     groups = np.frombuffer(cols["group"], dtype=np.int32)
     row_model = model_of[groups]

@@ -238,7 +238,8 @@ def build_snapshot(groups: Sequence[tuple[Any, ...]], cache_hits: int, calls: in
     for key, n, t_in, t_out, t_cached, t_reasoning, g_cost, g_unpriced in groups:
         if not n:  # a group of cache hits only: they are counted apart, and sent no request
             continue
-        model, _, role, outcome, error_class, _, fallback_from, fallback_reason = key
+        model, role, outcome, error_class = key.model, key.role, key.outcome, key.error_class
+        fallback_from, fallback_reason = key.fallback_from, key.fallback_reason
         t = tallies.get(model)
         if t is None:
             t = tallies[model] = _Tally()
@@ -265,7 +266,7 @@ def build_snapshot(groups: Sequence[tuple[Any, ...]], cache_hits: int, calls: in
         t.cached += t_cached
         t.reasoning += t_reasoning
     # models in the order first seen, which is also the order samples come in
-    order = dict.fromkeys(key[0] for key, *_ in groups)
+    order = dict.fromkeys(key.model for key, *_ in groups)
     models = tuple(
         ModelStats(
             str(model),

@@ -28,7 +28,22 @@ __all__ = ["CATEGORIES", "COLUMNS", "ColumnStore", "Counts", "GroupKey"]
 _NAN = float("nan")
 CATEGORIES = ("model", "provider", "role", "outcome", "error_class", "price_source")
 _GROUP_KEY = (*CATEGORIES, "fallback_from", "fallback_reason")
-GroupKey = tuple[Any, ...]  # a record's values of _GROUP_KEY, in that order
+
+
+class GroupKey(NamedTuple):
+    """What a group of attempts shares: a record's values of ``_GROUP_KEY``, by name."""
+
+    model: str
+    provider: str
+    role: Any  # Role
+    outcome: Any  # Outcome
+    error_class: str | None
+    price_source: str
+    fallback_from: str | None
+    fallback_reason: str | None
+
+
+assert GroupKey._fields == _GROUP_KEY  # the key is built by position from these record fields
 _OK, _SKIPPED = Outcome.OK, Outcome.SKIPPED
 # column -> array typecode; "group" is the record's _Group (its model, provider, role, outcome, ...)
 _COLUMNS = {
@@ -112,7 +127,7 @@ class ColumnStore:
         with getattr(self, "_lock", threading.Lock()):
             self._pending: list[CallRecord] = []
             self._call_ids = _Codes()
-            self._group_codes: dict[GroupKey, int] = {}
+            self._group_codes: dict[tuple[Any, ...], int] = {}  # plain tuples (as zipped) find GroupKeys
             self._group_list: list[_Group] = []
             self._cols: dict[str, array[Any]] = {name: array(code) for name, code in _COLUMNS.items()}
             self._next = 0  # ring position once full
@@ -195,19 +210,19 @@ class ColumnStore:
             group.requests += n
             if cost_sum is not None:
                 group.cost = cost_sum if group.cost is None else group.cost + cost_sum
-            if group.key[3] is _OK:
+            if group.key.outcome is _OK:
                 group.unpriced += unpriced
-            if group.key[3] is not _SKIPPED:
+            if group.key.outcome is not _SKIPPED:
                 group.input += t_in
                 group.output += t_out
                 group.cached += t_cached
                 group.reasoning += t_reasoning
 
-    def _group_code(self, key: GroupKey) -> int:
+    def _group_code(self, key: tuple[Any, ...]) -> int:
         code = self._group_codes.get(key)
         if code is None:
             code = self._group_codes[key] = len(self._group_list)
-            self._group_list.append(_Group(key))
+            self._group_list.append(_Group(GroupKey._make(key)))
         return code
 
     def _store(self, new: list[array[Any]]) -> None:
