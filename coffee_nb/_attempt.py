@@ -1,13 +1,10 @@
-"""The attempt runner: one :class:`Call` per AutoPicker call, and the two drivers that do its I/O.
+"""The attempt runner: one :class:`Call` per AutoPicker call.
 
 :class:`Call` holds everything around an attempt that does not depend on sync vs. async: building
 the candidate's runnable and kwargs, the time limits, relaying stream chunks, recovering a broken
-stream, and settling success, failure and cancellation with the plan. The drivers, :func:`drive`
-(sync) and :func:`adrive` (async), are the same loop with blocking or awaited I/O; both serve
-invoke and stream (``Call.streaming``):
-
-- invoke: the driver yields one item, the answer (an ``AIMessage``);
-- stream: it yields ``ChatGenerationChunk`` s, the last one carrying only the summary.
+stream, and settling success, failure and cancellation with the plan. The drivers that do its I/O,
+:func:`~coffee_nb._drivers.drive` (sync) and :func:`~coffee_nb._drivers.adrive` (async), are in
+``_drivers.py``; hedged races in ``_hedge.py``; cassette replays in ``_replay.py``.
 
 Time limits, the same in every driver: an invoke attempt gets ``attempt.timeout``; a stream gets the
 first-token limit to its first chunk (the attempt timeout when no other model is left) and the idle
@@ -25,33 +22,26 @@ possible) yields a restart marker chunk, then the next model's whole answer; ``r
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 import warnings
-from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk
-from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from coffee_nb._cassette import CassetteError, request_of
+from coffee_nb._cassette import CassetteError
 from coffee_nb._cassette import active as active_cassette
-from coffee_nb._compat import as_message, child_config, private_state, restart_event, shared_output, usage_of
+from coffee_nb._compat import as_message, child_config, private_state, shared_output, usage_of
 from coffee_nb._errors import CoffeeError, ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
 from coffee_nb._format import content_text
-from coffee_nb._hedge import arace, async_starter, race, sync_starter
 from coffee_nb._plan import Attempt, Core, Plan, Usage
 from coffee_nb._policy import Action
 from coffee_nb._pricing import to_pico
+from coffee_nb._replay import taped
 from coffee_nb._summary import CallSummary
-from coffee_nb._timeouts import AttemptTimeoutError, FirstTokenTimeoutError, IdleTimeoutError, Pump, call_within
+from coffee_nb._timeouts import AttemptTimeoutError, FirstTokenTimeoutError, IdleTimeoutError
 from coffee_nb._validate import usd
 
 if TYPE_CHECKING:
@@ -59,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("coffee_nb")
 
-__all__ = ["Call", "IncompleteStreamError", "adrive", "arun", "drive", "is_summary", "run"]
+__all__ = ["RESTARTED", "Call", "IncompleteStreamError"]
 
 # Our private kwargs (set by bind_tools/with_structured_output) and tracing-only ones: never sent to candidates.
 _CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_output_format", "max_cost"})
@@ -144,89 +134,6 @@ class Call:
         self.restart_chunk: ChatGenerationChunk | None = None  # the last restart marker handed out
         self.tape = active_cassette()  # None almost always: then nothing below costs anything
         self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
-
-    # -- a cassette ------------------------------------------------------------------------------------
-    def replayed(self) -> Iterator[Any]:
-        """The recorded answer, as the driver yields it (the message, or chunks and the summary); nothing
-        when there is no cassette or no entry (strict mode raises :class:`CassetteMissError` instead)."""
-        tape = self.tape
-        if tape is None:
-            return
-        request = self.request = request_of(self.picker.model_names, self.messages, self._request_params())
-        found = tape.find(request)
-        if found is None:
-            return
-        usage = Usage(found.usage.get("input", 0), found.usage.get("output", 0), found.usage.get("cached", 0))
-        record = self.plan.replay(found.model, found.provider, usage)
-        summary = CallSummary(
-            (record,), latency_s=self.plan.elapsed(), replayed=True, recorded_cost=found.cost, ttft_s=None
-        )
-        usage_metadata = UsageMetadata(
-            input_tokens=usage.input, output_tokens=usage.output, total_tokens=usage.input + usage.output
-        )
-        if not self.streaming:
-            yield AIMessage(
-                content=found.content,
-                tool_calls=found.tool_calls,
-                usage_metadata=usage_metadata,
-                response_metadata={"coffee_nb": summary},
-            )
-            return
-        for i, word in enumerate(found.content.split(" ") if found.content else []):  # replays stream too
-            yield ChatGenerationChunk(message=AIMessageChunk(content=word if i == 0 else " " + word))
-        calls = [
-            tool_call_chunk(name=c.get("name"), args=json.dumps(c.get("args")), id=c.get("id"), index=i)
-            for i, c in enumerate(found.tool_calls)
-        ]
-        yield ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                tool_call_chunks=calls,
-                usage_metadata=usage_metadata,
-                response_metadata={"coffee_nb": summary},
-            )
-        )
-
-    def _request_params(self) -> dict[str, Any]:
-        picker, kwargs = self.picker, self.kwargs
-        params = {k: v for k, v in kwargs.items() if k not in _CALL_KEYS}
-        params.setdefault("temperature", picker.temperature)
-        params.setdefault("max_tokens", picker.max_tokens)
-        params["stop"] = self.stop
-        tools = kwargs.get("coffee_tools")
-        if tools is not None:
-            params["tools"] = [convert_to_openai_tool(t) for t in tools[0]]
-            params["tool_options"] = tools[1]
-        structured = kwargs.get("coffee_structured")
-        if structured is not None:
-            params["schema"] = structured[0]
-        return params
-
-    def _taped(self, message: BaseMessage, usage: Usage, cost: Any) -> None:
-        """Record the answer on the cassette (record and replay modes)."""
-        tape = self.tape
-        if tape is None or tape.mode not in ("record", "replay"):
-            return
-        request = self.request or request_of(self.picker.model_names, self.messages, self._request_params())
-        final = self.plan.records[-1]
-        tape.store(
-            request,
-            {
-                "model": final.model,
-                "provider": final.provider,
-                "content": content_text(message.content),
-                "tool_calls": [
-                    {"name": c["name"], "args": c["args"], "id": c.get("id"), "type": "tool_call"}
-                    for c in getattr(message, "tool_calls", None) or []
-                ],
-                "usage": {"input": usage.input, "output": usage.output, "cached": usage.cached},
-                "cost": cost,
-                "attempts": [
-                    {"model": r.model, "outcome": r.outcome.value, "error_class": r.error_class}
-                    for r in self.plan.records
-                ],
-            },
-        )
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -433,7 +340,7 @@ class Call:
         self.attempt = None
         if self.tape is not None:
             try:
-                self._taped(message, usage, record.cost)
+                taped(self, message, usage, record.cost)
             except CassetteError as exc:  # the answer is paid for: keep it, say the cassette missed it
                 log.warning("coffee_nb: %s", exc)
                 warnings.warn(f"coffee_nb: this answer was not recorded: {exc}", RuntimeWarning, stacklevel=2)
@@ -452,145 +359,3 @@ class Call:
         if total is None:
             return None
         return usage_of(total) or self.plan.estimate(attempt.candidate, content_text(total.content))
-
-
-def drive(call: Call) -> Generator[Any, None, None]:
-    """The sync driver: do what the plan says until an answer comes back or the plan gives up."""
-    config, stop = call.config, call.stop
-    if call.tape is not None:
-        replay = list(call.replayed())
-        if replay:
-            yield from replay
-            return
-    while True:
-        try:
-            step = call.next()
-        except CoffeeError as exc:  # the plan has nothing left
-            raise call.give_up(exc) from exc.__cause__
-        if isinstance(step, float):
-            time.sleep(step)
-            continue
-        try:
-            model, messages, kwargs = call.target(step)
-            if call.streaming:
-                # bound now: a worker that starts late must not see the next attempt's model
-                pump: Pump[AIMessageChunk] = Pump(partial(model.stream, messages, config, stop=stop, **kwargs))
-                try:
-                    while (chunk := pump.next(call.wait_limit(), call.timed_out)) is not None:
-                        for out in call.relay(chunk):
-                            if out is call.restart_chunk:
-                                restart_event(call.config, out.message.response_metadata["coffee_nb"])
-                            yield out
-                        if call.complete():
-                            break
-                finally:
-                    pump.close()
-                result: AIMessage | ChatGenerationChunk = call.streamed()
-            elif (delay := call.hedge_delay(step)) is not None:
-                prepared = (model, messages, kwargs)
-                result = race(call, step, sync_starter(call, step, prepared, config, stop), delay)
-            else:
-                limit = call.invoke_limit(step)
-                if limit is None:
-                    output = model.invoke(messages, config, stop=stop, **kwargs)
-                else:
-                    output = call_within(
-                        partial(model.invoke, messages, config, stop=stop, **kwargs), limit, call.timed_out
-                    )
-                result = call.answered(output)
-        except Exception as exc:
-            if call.failed(exc):
-                continue
-            raise
-        except BaseException:
-            call.cancelled()
-            raise
-        yield result  # outside the try: a caller that stops here has its answer, nothing is cancelled
-        return
-
-
-async def adrive(call: Call) -> AsyncGenerator[Any, None]:
-    """The async driver: the same loop, with awaited sleeps and cancelled awaits at the limits."""
-    config, stop = call.config, call.stop
-    loop = asyncio.get_running_loop()
-    if call.tape is not None:
-        replay = list(call.replayed())
-        if replay:
-            for item in replay:
-                yield item
-            return
-    while True:
-        try:
-            step = call.next()
-        except CoffeeError as exc:  # the plan has nothing left
-            raise call.give_up(exc) from exc.__cause__
-        if isinstance(step, float):
-            await asyncio.sleep(step)
-            continue
-        try:
-            model, messages, kwargs = call.target(step, loop)
-            if call.streaming:
-                chunks = aiter(model.astream(messages, config, stop=stop, **kwargs))
-                try:
-                    while (chunk := await _within(anext(chunks, None), call.wait_limit(), call)) is not None:
-                        for out in call.relay(chunk):
-                            if out is call.restart_chunk:
-                                event = restart_event(call.config, out.message.response_metadata["coffee_nb"])
-                                if event is not None:
-                                    await event
-                            yield out
-                        if call.complete():
-                            break
-                finally:
-                    await _close(chunks)
-                result: AIMessage | ChatGenerationChunk = call.streamed()
-            elif (delay := call.hedge_delay(step)) is not None:
-                prepared = (model, messages, kwargs)
-                result = await arace(call, step, async_starter(call, step, prepared, config, stop, loop), delay)
-            else:
-                coro = model.ainvoke(messages, config, stop=stop, **kwargs)
-                result = call.answered(await _within(coro, step.timeout, call))
-        except Exception as exc:
-            if call.failed(exc):
-                continue
-            raise
-        except BaseException:
-            call.cancelled()
-            raise
-        yield result
-        return
-
-
-async def _within(awaitable: Any, seconds: float, call: Call) -> Any:
-    try:
-        return await asyncio.wait_for(awaitable, seconds)
-    except TimeoutError:
-        raise call.timed_out() from None
-
-
-async def _close(chunks: Any) -> None:
-    close = getattr(chunks, "aclose", None)
-    if close is not None:
-        with suppress(Exception):  # closing a broken stream may fail again; its error is already recorded
-            await close()
-
-
-def run(call: Call) -> AIMessage:
-    """Invoke: drive ``call`` to its answer."""
-    driver = drive(call)
-    answer: AIMessage = next(driver)
-    driver.close()
-    return answer
-
-
-async def arun(call: Call) -> AIMessage:
-    """Async invoke: drive ``call`` to its answer (closing the driver here, not in a finalizer task)."""
-    driver = adrive(call)
-    answer: AIMessage = await anext(driver)
-    await driver.aclose()
-    return answer
-
-
-def is_summary(chunk: ChatGenerationChunk) -> bool:
-    """Is this a chunk of ours (the closing summary or a restart marker), not the model's text?"""
-    return "coffee_nb" in chunk.message.response_metadata

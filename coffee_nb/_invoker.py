@@ -20,15 +20,17 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from coffee_nb._attempt import RESTARTED, Call, adrive, arun, drive, is_summary, run
+from coffee_nb._attempt import RESTARTED, Call
 from coffee_nb._compat import as_chunk
-from coffee_nb._errors import ConfigError
+from coffee_nb._drivers import adrive, arun, drive, is_summary, run
+from coffee_nb._errors import ConfigError, remember_secret
 from coffee_nb._fastpath import prompt, unobserved
 from coffee_nb._health import Health, picker_health
 from coffee_nb._models import Candidate, ModelSpec
 from coffee_nb._plan import DEFAULT_OUTPUT_ESTIMATE, BudgetLike, Core
 from coffee_nb._policy import Policy
 from coffee_nb._records import as_sinks
+from coffee_nb._validate import flag, max_tokens, non_negative_number, positive_number, temperature
 
 __all__ = ["DEFAULT_OUTPUT_ESTIMATE", "AutoPicker", "AutoPickerLLM", "AutoPickerLLMRefactored", "BudgetLike"]
 
@@ -81,6 +83,51 @@ def _seed_fallback(item: Any) -> Any:
     return item
 
 
+def _check_options(kwargs: dict[str, Any]) -> None:
+    """Check the options pydantic would coerce or explain badly; each error names the value."""
+    if kwargs.get("temperature") is not None:
+        temperature(kwargs["temperature"])
+    if kwargs.get("max_tokens") is not None:
+        max_tokens(kwargs["max_tokens"])
+    if kwargs.get("timeout") is not None:
+        positive_number("timeout (seconds, the whole call's deadline)", kwargs["timeout"])
+    if kwargs.get("max_retries") is not None:
+        non_negative_number("max_retries", kwargs["max_retries"], integer=True)
+    if kwargs.get("seed") is not None:
+        non_negative_number("seed", kwargs["seed"], integer=True)
+    if "streaming" in kwargs:
+        flag("streaming", kwargs["streaming"])
+    policy = kwargs.get("policy")
+    if policy is not None and not isinstance(policy, Policy):
+        raise ConfigError(f"policy must be a coffee_nb.Policy, e.g. Policy(deadline=60), got {policy!r}")
+    budget = kwargs.get("budget")
+    if budget is not None and not all(callable(getattr(budget, m, None)) for m in ("reserve", "commit", "release")):
+        raise ConfigError(
+            f"budget must be a coffee_nb.Budget (e.g. Budget(daily=5)) or an object with reserve/commit/release, "
+            f"got {budget!r}"
+        )
+    stop = kwargs.get("stop")
+    if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)):
+        raise ConfigError(f"stop must be a list of strings, got {stop!r}")
+    fallbacks = kwargs.get("fallbacks")
+    if fallbacks is not None and not isinstance(fallbacks, Sequence):
+        raise ConfigError(f"fallbacks must be a list of models, e.g. ['sandbox/fast'], got {fallbacks!r}")
+    for name in ("metrics", "on_record"):
+        as_sinks(kwargs.get(name))  # a ConfigError naming what is not a sink
+
+
+def _remember_keys(model: Any) -> None:
+    """Keys inside a chat model the user built (``ChatOpenAI(api_key=...)``): redacted wherever they echo."""
+    from pydantic import SecretStr
+
+    seen = 0
+    while model is not None and seen < 4:  # a RunnableBinding wraps the model in ``bound``
+        for value in getattr(model, "__dict__", {}).values():
+            if isinstance(value, SecretStr):
+                remember_secret(value)
+        model, seen = getattr(model, "bound", None), seen + 1
+
+
 class AutoPicker(BaseChatModel):
     """A chat model over a primary model and ordered fallbacks, with retries, deadline, cooldowns and budget.
 
@@ -130,6 +177,7 @@ class AutoPicker(BaseChatModel):
             kwargs["fallbacks"] = fallbacks
         if isinstance(kwargs.get("fallbacks"), (str, bytes)):
             kwargs["fallbacks"] = [kwargs["fallbacks"]]
+        _check_options(kwargs)  # before pydantic, which would turn True into 1.0 and 'x' into a wall of text
         super().__init__(**kwargs)
         self._build()  # outside pydantic validation, so a ConfigError reaches the user unwrapped
 
@@ -144,9 +192,9 @@ class AutoPicker(BaseChatModel):
             changes["max_retries"] = self.max_retries
         if changes:
             policy = replace(policy, **changes)
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens <= 0):
-            raise ConfigError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
         items = [self.primary, *self.fallbacks]
+        for item in items:
+            _remember_keys(item.model if isinstance(item, ModelSpec) else item)
         candidates = [
             Candidate(
                 item,

@@ -5,6 +5,10 @@ raises when nothing is left (``AllModelsFailedError``, ``DeadlineExceededError``
 ``BudgetExceededError``). The attempt runner (``_attempt.py``) does the I/O and reports back with
 ``succeeded`` / ``failed`` / ``cancelled``; each report settles the budget (commit what was used,
 release what wasn't), emits one :class:`CallRecord` and, for a failure, applies the policy table.
+
+One cohesive thing, and so longer than most modules: every decision of a call (order, admission,
+rate limits, cost limits, reservations, retries, hedges, cooldown waits, settlement) reads and
+changes the same per-call state, which splitting would only pass around.
 """
 
 from __future__ import annotations
