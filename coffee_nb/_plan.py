@@ -125,6 +125,7 @@ class Plan:
         "_estimate",
         "max_cost",
         "_cooling",
+        "_costed",
     )
 
     def __init__(
@@ -158,6 +159,7 @@ class Plan:
         self._estimate: int | None = None
         self.max_cost = max_cost  # picodollars: no attempt whose worst case is above it
         self._cooling: list[Candidate] = []  # skipped in this call because their breaker was open
+        self._costed = max_cost is not None or self.policy.fallback_cost != "any"  # any cost limit to check?
 
     # -- what the runner asks ----------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -179,7 +181,7 @@ class Plan:
                 self.current, self.retries, self.admitted = self.queue.popleft(), 0, False
             cand = self.current
             if not self.admitted:
-                if not self._admit(cand, now) or not self._cost_allows(cand):
+                if not self._admit(cand, now) or (self._costed and not self._cost_allows(cand)):
                     continue
                 self.admitted = True
             if cand.limiter is not None:
@@ -444,8 +446,10 @@ class Plan:
     def primary_cost(self, cand: Candidate, usage: Usage) -> Decimal | None:
         """What the primary would have cost for ``usage``, when a fallback answered (None otherwise)."""
         primary = self.core.candidates[0]
+        if cand is primary:
+            return None
         price = primary.facts.price
-        if cand is primary or price is None:
+        if price is None:
             return None
         return from_pico(price.pico(usage.input, usage.output, usage.cached, usage.cache_write))
 

@@ -188,19 +188,18 @@ class CallSummary(_Frozen):
     ) -> None:
         if not records:
             raise ValueError("a CallSummary needs the call's records")
-        _init(
-            self,
-            call_id=records[-1].call_id,
-            records=records,
-            latency_s=latency_s,
-            ttft_s=ttft_s,
-            structured=structured,
-            cache_hit=cache_hit,
-            replayed=replayed,
-            restart=restart,
-            primary_cost=primary_cost,
-            recorded_cost=recorded_cost,
-        )
+        # one per answer, on the hot path: set the slots directly (frozen to everyone else)
+        setattr_ = object.__setattr__
+        setattr_(self, "call_id", records[-1].call_id)
+        setattr_(self, "records", records)
+        setattr_(self, "latency_s", latency_s)
+        setattr_(self, "ttft_s", ttft_s)
+        setattr_(self, "structured", structured)
+        setattr_(self, "cache_hit", cache_hit)
+        setattr_(self, "replayed", replayed)
+        setattr_(self, "restart", restart)
+        setattr_(self, "primary_cost", primary_cost)
+        setattr_(self, "recorded_cost", recorded_cost)
 
     @property
     def _keys_present(self) -> tuple[str, ...]:
