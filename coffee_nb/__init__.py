@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "CassetteError": "coffee_nb._cassette",
     "CassetteMissError": "coffee_nb._cassette",
     "cassette": "coffee_nb._cassette",
+    "Comparison": "coffee_nb._comparison",
+    "acompare": "coffee_nb._compare",
+    "compare": "coffee_nb._compare",
     "Health": "coffee_nb._health",
     "ModelHealth": "coffee_nb._health",
     "health": "coffee_nb._health",
@@ -77,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "get_session": "coffee_nb._session",
     "reset": "coffee_nb._session",
     "dashboard": "coffee_nb.notebook",
+    "HealthPanel": "coffee_nb.notebook.health_panel",
 }
 _ATTR_ALIASES = {"close_http_clients": "close"}
 
@@ -97,10 +101,12 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "CassetteError",
     "CassetteMissError",
     "CoffeeError",
+    "Comparison",
     "ConfigError",
     "DeadlineExceededError",
     "ErrorClass",
     "Health",
+    "HealthPanel",
     "Limit",
     "LocalMetrics",
     "MissingAPIKeyError",
@@ -121,11 +127,13 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "Trip",
     "__version__",
     "acollect",
+    "acompare",
     "ask",
     "capture_records",
     "cassette",
     "close_http_clients",
     "collect",
+    "compare",
     "configure",
     "configure_http",
     "count_message_tokens",
@@ -173,6 +181,8 @@ def load_ipython_extension(ipython: Any) -> None:
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily above
     from coffee_nb import sandbox
     from coffee_nb._cassette import Cassette, CassetteError, CassetteMissError, cassette
+    from coffee_nb._compare import acompare, compare
+    from coffee_nb._comparison import Comparison
     from coffee_nb._errors import (
         AllModelsFailedError,
         BudgetExceededError,
@@ -198,3 +208,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
     from coffee_nb.metrics import LocalMetrics, NoOpMetrics, PrometheusMetrics, create_metrics_strategy
     from coffee_nb.notebook import dashboard
+    from coffee_nb.notebook.health_panel import HealthPanel

@@ -15,9 +15,11 @@ __all__ = ["dashboard", "load_ipython_extension"]
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics. Cheap: LangChain, pandas and provider SDKs load on the first ``%%llm``."""
     from coffee_nb.notebook.cassette_magic import CassetteMagics
+    from coffee_nb.notebook.compare_magic import CompareMagics
     from coffee_nb.notebook.magics import LLMMagics
 
     ipython.register_magics(LLMMagics, CassetteMagics)
+    ipython.register_magics(CompareMagics)
 
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
@@ -26,6 +28,7 @@ def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     from coffee_nb.notebook.widgets import Dashboard
 
     session = get_session()
+    kwargs.setdefault("health", True)  # router health: breaker states, countdowns to reopening
     board = Dashboard(session.metrics, session.budget, **kwargs)
     if display:
         from IPython.display import display as show

@@ -381,7 +381,8 @@ class CostTable(_View):
 
 
 class Dashboard(_View):
-    """Budget gauge, latency histogram and cost table, with counters and the last calls.
+    """Budget gauge, latency histogram and cost table, with counters and the last calls; with ``health``
+    (True: the session's, or an AutoPicker, or a function returning a Health) router health too.
 
     One coalescing timer drives every part (at most ``rate`` redraws per second); the histogram, whose
     figure is the costly part, re-renders at most every ``histogram_interval`` seconds.
@@ -390,7 +391,14 @@ class Dashboard(_View):
     _label = "coffee_nb dashboard (live)"
 
     def __init__(
-        self, metrics: Any, budget: Any = None, *, last: int = 8, rate: float = 2.0, histogram_interval: float = 3.0
+        self,
+        metrics: Any,
+        budget: Any = None,
+        *,
+        last: int = 8,
+        rate: float = 2.0,
+        histogram_interval: float = 3.0,
+        health: Any = None,
     ) -> None:
         super().__init__(rate=rate)
         self.metrics = metrics
@@ -400,6 +408,7 @@ class Dashboard(_View):
         self.gauge = BudgetGauge(budget, rate=0, watch=False) if budget is not None else None
         self.histogram = LatencyHistogram(metrics, rate=0, watch=False)
         self.costs = CostTable(metrics, rate=0, watch=False)
+        self.health_panel = _health_panel(health)
         self._histogram_at = time.monotonic()
         self.counters = W.HTML()
         self.recent = W.HTML()
@@ -407,6 +416,8 @@ class Dashboard(_View):
         if self.gauge is not None:
             parts.append(self.gauge)
         parts += [self.costs, self.histogram, W.HTML("<b>Last calls</b>"), self.recent]
+        if self.health_panel is not None:
+            parts.append(self.health_panel)
         self.children = parts
         self._watch(metrics)
         self._watch(budget)
@@ -456,6 +467,10 @@ class Dashboard(_View):
             self._histogram_at = now
         else:
             self._live.poke()  # come back for the histogram once its interval has passed
+        if self.health_panel is not None:
+            self.health_panel.redraw()
+            if self.health_panel.ticking:
+                self._live.poke()  # a breaker is open: come back for its countdown
 
     def refresh(self) -> None:
         self._live.flush()
@@ -467,7 +482,16 @@ class Dashboard(_View):
         self._live.flush()
 
     def close(self) -> None:
-        for part in (self.gauge, self.histogram, self.costs):
+        for part in (self.gauge, self.histogram, self.costs, self.health_panel):
             if part is not None:
                 part.close()
         super().close()
+
+
+def _health_panel(health: Any) -> Any:
+    """The Dashboard's router-health part (``health``: what HealthPanel reads), or None without one."""
+    if health is None or health is False:
+        return None
+    from coffee_nb.notebook.health_panel import HealthPanel  # it builds on _View, defined above
+
+    return HealthPanel(None if health is True else health, rate=0, watch=False)

@@ -72,6 +72,7 @@ def lab(tmp_path_factory):
                 cell.outputs, cell.execution_count = [], None
         if setup:
             nb.cells.insert(0, nbformat.v4.new_code_cell(setup))
+            nb.cells.append(nbformat.v4.new_code_cell(HEALTH_CELL))
         nbformat.write(nb, work / f"{name}.ipynb")
     port = _free_port()
     env = {
@@ -132,6 +133,16 @@ QUICKSTART_SETUP = """\
 import coffee_nb
 coffee_nb.configure(daily=0.005, max_tokens=120)
 coffee_nb.get_session().budget.record("0.002", model="earlier-work")"""
+
+HEALTH_CELL = """\
+# test: a model whose breaker is open, in the router health panel (with its countdown)
+from coffee_nb import AutoPicker, HealthPanel, Policy
+from coffee_nb.testing import ScriptedChatModel, http_error
+down = ScriptedChatModel(script=[http_error(503)], model_name="down")
+opens = Policy(max_retries=0, cooldown_after=1, cooldown=600, cooldown_min=600)
+broken = AutoPicker(down, ["sandbox/echo"], policy=opens)
+broken.invoke("trips the breaker")
+HealthPanel(broken)"""
 
 WATCH_STREAMING = """
 window.__stream = [];
@@ -237,6 +248,8 @@ def test_quickstart_in_jupyterlab(browser):
     board = page.locator(".jp-OutputArea-output:has(.widget-hprogress)").last
     board.scroll_into_view_if_needed()
     board.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+    health = page.locator(".coffee-nb-health-open").last  # the last cell's panel: the breaker open, counting down
+    assert "reopens in" in health.inner_text() and "down" in health.inner_text()
     assert browser.real_errors() == []
 
 

@@ -1,0 +1,147 @@
+"""``%%llm_compare MODEL MODEL [...]``: the cell's prompt to each model, the answers side by side."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, magics_class
+
+from coffee_nb._errors import BudgetExceededError, ConfigError
+from coffee_nb.notebook.interpolate import interpolate
+from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from coffee_nb._comparison import Comparison
+
+__all__ = ["CompareMagics"]
+
+
+def _progress(total_hint: str) -> Any:
+    """A small live bar of calls finished; its plain-text form is empty (nothing for nbval to compare)."""
+    import ipywidgets as W  # noqa: N812 - one letter, as in widgets.py
+
+    class CompareProgress(W.HBox):  # type: ignore[misc]  # ipywidgets ships no types: its classes are Any
+        def __init__(self) -> None:
+            self.bar = W.IntProgress(min=0, max=1, value=0, layout=W.Layout(width="300px"))
+            self.label = W.HTML(f"&nbsp;{total_hint}")
+            super().__init__([self.bar, self.label])
+
+        def __repr__(self) -> str:
+            return ""
+
+        def update(self, done: int, total: int) -> None:
+            self.bar.max = max(total, 1)
+            self.bar.value = done
+            self.label.value = f"&nbsp;{done} / {total} calls"
+
+    return CompareProgress()
+
+
+@magics_class
+class CompareMagics(Magics):
+    @property
+    def _shell(self) -> InteractiveShell:
+        if self.shell is None:  # never, once registered through load_ipython_extension
+            raise UsageError("coffee_nb's magics need an IPython shell")
+        return self.shell
+
+    @_magic_arguments()
+    @_argument("models", nargs="+", help="the models to compare, one column each (e.g. sandbox/fast sandbox/smart)")
+    @_argument("--runs", type=int, default=1, help="calls per model (and row): latency p50/p95 are over these")
+    @_argument("--judge", default=None, help="a model that picks the better answer of each pair (order randomised)")
+    @_argument("--judge-mode", default="pick", choices=["pick", "score"], help="pick a winner, or score 1-10 each")
+    @_argument("--over", default=None, help="a DataFrame variable: the cell is a template run over its rows")
+    @_argument("-s", "--system", default=None, help="system prompt")
+    @_argument("-t", "--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
+    @_argument("-m", "--max-tokens", type=int, default=None, help="cap on output tokens (bounds the worst case)")
+    @_argument("-o", "--out", default=None, help="store the Comparison in this variable")
+    @_argument("--no-cache", action="store_true", help="call the models even for requests answered before")
+    @_argument("--budget", default=None, help="a hard cap in USD for this comparison, on top of the session budget")
+    @_argument("--diff", action="store_true", help="mark the words where each answer differs from the first model's")
+    @_argument("--rows", type=int, default=10, help="with --over: how many rows show their answers")
+    @_argument("--concurrency", type=int, default=4, help="calls in flight at once")
+    @_argument("--seed", type=int, default=0, help="seeds the order pairs are shown to the judge")
+    @_cell_magic("llm_compare")
+    def llm_compare(self, line: str, cell: str) -> None:
+        """Send the cell's prompt to each model (no fallback: a column is one model) and compare.
+
+        Shows the answers side by side and, per model, tokens, cost, latency and time to first token
+        (p50/p95 over ``--runs``) and errors; ``--judge MODEL`` adds a judge's verdict on each pair.
+        ``--over DF`` runs the cell as a template over the rows of ``DF`` (``{column}`` fields) and
+        summarises models × metrics. Before any call the worst case of every call is projected: a hard
+        budget that can't cover it refuses the comparison, and nothing is sent. Identical requests come
+        from the cache at $0 unless ``--no-cache``. The result (``-o VAR``, ``_``) is a ``Comparison``:
+        ``.frame``, ``.summary``, ``.answers``, ``.judge``.
+        """
+        args = _parse(self.llm_compare, line)
+        for option in ("runs", "rows", "concurrency"):
+            if getattr(args, option) <= 0:
+                raise UsageError(f"--{option} must be a positive integer, got {getattr(args, option)}")
+        if args.out is not None and not args.out.isidentifier():
+            raise UsageError(f"--out needs a Python variable name, got {args.out!r}")
+        models = _models(args.models) or []
+        if args.judge is not None:
+            _models([args.judge])
+        cap = _positive_money(args.budget, "--budget")
+        ns = self._shell.user_ns
+        if not cell.strip():
+            raise UsageError("the cell is empty: write the prompt on the lines below %%llm_compare")
+        source: Any
+        template = None
+        if args.over is not None:
+            if args.over not in ns:
+                raise UsageError(f"--over {args.over!r} is not a variable of this notebook")
+            source, template = ns[args.over], cell
+        else:
+            source, unresolved = interpolate(cell, ns)
+            for unfilled in unresolved:  # a field name, or (field, reason)
+                field, why = getattr(unfilled, "field", unfilled), getattr(unfilled, "reason", "is not defined here")
+                print(f"coffee_nb: {{{field}}} {why}; left as written.", file=sys.stderr)
+        from IPython.display import display
+
+        from coffee_nb._compare import compare
+
+        progress = _progress(f"{len(models)} models")
+        display(progress)
+        try:
+            comparison = compare(
+                source,
+                models,
+                template=template,
+                runs=args.runs,
+                judge=args.judge,
+                judge_mode=args.judge_mode,
+                system=args.system,
+                temperature=args.temperature,
+                max_tokens=args.max_tokens,
+                budget=cap,
+                cache=not args.no_cache,
+                concurrency=args.concurrency,
+                seed=args.seed,
+                namespace=ns,
+                on_progress=progress.update,
+            )
+        except BudgetExceededError as exc:
+            from coffee_nb.notebook.render import ErrorBox
+
+            display(ErrorBox(exc))
+            raise  # "Run all" stops here; IPython prints the short message, not a wall
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            progress.layout.display = "none"  # hidden, not closed: a closed widget's view shows an error
+        display(comparison.view(diff=args.diff, rows=args.rows))
+        self._store(comparison, args.out)
+
+    def _store(self, comparison: Comparison, out: str | None) -> None:
+        ns = self._shell.user_ns
+        if out:
+            ns[out] = comparison
+        ns["_"] = comparison
+        count = getattr(self.shell, "execution_count", None)
+        if isinstance(ns.get("Out"), dict) and count is not None:
+            ns["Out"][count] = comparison
