@@ -76,14 +76,15 @@ class Tape:
 
 def request_of(models: Sequence[str], messages: Sequence[Any] | str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The normalised request: what must match for a replay (secrets redacted, stable JSON types)."""
+    # text is compared without the whitespace at its ends (a cell body ends with a newline, a string doesn't)
     if isinstance(messages, str):
-        msgs = [{"role": "human", "content": redact(messages)}]
+        msgs = [{"role": "human", "content": redact(messages.strip())}]
     else:
         msgs = []
         for m in messages:
             entry: dict[str, Any] = {
                 "role": getattr(m, "type", "?"),
-                "content": redact(content_text(getattr(m, "content", m))),
+                "content": redact(content_text(getattr(m, "content", m)).strip()),
             }
             tool_calls = getattr(m, "tool_calls", None)
             if tool_calls:

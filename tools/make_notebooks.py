@@ -457,26 +457,32 @@ Everything in these tutorials works with real models: set a key and name the mod
 | Ollama (local) | none; `OLLAMA_HOST` | `ollama/llama3.2` |
 
 Prices come from genai-prices' bundled data; a model without a known price is shown as *unpriced*.
-Keep the sandbox as a last fallback to survive an outage. This notebook is skipped in automated
-validation when no keys are present.
+Keep the sandbox as a last fallback to survive an outage.
+
+**This notebook replays a cassette** (`06_real_providers.llm-cassette.jsonl`, next to it) in *strict*
+mode: every call is answered from the file, nothing is sent, no key is needed, and it costs $0. That is
+how it runs in CI. The cassette was recorded from the **sandbox posing as OpenAI and Anthropic**
+(`tools/record_real_providers.py`), so the answers are sandbox text; with your keys set, run
+`%llm_cassette record` instead of `strict` to record real answers (and commit the file).
 """),
     code("""
-import os
+%load_ext coffee_nb
+%llm_cassette strict 06_real_providers.llm-cassette.jsonl
+"""),
+    code("""
 from coffee_nb import AutoPicker
-chain = [spec for var, spec in [("OPENAI_API_KEY", "openai/gpt-4o-mini"),
-                                ("ANTHROPIC_API_KEY", "anthropic/claude-3-5-haiku-latest")] if os.environ.get(var)]
-chain
-""", LAX),
-    code("""
-llm = AutoPicker(chain[0], chain[1:] + ["sandbox/fast"], max_tokens=50)
+llm = AutoPicker("openai/gpt-4o-mini", ["anthropic/claude-3-5-haiku-latest", "sandbox/fast"], max_tokens=50)
 msg = llm.invoke("Say hello in French.")
-msg.content, msg.response_metadata["coffee_nb"]["model"], msg.response_metadata["coffee_nb"]["cost"]
-""", LAX),
-    code("%load_ext coffee_nb"),
+summary = msg.response_metadata["coffee_nb"]
+msg.content, summary.model, summary.replayed, summary.cost
+"""),
     code("""
-%%llm {chain[0]} sandbox/fast -m 50
+%%llm openai/gpt-4o-mini anthropic/claude-3-5-haiku-latest -m 50
 Say hello in Spanish.
-""", LAX),
+"""),
+    code("""
+%llm_cassette off
+"""),
 ]
 
 NOTEBOOKS = {
@@ -520,7 +526,7 @@ def main() -> None:
         if args.names and name not in args.names:
             continue
         nb = build(name, cells)
-        if not args.no_execute and name != "06_real_providers":
+        if not args.no_execute:
             execute(nb, name)
         nbformat.write(nb, NB / f"{name}.ipynb")
         print("wrote", NB / f"{name}.ipynb", file=sys.stderr)
