@@ -221,7 +221,12 @@ _SDK_TABLE: dict[str, ErrorClass | None] = {
     "builtins.TimeoutError": ErrorClass.TIMEOUT,  # also asyncio.TimeoutError
     "builtins.ConnectionError": ErrorClass.CONNECTION,
     "json.JSONDecodeError": ErrorClass.SERVER,  # a provider answered with a body that is not JSON
+    # a refusal answered with HTTP 200 (a finish reason, a blocked prompt): coffee_nb.providers._guard
+    "coffee_nb.ContentFilteredError": ErrorClass.CONTENT_FILTER,
 }
+# Every other provider SDK (google-genai, botocore, groq, mistralai, ...) brings its slice of the table
+# and its structured error codes with its registration (``register_provider(errors=..., codes=...)``):
+# ``lookup`` reads them merged with the table above (which wins on a clash).
 
 _STATUS: dict[int, ErrorClass] = {
     400: ErrorClass.BAD_REQUEST,
@@ -243,6 +248,21 @@ _CONTEXT_MARKERS = (
     "prompt is too long",
     "input tokens exceed",
     "too many tokens",
+    "exceeds the maximum number of tokens",  # Gemini
+    "input is too long",  # Bedrock (ValidationException)
+    "exceed context limit",  # Bedrock
+    "too large for model with",  # Mistral, vLLM
+)
+# A model name the provider doesn't know, said with a 400 (Bedrock, Mistral, OpenRouter, DeepSeek, ...)
+_NOT_FOUND_MARKERS = (
+    "model identifier is invalid",
+    "model_not_found",
+    "invalid model",
+    "unknown model",
+    "model not found",
+    "not a valid model",
+    "model not exist",
+    "model does not exist",
 )
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "responsibleaipolicy")
 # Structured error codes/types (from the error body or the exception's attributes), lower-cased.
@@ -259,31 +279,84 @@ _FILTER_CODES = (
 _CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length", "request_too_large")
 
 
+# Namespace packages shared by unrelated SDKs: their classes are keyed by two levels ("google.genai.X",
+# "google.auth.X"), everything else by the top-level package.
+_NAMESPACES = frozenset({"google", "azure"})
+
+
 def _key(cls: type) -> str:
-    return f"{cls.__module__.split('.', 1)[0]}.{cls.__qualname__}"
+    parts = cls.__module__.split(".", 2)
+    top = f"{parts[0]}.{parts[1]}" if parts[0] in _NAMESPACES and len(parts) > 1 else parts[0]
+    return f"{top}.{cls.__qualname__}"
 
 
-@functools.lru_cache(maxsize=1024)
+class _Slices:
+    """The table merged with the registered providers' slices, rebuilt when the registry changes."""
+
+    token: tuple[int, ...] = ()
+    table: dict[str, ErrorClass | None] = _SDK_TABLE
+    codes: dict[str, ErrorClass] = {}  # noqa: RUF012 - replaced whole, never mutated
+
+
+def _merged() -> None:
+    """Bring :class:`_Slices` up to date with the provider registry (one tuple compare when it is)."""
+    from coffee_nb import _config  # no cycle: _config imports nothing of coffee_nb at import
+
+    providers = _config.PROVIDERS.ready()  # built-in slices register on first use
+    values = list(providers.values())
+    # registering (or a reset) bumps the prices' generation; ids tell providers apart within one
+    token = (_config.PRICES.generation, *map(id, values))
+    if token == _Slices.token:
+        return
+    table: dict[str, ErrorClass | None] = {}
+    codes: dict[str, ErrorClass] = {}
+    for provider in values:
+        table.update(getattr(provider, "errors", None) or {})
+        codes.update(getattr(provider, "codes", None) or {})
+    _Slices.table, _Slices.codes = {**table, **_SDK_TABLE}, codes
+    _lookup.cache_clear()
+    _Slices.token = token
+
+
 def lookup(cls: type) -> tuple[bool, ErrorClass | None]:
-    """Find ``cls`` (or its nearest mapped base) in the tables (once per class: the tables never change).
+    """Find ``cls`` (or its nearest mapped base) in the tables: langchain-core's, then the SDK table with
+    every registered provider's slice (cached per class until the registry changes).
 
     Returns ``(found, error_class)``; ``error_class`` is None when it depends on the HTTP status.
     """
+    _merged()
+    return _lookup(cls)
+
+
+@functools.lru_cache(maxsize=1024)
+def _lookup(cls: type) -> tuple[bool, ErrorClass | None]:
     mro = cls.__mro__
     for base in mro:
         hit = _LANGCHAIN_TABLE.get(_key(base))
         if hit is not None:
             return True, hit
+    table = _Slices.table
     for base in mro:
         k = _key(base)
-        if k in _SDK_TABLE:
-            return True, _SDK_TABLE[k]
+        if k in table:
+            return True, table[k]
     return False, None
 
 
 def _status_of(exc: BaseException) -> int | None:
     """The HTTP status an exception carries, by duck typing (``status_code``, ``status``, an int ``code``,
-    ``response.status_code``, botocore's ``response["ResponseMetadata"]["HTTPStatusCode"]``)."""
+    ``response.status_code``, botocore's ``response["ResponseMetadata"]["HTTPStatusCode"]``), or the one
+    of the exception it wraps (LangChain integrations re-raise SDK errors as their own, ``from`` them)."""
+    status = _own_status(exc)
+    cause = exc.__cause__
+    for _ in range(3):
+        if status is not None or cause is None:
+            break
+        status, cause = _own_status(cause), cause.__cause__
+    return status
+
+
+def _own_status(exc: BaseException) -> int | None:
     for attr in ("status_code", "status", "http_status", "code"):
         value = getattr(exc, attr, None)
         if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
@@ -319,6 +392,8 @@ def _codes_of(exc: BaseException) -> str:
             if isinstance(value, str):
                 found.append(value)
         body = getattr(e, "body", None)
+        if body is None:
+            body = getattr(e, "details", None)  # google-genai's APIError: the parsed error body
         response = getattr(e, "response", None)
         if isinstance(response, dict):  # botocore ClientError: response["Error"]["Code"]
             body = body or response
@@ -346,8 +421,48 @@ def _body_codes(body: Any, depth: int = 0) -> list[str]:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if headers is None:
+    """Seconds the provider asked to wait: Retry-After(-ms) headers, or Google's ``RetryInfo.retryDelay``,
+    of ``exc`` or the exception it wraps."""
+    e: BaseException | None = exc
+    for _ in range(3):
+        if e is None:
+            return None
+        found = _header_wait(_headers_of(e))
+        if found is None:
+            found = _google_retry_delay(getattr(e, "details", None))
+        if found is not None:
+            return found
+        e = e.__cause__
+    return None
+
+
+def _headers_of(exc: BaseException) -> Any:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        meta = response.get("ResponseMetadata")
+        return meta.get("HTTPHeaders") if isinstance(meta, dict) else None
+    headers = getattr(response, "headers", None)
+    if headers is None:  # mistralai's errors keep them on the exception (and on raw_response)
+        headers = getattr(exc, "headers", None) or getattr(getattr(exc, "raw_response", None), "headers", None)
+    return headers
+
+
+def _google_retry_delay(details: Any) -> float | None:
+    """``"37s"`` from a google.rpc.RetryInfo in an error body's details."""
+    error = details.get("error", details) if isinstance(details, dict) else None
+    items = error.get("details") if isinstance(error, dict) else None
+    for item in items if isinstance(items, list) else ():
+        delay = item.get("retryDelay") if isinstance(item, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
+
+
+def _header_wait(headers: Any) -> float | None:
+    if headers is None or not hasattr(headers, "get"):
         return None
     try:
         ms = headers.get("retry-after-ms")
@@ -386,12 +501,17 @@ def classify(exc: BaseException) -> Failure:
     cls: type = type(exc)  # (typed as a plain type: mypy can't see a class object as Hashable)
     found, error_class = lookup(cls)
     status = _status_of(exc)
+    codes = _codes_of(exc)
+    by_code = _Slices.codes
+    coded = next((by_code[c] for c in codes.split() if c in by_code), None) if by_code and codes else None
+    if coded is not None and error_class in (None, ErrorClass.BAD_REQUEST, ErrorClass.SERVER):
+        # a provider's own code says more (botocore's ThrottlingException, Gemini's API_KEY_INVALID)
+        error_class, found = coded, True
     if error_class is None and status is not None:
         error_class = _STATUS.get(status, ErrorClass.SERVER if status >= 500 else ErrorClass.BAD_REQUEST)
         found = True
     if error_class is None:
         error_class = ErrorClass.SERVER if found else ErrorClass.UNKNOWN
-    codes = _codes_of(exc)
     if any(m in codes for m in _FILTER_CODES):
         error_class = ErrorClass.CONTENT_FILTER
     elif any(m in codes for m in _CONTEXT_CODES):
@@ -403,6 +523,8 @@ def classify(exc: BaseException) -> Failure:
             error_class = ErrorClass.CONTEXT_OVERFLOW
         elif any(m in low for m in _FILTER_MARKERS):
             error_class = ErrorClass.CONTENT_FILTER
+        elif error_class is ErrorClass.BAD_REQUEST and any(m in low for m in _NOT_FOUND_MARKERS):
+            error_class = ErrorClass.NOT_FOUND
         elif "api_key" in low and status is None:
             error_class = ErrorClass.AUTH
     if status == 529 or (status == 503 and "overloaded" in message.lower()):

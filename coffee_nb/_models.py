@@ -1,7 +1,10 @@
 """Model specs (``"provider/model"``) and the candidates AutoPicker tries.
 
 Spec strings build real LangChain clients lazily, on the first attempt: a missing API key is an
-error of that attempt (so the chain can fall back past it), never of construction.
+error of that attempt (so the chain can fall back past it), never of construction. The providers
+themselves are data (``Provider``), registered through :func:`register_provider` (the registry lives in
+``coffee_nb.providers._registry``, re-exported here); the built-in ones live in ``coffee_nb.providers``,
+one small module each.
 """
 
 from __future__ import annotations
@@ -11,18 +14,29 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb import _config
 from coffee_nb._errors import ConfigError, MissingAPIKeyError, remember_secret
 from coffee_nb._health import RecentAttempts
 from coffee_nb._policy import CircuitBreaker, RateLimit, RateLimiter
-from coffee_nb._pricing import ModelFacts, Price, generation, model_info, prices_changed
+from coffee_nb._pricing import ModelFacts, generation, model_info
 from coffee_nb._tokens import encoding_for
 from coffee_nb._validate import optional_positive_int
+from coffee_nb.providers._base import MissingSettingError, Setting
+from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import (
+    PROVIDERS,
+    BuildSettings,
+    Provider,
+    accepted,
+    build_openai_compatible,
+    parse_spec,
+    providers,
+    register_builtin_providers,
+    register_provider,
+)
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -32,169 +46,14 @@ __all__ = [
     "BuildSettings",
     "Candidate",
     "ModelSpec",
+    "Params",
     "Provider",
+    "Setting",
     "build_openai_compatible",
     "parse_spec",
+    "register_builtin_providers",
     "register_provider",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Provider:
-    """How to build a chat model for a provider. ``build(model, key, settings)`` returns a BaseChatModel.
-
-    ``model_info(model)`` (optional) gives the provider's own price and context window of a model
-    (a ``ModelFacts``, or None when unknown), for providers that know their models better than
-    genai-prices does; ``encoding`` (optional) names the tiktoken encoding its server counts tokens with.
-    """
-
-    name: str
-    env_var: str | None  # API key variable; None when no key is needed
-    build: Callable[[str, str | None, BuildSettings], BaseChatModel]
-    timeout_kwarg: bool = False  # accepts a per-call ``timeout=`` (Stainless SDKs do)
-    model_info: Callable[[str], ModelFacts | None] | None = None
-    encoding: str | None = None
-    prefill: bool = False  # continues a final assistant message (stream recovery can "continue" on it)
-    finish_reason: bool = False  # streams end with a finish reason: one without it was cut off
-
-
-@dataclass(frozen=True, slots=True)
-class BuildSettings:
-    timeout: float
-    params: Mapping[str, Any]  # user's extra constructor params (base_url, temperature, ...)
-    loop: asyncio.AbstractEventLoop | None  # build for this event loop's pooled async client
-
-
-def build_openai_compatible(
-    model: str, key: str | None, settings: BuildSettings, *, base_url: str | None = None
-) -> BaseChatModel:
-    """A ``ChatOpenAI`` on coffee_nb's pooled HTTP clients, with retries off (one retry loop: ours).
-
-    For OpenAI itself and any OpenAI-compatible server (``base_url``, e.g. the sandbox, vLLM, LM Studio);
-    ``settings.params`` (the user's) win over ``base_url``.
-    """
-    from langchain_openai import ChatOpenAI
-
-    from coffee_nb import _http
-
-    kwargs: dict[str, Any] = {
-        "model": model,
-        "api_key": key,
-        "max_retries": 0,
-        "timeout": settings.timeout,
-        "stream_usage": True,
-        "http_client": _http.get_http_client(),
-    }
-    if base_url is not None:
-        kwargs["base_url"] = base_url
-    kwargs.update(settings.params)
-    if settings.loop is not None:
-        kwargs["http_async_client"] = _http.get_async_http_client(settings.loop)
-    return ChatOpenAI(**kwargs)
-
-
-def _build_openai(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-    return build_openai_compatible(model, key, s)
-
-
-def _build_anthropic(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-    try:
-        from langchain_anthropic import ChatAnthropic
-    except ImportError as exc:  # an optional extra
-        raise ImportError("anthropic models need the anthropic extra: pip install 'coffee_nb[anthropic]'") from exc
-    kwargs: dict[str, Any] = {"model": model, "api_key": key, "max_retries": 0, "timeout": s.timeout, **s.params}
-    return ChatAnthropic(**kwargs)  # by alias names, which its stubs don't list
-
-
-def _build_ollama(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-    try:
-        from langchain_ollama import ChatOllama
-    except ImportError as exc:
-        raise ImportError("ollama models need the ollama extra: pip install 'coffee_nb[ollama]'") from exc
-    params = dict(s.params)
-    params.setdefault("base_url", os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"))
-    params.setdefault("client_kwargs", {"timeout": s.timeout})
-    return ChatOllama(model=model, **params)
-
-
-def _ollama_info(model: str) -> ModelFacts:
-    # runs on the user's machine: no API fee, and labelled so
-    return ModelFacts(_LOCAL_PRICE, None)
-
-
-_LOCAL_PRICE = Price(Decimal(0), Decimal(0), source="local")
-
-
-def register_builtin_providers() -> None:
-    """The providers coffee_nb knows out of the box (the sandbox registers itself: coffee_nb.sandbox)."""
-    register_provider("openai", _build_openai, env_var="OPENAI_API_KEY", timeout_kwarg=True, finish_reason=True)
-    register_provider("anthropic", _build_anthropic, env_var="ANTHROPIC_API_KEY", prefill=True, finish_reason=True)
-    register_provider("ollama", _build_ollama, model_info=_ollama_info, finish_reason=True)
-
-
-# The registry itself lives in _config (reset with the rest of the global state); this is the same dict.
-# Its default entries load on first use: read it through _providers() here.
-PROVIDERS: dict[str, Provider] = _config.PROVIDERS
-
-
-def _providers() -> dict[str, Provider]:
-    return _config.PROVIDERS.ready()
-
-
-def register_provider(
-    name: str,
-    build: Callable[[str, str | None, BuildSettings], BaseChatModel],
-    *,
-    env_var: str | None = None,
-    timeout_kwarg: bool = False,
-    model_info: Callable[[str], ModelFacts | None] | None = None,
-    encoding: str | None = None,
-    prefill: bool = False,
-    finish_reason: bool = False,
-) -> None:
-    """Teach spec strings a new provider: ``build(model, api_key, settings)`` returns a chat model.
-
-    ``model_info(model)`` may give the provider's own prices and context windows (see ``Provider``);
-    ``encoding`` names the tiktoken encoding its server counts with, making token counts exact;
-    ``prefill`` says its models continue a final assistant message (used to resume broken streams);
-    ``finish_reason`` that its streams always end with a finish reason (so one without it was cut off).
-    """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ConfigError(f"provider name must be a simple identifier, got {name!r}")
-    if not callable(build):
-        raise ConfigError(f"build for provider {name!r} must be callable (model, api_key, settings), got {build!r}")
-    if model_info is not None and not callable(model_info):
-        raise ConfigError(f"model_info for provider {name!r} must be callable (model) or None, got {model_info!r}")
-    if encoding is not None and not isinstance(encoding, str):
-        raise ConfigError(
-            f"encoding for provider {name!r} must be an encoding name like 'o200k_base', got {encoding!r}"
-        )
-    registry = _providers()
-    registry[name] = Provider(
-        name, env_var, build, timeout_kwarg, model_info, encoding, bool(prefill), bool(finish_reason)
-    )
-    prices_changed()  # resolved facts of this provider's models may differ now
-
-
-def _accepted() -> str:
-    return ", ".join(f"'{p}/<model>'" for p in _providers())
-
-
-def parse_spec(spec: str) -> tuple[str, str]:
-    """``"openai/gpt-4o-mini"`` → ``("openai", "gpt-4o-mini")``; a bad spec is a ConfigError."""
-    if not isinstance(spec, str):
-        raise ConfigError(f"a model must be a 'provider/model' string or a chat model, got {spec!r}")
-    provider, sep, model = spec.strip().partition("/")
-    if not sep or not provider or not model or any(c.isspace() for c in spec.strip()):
-        hint = ""
-        if not sep and spec.strip():
-            guess = "anthropic" if spec.startswith("claude") else "openai"
-            hint = f" Did you mean '{guess}/{spec.strip()}'?"
-        raise ConfigError(f"malformed model spec {spec!r}: expected 'provider/model', one of {_accepted()}.{hint}")
-    if provider not in _providers():
-        raise ConfigError(f"unknown provider {provider!r} in {spec!r}: expected one of {_accepted()}")
-    return provider, model
-
 
 # Parameter names that hold a secret (``api_key``, ``openai_api_key``, ``aws_secret_access_key``, ...):
 # kept as pydantic ``SecretStr`` (LangChain's chat models take those) so reprs and dumps show stars.
@@ -225,7 +84,7 @@ class ModelSpec:
             parse_spec(self.model)
         elif not hasattr(self.model, "invoke"):
             raise ConfigError(
-                f"a model must be a 'provider/model' string ({_accepted()}) or a LangChain chat model, "
+                f"a model must be a 'provider/model' string ({accepted()}) or a LangChain chat model, "
                 f"got {self.model!r}"
             )
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
@@ -317,7 +176,7 @@ class Candidate:
         if isinstance(spec.model, str):
             self.provider, self.model = parse_spec(spec.model)
             self.name = spec.name or f"{self.provider}/{self.model}"
-            self._provider: Provider | None = _providers()[self.provider]
+            self._provider: Provider | None = providers()[self.provider]
         elif hasattr(spec.model, "invoke"):
             self.instance = spec.model
             self.provider, self.model = _instance_name(spec.model)
@@ -325,9 +184,14 @@ class Candidate:
             self._provider = None
         else:
             raise ConfigError(
-                f"a model must be a 'provider/model' string ({_accepted()}) or a LangChain chat model, "
+                f"a model must be a 'provider/model' string ({accepted()}) or a LangChain chat model, "
                 f"got {spec.model!r}"
             )
+        # the model name prices, windows and token counts go by (Azure: the deployment's model, if given)
+        model_param = self._provider.model_param if self._provider is not None else None
+        self.catalog_model = str(self.params.get(model_param) or self.model) if model_param else self.model
+        # how this model takes call parameters (by class for a user's instance of a known chat model)
+        self._params = self._provider.params if self._provider is not None else _instance_params(self.instance)
         # ModelSpec validated its numbers when it was made
         self.limiter = RateLimiter(RateLimit(rpm=spec.rpm, tpm=spec.tpm)) if (spec.rpm or spec.tpm) else None
         self.recent = RecentAttempts()  # what health() reports
@@ -335,19 +199,23 @@ class Candidate:
         self.client_timeout = client_timeout  # what clients we build are built with (a cache key, not per attempt)
         self._window = spec.context_window
         self._facts: tuple[int, ModelFacts, int | None] | None = None
-        self.encoding, self.exact_tokens = encoding_for(self.provider, self.model)
+        self.encoding, self.exact_tokens = encoding_for(self.provider, self.catalog_model)
         self.max_output_tokens = spec.max_output_tokens
         # worst-case output when a call gives no max_tokens: the spec's, the instance's own setting
         # (max_tokens / max_completion_tokens / num_predict ..., also when bound), else the model profile's
         self.output_cap: int | None = (
             spec.max_output_tokens
             or _instance_max_tokens(self.instance)
-            or _positive_int(spec.params.get("max_tokens"))
+            or next((n for f in _MAX_TOKEN_FIELDS if (n := _positive_int(spec.params.get(f)))), None)
             or self._profile("max_output_tokens")
         )
-        self.reasoning = bool(self._profile_flag("reasoning_output") or _REASONING_NAMES.search(self.model))
+        self.reasoning = bool(self._profile_flag("reasoning_output") or _REASONING_NAMES.search(self.catalog_model))
         cls = type(self.instance).__name__ if self.instance is not None else ""
-        self.prefill = cls in _PREFILL_CLASSES if self._provider is None else self._provider.prefill
+        if self._provider is None:
+            self.prefill = cls in _PREFILL_CLASSES
+        else:
+            prefill = self._provider.prefill
+            self.prefill = bool(prefill(self.catalog_model)) if callable(prefill) else prefill
         self._own_timeout = _own_timeout(self.instance)  # read once: settings of a client rarely change
         self.reports_finish = cls in _FINISH_REASON_CLASSES if self._provider is None else self._provider.finish_reason
         # does a call bound its own time? (a per-call timeout we pass, or the client's own, short enough)
@@ -387,7 +255,7 @@ class Candidate:
 
     def _resolve(self) -> tuple[int, ModelFacts, int | None]:
         gen = generation()
-        facts = model_info(self.provider, self.model, name=self.name)
+        facts = model_info(self.provider, self.catalog_model, name=self.name)
         window = self._window or facts.context_window or self._profile("max_input_tokens")
         self._facts = (gen, facts, window)
         return self._facts
@@ -399,15 +267,33 @@ class Candidate:
         return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
     def api_key(self) -> str | None:
+        """The key from the environment (None when none is needed or ``params`` give one); a missing key
+        or setting raises :class:`MissingAPIKeyError`, naming the variables: an error of this attempt."""
         provider = self._provider
-        if provider is None or provider.env_var is None:
+        if provider is None:
             return None
-        if "api_key" in self.params:
-            return None  # given explicitly in params
-        key = os.environ.get(provider.env_var)
-        if not key:
-            raise MissingAPIKeyError(self.provider, provider.env_var)
+        key: str | None = None
+        if provider.env_var is not None and not any(p in self.params for p in provider.key_params):
+            keys = provider.key_vars or (provider.env_var,)
+            key = next((value for var in keys if (value := os.environ.get(var))), None)
+            if not key:
+                raise MissingAPIKeyError(self.provider, " or ".join(keys))
+        for setting in provider.settings:
+            if not setting.given(self.params):
+                raise MissingSettingError(self.provider, setting)
         return key
+
+    def call_kwargs(
+        self, kwargs: Mapping[str, Any], model: Any = None, stop: list[str] | None = None
+    ) -> dict[str, Any]:
+        """``kwargs`` of a call, in the spelling this model takes: the output cap renamed
+        (``max_output_tokens``, ``num_predict``, ...), sampling parameters it does not take dropped
+        (``temperature`` for OpenAI's reasoning models), others moved where it reads them. ``model`` is
+        the chat model being called and ``stop`` the call's stop sequences (Ollama's options hold both)."""
+        rules = self._params
+        if rules is None or not kwargs:
+            return dict(kwargs)
+        return rules.apply(self.catalog_model, kwargs, model if model is not None else self.instance, stop)
 
     def chat_model(self, *, loop: asyncio.AbstractEventLoop | None = None) -> BaseChatModel:
         """The model to call: the user's instance, or one built from the spec (per event loop for async).
@@ -444,6 +330,16 @@ class Candidate:
                 found = self._provider.build(self.model, key, BuildSettings(timeout, self.params, loop))
                 self._async[loop] = found
         return found
+
+
+def _instance_params(instance: Any) -> Params | None:
+    """The parameter rules of the provider that builds chat models of ``instance``'s class, if any."""
+    while instance is not None and type(instance).__name__ in ("RunnableBinding", "RunnableSequence"):
+        instance = getattr(instance, "bound", None)
+    if instance is None:
+        return None
+    cls = type(instance).__name__
+    return next((p.params for p in providers().values() if cls in p.classes), None)
 
 
 def _positive_int(value: Any) -> int | None:

@@ -5,6 +5,7 @@ A model with no known price is *unpriced*: ``price_for`` returns None and costs 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -54,8 +55,45 @@ def _pico_per_token(rate: Rate) -> int | None:
     return int(scaled) if scaled == scaled.to_integral_value() else None
 
 
-# genai-prices provider ids for coffee_nb provider names.
-_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "azure": "azure"}
+# genai-prices provider ids for coffee_nb provider names (a provider not here is unpriced unless a price is
+# registered; ``openai-compatible`` servers are yours to price).
+_PROVIDER_IDS = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "azure": "azure",
+    "google": "google",
+    "bedrock": "aws",
+    "mistral": "mistral",
+    "groq": "groq",
+    "openrouter": "openrouter",
+    "deepseek": "deepseek",
+    "xai": "x-ai",
+    "together": "together",
+    "fireworks": "fireworks",
+    # LangChain's provider names, which chat model instances report (``_get_ls_params``)
+    "google_genai": "google",
+    "amazon_bedrock": "aws",
+}
+_ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[^:]*:[^:]*:(?:foundation-model|inference-profile)/(.+)$")
+_GPT_NO_DASH = re.compile(r"^gpt(\d)", re.IGNORECASE)
+
+
+def _names(provider_id: str, model: str) -> list[str]:
+    """The names to look ``model`` up by in genai-prices, best first: as given, then as genai-prices spells
+    it. Bedrock: a model or inference-profile ARN → its id (genai-prices reads the ``us.``/``eu.``/
+    ``global.`` prefixes itself); Azure: a deployment named ``gpt4o`` → ``gpt-4o`` (``gpt-35-turbo`` it
+    knows); Gemini: ``models/gemini-2.5-flash`` → ``gemini-2.5-flash``; Fireworks: a bare name → its
+    ``accounts/fireworks/models/`` path."""
+    names = [model]
+    if provider_id == "aws" and (arn := _ARN.match(model)):
+        names.append(arn.group(1))
+    elif provider_id == "azure" and _GPT_NO_DASH.match(model):
+        names.append(_GPT_NO_DASH.sub(r"gpt-\1", model))
+    elif provider_id == "google" and model.startswith("models/"):
+        names.append(model.removeprefix("models/"))
+    elif provider_id == "fireworks" and not model.startswith("accounts/"):
+        names.append(f"accounts/fireworks/models/{model}")
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +262,14 @@ def _from_genai_prices(provider: str, model: str) -> ModelFacts:
         return ModelFacts(None, None)
     from genai_prices import data_snapshot  # bundled data; the updater is never started
 
-    try:
-        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
-    except LookupError:
+    snapshot = data_snapshot.get_snapshot()
+    for name in _names(provider_id, model):
+        try:
+            _, info = snapshot.find_provider_model(name, None, provider_id, None)
+            break
+        except LookupError:
+            continue
+    else:
         return ModelFacts(None, None)
     mp = info.get_prices(datetime.now(UTC))
     price = Price(

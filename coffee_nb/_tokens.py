@@ -33,7 +33,7 @@ _TOKENS_PER_MESSAGE = 3
 _REPLY_PRIMING = 3
 
 _O200K = re.compile(r"^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o\d|chatgpt-4o|gpt-oss|codex)")
-_CL100K = re.compile(r"^(gpt-4|gpt-3\.5|text-embedding-3|text-embedding-ada)")
+_CL100K = re.compile(r"^(gpt-4|gpt-3\.?5|text-embedding-3|text-embedding-ada)")  # Azure spells it gpt-35
 _OPENAI_FAMILY = ("openai", "azure")  # whose model names say which encoding they use
 
 log = logging.getLogger("coffee_nb")
@@ -53,11 +53,14 @@ class TokenCount:
 def encoding_for(provider: str, model: str) -> tuple[str, bool]:
     """The encoding used to count for ``provider/model`` and whether the count is exact.
 
-    OpenAI's models by name; else the encoding a provider declared it counts with
-    (``register_provider(..., encoding="o200k_base")``, as the sandbox does); else an estimate.
+    OpenAI's models by name (also when another provider serves them under ``openai/``); else the encoding
+    a provider declared it counts with (``register_provider(..., encoding="o200k_base")``, as the sandbox
+    does); else an estimate.
     """
-    if provider in _OPENAI_FAMILY:
-        name = model.rsplit("/", 1)[-1].lower()
+    vendor, _, name = model.lower().rpartition("/")
+    # OpenAI's own, Azure's deployments of them, and OpenAI models served by others ("openai/gpt-4o-mini"
+    # on OpenRouter, "openai/gpt-oss-120b" on Groq): counted as OpenAI counts
+    if provider in _OPENAI_FAMILY or vendor.endswith("openai"):
         if _O200K.match(name):
             return "o200k_base", True
         if _CL100K.match(name):

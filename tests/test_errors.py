@@ -181,3 +181,191 @@ def test_unknown_error_names_its_class():
     failure = classify(RuntimeError("custom model exploded"))
     assert failure.error_class is ErrorClass.UNKNOWN
     assert failure.message == "RuntimeError: custom model exploded"
+
+
+# -- every installed provider SDK ---------------------------------------------------------------------
+# (module path, how many exception classes at least): skipped, naming the module, when not installed
+PROVIDER_SDK_MODULES = [
+    ("groq", 10),
+    ("google.genai.errors", 6),
+    ("google.auth.exceptions", 10),
+    ("botocore.exceptions", 60),
+    ("mistralai.client.errors", 5),
+    ("mistralai.gcp.client.errors", 4),
+    ("mistralai.extra.exceptions", 4),
+    ("ollama._types", 2),
+    ("langchain_google_genai.chat_models", 8),
+    ("langchain_aws.chat_models.bedrock_converse", 1),
+    ("langchain_aws.chat_models.openai", 2),
+]
+
+
+@pytest.mark.parametrize(("path", "at_least"), PROVIDER_SDK_MODULES, ids=[p for p, _ in PROVIDER_SDK_MODULES])
+def test_every_provider_sdk_exception_class_is_mapped(path, at_least):
+    import importlib
+
+    pytest.importorskip(path.split(".")[0])
+    module = importlib.import_module(path)
+    prefix = path.split(".")[0]
+    classes = [
+        obj
+        for name in dir(module)
+        if inspect.isclass(obj := getattr(module, name, None))
+        and issubclass(obj, BaseException)
+        and not issubclass(obj, Warning)
+        and obj.__module__.startswith(prefix)
+    ]
+    assert len(classes) >= at_least, [c.__qualname__ for c in classes]
+    unmapped = [f"{c.__module__}.{c.__qualname__}" for c in classes if not lookup(c)[0]]
+    assert unmapped == [], f"{path} exceptions without a mapping: {unmapped}"
+
+
+def test_every_modelled_bedrock_error_has_its_own_class():
+    """botocore raises a service's modelled errors as classes named after their codes: each of
+    bedrock-runtime's is mapped by name (not only through ClientError's status)."""
+    boto3 = pytest.importorskip("boto3")
+    from coffee_nb._errors import _Slices
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    modelled = list(client.exceptions._code_to_exception.values())
+    assert len(modelled) >= 8
+    lookup(ValueError)  # brings the registered slices in
+    table = _Slices.table
+    missing = [c.__name__ for c in modelled if table.get(f"botocore.{c.__name__}") is None]
+    assert missing == []
+
+
+def _client_error(code: str, message: str, status: int, **headers: str):
+    from botocore.exceptions import ClientError
+
+    meta = {"HTTPStatusCode": status, "HTTPHeaders": headers}
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta}, "Converse")
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "status", "expected"),
+    [
+        ("ThrottlingException", "Too many requests", 400, ErrorClass.RATE_LIMIT),  # the code beats the status
+        ("ServiceUnavailableException", "Try again", 503, ErrorClass.SERVER),
+        ("ValidationException", "Input is too long for requested model.", 400, ErrorClass.CONTEXT_OVERFLOW),
+        ("ValidationException", "Malformed input request", 400, ErrorClass.BAD_REQUEST),
+        ("AccessDeniedException", "You don't have access to the model", 403, ErrorClass.AUTH),
+        ("UnrecognizedClientException", "The security token included in the request is invalid", 403, ErrorClass.AUTH),
+        ("ModelTimeoutException", "Model timed out", 408, ErrorClass.TIMEOUT),
+        ("ResourceNotFoundException", "Model not found", 404, ErrorClass.NOT_FOUND),
+    ],
+)
+def test_botocore_client_errors_by_code(code, message, status, expected):
+    pytest.importorskip("botocore")
+    assert classify(_client_error(code, message, status)).error_class is expected
+
+
+def test_botocore_transport_credentials_and_stream_errors():
+    pytest.importorskip("botocore")
+    from botocore import exceptions as bx
+
+    assert classify(bx.NoCredentialsError()).error_class is ErrorClass.AUTH
+    assert classify(bx.NoRegionError()).error_class is ErrorClass.AUTH
+    assert classify(bx.EndpointConnectionError(endpoint_url="https://x")).error_class is ErrorClass.CONNECTION
+    assert classify(bx.ReadTimeoutError(endpoint_url="https://x")).error_class is ErrorClass.TIMEOUT
+    assert classify(bx.ParamValidationError(report="bad")).error_class is ErrorClass.BAD_REQUEST
+    stream = bx.EventStreamError({"Error": {"Code": "throttlingException", "Message": "slow down"}}, "ConverseStream")
+    assert classify(stream).error_class is ErrorClass.RATE_LIMIT
+    throttled = _client_error("ThrottlingException", "Too many requests", 429, **{"retry-after": "3"})
+    assert classify(throttled).retry_after == 3.0
+
+
+def test_google_genai_errors_by_status_reason_and_retry_info():
+    pytest.importorskip("google.genai")
+    from google.genai import errors
+
+    def error(status: int, body: dict, **headers: str) -> errors.APIError:
+        cls = errors.ClientError if status < 500 else errors.ServerError
+        return cls(status, body, httpx.Response(status, json=body, headers=headers))
+
+    bad_key = {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}],
+        }
+    }
+    assert classify(error(400, bad_key)).error_class is ErrorClass.AUTH
+    quota = {
+        "error": {
+            "code": 429,
+            "message": "Quota exceeded",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}],
+        }
+    }
+    failure = classify(error(429, quota))
+    assert failure.error_class is ErrorClass.RATE_LIMIT and failure.retry_after == 37.0
+    too_long = {"error": {"code": 400, "message": "The input token count (2000000) exceeds the maximum number of "
+                          "tokens allowed (1048576).", "status": "INVALID_ARGUMENT"}}  # fmt: skip
+    assert classify(error(400, too_long)).error_class is ErrorClass.CONTEXT_OVERFLOW
+    assert classify(error(503, {"error": {"code": 503, "status": "UNAVAILABLE"}})).error_class is ErrorClass.SERVER
+
+
+def test_langchain_google_wrappers_keep_the_sdks_status_and_retry_after():
+    """langchain-google-genai re-raises a ClientError as its own error ``from`` it: the status and the
+    Retry-After are the cause's."""
+    pytest.importorskip("langchain_google_genai")
+    from google.genai import errors
+    from langchain_google_genai.chat_models import ChatGoogleGenerativeAIError
+
+    body = {"error": {"code": 409, "message": "conflict", "status": "ABORTED"}}
+    cause = errors.ClientError(409, body, httpx.Response(409, json=body, headers={"retry-after": "2"}))
+    wrapped = ChatGoogleGenerativeAIError("Error calling model 'x' (ABORTED): conflict")
+    wrapped.__cause__ = cause
+    failure = classify(wrapped)
+    assert failure.status == 409 and failure.error_class is ErrorClass.SERVER and failure.retry_after == 2.0
+
+
+def test_mistralai_and_groq_errors():
+    mistral = pytest.importorskip("mistralai.client.errors")
+    groq = pytest.importorskip("groq")
+    import httpx2
+
+    request = httpx2.Request("POST", "https://api.mistral.ai/v1/chat/completions")
+    reply = httpx2.Response(429, headers={"retry-after": "4"}, json={"message": "rate limited"}, request=request)
+    failure = classify(mistral.SDKError("API error occurred", reply))
+    assert failure.error_class is ErrorClass.RATE_LIMIT and failure.retry_after == 4.0
+    request = httpx.Request("POST", "https://api.groq.com/openai/v1/chat/completions")
+    response = httpx.Response(429, headers={"retry-after": "1"}, request=request)
+    assert classify(groq.RateLimitError("slow down", response=response, body=None)).error_class is ErrorClass.RATE_LIMIT
+
+
+def test_a_registered_providers_slice_joins_the_table_and_leaves_with_it():
+    from coffee_nb import _models
+    from coffee_nb.testing import ScriptedChatModel, isolated
+
+    class HouseError(Exception):
+        pass
+
+    HouseError.__module__, HouseError.__qualname__ = "househttp.errors", "HouseError"
+    assert classify(HouseError("x")).error_class is ErrorClass.UNKNOWN
+    with isolated():
+        _models.register_provider(
+            "house", lambda m, k, s: ScriptedChatModel(), errors={"househttp.HouseError": ErrorClass.RATE_LIMIT}
+        )
+        assert classify(HouseError("x")).error_class is ErrorClass.RATE_LIMIT
+        _models.register_provider(  # re-registered: the new slice, not a cached answer
+            "house", lambda m, k, s: ScriptedChatModel(), errors={"househttp.HouseError": ErrorClass.AUTH}
+        )
+        assert classify(HouseError("x")).error_class is ErrorClass.AUTH
+    assert classify(HouseError("x")).error_class is ErrorClass.UNKNOWN  # gone with the provider
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "The provided model identifier is invalid.",  # Bedrock (ValidationException)
+        "Invalid model: mistral-nope",  # Mistral
+        "nope/nope is not a valid model ID",  # OpenRouter
+        "Model Not Exist",  # DeepSeek
+    ],
+)
+def test_an_unknown_model_said_with_a_400_is_not_found(message):
+    assert classify(http_error(400, message)).error_class is ErrorClass.NOT_FOUND

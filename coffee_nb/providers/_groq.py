@@ -1,0 +1,75 @@
+"""Groq through langchain-groq (the groq SDK is Stainless-generated: the openai names, under groq.)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from coffee_nb._errors import ErrorClass
+from coffee_nb.providers._base import missing_extra
+from coffee_nb.providers._params import Params
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from coffee_nb._models import BuildSettings
+
+__all__ = ["ERRORS", "register"]
+
+E = ErrorClass
+ERRORS: dict[str, ErrorClass | None] = {
+    "groq.APITimeoutError": E.TIMEOUT,
+    "groq.APIConnectionError": E.CONNECTION,
+    "groq.RateLimitError": E.RATE_LIMIT,
+    "groq.InternalServerError": E.SERVER,
+    "groq.AuthenticationError": E.AUTH,
+    "groq.PermissionDeniedError": E.AUTH,
+    "groq.NotFoundError": E.NOT_FOUND,
+    "groq.BadRequestError": E.BAD_REQUEST,
+    "groq.UnprocessableEntityError": E.BAD_REQUEST,
+    "groq.ConflictError": E.SERVER,
+    "groq.APIResponseValidationError": E.SERVER,
+    "groq.APIStatusError": None,
+    "groq.APIError": E.SERVER,
+    "groq.GroqError": E.BAD_REQUEST,  # client misconfiguration
+}
+# groq's create() takes no top_k
+PARAMS = Params(sampling=frozenset({"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"}))
+
+
+def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
+    try:
+        from langchain_groq import ChatGroq
+    except ImportError as exc:
+        raise missing_extra("groq", "groq") from exc
+    from coffee_nb import _http
+    from coffee_nb.providers._guard import guarded
+
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "api_key": key,
+        "max_retries": 0,
+        "request_timeout": s.timeout,
+        "http_client": _http.get_http_client(),
+        **s.params,
+    }
+    if s.loop is not None and "http_async_client" not in s.params:
+        kwargs["http_async_client"] = _http.get_async_http_client(s.loop)
+    return ChatGroq(**guarded(kwargs))
+
+
+def register() -> None:
+    from coffee_nb._models import register_provider
+
+    register_provider(
+        "groq",
+        _build,
+        env_var="GROQ_API_KEY",
+        timeout_kwarg=True,
+        finish_reason=True,
+        errors=ERRORS,
+        params=PARAMS,
+        classes=("ChatGroq",),
+        extra="groq",
+        needs="langchain_groq",
+        examples=("llama-3.3-70b-versatile", "llama-3.1-8b-instant", "openai/gpt-oss-120b"),
+    )

@@ -1,0 +1,93 @@
+"""Mistral AI through langchain-mistralai, whose httpx clients (built here) ride the pool.
+
+langchain-mistralai talks HTTP itself and raises ``httpx.HTTPStatusError`` (in the core table); the
+``mistralai`` SDK's errors are mapped too, for instances built on it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from coffee_nb._errors import ErrorClass
+from coffee_nb.providers._base import missing_extra, secret
+from coffee_nb.providers._params import Params
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from coffee_nb._models import BuildSettings
+
+__all__ = ["ERRORS", "register"]
+
+E = ErrorClass
+ERRORS: dict[str, ErrorClass | None] = {
+    # mistralai (Speakeasy-generated; the Azure and GCP clients' bases have their own names)
+    "mistralai.MistralError": None,  # an HTTP error response: ``status_code``
+    "mistralai.MistralAzureError": None,
+    "mistralai.MistralGCPError": None,
+    "mistralai.SDKError": None,
+    "mistralai.HTTPValidationError": E.BAD_REQUEST,  # 422: the request's fields
+    "mistralai.ResponseValidationError": E.SERVER,  # a reply that doesn't parse
+    "mistralai.NoResponseError": E.CONNECTION,
+    "mistralai.StreamDisconnectedError": E.CONNECTION,
+    "mistralai.MistralClientException": E.BAD_REQUEST,  # agents, workflows, MCP helpers
+}
+PARAMS = Params(
+    sampling=frozenset({"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"}),
+    renames={"seed": "random_seed"},
+)
+_BASE_URL = "https://api.mistral.ai/v1"
+
+
+def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
+    try:
+        from langchain_mistralai import ChatMistralAI
+    except ImportError as exc:
+        raise missing_extra("mistral", "mistral") from exc
+    import httpx
+
+    from coffee_nb.providers._guard import guarded
+    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport
+
+    params = dict(s.params)
+    token = secret(params.pop("api_key", None)) or key or ""
+    base = str(params.pop("base_url", None) or os.environ.get("MISTRAL_BASE_URL") or _BASE_URL)
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "Authorization": f"Bearer {token}"}
+    # its clients carry the base URL and the key; their connections come from the pool
+    client = httpx.Client(
+        base_url=base, headers=headers, timeout=s.timeout, transport=PooledTransport(params.pop("http_client", None))
+    )
+    async_client = httpx.AsyncClient(
+        base_url=base,
+        headers=headers,
+        timeout=s.timeout,
+        transport=AsyncPooledTransport(params.pop("http_async_client", None)),
+    )
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "api_key": token,
+        "base_url": base,
+        "client": client,
+        "async_client": async_client,
+        "max_retries": 0,
+        **params,
+    }
+    return ChatMistralAI(**guarded(kwargs))
+
+
+def register() -> None:
+    from coffee_nb._models import register_provider
+
+    register_provider(
+        "mistral",
+        _build,
+        env_var="MISTRAL_API_KEY",
+        finish_reason=True,
+        errors=ERRORS,
+        params=PARAMS,
+        classes=("ChatMistralAI",),
+        extra="mistral",
+        needs="langchain_mistralai",
+        examples=("mistral-small-latest", "mistral-large-latest", "open-mistral-nemo"),
+    )
