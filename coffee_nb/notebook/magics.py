@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -280,37 +279,35 @@ class LLMMagics(Magics):
 
     @_line_magic("llm_models")
     def llm_models(self, line: str) -> Any:
-        """Known models: provider, key present?, context window, prices (USD per 1M tokens)."""
+        """Every provider with example models: key present? (names the variables, never a value), extra
+        installed? (else the pip line), context window, prices (USD per 1M tokens)."""
         import pandas as pd
 
-        from coffee_nb._models import PROVIDERS, Candidate
+        from coffee_nb._models import PROVIDERS, Candidate, parse_spec
+        from coffee_nb.providers._base import installed
         from coffee_nb.sandbox import MODELS as SANDBOX
 
+        parse_spec("sandbox/fast")  # the registry's default entries load on first use
         session = get_session()
-        specs = list(
-            dict.fromkeys(
-                [
-                    *(m for m in session.chain()[0] if isinstance(m, str)),
-                    *KNOWN_MODELS,
-                    *(f"sandbox/{m}" for m in SANDBOX),
-                ]
-            )
-        )
+        specs = [m for m in session.chain()[0] if isinstance(m, str)] + list(KNOWN_MODELS)
+        for name, entry in PROVIDERS.items():
+            examples = list(SANDBOX) if name == "sandbox" else list(entry.examples)
+            specs += [f"{name}/{m}" for m in examples or ["<model>"]]
         rows = []
-        for spec in specs:
+        for spec in dict.fromkeys(specs):
             cand = Candidate(spec, cooldown_after=1, cooldown=0)
             provider = PROVIDERS[cand.provider]
-            key = (
-                "not needed"
-                if provider.env_var is None
-                else ("yes" if os.environ.get(provider.env_var) else f"no ({provider.env_var})")
-            )
             price = cand.facts.price
             rows.append(
                 {
                     "model": spec,
                     "provider": cand.provider,
-                    "key": key,
+                    "key": provider.key_status(),
+                    "extra": (
+                        "installed"
+                        if installed(provider.needs)
+                        else f"pip install 'coffee_nb[{provider.extra or cand.provider}]'"
+                    ),
                     "context_window": cand.context_window,
                     "input_per_1M": None if price is None else _rate(price.input),
                     "output_per_1M": None if price is None else _rate(price.output),
