@@ -155,6 +155,8 @@ class Call:
                 kwargs.setdefault("temperature", picker.temperature)
             if picker.max_tokens is not None:
                 kwargs.setdefault("max_tokens", picker.max_tokens)
+        if kwargs:  # each provider's own spelling (max_output_tokens, num_predict, ...), refused ones dropped
+            kwargs = cand.call_kwargs(kwargs, model, self.stop)
         if cand.timeout_kwarg and loop is None:  # the client's own bound (per read, for a stream)
             kwargs["timeout"] = attempt.timeout
         tools = call_kwargs.get("coffee_tools")

@@ -129,10 +129,6 @@ def test_ollama_request_carries_its_options(keys):
     assert sent[-1]["options"] == {"num_ctx": 4096, "num_predict": 5, "temperature": 0.2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the runner to apply Candidate.call_kwargs in _attempt.Call.target (see the provider report)",
-)
 def test_a_chains_max_tokens_and_temperature_reach_every_provider(wire, keys):
     wire.script("generativelanguage.googleapis.com", shapes.google("ok", "gemini-2.5-flash"))
     with capture_records() as records:
