@@ -75,7 +75,8 @@ def _reason(exc: BaseException) -> tuple[str, str]:
         if code in (errno.ENOSPC, errno.EDQUOT):
             return "the disk holding it is full", "free some space, or " + _MOVE
         if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return "its directory is not writable", "make it writable, or " + _MOVE
+            where = f"{exc.filename} " if exc.filename else "its directory "
+            return f"{where}can't be written (read-only)", "make it writable, or " + _MOVE
         if code in (errno.ENOTDIR, errno.EEXIST):
             return "a file stands where its directory should be", "give a path inside a directory, or " + _MOVE
         if code == errno.EISDIR:
@@ -87,6 +88,11 @@ def _reason(exc: BaseException) -> tuple[str, str]:
 def storage_error(what: str, path: str | os.PathLike[str], exc: BaseException, doing: str = "") -> StorageError:
     """A :class:`StorageError` for ``exc`` raised while using ``what`` (e.g. "ledger") at ``path``."""
     wrong, todo = _reason(exc)
+    parent = Path(path).parent
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    unwritable = isinstance(exc, PermissionError) or name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY"))
+    if unwritable and parent.is_dir() and not os.access(parent, os.W_OK):
+        wrong, todo = f"its directory {parent} is read-only", "make it writable, or " + _MOVE
     lead = f"{doing}: " if doing else ""
     return StorageError(f"{lead}the {what} at {path} can't be used: {wrong}; {todo}", path)
 

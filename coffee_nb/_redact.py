@@ -26,13 +26,25 @@ _SECRETS: set[str] = set()
 _TEXT_ATTRS = ("message", "msg", "body", "detail", "reason", "strerror", "filename", "text")
 
 
+# the prefixes of well-known key formats: a server may echo a key without it
+_PREFIX = re.compile(r"^(?:sk-(?:ant-(?:[a-z]+\d*-)?|proj-|svcacct-|admin-)?|gsk_|xai-|AIza|pplx-|hf_|Bearer\s+)")
+
+
+def _forms(value: str) -> set[str]:
+    """``value`` as it may be echoed: whole, trimmed, and without a known key prefix."""
+    out = {value, value.strip()}
+    bare = _PREFIX.sub("", value.strip())
+    if len(bare) >= _MIN_SECRET:
+        out.add(bare)
+    return {v for v in out if len(v) >= _MIN_SECRET}
+
+
 def remember_secret(value: Any) -> None:
     """Redact ``value`` (a key coffee_nb was given: a ``str`` or a pydantic ``SecretStr``) from now on."""
     get = getattr(value, "get_secret_value", None)
     text = get() if callable(get) else value
-    if isinstance(text, str) and len(text.strip()) >= _MIN_SECRET:
-        _SECRETS.add(text)
-        _SECRETS.add(text.strip())
+    if isinstance(text, str):
+        _SECRETS.update(_forms(text))
 
 
 def _secret_values() -> list[str]:
@@ -41,11 +53,12 @@ def _secret_values() -> list[str]:
     names = set(_KEY_ENV_VARS)
     from coffee_nb import _config  # no import cycle: _config imports nothing of coffee_nb at import
 
-    names.update(p.env_var for p in list(_config.PROVIDERS.values()) if p.env_var)
+    for provider in list(_config.PROVIDERS.values()):
+        names.update(v for v in (provider.env_var, *getattr(provider, "secret_vars", ())) if v)
     for name in names:
         value = os.environ.get(name)
-        if value and len(value.strip()) >= _MIN_SECRET:
-            values.update((value, value.strip()))
+        if value:
+            values.update(_forms(value))
     return sorted(values, key=len, reverse=True)
 
 

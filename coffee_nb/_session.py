@@ -11,19 +11,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
-from collections import OrderedDict
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb import _config
-from coffee_nb._errors import ConfigError
-from coffee_nb._format import content_text, money, parse_json
-from coffee_nb._validate import positive_int
+from coffee_nb._answer import Answer, AnswerError, Conversation
+from coffee_nb._errors import CoffeeError, ConfigError, is_clean, redact, scrub
+from coffee_nb._format import money, parse_json
+from coffee_nb._paths import StorageError
+from coffee_nb._validate import max_tokens as check_max_tokens
+from coffee_nb._validate import optional_flag, text
 from coffee_nb._validate import temperature as check_temperature
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from coffee_nb.budget import Budget, Ledger
     from coffee_nb.metrics import LocalMetrics
 
-__all__ = ["Answer", "Session", "ask", "configure", "get_session", "money", "parse_json", "reset"]
+__all__ = ["Answer", "AnswerError", "Session", "ask", "configure", "get_session", "money", "parse_json", "reset"]
 
 DEFAULT_DAILY_BUDGET = Decimal(5)  # a hard daily cap unless configured: no surprise bills
 SANDBOX_CHAIN = ("sandbox/fast", "sandbox/smart")
@@ -52,91 +52,45 @@ KNOWN_MODELS = (
     "ollama/llama3.2",
 )
 FORMATS = ("markdown", "text", "code", "json", "html")
+_BUDGET_METHODS = ("reserve", "commit", "release", "status")
+_METRICS_METHODS = ("emit", "summary", "to_dataframe")
 
 
-@dataclass
-class Answer:
-    """What one ``%%llm`` cell (or ``coffee_nb.ask``) got back: the text, the full message, the trace."""
+def _chain(models: Any) -> list[Any]:
+    """A model chain from a list or a comma-separated string, each model checked now."""
+    if isinstance(models, str):
+        chain: list[Any] = [m.strip() for m in models.split(",")]
+    elif isinstance(models, (list, tuple)):
+        chain = list(models)
+    else:
+        raise ConfigError(
+            f"models must be a list of models or a comma-separated string like 'openai/gpt-4o-mini,sandbox/fast', "
+            f"got {models!r}"
+        )
+    chain = [m for m in chain if m != ""]
+    if not chain:
+        raise ConfigError("models must name at least one model, e.g. 'openai/gpt-4o-mini,sandbox/fast'")
+    from coffee_nb._invoker import AutoPicker
 
-    message: AIMessage
-    model: str
-    provider: str
-    attempts: list[dict[str, Any]]
-    cost: Decimal | None
-    price_source: str
-    tokens: dict[str, Any]
-    latency_s: float
-    cache_hit: bool = False
-    fallback_reason: str | None = None
-    format: str = "markdown"
-    parsed: Any = None
-    budget_left: dict[str, Decimal] = field(default_factory=dict)
-    notice: str | None = None
-
-    @property
-    def text(self) -> str:
-        return content_text(self.message.content)
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        tokens = f"{self.tokens.get('input')}→{self.tokens.get('output')}"
-        return f"Answer(model={self.model!r}, cost={self.cost_text()}, tokens={tokens})"
-
-    def cost_text(self) -> str:
-        if self.cache_hit:
-            return "$0 (cache hit)"
-        if self.cost is None:
-            return "unpriced"
-        label = " (sandbox prices)" if self.price_source == "sandbox" else ""
-        return f"{money(self.cost)}{label}"
-
-    def footer(self) -> str:
-        """One line: model, fallbacks taken, tokens, cost, latency, budget remaining."""
-        parts = [self.model]
-        tried = [a["model"] for a in self.attempts if a["outcome"] != "ok"]
-        if self.fallback_reason:
-            parts.append(f"fallback from {tried[0]} ({self.fallback_reason})")
-        elif len(self.attempts) > 1:
-            parts.append(f"{len(self.attempts) - 1} retr{'y' if len(self.attempts) == 2 else 'ies'}")
-        est = "~" if self.tokens.get("estimated") else ""
-        parts.append(f"{est}{self.tokens.get('input', 0)}→{self.tokens.get('output', 0)} tokens")
-        parts.append(self.cost_text())
-        parts.append(f"{self.latency_s:.2f} s")
-        for period, left in self.budget_left.items():
-            parts.append(f"{period} budget left {money(left)}")
-            break
-        return " · ".join(parts)
-
-    def _repr_markdown_(self) -> str:
-        # "$" starts LaTeX math in Jupyter's markdown: MathJax skips elements with these classes
-        return f"{self.text}\n\n<sub class='tex2jax_ignore mathjax_ignore'>{self.footer()}</sub>"
+    AutoPicker(chain[0], chain[1:])  # validates every spec now, with a clear error
+    return chain
 
 
-class Conversation:
-    """Chat memory for ``--chat``: one exchange per cell; re-running a cell replaces its exchange."""
+def _parsed(answer: Answer) -> Answer:
+    """``answer`` with its JSON parsed (``format="json"``); an answer that isn't JSON is an AnswerError
+    that still carries it (it was paid for)."""
+    if answer.format == "json":
+        try:
+            answer.parsed = parse_json(answer.text)
+        except ValueError as exc:
+            raise AnswerError(f"{exc}; the answer is kept, as text, in the error's .answer", answer) from None
+    return answer
 
-    def __init__(self) -> None:
-        self.exchanges: OrderedDict[str, tuple[BaseMessage, BaseMessage]] = OrderedDict()
 
-    def history(self, key: str) -> list[BaseMessage]:
-        """The exchanges before ``key``'s (all of them when ``key`` is new)."""
-        out: list[BaseMessage] = []
-        for k, (human, ai) in self.exchanges.items():
-            if k == key:
-                break
-            out += [human, ai]
-        return out
+def _policy_class() -> type:
+    from coffee_nb._policy import Policy
 
-    def record(self, key: str, human: BaseMessage, ai: BaseMessage) -> None:
-        self.exchanges[key] = (human, ai)  # same key: replaced in place, order kept
-
-    def clear(self) -> None:
-        self.exchanges.clear()
-
-    def __len__(self) -> int:
-        return len(self.exchanges)
+    return Policy
 
 
 class Session:
@@ -164,6 +118,7 @@ class Session:
         self.sinks: list[Callable[[CallRecord], object]] = []
         self.conversation = Conversation()
         self._noticed = False
+        self._cache_warned = False  # a failing response cache is said once (until it works again)
 
     # -- configuration -------------------------------------------------------------------------
     def configure(
@@ -185,36 +140,31 @@ class Session:
         metrics: Any = None,
         cache: bool | None = None,
     ) -> Session:
-        """Change the defaults. Budget limits given here replace the session budget (same ledger)."""
-        with self._lock:
-            if models is not None:
-                chain = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models)
-                chain = [m for m in chain if m != ""]
-                if not chain:
-                    raise ConfigError("models must name at least one model, e.g. 'openai/gpt-4o-mini,sandbox/fast'")
-                from coffee_nb._invoker import AutoPicker
+        """Change the defaults. Budget limits given here replace the session budget (same ledger).
 
-                AutoPicker(chain[0], chain[1:])  # validates every spec now, with a clear error
-                self.models = chain
-                self._pickers.clear()
+        All or nothing: every value is checked (and a new ledger opened) before anything changes, so a
+        refused value leaves the session as it was.
+        """
+        with self._lock:
+            chain = _chain(models) if models is not None else None
             if temperature is not None:
-                self.temperature = check_temperature(temperature)
+                temperature = check_temperature(temperature)
             if max_tokens is not None:
-                self.max_tokens = positive_int("max_tokens", max_tokens)
+                max_tokens = check_max_tokens(max_tokens)
             if system is not None:
-                self.system = system or None
-            if policy is not None:
-                self.policy = policy
-                self._pickers.clear()
-            if cache is not None:
-                self.cache_enabled = bool(cache)
+                text("system", system)
+            if policy is not None and not isinstance(policy, _policy_class()):
+                raise ConfigError(f"policy must be a coffee_nb.Policy, e.g. Policy(deadline=60), got {policy!r}")
+            if budget is not None and not all(callable(getattr(budget, m, None)) for m in _BUDGET_METHODS):
+                raise ConfigError(f"budget must be a coffee_nb.Budget, e.g. Budget(daily=5), got {budget!r}")
+            if metrics is not None and not all(callable(getattr(metrics, m, None)) for m in _METRICS_METHODS):
+                raise ConfigError(f"metrics must be a coffee_nb.LocalMetrics (the session's table), got {metrics!r}")
+            cache = optional_flag("cache", cache)
+            hard = optional_flag("hard", hard, " (block) or False (warn only)")
             limits = {"hourly": hourly, "daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
             limits = {k: v for k, v in limits.items() if v is not None}
-            if budget is not None:
-                self._budget = budget
-                self._budget_args = {}  # limits given later start from the defaults, not from this object
-                self._pickers.clear()
-            elif limits or hard is not None or ledger is not None:
+            new_budget, args = None, None
+            if budget is None and (limits or hard is not None or ledger is not None):
                 # given limits are added to (or replace) the current ones; Budget(...) via budget= for full control
                 args = dict(self._budget_args or {"daily": DEFAULT_DAILY_BUDGET})
                 args.update(limits)
@@ -222,11 +172,28 @@ class Session:
                     args["hard"] = hard
                 if ledger is not None:
                     args["ledger"] = ledger
-                self._budget = self._new_budget(args)
-                self._budget_args = args
-                self._pickers.clear()
+                new_budget = self._new_budget(args)  # the last step that may fail: nothing has changed yet
+            # -- everything checked: apply
+            if chain is not None:
+                self.models = chain
+            if temperature is not None:
+                self.temperature = temperature
+            if max_tokens is not None:
+                self.max_tokens = max_tokens
+            if system is not None:
+                self.system = system or None
+            if policy is not None:
+                self.policy = policy
+            if cache is not None:
+                self.cache_enabled = cache
+            if budget is not None:
+                self._budget = budget
+                self._budget_args = {}  # limits given later start from the defaults, not from this object
+            elif new_budget is not None and args is not None:
+                self._budget, self._budget_args = new_budget, args
             if metrics is not None:
                 self._metrics = metrics
+            if any(v is not None for v in (chain, policy, budget, new_budget, metrics)):
                 self._pickers.clear()
         return self
 
@@ -260,17 +227,25 @@ class Session:
 
     def _new_budget(self, args: dict[str, Any]) -> Budget:
         """A Budget from ``args``; a ledger given by spec (or the default SQLite one) is opened once and
-        shared by the session's budgets until ``reset()`` closes it. A ledger object stays the caller's."""
+        shared by the session's budgets until ``reset()`` closes it. A ledger object stays the caller's.
+        Nothing changes unless the budget is made (a ledger opened for it is closed again)."""
         from coffee_nb.budget import Budget, open_ledger
 
         spec = args.get("ledger")
         if spec is not None and not isinstance(spec, (str, os.PathLike)):
             return Budget(**args)
-        if self._ledger is None or self._ledger[0] != spec:
-            ledger = open_ledger(spec if spec is None or isinstance(spec, str) else Path(spec), "default")
-            self._opened.append(ledger)
-            self._ledger = (spec, ledger)
-        return Budget(**{**args, "ledger": self._ledger[1]})
+        if self._ledger is not None and self._ledger[0] == spec:
+            return Budget(**{**args, "ledger": self._ledger[1]})
+        Budget(**{**args, "ledger": "memory"})  # the limits first: a bad one must not open (or create) a file
+        ledger = open_ledger(spec if spec is None or isinstance(spec, str) else Path(spec), "default")
+        try:
+            budget = Budget(**{**args, "ledger": ledger})
+        except BaseException:
+            ledger.close()
+            raise
+        self._opened.append(ledger)
+        self._ledger = (spec, ledger)
+        return budget
 
     # -- parts -------------------------------------------------------------------------------------
     @property
@@ -293,6 +268,7 @@ class Session:
 
     @property
     def cache(self) -> ResponseCache:
+        """The response cache (opened on first use); a ``StorageError`` naming the file if it can't be."""
         with self._lock:
             if self._cache is None:
                 from coffee_nb._cache import ResponseCache
@@ -300,6 +276,26 @@ class Session:
                 self._cache = ResponseCache()
                 self._opened.append(self._cache)
             return self._cache
+
+    def _cache_or_none(self) -> ResponseCache | None:
+        """The cache, or None when it can't be opened (said once; answers go on without it)."""
+        try:
+            return self.cache
+        except StorageError as exc:
+            self._cache_failed(exc)
+            return None
+
+    def _cache_failed(self, exc: StorageError) -> None:
+        from coffee_nb._cache import CacheWarning
+
+        if not self._cache_warned:
+            self._cache_warned = True
+            warnings.warn(
+                f"coffee_nb: answering without the response cache: {exc}. Answers are shown as usual "
+                "(and billed: they can't be stored); the cache is tried again on every call.",
+                CacheWarning,
+                stacklevel=4,
+            )
 
     def chain(self) -> tuple[list[Any], str | None]:
         """The model chain to use and, for the default sandbox chain, a notice saying so."""
@@ -404,30 +400,59 @@ class Session:
                     on_token(hit.text)
                 if chat is not None:
                     self.conversation.record(chat, messages[-1], hit.message)
-                return hit
-        picker = self.picker(chain, budget)
-        call_kwargs: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
+                return _parsed(hit)
         start = time.perf_counter()
-        if on_token is not None:
-            from coffee_nb._streams import Collector, is_restart
-
-            collector = Collector()
-            for chunk in picker.stream(messages, **call_kwargs):
-                if is_restart(chunk) and on_restart is not None:
-                    on_restart(chunk.response_metadata["coffee_nb"])  # the answer starts over on another model
-                collector.add(chunk)
-                if chunk.content:
-                    on_token(chunk.text)
-            message = collector.result()
-        else:
-            message = picker.invoke(messages, **call_kwargs)
+        try:
+            message = self._call(messages, chain, budget, params, on_token, on_restart)
+        except Exception as exc:
+            if is_clean(scrub(exc)):
+                raise
+            # a text of its own making that still holds a key: say what it was, without it
+            raise CoffeeError(redact(f"{type(exc).__name__}: {exc}")) from None
+        # the call is paid: from here on nothing may lose the answer
         answer = self._answer(message, format, time.perf_counter() - start)
         answer.notice = notice
         if key is not None:
-            self.cache.put(key, message, {"model": answer.model, "provider": answer.provider, "tokens": answer.tokens})
+            self._store(key, message, answer)
         if chat is not None:
             self.conversation.record(chat, messages[-1], message)
-        return answer
+        return _parsed(answer)
+
+    def _call(
+        self,
+        messages: list[BaseMessage],
+        chain: list[Any],
+        budget: Budget | None,
+        params: dict[str, Any],
+        on_token: Callable[[str], Any] | None,
+        on_restart: Callable[[dict[str, Any]], Any] | None,
+    ) -> AIMessage:
+        picker = self.picker(chain, budget)
+        call_kwargs: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
+        if on_token is None:
+            return picker.invoke(messages, **call_kwargs)
+        from coffee_nb._streams import Collector, is_restart
+
+        collector = Collector()
+        for chunk in picker.stream(messages, **call_kwargs):
+            if is_restart(chunk) and on_restart is not None:
+                on_restart(chunk.response_metadata["coffee_nb"])  # the answer starts over on another model
+            collector.add(chunk)
+            if chunk.content:
+                on_token(chunk.text)
+        return collector.result()
+
+    def _store(self, key: str, message: AIMessage, answer: Answer) -> None:
+        """Keep a paid answer in the cache; a cache that fails is warned about once, never fatal."""
+        cache = self._cache_or_none()
+        if cache is None:
+            return
+        try:
+            cache.put(key, message, {"model": answer.model, "provider": answer.provider, "tokens": answer.tokens})
+        except StorageError as exc:
+            self._cache_failed(exc)
+        else:
+            self._cache_warned = False  # working again: a new failure is worth saying
 
     def _budget_left(self) -> dict[str, Decimal]:
         try:
@@ -453,56 +478,26 @@ class Session:
             format=format,
             budget_left=self._budget_left(),
         )
-        if format == "json":
-            answer.parsed = parse_json(answer.text)
         return answer
 
     def _from_cache(self, key: str, format: str) -> Answer | None:  # noqa: A002
         start = time.perf_counter()
-        found = self.cache.get(key)
+        cache = self._cache_or_none()
+        try:
+            found = cache.get(key) if cache is not None else None
+        except StorageError as exc:
+            self._cache_failed(exc)
+            return None
         if found is None:
             return None
         message, stored = found
-        from coffee_nb._records import CallRecord, Outcome, Role, global_sinks, publish
+        from coffee_nb._cache import replay
+        from coffee_nb._records import global_sinks, publish
 
-        latency = time.perf_counter() - start
-        tokens = stored.get("tokens", {})
-        record = CallRecord(
-            call_id=uuid.uuid4().hex,
-            attempt=0,
-            role=Role.PRIMARY,
-            provider=stored.get("provider", "?"),
-            model=stored.get("model", "?"),
-            outcome=Outcome.OK,
-            started_at=datetime.now(UTC),
-            latency_s=latency,
-            input_tokens=int(tokens.get("input", 0)),
-            output_tokens=int(tokens.get("output", 0)),
-            cost=Decimal(0),
-            price_source="cache",
-            cache_hit=True,
-        )
+        record, message = replay(message, stored, time.perf_counter() - start)
         publish([self.metrics.emit, *self.sinks], record)
         publish(global_sinks(), record)
-        meta = {
-            "call_id": record.call_id,
-            "model": record.model,
-            "provider": record.provider,
-            "role": "primary",
-            "fallback_reason": None,
-            "attempts": [
-                {"model": record.model, "role": "primary", "outcome": "ok", "error_class": None, "latency_s": latency}
-            ],
-            "tokens": tokens,
-            "cost": Decimal(0),
-            "priced": True,
-            "price_source": "cache",
-            "latency_s": latency,
-            "ttft_s": None,
-            "cache_hit": True,
-        }
-        message = message.model_copy(update={"response_metadata": {**message.response_metadata, "coffee_nb": meta}})
-        answer = self._answer(message, format, latency)
+        answer = self._answer(message, format, record.latency_s)
         answer.cache_hit = True
         return answer
 
@@ -515,14 +510,19 @@ class Session:
         max_tokens: int | None = None,
         chat: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Per candidate: estimated input tokens, context window, worst-case cost, and budget left after. No call."""
-        from coffee_nb._invoker import DEFAULT_OUTPUT_ESTIMATE
+        """Per candidate: estimated input tokens, context window, worst-case cost, and budget left after
+        (empty when the ledger can't be used). No call."""
+        from coffee_nb._invoker import DEFAULT_OUTPUT_ESTIMATE, AutoPicker
         from coffee_nb._tokens import count_message_tokens
 
-        picker = self.picker(models)
+        chain = list(models) if models else self.chain()[0]
+        picker = AutoPicker(chain[0], chain[1:])  # no budget: a dry run works even when the ledger can't be used
         messages = self.messages(prompt, system=system, chat=chat)
         cap = max_tokens or self.max_tokens
-        status = self.budget.status()
+        try:
+            status = self.budget.status()
+        except StorageError:  # budget left unknown ("?"); %%llm --dry-run says why
+            status = {}
         rows = []
         for cand in picker.candidates:
             count = count_message_tokens(messages, cand.provider, cand.model)

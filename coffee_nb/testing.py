@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +29,17 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from coffee_nb._config import isolated
 from coffee_nb._records import capture_records
 
-__all__ = ["ScriptedChatModel", "capture_records", "http_error", "isolated", "redis_server"]
+__all__ = [
+    "ScriptedChatModel",
+    "capture_records",
+    "fill_disk",
+    "http_error",
+    "isolated",
+    "read_only_dir",
+    "redis_server",
+    "sqlite_fault",
+    "tiny_disk",
+]
 
 
 def http_error(
@@ -172,8 +184,9 @@ class ScriptedChatModel(BaseChatModel):
 
 
 @contextmanager
-def redis_server(*, timeout: float = 20.0) -> Iterator[str]:
-    """A throwaway ``redis-server`` on a free 127.0.0.1 port; yields its URL, stops it after.
+def redis_server(*, timeout: float = 20.0, password: str | None = None) -> Iterator[str]:
+    """A throwaway ``redis-server`` on a free 127.0.0.1 port; yields its URL (without the ``password`` it
+    requires, if given), stops it after.
 
     Raises FileNotFoundError when redis-server is not installed (``apt-get install redis-server``).
     """
@@ -187,8 +200,9 @@ def redis_server(*, timeout: float = 20.0) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *auth],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -206,3 +220,115 @@ def redis_server(*, timeout: float = 20.0) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# -- storage faults, for real (no mocks of coffee_nb): read-only directories, full disks, SQLite refusing
+def _mount(args: list[str], target: Path) -> None:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("mount")
+    if exe is None:
+        raise OSError(f"can't mount a tmpfs on {target}: no mount command")
+    done = subprocess.run([exe, *args, str(target)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise OSError(f"can't mount a tmpfs on {target} (needs root and CAP_SYS_ADMIN): {done.stderr.strip()}")
+
+
+def _umount(target: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
+
+
+@contextmanager
+def read_only_dir(parent: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A directory no file can be created or changed in, even by root.
+
+    Not root: a directory of mode 0o555. Root ignores modes, so there a read-only tmpfs is mounted on it
+    (root with CAP_SYS_ADMIN, as in most containers and CI runners). ``OSError`` when neither works.
+    Put files in it first with :func:`tiny_disk` and ``remount``, or test opening new files in it.
+    """
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir=parent))
+    target = base / "read-only"
+    target.mkdir()
+    mounted = False
+    try:
+        if os.geteuid() != 0:
+            target.chmod(0o555)
+        else:
+            _mount(["-t", "tmpfs", "-o", "ro,size=64k", "coffee_nb_ro"], target)
+            mounted = True
+        yield target
+    finally:
+        if mounted:
+            _umount(target)
+        target.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def tiny_disk(size_kib: int = 256, parent: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A directory on its own tiny filesystem (a tmpfs of ``size_kib``), to fill up: see :func:`fill_disk`.
+    Needs root with CAP_SYS_ADMIN; ``OSError`` otherwise (then use :func:`sqlite_fault`)."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(dir=parent))
+    target = base / "disk"
+    target.mkdir()
+    mounted = False
+    try:
+        if os.geteuid() != 0:
+            raise OSError("a tiny filesystem needs root (mount -t tmpfs)")
+        _mount(["-t", "tmpfs", "-o", f"size={int(size_kib)}k", "coffee_nb_tiny"], target)
+        mounted = True
+        yield target
+    finally:
+        if mounted:
+            _umount(target)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def fill_disk(directory: str | os.PathLike[str]) -> Path:
+    """Fill the filesystem holding ``directory`` to the last byte; returns the filler (delete it to free)."""
+    filler = Path(directory) / "coffee_nb-filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 16, 1 << 12, 1 << 9, 1):  # big writes first, then down to the last byte
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    return filler
+
+
+@contextmanager
+def sqlite_fault(store: Any, kind: str) -> Iterator[None]:
+    """Make the SQLite connection of ``store`` (a SQLite ledger or a ResponseCache) fail like a real
+    storage fault, inside the block: ``"read_only"`` (``PRAGMA query_only``: writes fail with SQLITE_READONLY,
+    as in a read-only directory) or ``"full"`` (``PRAGMA max_page_count`` at its current size: any write
+    needing a new page fails with SQLITE_FULL, as on a full disk). For where root makes chmod useless and
+    no filesystem can be mounted."""
+    db = store._db
+    if kind == "read_only":
+        db.execute("PRAGMA query_only=1")
+        try:
+            yield
+        finally:
+            db.execute("PRAGMA query_only=0")
+    elif kind == "full":
+        before = db.execute("PRAGMA max_page_count").fetchone()[0]
+        db.execute("PRAGMA max_page_count=1")  # SQLite keeps it at the current size: no page can be added
+        try:
+            yield
+        finally:
+            db.execute(f"PRAGMA max_page_count={int(before)}")
+    else:
+        raise ValueError(f"kind must be 'read_only' or 'full', got {kind!r}")

@@ -14,26 +14,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._errors import BudgetExceededError, ConfigError, redact, remember_secret
+from coffee_nb._errors import BudgetExceededError, ConfigError
 from coffee_nb._format import money
 from coffee_nb._validate import flag, fraction, optional_flag, positive_number, usd
-from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, MemoryLedger, from_pico, to_pico
+from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, from_pico, to_pico
+from coffee_nb.budget._open import open_ledger
 from coffee_nb.budget._periods import PERIODS, Period, bucket, period_window, resolve_timezone
 from coffee_nb.budget._unsaved import Unsaved
 
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = [
-    "Budget",
-    "BudgetEvent",
-    "BudgetStack",
-    "BudgetWarning",
-    "Lease",
-    "Limit",
-    "create_budget_enforcer",
-    "open_ledger",
-]
+__all__ = ["Budget", "BudgetEvent", "BudgetWarning", "Lease", "Limit"]
 
 DEFAULT_WARN_AT = 0.8
 DEFAULT_LEASE_TTL = 300.0  # seconds; longer than any call's deadline
@@ -113,53 +105,6 @@ class Lease:
     @property
     def amount(self) -> Decimal | None:
         return None if self.pico is None else from_pico(self.pico)
-
-
-def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
-    """``"memory"``, ``"sqlite"`` (per-user file), ``"sqlite:///path.db"``, a ``.db``/``.sqlite3`` path,
-    ``"redis://host:port/db"``, or a ledger object."""
-    accepted = (
-        "'memory', 'sqlite', 'sqlite:///path/to/ledger.db', a path ending .db/.sqlite/.sqlite3, 'redis://host:port/db'"
-    )
-    if spec is None or spec == "sqlite":
-        from coffee_nb.budget._sqlite import SQLiteLedger
-
-        return SQLiteLedger(namespace=namespace)
-    if isinstance(spec, Path):
-        spec = str(spec)
-    if not isinstance(spec, str):
-        if all(hasattr(spec, m) for m in ("reserve", "commit", "release", "spent", "reserved")):
-            return spec
-        raise ConfigError(f"ledger must be one of {accepted} or a ledger object, got {spec!r}")
-    if spec == "memory":
-        return MemoryLedger()
-    if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
-        from coffee_nb.budget._sqlite import SQLiteLedger
-
-        return SQLiteLedger(spec[len("sqlite:///") :], namespace=namespace)
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(spec)
-        if parts.password:
-            remember_secret(parts.password)  # the error below repeats the URL: never its password
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        unix = parts.scheme == "unix"
-        if (unix and not parts.path) or (not parts.hostname and not unix) or port == -1:
-            raise ConfigError(
-                redact(f"malformed ledger URL {spec!r}: expected one of {accepted} or 'unix:///path/to/redis.sock'")
-            )
-        from coffee_nb.budget._redis import RedisLedger
-
-        return RedisLedger(spec, namespace=namespace)
-    if spec.endswith((".db", ".sqlite", ".sqlite3")) and "://" not in spec:
-        from coffee_nb.budget._sqlite import SQLiteLedger
-
-        return SQLiteLedger(spec, namespace=namespace)
-    raise ConfigError(f"malformed ledger {spec!r}: expected one of {accepted}")
 
 
 class Budget:
@@ -334,7 +279,7 @@ class Budget:
                 f"a call to {model} may cost up to ${from_pico(pico):,.2f}, more than coffee_nb reserves for one "
                 f"call (${from_pico(MAX_CALL_PICO):,}): lower max_tokens, or check the model's price"
             )
-        if self._unsaved:  # earlier spend waits for the ledger: no new spending until it is recorded
+        if self._unsaved.items:  # earlier spend waits for the ledger: no new spending until it is recorded
             self._unsaved.flush(self.ledger)
         t = self._clock()
         keys = self._keys_for(model, t)
@@ -355,7 +300,9 @@ class Budget:
         t = self._clock()
         keys = self._keys_for(lease.model, t)
         watch, alarms = self._unwarned(keys)
-        amount = min(pico or 0, MAX_CALL_PICO)  # a provider reporting absurd usage can't overflow the ledger
+        amount = pico or 0
+        if amount > MAX_CALL_PICO:  # a provider reporting absurd usage must not overflow the ledger
+            amount = MAX_CALL_PICO
         row = CallRow(lease.id, lease.model, amount, t, pico is not None)
         try:
             spent = self.ledger.commit(lease.id, amount, keys.buckets, row, watch)
@@ -589,61 +536,3 @@ def _user_stacklevel() -> int:
             return level
         frame, level = frame.f_back, level + 1
     return 2
-
-
-def create_budget_enforcer(
-    daily_budget: float | None = None,
-    monthly_budget: float | None = None,
-    total_budget: float | None = None,
-    hourly_budget: float | None = None,
-    weekly_budget: float | None = None,
-    hard_limit: bool = True,
-    warning_threshold: float = DEFAULT_WARN_AT,
-    **kwargs: Any,
-) -> Budget:
-    """The seed's factory: the same kind of object ``AutoPicker(..., budget=...)`` takes."""
-    return Budget(
-        hourly=hourly_budget,
-        daily=daily_budget,
-        weekly=weekly_budget,
-        monthly=monthly_budget,
-        total=total_budget,
-        hard=hard_limit,
-        warn_at=warning_threshold,
-        **kwargs,
-    )
-
-
-class BudgetStack:
-    """Several budgets enforced together (e.g. the session's and a per-cell cap): all must agree."""
-
-    def __init__(self, *budgets: Any) -> None:
-        self.budgets = [b for b in budgets if b is not None]
-
-    def __repr__(self) -> str:
-        return f"BudgetStack({', '.join(map(repr, self.budgets))})"
-
-    def reserve(self, model: str, amount: Decimal | None) -> list[Any]:
-        leases: list[Any] = []
-        try:
-            for budget in self.budgets:  # one by one: the except below releases what was reserved so far
-                leases.append(budget.reserve(model, amount))  # noqa: PERF401
-        except BaseException:
-            for budget, lease in zip(self.budgets, leases, strict=False):
-                budget.release(lease)
-            raise
-        return leases
-
-    def commit(self, leases: list[Any], amount: Decimal | None) -> None:
-        for budget, lease in zip(self.budgets, leases, strict=True):
-            budget.commit(lease, amount)
-
-    def release(self, leases: list[Any]) -> None:
-        for budget, lease in zip(self.budgets, leases, strict=True):
-            budget.release(lease)
-
-    def reserve_pico(self, model: str, pico: int | None) -> list[Any]:
-        return self.reserve(model, None if pico is None else from_pico(pico))
-
-    def commit_pico(self, leases: list[Any], pico: int | None) -> None:
-        self.commit(leases, None if pico is None else from_pico(pico))

@@ -32,7 +32,16 @@ from typing import TypeVar, cast
 from coffee_nb._errors import ConfigError
 from coffee_nb._paths import StorageError, data_dir, open_sqlite, prepare_path, storage_error
 from coffee_nb.budget._ledger import CallRow, LimitHit
-from coffee_nb.budget._sqlite_file import carry, identity, migrate
+from coffee_nb.budget._sqlite_file import (
+    Carried,
+    close_aside,
+    identity,
+    migrate,
+    orphaned_wal,
+    put,
+    side_files,
+    take,
+)
 
 __all__ = ["SQLiteLedger", "default_path"]
 
@@ -75,12 +84,22 @@ class SQLiteLedger:
         self._reads: dict[int, str] = {}
         self._tidy_at = 0.0
         self._look_at = 0.0  # wall-clock time of the next hot-path check that our file is still at the path
+        self._carried: Carried | None = None  # taken from a deleted file, waiting for the new one
+        self._side: tuple[tuple[int, int] | None, ...] = ()
         self._db, self._ident = self._connect()
         self._ex: Callable[..., sqlite3.Cursor] = self._db.execute
 
     def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
         """Open (creating, migrating) the file at the path; the connection and the file's identity."""
         path = prepare_path(self.path, _WHAT)  # again: after a deletion, its directory may be gone too
+        if orphaned_wal(self._spath):
+            raise StorageError(
+                f"the ledger at {path} can't be used: it was deleted while a kernel had it open (its write-ahead "
+                f"log {path}-wal is still there, holding that kernel's latest spend). That kernel moves its spend "
+                "into a new file at its next budget use or when it closes; try again then. If no kernel uses "
+                f"it any more, delete {path.name}-wal and {path.name}-shm (what they hold is then lost)",
+                path,
+            )
         # 1 KiB pages for a new file (no effect on an existing one): a call dirties a few pages holding a
         # few small rows each, and every dirty page is written, checksummed and checkpointed whole.
         # synchronous=NORMAL: durable across process crashes, fast. wal_autocheckpoint stays at SQLite's
@@ -100,6 +119,7 @@ class SQLiteLedger:
         except sqlite3.Error as exc:
             db.close()
             raise storage_error(_WHAT, path, exc) from None
+        self._side = side_files(self._spath)
         return db, identity(self._spath)
 
     def __repr__(self) -> str:
@@ -130,37 +150,44 @@ class SQLiteLedger:
     # -- the file at our path ----------------------------------------------------------------------
     def _look(self) -> None:
         """Is the file at our path still the one we opened? If not, carry over to it (the lock is held)."""
-        if identity(self._spath) != self._ident:
+        if self._carried is not None or identity(self._spath) != self._ident:
             self._carry()
 
     def _carry(self) -> None:
-        """Our file was deleted or replaced: move what it holds into the file at the path and go on there.
+        """Our file was deleted or replaced: take what it holds, close it, and add that to the file at the
+        path (created if need be), going on there.
 
-        If that fails (the directory is gone and can't be made again, ...), go on in the old file: what is
-        recorded there is kept while this process lives, and carried at the next look.
+        Until the new file can be opened (its directory can't be made again, ...), what was taken waits
+        here and every use is a StorageError; each use tries again. Taking fails only with the old file
+        itself: then we go on recording there (kept while this process lives) and try at the next look.
         """
+        if self._carried is None:
+            try:
+                self._carried = take(self._db)
+            except sqlite3.Error as exc:
+                warnings.warn(f"coffee_nb: {self._fail(exc, 'carrying spend to a new ledger file')}", stacklevel=5)
+                return
+            close_aside(self._db, self._spath, self._side)
+            self._ex = _closed
+        self._look_at = 0.0  # until it is carried, every use looks again
+        new, ident = self._connect()  # a StorageError naming the file: the caller's operation fails with it
+        carried = self._carried
         try:
-            new, ident = self._connect()
-        except StorageError as exc:
-            warnings.warn(f"coffee_nb: {exc}; recording in the deleted file meanwhile", stacklevel=4)
-            return
-        try:
-            total, calls = carry(self._db, self._spath)
+            put(new, carried)
         except sqlite3.Error as exc:
             new.close()
-            warnings.warn(f"coffee_nb: {self._fail(exc, 'carrying spend to a new ledger file')}", stacklevel=4)
-            return
-        self._db.close()
-        self._db, self._ident, self._ex = new, ident, new.execute
-        if total or calls:
+            raise self._fail(exc, "carrying spend to a new ledger file") from None
+        self._db, self._ident, self._ex, self._carried = new, ident, new.execute, None
+        if carried.total or carried.calls:
             from coffee_nb._pricing import from_pico
-            from coffee_nb.budget._budget import BudgetWarning
+            from coffee_nb.budget._budget import BudgetWarning, _user_stacklevel
 
             warnings.warn(
                 f"coffee_nb: the ledger file {self.path} was deleted or replaced while in use; the "
-                f"${from_pico(total)} of spend and {calls} call(s) it held were carried into the file now there",
+                f"${from_pico(carried.total)} of spend and {len(carried.calls)} call(s) it held were carried "
+                "into the file now there",
                 BudgetWarning,
-                stacklevel=4,
+                stacklevel=_user_stacklevel(),
             )
 
     def _js(self, key: tuple[object, ...]) -> str:
@@ -358,12 +385,16 @@ class SQLiteLedger:
     def close(self) -> None:
         """Close the connection (idempotent). A file deleted meanwhile has its spend carried first."""
         with self._lock:
-            if self._ex is _closed:
+            if self._ex is _closed and self._carried is None:
                 return
-            with suppress(sqlite3.Error):
+            try:
                 self._look()
+            except (sqlite3.Error, StorageError) as exc:
+                if self._carried is not None:
+                    warnings.warn(f"coffee_nb: closing with spend never carried over: {exc}", stacklevel=3)
             self._db.close()
             self._ex = _closed
+            self._carried = None
 
 
 def _closed(*args: object) -> sqlite3.Cursor:

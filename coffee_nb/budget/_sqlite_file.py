@@ -1,5 +1,12 @@
 """The SQLite ledger's file: its schema (version 2) and the migration from version 1, and what happens
-when the file is deleted or replaced while a ledger has it open (its contents are carried over)."""
+when the file is deleted or replaced while a ledger has it open.
+
+A deleted file lives on for the connections that have it open. What it holds is taken out (and the old
+file emptied in the same transaction, so another kernel still holding it carries nothing twice), the old
+connection closed, and the rows written into the file now at the path. WAL files go by name: SQLite
+deletes ``-wal``/``-shm`` when a file's last connection closes, so side files that belong to a newer
+file are stepped aside around that close; and a new file is not opened beside an orphaned ``-wal``
+(its main file deleted under a live kernel), whose pages would be read as its own."""
 
 from __future__ import annotations
 
@@ -7,8 +14,9 @@ import json
 import os
 import sqlite3
 from contextlib import suppress
+from typing import NamedTuple
 
-__all__ = ["carry", "identity", "migrate"]
+__all__ = ["Carried", "close_aside", "identity", "migrate", "orphaned_wal", "put", "side_files", "take"]
 
 _VERSION = 2  # PRAGMA user_version; version 1 (unnumbered) kept spend and holds in separate tables
 
@@ -36,19 +44,22 @@ CREATE TRIGGER IF NOT EXISTS calls_settle AFTER INSERT ON calls BEGIN
 END;
 """
 
-# Carry what a deleted/replaced file holds into the file now at the path ("fresh"), and empty the old
-# one in the same transaction: another kernel still holding the old file then carries nothing twice.
-_CARRY = (
-    "INSERT INTO fresh.buckets (ns, bucket, spent) SELECT ns, bucket, spent FROM main.buckets WHERE spent != 0 "
+_SQL_PUT = (
+    "INSERT INTO buckets (ns, bucket, spent) VALUES (?,?,?) "
     "ON CONFLICT (ns, bucket) DO UPDATE SET spent = spent + excluded.spent",
-    "INSERT OR IGNORE INTO fresh.leases (ns, id, amount, buckets, expires) "
-    "SELECT ns, id, amount, buckets, expires FROM main.leases",
-    "INSERT OR IGNORE INTO fresh.calls (ns, id, model, amount, at, priced) "
-    "SELECT ns, id, model, amount, at, priced FROM main.calls ORDER BY seq",
-    "DELETE FROM main.calls",
-    "DELETE FROM main.leases",
-    "DELETE FROM main.buckets",
+    "INSERT OR IGNORE INTO leases (ns, id, amount, buckets, expires) VALUES (?,?,?,?,?)",
+    "INSERT OR IGNORE INTO calls (ns, id, model, amount, at, priced) VALUES (?,?,?,?,?,?)",
 )
+_SIDE = ("-wal", "-shm")
+
+
+class Carried(NamedTuple):
+    """What a deleted or replaced ledger file held, on its way to the file now at the path."""
+
+    buckets: list[tuple[str, str, int]]
+    leases: list[tuple[str, str, int, str, float]]
+    calls: list[tuple[str, str, str, int, float, int]]
+    total: int  # all-time spend (picodollars), for the message
 
 
 def identity(path: str) -> tuple[int, int] | None:
@@ -90,29 +101,89 @@ def migrate(db: sqlite3.Connection) -> None:
         raise
 
 
-def carry(old: sqlite3.Connection, path: str) -> tuple[int, int]:
-    """Move everything ``old`` (a deleted or replaced file) holds into the file now at ``path`` (which
-    has the schema), emptying ``old`` in the same transaction; (total spend in picodollars, calls) moved."""
-    old.execute("ATTACH DATABASE ? AS fresh", (path,))
+def side_files(path: str) -> tuple[tuple[int, int] | None, ...]:
+    """Identities of the ``-wal`` and ``-shm`` files of ``path`` (None where there is none)."""
+    return tuple(identity(path + suffix) for suffix in _SIDE)
+
+
+def orphaned_wal(path: str) -> bool:
+    """A ``-wal`` with content beside a missing or empty main file: the file was deleted under a live kernel."""
     try:
-        old.execute("BEGIN IMMEDIATE")
-        try:
-            total, calls = old.execute(
-                "SELECT coalesce(sum(spent), 0), (SELECT count(*) FROM main.calls) FROM main.buckets "
-                "WHERE bucket = 'global|total'"
-            ).fetchone()
-            for stmt in _CARRY:
-                old.execute(stmt)
-            old.execute("COMMIT")
-        except BaseException:
-            if old.in_transaction:
-                with suppress(sqlite3.Error):
-                    old.execute("ROLLBACK")
-            raise
-    finally:
+        main = os.stat(path).st_size
+    except OSError:
+        main = 0
+    try:
+        wal = os.stat(path + "-wal").st_size
+    except OSError:
+        wal = 0
+    return main == 0 and wal > 0
+
+
+def take(old: sqlite3.Connection) -> Carried:
+    """Everything ``old`` holds, removed from it in the same transaction."""
+    ex = old.execute
+    ex("BEGIN IMMEDIATE")
+    try:
+        carried = Carried(
+            ex("SELECT ns, bucket, spent FROM buckets WHERE spent != 0").fetchall(),
+            ex("SELECT ns, id, amount, buckets, expires FROM leases").fetchall(),
+            ex("SELECT ns, id, model, amount, at, priced FROM calls ORDER BY seq").fetchall(),
+            ex("SELECT coalesce(sum(spent), 0) FROM buckets WHERE bucket = 'global|total'").fetchone()[0],
+        )
+        for table in ("calls", "leases", "buckets"):
+            ex(f"DELETE FROM {table}")
+        ex("COMMIT")
+    except BaseException:
+        if old.in_transaction:
+            with suppress(sqlite3.Error):
+                ex("ROLLBACK")
+        raise
+    return carried
+
+
+def put(new: sqlite3.Connection, carried: Carried) -> None:
+    """Add ``carried`` to the file of ``new``, in one transaction."""
+    ex = new.execute
+    ex("BEGIN IMMEDIATE")
+    try:
+        new.executemany(_SQL_PUT[0], carried.buckets)
+        new.executemany(_SQL_PUT[1], carried.leases)
+        new.executemany(_SQL_PUT[2], carried.calls)
+        ex("COMMIT")
+    except BaseException:
+        if new.in_transaction:
+            with suppress(sqlite3.Error):
+                ex("ROLLBACK")
+        raise
+
+
+def close_aside(old: sqlite3.Connection, path: str, mine: tuple[tuple[int, int] | None, ...]) -> None:
+    """Close the connection of a deleted or replaced file, and remove its own side files (``mine``: their
+    identities when it was opened). SQLite removes a file's side files by name when its last connection
+    closes, unless the file was unlinked: side files at ``path`` that belong to the newer file there are
+    stepped aside around the close, so that a file merely renamed away can't take them along."""
+    stepped: list[tuple[str, str]] = []
+    for suffix, own in zip(_SIDE, mine, strict=True):
+        name = path + suffix
+        now = identity(name)
+        if now is not None and now != own:
+            aside = f"{name}.coffee_nb-{os.getpid()}"
+            with suppress(OSError):
+                os.rename(name, aside)
+                stepped.append((aside, name))
+    try:
         with suppress(sqlite3.Error):
-            old.execute("DETACH DATABASE fresh")
-    return int(total), int(calls)
+            old.close()
+    finally:
+        for aside, name in stepped:
+            with suppress(OSError):
+                os.rename(aside, name)
+    # SQLite leaves the side files of an unlinked file behind: ours are orphans now, and a new file at
+    # the path would read their pages as its own
+    for suffix, own in zip(_SIDE, mine, strict=True):
+        if own is not None and identity(path + suffix) == own:
+            with suppress(OSError):
+                os.remove(path + suffix)
 
 
 def _statements(script: str) -> list[str]:

@@ -21,22 +21,22 @@ class Unsaved:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: list[tuple[str, int, tuple[str, ...], CallRow]] = []
+        self.items: list[tuple[str, int, tuple[str, ...], CallRow]] = []  # read without the lock: a list
 
     def __bool__(self) -> bool:
-        return bool(self._items)
+        return bool(self.items)
 
     def keep(self, lease_id: str, amount: int, buckets: Sequence[str], row: CallRow) -> bool:
         with self._lock:
-            first = not self._items
-            self._items.append((lease_id, amount, tuple(buckets), row))
+            first = not self.items
+            self.items.append((lease_id, amount, tuple(buckets), row))
         return first
 
     def by_bucket(self) -> dict[str, int]:
         """Waiting spend per bucket, to add to what the ledger says."""
         out: dict[str, int] = {}
         with self._lock:
-            for _, amount, buckets, _ in self._items:
+            for _, amount, buckets, _ in self.items:
                 for b in buckets:
                     out[b] = out.get(b, 0) + amount
         return out
@@ -45,16 +45,16 @@ class Unsaved:
         """Write every waiting commit (a commit is idempotent per lease); on failure raise a StorageError
         saying what waits and why."""
         with self._lock:
-            while self._items:
-                lease_id, amount, buckets, row = self._items[0]
+            while self.items:
+                lease_id, amount, buckets, row = self.items[0]
                 try:
                     ledger.commit(lease_id, amount, buckets, row)
                 except Exception as exc:  # noqa: BLE001 - any failure: the spend stays waiting, and we say so
-                    total = from_pico(sum(item[1] for item in self._items))
+                    total = from_pico(sum(item[1] for item in self.items))
                     where = exc.path if isinstance(exc, StorageError) else repr(ledger)
                     raise StorageError(
-                        f"${total} of spend from {len(self._items)} call(s) is not recorded yet, so no new call "
+                        f"${total} of spend from {len(self.items)} call(s) is not recorded yet, so no new call "
                         f"starts: {exc}",
                         where,
                     ) from None
-                self._items.pop(0)
+                self.items.pop(0)

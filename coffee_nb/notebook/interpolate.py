@@ -2,56 +2,90 @@
 
 Done exactly once, left to right. Only fields that look like a Python name followed by ``.attr`` /
 ``[index]`` are candidates, so code, JSON and tracebacks full of braces pass through untouched; a
-candidate whose root name is not defined is left as is and reported. ``{{name}}`` is the escape for a
-literal ``{name}``; other doubled braces (JSON's ``}}``, Jinja's ``{{ x }}``) are left alone. No
+candidate that can't be filled is left as is and reported with the reason. ``{{name}}`` is the escape
+for a literal ``{name}``; other doubled braces (JSON's ``}}``, Jinja's ``{{ x }}``) are left alone. No
 expression is evaluated: attributes and items are looked up one by one.
+
+A prompt leaves the machine, so what it may reach is limited: no private or dunder attributes (the
+kernel's signing key is ``exit._ip.kernel.session.key``), no root name starting with ``__``, nothing
+read through ``os.environ``, and no value holding an API key in use. An exception raised by the
+user's own object (a property that raises) is a one-line ``UsageError`` naming the field.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["interpolate"]
+from IPython.core.error import UsageError
+
+from coffee_nb._redact import redact
+
+__all__ = ["Unfilled", "interpolate"]
 
 # {name(.attr | [int] | ['key'] | ["key"])*} — nothing else is a field; {{field}} is its escape
 _PATH = r"""[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:-?\d+|'[^'\]]*'|"[^"\]]*")\])*"""
 _FIELD = re.compile(r"\{\{(?P<esc>" + _PATH + r")\}\}|\{(?P<expr>" + _PATH + r")\}")
 _PART = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+|'[^']*'|"[^"]*")\]""")
 
+# why a field is left as written, read as "{field} <reason>; left as written."
+NOT_DEFINED = "is not defined here"
+PRIVATE = "is not read: private attributes are not interpolated"
+ENVIRON = "is not read: environment variables are not interpolated"
+SECRET = "is not used: its value holds an API key"
 
-class _Missing(Exception):  # noqa: N818 - internal signal, never leaves this module
-    pass
+
+class Unfilled(NamedTuple):
+    """A field left as written, and why."""
+
+    field: str
+    reason: str
+
+
+class _Refused(Exception):  # noqa: N818 - internal signal, never leaves this module
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _resolve(expr: str, namespace: Mapping[str, Any]) -> Any:
     root = re.match(r"[A-Za-z_][A-Za-z0-9_]*", expr)
     assert root is not None
     name = root.group(0)
+    if name.startswith("__"):
+        raise _Refused(PRIVATE)
+    parts = _PART.findall(expr[root.end() :])
+    if any(attr.startswith("_") for attr, _ in parts):  # checked before any lookup runs user code
+        raise _Refused(PRIVATE)
     if name not in namespace:
-        raise _Missing(name)
+        raise _Refused(NOT_DEFINED)
     value = namespace[name]
-    for attr, index in _PART.findall(expr[root.end() :]):
+    for attr, index in parts:
+        if isinstance(value, os._Environ):
+            raise _Refused(ENVIRON)
         if attr:
-            if attr.startswith("__"):
-                raise _Missing(expr)  # no dunder access from a prompt
             try:
                 value = getattr(value, attr)
             except AttributeError:
-                raise _Missing(expr) from None
+                raise _Refused(NOT_DEFINED) from None
         else:
             key: Any = int(index) if index.lstrip("-").isdigit() else index[1:-1]
             try:
                 value = value[key]
             except (KeyError, IndexError, TypeError):
-                raise _Missing(expr) from None
+                raise _Refused(NOT_DEFINED) from None
+    if isinstance(value, os._Environ):
+        raise _Refused(ENVIRON)
     return value
 
 
-def interpolate(text: str, namespace: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """``text`` with fields filled from ``namespace``, and the fields that could not be filled."""
-    unresolved: list[str] = []
+def interpolate(text: str, namespace: Mapping[str, Any]) -> tuple[str, list[Unfilled]]:
+    """``text`` with fields filled from ``namespace``, and the fields left as written (with why).
+
+    Raises ``UsageError`` naming the field when the user's own object raises while being read."""
+    unfilled: list[Unfilled] = []
 
     def fill(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -59,9 +93,16 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> tuple[str, list[str]
             return "{" + match.group("esc") + "}"
         expr = match.group("expr")
         try:
-            return str(_resolve(expr, namespace))
-        except _Missing:
-            unresolved.append(expr)
+            value = str(_resolve(expr, namespace))
+        except _Refused as refused:
+            unfilled.append(Unfilled(expr, refused.reason))
             return token
+        except Exception as exc:  # noqa: BLE001 - the user's object raised: say which field, in one line
+            detail = redact(f"{type(exc).__name__}: {exc}").splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"{{{expr}}} could not be filled: reading it raised {detail}") from None
+        if redact(value) != value:
+            unfilled.append(Unfilled(expr, SECRET))
+            return token
+        return value
 
-    return _FIELD.sub(fill, text), unresolved
+    return _FIELD.sub(fill, text), unfilled

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
-import hashlib
+import keyword
 import sys
-from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, TypeVar
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
-from IPython.core import magic, magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
-from IPython.core.magic_arguments import parse_argstring
 
+from coffee_nb._answer import AnswerError
+
+# "x as x": re-exported for the other magic modules (map_magic), which import them from here
 from coffee_nb._cassette import CELL
-from coffee_nb._errors import AllModelsFailedError, BudgetExceededError, ConfigError
+from coffee_nb._errors import (
+    AllModelsFailedError,
+    BudgetExceededError,
+    CoffeeError,
+    ConfigError,
+    ErrorClass,
+    classify,
+)
 from coffee_nb._session import FORMATS, KNOWN_MODELS, Session, get_session, money
+from coffee_nb._validate import max_tokens, temperature
+from coffee_nb.notebook._options import _argument as _argument
+from coffee_nb.notebook._options import _cell_key, _line_magic, _sendable
+from coffee_nb.notebook._options import _cell_magic as _cell_magic
+from coffee_nb.notebook._options import _magic_arguments as _magic_arguments
+from coffee_nb.notebook._options import _models as _models
+from coffee_nb.notebook._options import _parse as _parse
+from coffee_nb.notebook._options import _positive_money as _positive_money
 from coffee_nb.notebook.interpolate import interpolate
 
 if TYPE_CHECKING:
@@ -29,78 +44,6 @@ if TYPE_CHECKING:
     from coffee_nb.notebook.widgets import Dashboard
 
 __all__ = ["LLMMagics"]
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-# IPython's magic decorators record the magic (or its option) and hand the method back unchanged, but
-# they are unannotated (magic_arguments, argument) or typed as a union (line_magic, cell_magic): these
-# typed twins say so once, so the decorated methods keep their signatures for the type checker.
-def _magic_arguments() -> Callable[[_Method], _Method]:
-    decorator: Callable[[_Method], _Method] = magic_arguments.magic_arguments()
-    return decorator
-
-
-def _argument(*args: Any, **kwargs: Any) -> Callable[[_Method], _Method]:
-    decorator: Callable[[_Method], _Method] = magic_arguments.argument(*args, **kwargs)
-    return decorator
-
-
-def _line_magic(name: str) -> Callable[[_Method], _Method]:
-    decorator: Callable[[_Method], _Method] = magic.line_magic(name)  # type: ignore[assignment]  # see above
-    return decorator
-
-
-def _cell_magic(name: str) -> Callable[[_Method], _Method]:
-    decorator: Callable[[_Method], _Method] = magic.cell_magic(name)  # type: ignore[assignment]  # see above
-    return decorator
-
-
-def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
-    try:
-        namespace: argparse.Namespace = parse_argstring(func, line)
-        return namespace
-    except UsageError:
-        raise
-    except ValueError as exc:  # shlex: "No closing quotation", ...
-        raise UsageError(f"could not read the options ({exc}); quote values that contain spaces") from None
-
-
-def _positive_money(text: str | None, option: str) -> Decimal | None:
-    if text is None:
-        return None
-    try:
-        value = Decimal(text.lstrip("$"))
-    except InvalidOperation:
-        raise UsageError(f"{option} takes an amount in USD like 0.50, got {text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise UsageError(f"{option} takes an amount in USD >= 0, got {text!r}")
-    return value
-
-
-def _models(values: list[str]) -> list[str] | None:
-    specs = [s.strip() for v in values for s in v.split(",") if s.strip()]
-    if not specs:
-        return None
-    from coffee_nb._models import parse_spec
-
-    for spec in specs:
-        try:
-            parse_spec(spec)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
-    return specs
-
-
-def _cell_key(shell: Any, cell: str) -> str:
-    """Which cell is running: the front end's cell id when it sends one, else the cell's text."""
-    kernel = getattr(shell, "kernel", None)
-    try:
-        parent = kernel.get_parent() if kernel is not None else None
-        cell_id = (parent or {}).get("metadata", {}).get("cellId")
-    except Exception:  # noqa: BLE001 - older kernels, other front ends
-        cell_id = None
-    return cell_id or "text:" + hashlib.sha256(cell.encode()).hexdigest()[:16]
 
 
 @magics_class
@@ -137,19 +80,23 @@ class LLMMagics(Magics):
         is answered from the cache at $0 unless ``--no-cache``.
         """
         args = _parse(self.llm, line)
+        _sendable(cell, "the cell")
         if args.format not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
-        if args.temperature is not None and not 0 <= args.temperature <= 2:
-            raise UsageError(f"--temperature must be within 0 and 2, got {args.temperature}")
-        if args.max_tokens is not None and args.max_tokens <= 0:
-            raise UsageError(f"--max-tokens must be a positive integer, got {args.max_tokens}")
-        if args.out is not None and not args.out.isidentifier():
+        try:
+            if args.temperature is not None:
+                temperature(args.temperature, "--temperature")
+            if args.max_tokens is not None:
+                max_tokens(args.max_tokens, "--max-tokens")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
             raise UsageError(f"--out needs a Python variable name, got {args.out!r}")
         cap = _positive_money(args.budget, "--budget")
         models = _models(args.models)
-        prompt, unresolved = interpolate(cell, self._shell.user_ns)
-        for name in unresolved:
-            print(f"coffee_nb: {{{name}}} is not defined here; left as written.", file=sys.stderr)
+        prompt, unfilled = interpolate(cell, self._shell.user_ns)
+        for field, reason in unfilled:
+            print(f"coffee_nb: {{{field}}} {reason}; left as written.", file=sys.stderr)
         if not prompt.strip():
             raise UsageError("the cell is empty: write the prompt on the lines below %%llm")
         session = get_session()
@@ -157,15 +104,7 @@ class LLMMagics(Magics):
         if args.chat is not None:
             chat = args.chat or _cell_key(self.shell, cell)
         if args.dry_run:
-            from IPython.display import display
-
-            from coffee_nb.notebook.render import dry_run_table
-
-            try:
-                rows = session.dry_run(prompt, models=models, system=args.system, max_tokens=args.max_tokens, chat=chat)
-            except ConfigError as exc:
-                raise UsageError(str(exc)) from None
-            display(dry_run_table(rows))
+            self._dry_run(session, prompt, models, args, chat)
             return
         budget = None
         if cap is not None:
@@ -193,11 +132,21 @@ class LLMMagics(Magics):
         except (BudgetExceededError, AllModelsFailedError) as exc:
             view.error(exc)
             raise  # "Run all" stops here; IPython prints the short _render_traceback_, not a wall
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
-        except ValueError as exc:  # e.g. --format json and the answer isn't JSON
+        except AnswerError as exc:  # e.g. --format json and the answer isn't JSON: paid for, so kept
+            exc.answer.format = "text"
+            view.final(exc.answer)
+            self._store(exc.answer, args.out)
+            raise UsageError(f"{str(exc).split(';')[0]}; shown as text, and kept in _ (and -o)") from None
+        except CoffeeError as exc:  # a bad option, a ledger that can't be used (names the file), ...
             view.text = ""
             raise UsageError(str(exc)) from None
+        except Exception as exc:
+            failure = classify(exc)  # also takes any key out of it
+            if failure.error_class is ErrorClass.UNKNOWN:
+                raise  # not a provider's answer: a bug somewhere, its traceback helps
+            # the provider refused the request itself (bad request, content filter): say so in one line
+            view.error(exc)
+            raise UsageError(f"{failure.error_class.value}: {type(exc).__name__}: {failure.message}") from None
         finally:
             CELL.reset(cell_token)
         view.final(answer)
@@ -206,6 +155,24 @@ class LLMMagics(Magics):
             from coffee_nb.notebook.render import _fenced
 
             self._shell.set_next_input(_fenced(answer.text)[1], replace=False)
+
+    def _dry_run(
+        self, session: Session, prompt: str, models: list[str] | None, args: argparse.Namespace, chat: str | None
+    ) -> None:
+        """Tokens, worst-case cost and budget left per model; works without the ledger (budget left: ?)."""
+        from IPython.display import display
+
+        from coffee_nb.notebook.render import dry_run_table
+
+        try:
+            session.budget.status()
+        except ConfigError as exc:
+            print(f"coffee_nb: budget left is unknown: {exc}", file=sys.stderr)
+        try:
+            rows = session.dry_run(prompt, models=models, system=args.system, max_tokens=args.max_tokens, chat=chat)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        display(dry_run_table(rows))
 
     def _store(self, answer: Answer, out: str | None) -> None:
         ns = self._shell.user_ns
@@ -259,20 +226,23 @@ class LLMMagics(Magics):
         return self._config_table(session)
 
     def _config_table(self, session: Session) -> Table:
+        """The session's settings; a ledger that can't be opened is shown as such (the rest still works)."""
         from coffee_nb.notebook.render import Table
 
         chain, notice = session.chain()
-        budget = session.budget
+        try:
+            budget = session.budget
+            limits = ", ".join(f"{r.label} {money(r.amount)}{'' if r.hard else ' (soft)'}" for r in budget.rules)
+            ledger = repr(budget.ledger)
+        except ConfigError as exc:
+            limits, ledger = "unknown", f"can't be used: {exc}"
         rows: list[list[Any]] = [
             ["models", " → ".join(str(m) for m in chain) + (" (offline sandbox: no API keys)" if notice else "")],
             ["system", session.system or "-"],
             ["temperature", session.temperature if session.temperature is not None else "model default"],
             ["max tokens", session.max_tokens or "model default"],
-            [
-                "budget",
-                ", ".join(f"{r.label} {money(r.amount)}{'' if r.hard else ' (soft)'}" for r in budget.rules) or "none",
-            ],
-            ["ledger", repr(budget.ledger)],
+            ["budget", limits or "none"],
+            ["ledger", ledger],
             ["cache", "on" if session.cache_enabled else "off"],
         ]
         return Table(["setting", "value"], rows, title="coffee_nb session")
@@ -321,7 +291,10 @@ class LLMMagics(Magics):
         """Budget status per period: limit, spent, reserved, remaining, resets."""
         from coffee_nb.notebook.render import Table
 
-        status = get_session().budget.status()
+        try:
+            status = get_session().budget.status()
+        except ConfigError as exc:  # the ledger can't be used: the message names the file and what to do
+            raise UsageError(str(exc)) from None
         rows = [
             [
                 name,
@@ -351,6 +324,8 @@ class LLMMagics(Magics):
         """The last N attempts this session (default 20), newest last: ``%llm_history 50``."""
         try:
             n = int(line.strip() or 20)
+            if n > 1_000_000:
+                raise ValueError
         except ValueError:
             raise UsageError(f"%llm_history takes a number of rows, got {line.strip()!r}") from None
         if n <= 0:
@@ -390,7 +365,10 @@ class LLMMagics(Magics):
         """The live dashboard: budget bars, latency histogram, cost table, counters, last calls."""
         from coffee_nb.notebook import dashboard
 
-        return dashboard(display=False)
+        try:
+            return dashboard(display=False)
+        except ConfigError as exc:  # its budget bars need the ledger
+            raise UsageError(str(exc)) from None
 
 
 def _rate(value: Rate) -> float | None:

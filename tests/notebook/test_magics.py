@@ -232,7 +232,7 @@ def test_keys_never_printed(ip, monkeypatch):
     ("line", "message"),
     [
         ("--temperature hot", "invalid float"),
-        ("--temperature 9", "within 0 and 2"),
+        ("--temperature 9", r"within \[0, 2\], got 9"),
         ("--max-tokens -5", "positive"),
         ("--format yaml", "--format must be one of"),
         ("--budget lots", "amount in USD"),

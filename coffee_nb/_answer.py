@@ -1,0 +1,111 @@
+"""What a ``%%llm`` cell or ``coffee_nb.ask`` gets back (:class:`Answer`), the ``--chat`` memory, and the
+error that hands back an answer that arrived but could not be read as asked (it was paid for)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from coffee_nb._errors import CoffeeError
+from coffee_nb._format import content_text, money
+
+if TYPE_CHECKING:
+    from langchain_core.messages import AIMessage, BaseMessage
+
+__all__ = ["Answer", "AnswerError", "Conversation"]
+
+
+@dataclass
+class Answer:
+    """What one ``%%llm`` cell (or ``coffee_nb.ask``) got back: the text, the full message, the trace."""
+
+    message: AIMessage
+    model: str
+    provider: str
+    attempts: list[dict[str, Any]]
+    cost: Decimal | None
+    price_source: str
+    tokens: dict[str, Any]
+    latency_s: float
+    cache_hit: bool = False
+    fallback_reason: str | None = None
+    format: str = "markdown"
+    parsed: Any = None
+    budget_left: dict[str, Decimal] = field(default_factory=dict)
+    notice: str | None = None
+
+    @property
+    def text(self) -> str:
+        return content_text(self.message.content)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        tokens = f"{self.tokens.get('input')}→{self.tokens.get('output')}"
+        return f"Answer(model={self.model!r}, cost={self.cost_text()}, tokens={tokens})"
+
+    def cost_text(self) -> str:
+        if self.cache_hit:
+            return "$0 (cache hit)"
+        if self.cost is None:
+            return "unpriced"
+        label = " (sandbox prices)" if self.price_source == "sandbox" else ""
+        return f"{money(self.cost)}{label}"
+
+    def footer(self) -> str:
+        """One line: model, fallbacks taken, tokens, cost, latency, budget remaining."""
+        parts = [self.model]
+        tried = [a["model"] for a in self.attempts if a["outcome"] != "ok"]
+        if self.fallback_reason:
+            parts.append(f"fallback from {tried[0]} ({self.fallback_reason})")
+        elif len(self.attempts) > 1:
+            parts.append(f"{len(self.attempts) - 1} retr{'y' if len(self.attempts) == 2 else 'ies'}")
+        est = "~" if self.tokens.get("estimated") else ""
+        parts.append(f"{est}{self.tokens.get('input', 0)}→{self.tokens.get('output', 0)} tokens")
+        parts.append(self.cost_text())
+        parts.append(f"{self.latency_s:.2f} s")
+        for period, left in self.budget_left.items():
+            parts.append(f"{period} budget left {money(left)}")
+            break
+        return " · ".join(parts)
+
+    def _repr_markdown_(self) -> str:
+        # "$" starts LaTeX math in Jupyter's markdown: MathJax skips elements with these classes
+        return f"{self.text}\n\n<sub class='tex2jax_ignore mathjax_ignore'>{self.footer()}</sub>"
+
+
+class Conversation:
+    """Chat memory for ``--chat``: one exchange per cell; re-running a cell replaces its exchange."""
+
+    def __init__(self) -> None:
+        self.exchanges: OrderedDict[str, tuple[BaseMessage, BaseMessage]] = OrderedDict()
+
+    def history(self, key: str) -> list[BaseMessage]:
+        """The exchanges before ``key``'s (all of them when ``key`` is new)."""
+        out: list[BaseMessage] = []
+        for k, (human, ai) in self.exchanges.items():
+            if k == key:
+                break
+            out += [human, ai]
+        return out
+
+    def record(self, key: str, human: BaseMessage, ai: BaseMessage) -> None:
+        self.exchanges[key] = (human, ai)  # same key: replaced in place, order kept
+
+    def clear(self) -> None:
+        self.exchanges.clear()
+
+    def __len__(self) -> int:
+        return len(self.exchanges)
+
+
+class AnswerError(CoffeeError, ValueError):
+    """The answer came (and was paid for) but is not what was asked for, e.g. ``format="json"`` and the
+    text is not JSON. ``answer`` holds it all the same."""
+
+    def __init__(self, message: str, answer: Answer) -> None:
+        super().__init__(message)
+        self.answer = answer

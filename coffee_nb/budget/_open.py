@@ -1,0 +1,58 @@
+"""Opening a ledger from what users write: ``"memory"``, ``"sqlite"``, a path, ``"sqlite:///..."``, a Redis URL,
+or a ledger object; a spec that is none of these is a ``ConfigError`` naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coffee_nb._errors import ConfigError, redact, remember_secret
+from coffee_nb.budget._ledger import Ledger, MemoryLedger
+
+__all__ = ["open_ledger"]
+
+
+def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
+    """``"memory"``, ``"sqlite"`` (per-user file), ``"sqlite:///path.db"``, a ``.db``/``.sqlite3`` path,
+    ``"redis://host:port/db"``, or a ledger object."""
+    accepted = (
+        "'memory', 'sqlite', 'sqlite:///path/to/ledger.db', a path ending .db/.sqlite/.sqlite3, 'redis://host:port/db'"
+    )
+    if spec is None or spec == "sqlite":
+        from coffee_nb.budget._sqlite import SQLiteLedger
+
+        return SQLiteLedger(namespace=namespace)
+    if isinstance(spec, Path):
+        spec = str(spec)
+    if not isinstance(spec, str):
+        if all(hasattr(spec, m) for m in ("reserve", "commit", "release", "spent", "reserved")):
+            return spec
+        raise ConfigError(f"ledger must be one of {accepted} or a ledger object, got {spec!r}")
+    if spec == "memory":
+        return MemoryLedger()
+    if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
+        from coffee_nb.budget._sqlite import SQLiteLedger
+
+        return SQLiteLedger(spec[len("sqlite:///") :], namespace=namespace)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(spec)
+        if parts.password:
+            remember_secret(parts.password)  # the error below repeats the URL: never its password
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        unix = parts.scheme == "unix"
+        if (unix and not parts.path) or (not parts.hostname and not unix) or port == -1:
+            raise ConfigError(
+                redact(f"malformed ledger URL {spec!r}: expected one of {accepted} or 'unix:///path/to/redis.sock'")
+            )
+        from coffee_nb.budget._redis import RedisLedger
+
+        return RedisLedger(spec, namespace=namespace)
+    if spec.endswith((".db", ".sqlite", ".sqlite3")) and "://" not in spec:
+        from coffee_nb.budget._sqlite import SQLiteLedger
+
+        return SQLiteLedger(spec, namespace=namespace)
+    raise ConfigError(f"malformed ledger {spec!r}: expected one of {accepted}")

@@ -1,0 +1,129 @@
+"""Reading ``%%llm`` options: typed twins of IPython's magic decorators, a shell-like split of the line,
+and the checks that turn bad input into a one-line ``UsageError``."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from IPython.core import magic, magic_arguments
+from IPython.core.error import UsageError
+
+from coffee_nb._errors import ConfigError
+from coffee_nb._validate import MAX_USD, usd
+
+if TYPE_CHECKING:
+    import argparse
+
+# private names: magics.py (and the other magic modules) import them from here
+__all__ = [
+    "_argument",
+    "_cell_key",
+    "_cell_magic",
+    "_line_magic",
+    "_magic_arguments",
+    "_models",
+    "_parse",
+    "_positive_money",
+    "_sendable",
+]
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+# IPython's magic decorators record the magic (or its option) and hand the method back unchanged, but
+# they are unannotated (magic_arguments, argument) or typed as a union (line_magic, cell_magic): these
+# typed twins say so once, so the decorated methods keep their signatures for the type checker.
+def _magic_arguments() -> Callable[[_Method], _Method]:
+    decorator: Callable[[_Method], _Method] = magic_arguments.magic_arguments()
+    return decorator
+
+
+def _argument(*args: Any, **kwargs: Any) -> Callable[[_Method], _Method]:
+    decorator: Callable[[_Method], _Method] = magic_arguments.argument(*args, **kwargs)
+    return decorator
+
+
+def _line_magic(name: str) -> Callable[[_Method], _Method]:
+    decorator: Callable[[_Method], _Method] = magic.line_magic(name)  # type: ignore[assignment]  # see above
+    return decorator
+
+
+def _cell_magic(name: str) -> Callable[[_Method], _Method]:
+    decorator: Callable[[_Method], _Method] = magic.cell_magic(name)  # type: ignore[assignment]  # see above
+    return decorator
+
+
+def _parse(func: Callable[..., Any], line: str, *, keep_quotes: bool = False) -> argparse.Namespace:
+    """The options of ``line``, split like a shell would: quotes group words and are removed
+    (``--system 'Be kind'`` gives ``Be kind``). ``keep_quotes`` splits as IPython's own parser does,
+    quotes kept, for a magic that tells quoted text from a name. Anything wrong is a ``UsageError``."""
+    _sendable(line, "the options")
+    parser = func.parser  # type: ignore[attr-defined]  # set by @magic_arguments
+    try:
+        if keep_quotes:
+            namespace: argparse.Namespace = parser.parse_argstring(line)
+            return namespace
+        argv = shlex.split(line)
+    except ValueError as exc:  # "No closing quotation", ...
+        raise UsageError(f"could not read the options ({exc}); quote values that contain spaces") from None
+    try:
+        namespace = parser.parse_args(argv)
+    except SystemExit:  # argparse's own exit (e.g. -h): IPython's parser raises UsageError instead, but be sure
+        raise UsageError(f"could not read the options {line!r}") from None
+    return namespace
+
+
+def _sendable(text: str, what: str) -> None:
+    """Text that can't be encoded (a lone surrogate from a bad paste) can't be sent or stored: say where."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"{what} hold a character that can't be sent ({text[exc.start]!r} at position {exc.start}, a lone "
+            "surrogate): delete it and type it again"
+        ) from None
+
+
+def _positive_money(text: str | None, option: str) -> Decimal | None:
+    """An amount in USD (``0.50``, ``$2``) within what a budget takes; else a UsageError naming it."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(text.lstrip("$"))
+    except InvalidOperation:
+        raise UsageError(f"{option} takes an amount in USD like 0.50, got {text!r}") from None
+    try:
+        return usd(option, value, unit="USD")
+    except ConfigError:
+        raise UsageError(f"{option} takes an amount in USD from 0 to {MAX_USD:,.0f}, got {text!r}") from None
+
+
+def _models(values: list[str]) -> list[str] | None:
+    specs = [s.strip() for v in values for s in v.split(",") if s.strip()]
+    if not specs:
+        return None
+    from coffee_nb._models import parse_spec
+
+    for spec in specs:
+        try:
+            parse_spec(spec)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    return specs
+
+
+def _cell_key(shell: Any, cell: str) -> str:
+    """Which cell is running: the front end's cell id when it sends one, else the cell's text."""
+    kernel = getattr(shell, "kernel", None)
+    try:
+        parent = kernel.get_parent() if kernel is not None else None
+        cell_id = (parent or {}).get("metadata", {}).get("cellId")
+    except Exception:  # noqa: BLE001 - older kernels, other front ends
+        cell_id = None
+    if isinstance(cell_id, str) and cell_id:
+        return cell_id
+    return "text:" + hashlib.sha256(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]

@@ -1,0 +1,226 @@
+"""Every bad value from issue 14, refused when it is given (not on the first call), with a ConfigError (a
+ValueError) that repeats the value; and a refused configuration changes nothing."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import pytest
+from IPython.core.error import UsageError
+
+import coffee_nb
+from coffee_nb import AutoPicker, BudgetExceededError, ConfigError, ModelSpec, register_price
+from coffee_nb._session import Session
+from coffee_nb.budget import Budget, Limit
+from coffee_nb.testing import ScriptedChatModel
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _under_a_file(tmp_path):
+    (tmp_path / "plain-file").write_text("not a directory")
+    return str(tmp_path / "plain-file" / "ledger.sqlite3")
+
+
+# (what, a callable configuring with the bad value, the bad value, text the message must hold)
+BAD = [
+    # accepted before, crashed on the first call
+    ("Budget daily 1e296", lambda x: Budget(daily=x, ledger="memory"), 1e296, "1e+296"),
+    ("Budget daily Decimal 1e999", lambda x: Budget(daily=x, ledger="memory"), Decimal("1e999"), "1E+999"),
+    ("Limit Decimal 1e999", lambda x: Limit(x), Decimal("1e999"), "1E+999"),
+    ("configure daily 1e1000000", lambda x: Session().configure(daily=x), Decimal("1e1000000"), "1E+1000000"),
+    ("Budget redis refusing", lambda x: Budget(daily=1, ledger=x), "redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0"),
+    ("Budget redis unix no path", lambda x: Budget(daily=1, ledger=x), "unix://", "unix://"),
+    ("AutoPicker budget int", lambda x: AutoPicker("sandbox/fast", budget=x), 5, "got 5"),
+    ("AutoPicker metrics int", lambda x: AutoPicker("sandbox/fast", metrics=x), 5, "not a record sink: 5"),
+    ("AutoPicker on_record str", lambda x: AutoPicker("sandbox/fast", on_record=x), "log", "'log'"),
+    ("AutoPicker policy str", lambda x: AutoPicker("sandbox/fast", policy=x), "x", "'x'"),
+    ("configure models int", lambda x: Session().configure(models=x), 5, "got 5"),
+    ("configure system int", lambda x: Session().configure(system=x), 5, "got 5"),
+    ("configure metrics int", lambda x: Session().configure(metrics=x), 5, "got 5"),
+    ("configure budget int", lambda x: Session().configure(budget=x), 5, "got 5"),
+    ("configure policy str", lambda x: Session().configure(policy=x), "x", "'x'"),
+    ("configure cache str", lambda x: Session().configure(cache=x), "no", "'no'"),
+    ("configure hard str", lambda x: Session().configure(hard=x), "no", "'no'"),
+    ("ModelSpec params int", lambda x: ModelSpec(model="sandbox/fast", params=x), 5, "got 5"),
+    ("ModelSpec params non-str key", lambda x: ModelSpec(model="sandbox/fast", params=x), {1: 2}, "{1: 2}"),
+    ("ModelSpec model int", lambda x: ModelSpec(model=x), 5, "got 5"),
+    ("ModelSpec model no slash", lambda x: ModelSpec(model=x), "nospecslash", "'nospecslash'"),
+    ("ModelSpec unknown provider", lambda x: ModelSpec(model=x), "nope/model", "'nope'"),
+    ("ModelSpec name int", lambda x: ModelSpec(model="sandbox/fast", name=x), 7, "got 7"),
+    ("Budget clock str", lambda x: Budget(daily=1, clock=x, ledger="memory"), "x", "'x'"),
+    ("Budget timezone int", lambda x: Budget(daily=1, timezone=x, ledger="memory"), 5, "got 5"),
+    ("Budget on_warning str", lambda x: Budget(daily=1, on_warning=x, ledger="memory"), "print", "'print'"),
+    ("Budget ledger sqlite:////", lambda x: Budget(daily=1, ledger=x), "sqlite:////", "at / "),
+    ("AutoPicker temperature -1", lambda x: AutoPicker("sandbox/fast", temperature=x), -1, "-1"),
+    ("AutoPicker temperature 5", lambda x: AutoPicker("sandbox/fast", temperature=x), 5, "got 5"),
+    ("AutoPicker temperature nan", lambda x: AutoPicker("sandbox/fast", temperature=x), NAN, "nan"),
+    ("AutoPicker temperature inf", lambda x: AutoPicker("sandbox/fast", temperature=x), INF, "inf"),
+    ("configure temperature -1", lambda x: Session().configure(temperature=x), -1, "-1"),
+    ("configure temperature inf", lambda x: Session().configure(temperature=x), INF, "inf"),
+    ("AutoPicker max_tokens 1e20", lambda x: AutoPicker("sandbox/fast", max_tokens=x), 10**20, str(10**20)),
+    ("configure max_tokens 1e20", lambda x: Session().configure(max_tokens=x), 10**20, str(10**20)),
+    ("AutoPicker timeout nan", lambda x: AutoPicker("sandbox/fast", timeout=x), NAN, "nan"),
+    ("AutoPicker stop str", lambda x: AutoPicker("sandbox/fast", stop=x), "END", "'END'"),
+    # accepted silently before
+    (
+        "register_price context_window True",
+        lambda x: register_price("openai/x", input=1, output=1, context_window=x),
+        True,
+        "True",
+    ),
+    ("Budget strict 'no'", lambda x: Budget(daily=1, strict=x, ledger="memory"), "no", "'no'"),
+    ("Budget hard 1", lambda x: Budget(daily=1, hard=x, ledger="memory"), 1, "got 1"),
+    ("Limit hard 'x'", lambda x: Limit(1, hard=x), "x", "'x'"),
+    ("Budget Limit hard 'x'", lambda x: Budget(daily=Limit(1, hard=x), ledger="memory"), "x", "'x'"),
+    ("configure temperature True", lambda x: Session().configure(temperature=x), True, "True"),
+    ("AutoPicker temperature True", lambda x: AutoPicker("sandbox/fast", temperature=x), True, "True"),
+    ("AutoPicker timeout True", lambda x: AutoPicker("sandbox/fast", timeout=x), True, "True"),
+    ("AutoPicker max_retries True", lambda x: AutoPicker("sandbox/fast", max_retries=x), True, "True"),
+    ("AutoPicker streaming 'yes'", lambda x: AutoPicker("sandbox/fast", streaming=x), "yes", "'yes'"),
+]
+
+
+@pytest.mark.parametrize(("what", "configure", "bad", "named"), BAD, ids=[row[0] for row in BAD])
+def test_bad_values_are_refused_when_given_naming_the_value(what, configure, bad, named):
+    with pytest.raises(ConfigError) as info:
+        configure(bad)
+    assert isinstance(info.value, ValueError), what
+    assert named in str(info.value), (what, str(info.value))
+    assert "\n" not in str(info.value).strip(), "one line, not a wall"
+
+
+def test_a_ledger_path_under_a_file_names_the_path(tmp_path):
+    path = _under_a_file(tmp_path)
+    with pytest.raises(ConfigError, match="a file stands where its directory should be") as info:
+        Budget(daily=1, ledger=path)
+    assert path in str(info.value)
+
+
+# register_price lives in _pricing.py, outside this change: these need the two-line change described
+# in the issue-14 report (its rates through _validate.price_rate, its spec through parse_spec).
+PRICING = [
+    ("input and output None", lambda: register_price("openai/x", input=None, output=None), "None"),
+    ("no slash", lambda: register_price("nospecslash", input=1, output=1), "'nospecslash'"),
+    ("trailing space", lambda: register_price("openai/x ", input=1, output=1), "'openai/x '"),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="needs the register_price change in _pricing.py (issue-14 report)")
+@pytest.mark.parametrize(("what", "call", "named"), PRICING, ids=[row[0] for row in PRICING])
+def test_register_price_refuses_what_would_silently_do_nothing_or_look_free(what, call, named):
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert named in str(info.value)
+
+
+def test_modelspec_is_checked_when_made_not_when_the_picker_is_built():
+    with pytest.raises(ConfigError, match="rpm for sandbox/fast"):
+        ModelSpec(model="sandbox/fast", rpm=0)
+    spec = ModelSpec(model="sandbox/fast", params={"base_url": "http://127.0.0.1:1/v1"})
+    assert spec.params == {"base_url": "http://127.0.0.1:1/v1"}
+
+
+def test_a_per_call_max_tokens_too_large_is_an_error_naming_it_not_an_overflow():
+    budget = Budget(daily=5, ledger="sqlite")
+    with pytest.raises(coffee_nb.AllModelsFailedError, match=r"~10{12}\d+ tokens"):  # a known window: over it
+        AutoPicker("sandbox/fast", budget=budget).invoke("hi", max_tokens=10**20)
+    coffee_nb.register_price("fake/scripted", input=1, output=1)
+    unknown_window = ModelSpec(model=ScriptedChatModel(), name="fake/scripted")
+    with pytest.raises(BudgetExceededError, match="lower max_tokens"):  # no window known: the budget says no
+        AutoPicker(unknown_window, budget=budget).invoke("hi", max_tokens=10**20)
+    assert budget.spent("daily") == 0 and budget.status()["daily"]["reserved"] == 0
+    budget.close()
+
+
+def test_absurd_usage_from_a_provider_is_recorded_capped_not_lost():
+    usage = {"input_tokens": 10**20, "output_tokens": 10**20, "total_tokens": 2 * 10**20}
+    from langchain_core.messages import AIMessage
+
+    model = ScriptedChatModel(script=[AIMessage("fine", usage_metadata=usage)])
+    coffee_nb.register_price("fake/scripted", input=1, output=1)
+    budget = Budget(total=10**9, ledger="memory")
+    answer = AutoPicker(ModelSpec(model=model, name="fake/scripted"), budget=budget).invoke("x")
+    assert answer.content == "fine"  # the answer arrives
+    assert budget.spent("total") == Decimal(1_000_000)  # the cost is recorded, at the per-call cap
+
+
+# -- a configuration that fails changes nothing ---------------------------------------------------------
+def _state(session: Session) -> tuple:
+    budget = session.budget
+    return (
+        session.models,
+        session.temperature,
+        session.max_tokens,
+        session.system,
+        session.cache_enabled,
+        budget,
+        [(r.label, r.amount) for r in budget.rules],
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ledger": "sqlite:////"},
+        {"daily": "lots"},
+        {"daily": Decimal("1e1000000")},
+        {"ledger": "redis://127.0.0.1:1/0"},
+        {"temperature": NAN},
+        {"cache": "off"},
+        {"metrics": 5},
+    ],
+    ids=lambda d: next(iter(d)),
+)
+def test_a_refused_configure_changes_nothing(bad):
+    session = Session()
+    session.configure(models=["sandbox/fast"], temperature=0.5, daily=3, ledger="memory")
+    before = _state(session)
+    change = {"models": ["sandbox/echo"], "temperature": 1.0, "max_tokens": 9, "system": "new", "hourly": 1}
+    with pytest.raises(ConfigError):
+        session.configure(**{**change, **bad})
+    assert _state(session) == before
+    session.reset()
+
+
+def test_a_refused_llm_config_changes_nothing_and_names_the_value(ip, tmp_path):
+    ip.run_line_magic("llm_config", "--models sandbox/fast --temperature 0.5 --daily 3 --ledger memory")
+    session = coffee_nb.get_session()
+    before = _state(session)
+    for line in (
+        "--models sandbox/echo --temperature 1 --daily 1e1000000",
+        f"--models sandbox/echo --temperature 1 --ledger {_under_a_file(tmp_path)}",
+        "--models sandbox/echo --temperature nan",
+        "--models sandbox/echo --max-tokens 100000000000000000000",
+    ):
+        with pytest.raises(UsageError) as info:
+            ip.run_line_magic("llm_config", line)
+        assert _state(session) == before, line
+        assert line.split()[-1] in str(info.value), str(info.value)
+    ip.run_line_magic("llm_budget", "")  # the installed budget still works
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("-t nan", r"within \[0, 2\], got nan"),
+        ("-t inf", r"got inf"),
+        ("-t -1", r"got -1"),
+        ("-m 100000000000000000000", "up to 1,000,000,000"),
+        ("--budget 1e1000000", "1e1000000"),
+        ("--budget nan", "nan"),
+        ("--budget -1", "-1"),
+        ("-o class", "variable name"),
+    ],
+)
+def test_bad_cell_options_are_usage_errors_naming_the_value(ip, line, message):
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("llm", f"sandbox/fast {line}", "prompt")
+
+
+def test_temperatures_that_are_numbers_but_not_finite_never_reach_a_model():
+    for bad in (NAN, INF, -INF):
+        assert not math.isfinite(bad)
+        with pytest.raises(ConfigError):
+            AutoPicker("sandbox/fast", temperature=bad)
