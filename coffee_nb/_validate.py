@@ -26,6 +26,7 @@ __all__ = [
     "positive_int",
     "positive_number",
     "price_rate",
+    "spec_name",
     "temperature",
     "text",
     "usd",
@@ -137,3 +138,14 @@ def price_rate(name: str, value: Any) -> Decimal:
             "a model you can't price is better left unregistered: it shows as unpriced"
         )
     return usd(f"price {name}", value, unit="USD per 1M tokens")
+
+
+def spec_name(name: str, value: Any) -> str:
+    """A ``"provider/model"`` name as written (no spaces anywhere, both parts present): what prices and
+    records are keyed by, so ``"gpt-4o"`` or ``"openai/x "`` would silently never match."""
+    provider, slash, model = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if not slash or not provider or not model or any(c.isspace() for c in value):
+        raise ConfigError(
+            f"{name} must be a model spec like 'openai/my-finetune' (provider/model, no spaces), got {value!r}"
+        )
+    return str(value)

@@ -12,6 +12,7 @@ from IPython.core.error import UsageError
 import coffee_nb
 from coffee_nb import AutoPicker, BudgetExceededError, ConfigError, ModelSpec, register_price
 from coffee_nb._session import Session
+from coffee_nb._validate import price_rate, spec_name
 from coffee_nb.budget import Budget, Limit
 from coffee_nb.testing import ScriptedChatModel
 
@@ -79,6 +80,10 @@ BAD = [
     ("AutoPicker timeout True", lambda x: AutoPicker("sandbox/fast", timeout=x), True, "True"),
     ("AutoPicker max_retries True", lambda x: AutoPicker("sandbox/fast", max_retries=x), True, "True"),
     ("AutoPicker streaming 'yes'", lambda x: AutoPicker("sandbox/fast", streaming=x), "yes", "'yes'"),
+    # the checks register_price is to use (see PRICING below)
+    ("price_rate None", lambda x: price_rate("input", x), None, "None"),
+    ("spec_name no slash", lambda x: spec_name("model", x), "nospecslash", "'nospecslash'"),
+    ("spec_name trailing space", lambda x: spec_name("model", x), "openai/x ", "'openai/x '"),
 ]
 
 
