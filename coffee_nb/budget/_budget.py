@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coffee_nb._errors import BudgetExceededError, ConfigError
 from coffee_nb._format import money
@@ -80,16 +80,24 @@ class BudgetEvent:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+class _RuleKey(NamedTuple):
+    """One limit that applies to a model, in the current period: its bucket and limit in picodollars."""
+
+    rule: _Rule
+    bucket: str
+    limit: int
+
+
+@dataclass(slots=True)
 class _Keys:
     """Everything a call of one model needs from the calendar, valid until the next period boundary."""
 
     buckets: tuple[str, ...]  # where its spend goes: every period, globally and for the model
-    rules: tuple[_Rule, ...]  # limits that apply to it
-    rule_buckets: tuple[str, ...]  # the current bucket of each rule
-    checks: tuple[tuple[str, int], ...]  # (bucket, limit in picodollars) of its hard rules
-    limits: tuple[int, ...]  # each rule's limit in picodollars
+    rules: tuple[_RuleKey, ...]  # the limits that apply to it
+    checks: tuple[tuple[str, int], ...]  # (bucket, limit) of its hard rules: what a reservation must pass
     held: tuple[str, ...]  # where a reservation is held: only buckets some limit looks at
+    # the warnings still owed, as of how many had fired (see Budget._unwarned); rebuilt when more fire
+    watch: tuple[int, tuple[str, ...], tuple[Any, ...]] | None = None
 
 
 @dataclass(slots=True)
@@ -175,7 +183,6 @@ class Budget:
         self._warned: set[tuple[str, float]] = set()
         self._lock = threading.Lock()
         self._keys: dict[str, _Keys] = {}
-        self._watch: dict[int, tuple[int, tuple[str, ...], tuple[Any, ...]]] = {}
         self._keys_span = (0.0, 0.0)  # [from, until) wall-clock seconds the cached keys are valid for
         self._unsaved = Unsaved()  # spend the ledger could not record yet (disk full, Redis down)
 
@@ -243,17 +250,16 @@ class Budget:
             ends = [e.timestamp() for _, e in windows if e is not None]
             with self._lock:
                 self._keys = {}
-                self._watch = {}
                 self._keys_span = (max(starts), min(ends))
         keys = self._keys.get(model)
         if keys is None:
             when = datetime.fromtimestamp(t, UTC)
-            rules = tuple(self._rules_for(model))
-            rule_buckets = tuple(self._bucket(r.scope, r.period, when) for r in rules)
-            limits = tuple(to_pico(r.amount) for r in rules)
-            checks = tuple((b, lim) for r, b, lim in zip(rules, rule_buckets, limits, strict=True) if r.hard)
-            held = tuple(dict.fromkeys(rule_buckets))
-            keys = _Keys(self._all_buckets(model, when), rules, rule_buckets, checks, limits, held)
+            rules = tuple(
+                _RuleKey(r, self._bucket(r.scope, r.period, when), to_pico(r.amount)) for r in self._rules_for(model)
+            )
+            checks = tuple((k.bucket, k.limit) for k in rules if k.rule.hard)
+            held = tuple(dict.fromkeys(k.bucket for k in rules))
+            keys = _Keys(self._all_buckets(model, when), rules, checks, held)
             self._keys[model] = keys
         return keys
 
@@ -287,7 +293,7 @@ class Budget:
         try:
             self.ledger.reserve(lease.id, pico or 0, keys.held, keys.checks, t + self.lease_ttl, t)
         except LimitHit as hit:
-            rule = keys.rules[keys.rule_buckets.index(hit.bucket)]
+            rule = next(k.rule for k in keys.rules if k.bucket == hit.bucket)
             message = self._exceeded_message(rule, hit, model, lease.amount, datetime.fromtimestamp(t, UTC))
             raise BudgetExceededError(message) from None
         return lease
@@ -345,11 +351,11 @@ class Budget:
         """Rule buckets that may still owe a warning this period (the rest need no read), and the
         thresholds to check: (index in those buckets, picodollars, rule, bucket, threshold, kind)."""
         warned = self._warned
-        cached = self._watch.get(id(keys))  # id: hashing nested tuples each call costs more
+        cached = keys.watch
         if cached is not None and cached[0] == len(warned):  # warnings only ever get added
             return cached[1], cached[2]
         alarms = []
-        for rule, key, limit in zip(keys.rules, keys.rule_buckets, keys.limits, strict=True):
+        for rule, key, limit in keys.rules:
             if not limit:
                 continue
             for threshold, kind in ((rule.warn_at, "warning"), (1.0, "exceeded")):
@@ -361,7 +367,7 @@ class Budget:
         checks = tuple(
             (watch.index(key), at_least, rule, key, threshold, kind) for key, at_least, rule, threshold, kind in alarms
         )
-        self._watch[id(keys)] = (len(warned), watch, checks)
+        keys.watch = (len(warned), watch, checks)
         return watch, checks
 
     def _warn_once(self, rule: _Rule, key: str, threshold: float, kind: str, spent: int, t: float) -> None:
@@ -481,7 +487,7 @@ class Budget:
             prefix = {"hourly": "h:", "daily": "d:", "weekly": "w:", "monthly": "m:", "total": "total"}[p.value]
             self.ledger.reset([f"global|{prefix}"] + [f"{r.scope}|{prefix}" for r in self.rules])
         self._warned.clear()
-        self._watch = {}
+        self._keys = {}  # their cached warning watch lists are stale now
 
     def calls(self, limit: int | None = None) -> list[CallRow]:
         """Committed calls in the ledger, newest last."""
