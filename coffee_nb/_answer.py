@@ -35,6 +35,11 @@ class Answer:
     parsed: Any = None
     budget_left: dict[str, Decimal] = field(default_factory=dict)
     notice: str | None = None
+    role: str = "primary"  # who answered: primary, retry, fallback or hedge
+    primary_model: str | None = None  # the model the call tried first
+    saved: Decimal | None = None  # a fallback answered: the primary's would-be cost minus this one's
+    replayed: bool = False  # answered from a cassette ($0)
+    recorded_cost: Decimal | None = None  # a replay: what it cost when it was recorded
 
     @property
     def text(self) -> str:
@@ -50,6 +55,9 @@ class Answer:
     def cost_text(self) -> str:
         if self.cache_hit:
             return "$0 (cache hit)"
+        if self.replayed:
+            recorded = f"; recorded cost {money(self.recorded_cost)}" if self.recorded_cost is not None else ""
+            return f"$0 (replayed from the cassette{recorded})"
         if self.cost is None:
             return "unpriced"
         label = " (sandbox prices)" if self.price_source == "sandbox" else ""
@@ -59,13 +67,20 @@ class Answer:
         """One line: model, fallbacks taken, tokens, cost, latency, budget remaining."""
         parts = [self.model]
         tried = [a["model"] for a in self.attempts if a["outcome"] != "ok"]
-        if self.fallback_reason:
+        if self.role == "hedge":
+            parts.append(f"hedged: answered before {self.primary_model or tried[0]}")
+        elif self.fallback_reason:
             parts.append(f"fallback from {tried[0]} ({self.fallback_reason})")
         elif len(self.attempts) > 1:
             parts.append(f"{len(self.attempts) - 1} retr{'y' if len(self.attempts) == 2 else 'ies'}")
         est = "~" if self.tokens.get("estimated") else ""
         parts.append(f"{est}{self.tokens.get('input', 0)}→{self.tokens.get('output', 0)} tokens")
         parts.append(self.cost_text())
+        if self.saved is not None and self.primary_model:  # a fallback answered: against the primary's price
+            if self.saved >= 0:
+                parts.append(f"saved {money(self.saved)} vs {self.primary_model}")
+            else:
+                parts.append(f"{money(-self.saved)} more than {self.primary_model}")
         parts.append(f"{self.latency_s:.2f} s")
         for period, left in self.budget_left.items():
             parts.append(f"{period} budget left {money(left)}")

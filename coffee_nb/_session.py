@@ -477,6 +477,11 @@ class Session:
             fallback_reason=meta.get("fallback_reason"),
             format=format,
             budget_left=self._budget_left(),
+            role=meta.get("role", "primary"),
+            primary_model=meta.get("primary_model"),
+            saved=meta.get("saved"),
+            replayed=bool(meta.get("replayed", False)),
+            recorded_cost=meta.get("recorded_cost"),
         )
         return answer
 

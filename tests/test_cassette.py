@@ -186,3 +186,14 @@ def test_magic_records_and_a_changed_cell_replaces_its_stale_entry(tmp_path, mon
     finally:
         ip.run_line_magic("llm_cassette", "off")
         coffee_nb.reset()
+
+
+def test_replayed_answers_say_so_in_the_footer(tmp_path, no_keys):
+    path = tmp_path / "c.jsonl"
+    coffee_nb.configure(models=["sandbox/fast"])
+    with coffee_nb.cassette(path, mode="record"):
+        paid = coffee_nb.ask("a footer, please", cache=False)
+    with coffee_nb.cassette(path, mode="strict"):
+        replay = coffee_nb.ask("a footer, please", cache=False)
+    assert replay.text == paid.text and replay.cost == 0 and replay.replayed
+    assert f"replayed from the cassette; recorded cost {coffee_nb._format.money(paid.cost)}" in replay.footer()

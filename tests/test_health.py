@@ -96,3 +96,18 @@ def test_max_cost_ceiling_skips_models_whose_worst_case_is_above_it():
     with pytest.raises(AllModelsFailedError, match="max_cost"):
         llm.invoke("hi", max_cost=0.0000001)
     assert sandbox.attempts("sandbox/smart") == []
+
+
+def test_the_footer_says_what_a_fallback_saved_or_cost_more_and_when_a_hedge_won(no_keys):
+    coffee_nb.configure(models=["sandbox/smart", "sandbox/fast"], policy=Policy(max_retries=0))
+    sandbox.inject("sandbox/smart", ["server_error"])
+    answer = coffee_nb.ask("cheaper, please", cache=False)
+    assert answer.model == "sandbox/fast" and "saved $" in answer.footer() and "vs sandbox/smart" in answer.footer()
+    coffee_nb.configure(models=["sandbox/fast", "sandbox/smart"])
+    sandbox.inject("sandbox/fast", ["auth"])
+    answer = coffee_nb.ask("pricier, please", cache=False)
+    assert "more than sandbox/fast" in answer.footer()
+    coffee_nb.configure(models=["sandbox/fast", "sandbox/echo"], policy=Policy(hedge_after=0.2))
+    sandbox.inject("sandbox/fast", ["slow_first:3"])
+    answer = coffee_nb.ask("hedge me", cache=False)
+    assert answer.model == "sandbox/echo" and "hedged: answered before sandbox/fast" in answer.footer()
