@@ -12,8 +12,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from coffee_nb import _config
-from coffee_nb._errors import ConfigError
-from coffee_nb._validate import optional_positive_int, usd
+from coffee_nb._validate import optional_positive_int, price_rate, spec_name, usd
 
 __all__ = [
     "ModelFacts",
@@ -217,12 +216,11 @@ def register_price(
 
     >>> register_price("ollama/llama3.2", input=0, output=0, source="local")
     """
-    if not isinstance(model, str) or not model.strip():
-        raise ConfigError(f"register_price needs a model spec like 'openai/my-finetune', got {model!r}")
+    spec_name("register_price model", model)  # "nospecslash" or "openai/x " would silently never match
     window = optional_positive_int("context_window", context_window)
     price = Price(
-        input=_rate_arg("input", input),
-        output=_rate_arg("output", output),
+        input=price_rate("input", input),  # required: a missing price must read as unpriced, never as $0
+        output=price_rate("output", output),
         cached_input=_rate_arg("cached_input", cached_input),
         cache_write=_rate_arg("cache_write", cache_write),
         source=source,

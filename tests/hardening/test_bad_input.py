@@ -103,8 +103,6 @@ def test_a_ledger_path_under_a_file_names_the_path(tmp_path):
     assert path in str(info.value)
 
 
-# register_price lives in _pricing.py, outside this change: these need the two-line change described
-# in the issue-14 report (its rates through _validate.price_rate, its spec through parse_spec).
 PRICING = [
     ("input and output None", lambda: register_price("openai/x", input=None, output=None), "None"),
     ("no slash", lambda: register_price("nospecslash", input=1, output=1), "'nospecslash'"),
@@ -112,7 +110,6 @@ PRICING = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="needs the register_price change in _pricing.py (issue-14 report)")
 @pytest.mark.parametrize(("what", "call", "named"), PRICING, ids=[row[0] for row in PRICING])
 def test_register_price_refuses_what_would_silently_do_nothing_or_look_free(what, call, named):
     with pytest.raises(ConfigError) as info:
