@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._redact import is_clean, redact, remember_secret, scrub
+from coffee_nb._redact import is_clean, redact, remember_secret, scrub, secret_values
 
 if TYPE_CHECKING:
     from coffee_nb._records import CallRecord
@@ -488,8 +488,9 @@ def classify(exc: BaseException) -> Failure:
     ``server`` into ``context_overflow`` / ``content_filter`` / ``auth``. What is still unknown is
     ``unknown`` (the policy decides whether that falls back).
     """
-    scrub(exc)  # the exception itself may reach the caller (a bad_request is raised as is): no key in it
-    message = redact(str(exc) or type(exc).__name__)
+    secrets = secret_values()  # read once for both
+    scrub(exc, secrets)  # the exception itself may reach the caller (a bad_request is raised as is): no key in it
+    message = redact(str(exc) or type(exc).__name__, secrets)
     if isinstance(exc, MissingAPIKeyError):
         return Failure(ErrorClass.AUTH, message)
     if isinstance(exc, BudgetExceededError):

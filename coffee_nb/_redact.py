@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any
 
-__all__ = ["is_clean", "redact", "remember_secret", "scrub"]
+__all__ = ["is_clean", "redact", "remember_secret", "scrub", "secret_values"]
 
 _KEY_PATTERN = re.compile(r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,}|(?:Bearer|x-api-key:?)\s+[A-Za-z0-9_\-\.]{8,})")
 _KEY_ENV_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
@@ -47,19 +47,43 @@ def remember_secret(value: Any) -> None:
         _SECRETS.update(_forms(text))
 
 
+_names: tuple[tuple[int, ...], tuple[str, ...]] = ((), ())  # (the providers it was read from, key variables)
+_values: tuple[tuple[Any, ...], list[str]] = ((), [])  # (what it was computed from, the values)
+
+
 def _secret_values() -> list[str]:
-    """Every key value to redact, longest first (a key containing another is replaced whole)."""
-    values = set(_SECRETS)
-    names = set(_KEY_ENV_VARS)
+    """Every key value to redact, longest first (a key containing another is replaced whole).
+
+    Runs on every failure (and every coffee_nb error's text): the variables' names are re-read only when
+    the provider registry changes, the values recomputed only when a variable or a remembered key did.
+    """
+    global _names, _values
     from coffee_nb import _config  # no import cycle: _config imports nothing of coffee_nb at import
 
-    for provider in list(_config.PROVIDERS.values()):
-        names.update(v for v in (provider.env_var, *getattr(provider, "secret_vars", ())) if v)
-    for name in names:
-        value = os.environ.get(name)
+    providers = list(_config.PROVIDERS.values())
+    ids = tuple(map(id, providers))
+    if ids != _names[0]:
+        names = set(_KEY_ENV_VARS)
+        for provider in providers:
+            names.update(v for v in (provider.env_var, *getattr(provider, "secret_vars", ())) if v)
+        _names = (ids, tuple(sorted(names)))
+    environ = os.environ
+    env = tuple(environ.get(name) for name in _names[1])
+    key = (len(_SECRETS), env)
+    if key == _values[0]:
+        return _values[1]
+    values = set(_SECRETS)
+    for value in env:
         if value:
             values.update(_forms(value))
-    return sorted(values, key=len, reverse=True)
+    result = sorted(values, key=len, reverse=True)
+    _values = (key, result)
+    return result
+
+
+def secret_values() -> list[str]:
+    """Every key value to redact now (read once, then hand it to several ``redact`` / ``scrub`` calls)."""
+    return _secret_values()
 
 
 def redact(text: Any, secrets: list[str] | None = None) -> str:
@@ -86,12 +110,13 @@ def _clean(value: Any, secrets: list[str], depth: int = 0) -> Any:
     return value
 
 
-def scrub(exc: BaseException) -> BaseException:
+def scrub(exc: BaseException, secrets: list[str] | None = None) -> BaseException:
     """Redact keys from ``exc`` and every exception chained to it, in place: the arguments, the notes and
     the attributes that hold a provider's reply. The type and the traceback stay. Returns ``exc``; an
     exception whose text still holds a key after this (a ``__str__`` of its own) is left for the caller
     to wrap (see :func:`is_clean`)."""
-    secrets = _secret_values()
+    if secrets is None:
+        secrets = _secret_values()
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
