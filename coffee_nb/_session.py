@@ -109,6 +109,7 @@ class Session:
         self.max_tokens: int | None = None
         self.policy: Policy | None = None
         self.cache_enabled = True
+        self.base_url: str | None = None  # the server of openai-compatible/<model> specs (configure(base_url=))
         self._budget: Budget | None = None
         self._budget_args: dict[str, Any] = {}
         self._ledger: tuple[str | os.PathLike[str] | None, Ledger] | None = None  # (spec, ledger) opened here
@@ -139,8 +140,10 @@ class Session:
         ledger: Any = None,
         metrics: Any = None,
         cache: bool | None = None,
+        base_url: str | None = None,
     ) -> Session:
         """Change the defaults. Budget limits given here replace the session budget (same ledger).
+        ``base_url`` is the server of ``openai-compatible/<model>`` specs (vLLM, LM Studio, llama.cpp, ...).
 
         All or nothing: every value is checked (and a new ledger opened) before anything changes, so a
         refused value leaves the session as it was.
@@ -160,6 +163,10 @@ class Session:
             if metrics is not None and not all(callable(getattr(metrics, m, None)) for m in _METRICS_METHODS):
                 raise ConfigError(f"metrics must be a coffee_nb.LocalMetrics (the session's table), got {metrics!r}")
             cache = optional_flag("cache", cache)
+            if base_url is not None and (
+                not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
+            ):
+                raise ConfigError(f"base_url must be an http(s) URL like http://127.0.0.1:8000/v1, got {base_url!r}")
             hard = optional_flag("hard", hard, " (block) or False (warn only)")
             limits = {"hourly": hourly, "daily": daily, "weekly": weekly, "monthly": monthly, "total": total}
             limits = {k: v for k, v in limits.items() if v is not None}
@@ -186,6 +193,8 @@ class Session:
                 self.policy = policy
             if cache is not None:
                 self.cache_enabled = cache
+            if base_url is not None:
+                self.base_url = base_url or None
             if budget is not None:
                 self._budget = budget
                 self._budget_args = {}  # limits given later start from the defaults, not from this object
@@ -193,7 +202,7 @@ class Session:
                 self._budget, self._budget_args = new_budget, args
             if metrics is not None:
                 self._metrics = metrics
-            if any(v is not None for v in (chain, policy, budget, new_budget, metrics)):
+            if any(v is not None for v in (chain, policy, budget, new_budget, metrics, base_url)):
                 self._pickers.clear()
         return self
 
@@ -329,6 +338,8 @@ class Session:
 
         chain = list(models) if models else self.chain()[0]
         key = tuple(m if isinstance(m, str) else id(m) for m in chain)
+        if self.base_url is not None:  # the session's OpenAI-compatible server, for specs that name none
+            chain = [_with_base_url(m, self.base_url) for m in chain]
         with self._lock:
             base = self._pickers.get(key)
             if base is None:
@@ -565,6 +576,14 @@ def get_session() -> Session:
             if session is None:
                 session = _SESSION.session = Session()
     return session
+
+
+def _with_base_url(model: Any, base_url: str) -> Any:
+    if isinstance(model, str) and model.startswith("openai-compatible/"):
+        from coffee_nb._models import ModelSpec
+
+        return ModelSpec(model=model, params={"base_url": base_url})
+    return model
 
 
 def configure(**kwargs: Any) -> Session:

@@ -197,6 +197,7 @@ class LLMMagics(Magics):
     @_argument("--soft", action="store_true", help="budget limits warn instead of block")
     @_argument("--ledger", default=None, help="where spend lives: memory, sqlite, a path, or redis://host:port/db")
     @_argument("--cache", choices=["on", "off"], default=None, help="answer identical requests from the cache")
+    @_argument("--base-url", default=None, help="server of openai-compatible/<model> specs (vLLM, LM Studio, ...)")
     @_line_magic("llm_config")
     def llm_config(self, line: str) -> Table:
         """Show the notebook session (models, budget, cache), or change it:
@@ -220,6 +221,7 @@ class LLMMagics(Magics):
                 hard=False if args.soft else None,
                 ledger=args.ledger,
                 cache=None if args.cache is None else args.cache == "on",
+                base_url=args.base_url,
             )
         except (ConfigError, ValueError) as exc:
             raise UsageError(str(exc)) from None
