@@ -80,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "get_session": "coffee_nb._session",
     "reset": "coffee_nb._session",
     "dashboard": "coffee_nb.notebook",
+    "map_rows": "coffee_nb.jobs",
     "HealthPanel": "coffee_nb.notebook.health_panel",
 }
 _ATTR_ALIASES = {"close_http_clients": "close"}
@@ -147,6 +148,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "health",
     "is_restart",
     "load_ipython_extension",
+    "map_rows",
     "price_for",
     "register_price",
     "register_provider",
@@ -206,6 +208,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb._summary import CallSummary
     from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
     from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
+    from coffee_nb.jobs import map_rows
     from coffee_nb.metrics import LocalMetrics, NoOpMetrics, PrometheusMetrics, create_metrics_strategy
     from coffee_nb.notebook import dashboard
     from coffee_nb.notebook.health_panel import HealthPanel

@@ -485,6 +485,140 @@ Say hello in Spanish.
 """),
 ]
 
+MAP_ROWS = [
+    md("""
+# Prompt over a DataFrame: `%%llm_map` and `map_rows`
+
+The job that usually comes after single prompts: run **one prompt template over every row** of a
+DataFrame — classify tickets, extract fields, summarise a column. coffee_nb does it with a progress
+bar, per-row cost, a budget that stops the job cleanly, and **resume**: an interrupted or stopped job
+re-run with the same arguments continues where it stopped, and the rows already answered cost $0.
+
+Every row is an ordinary coffee_nb call (retries, fallbacks, budget, records), so everything from the
+earlier tutorials applies. No API key needed: the sandbox answers.
+"""),
+    code("""
+%load_ext coffee_nb
+import coffee_nb, pandas as pd
+
+tickets = pd.DataFrame({
+    "text": [
+        "I was charged twice for my order",
+        "The parcel never arrived",
+        "The mug handle broke on day one",
+        "Can I change my delivery address?",
+        "Refund still not on my card",
+        "Great coffee, thanks!",
+    ],
+}, index=[f"T-{i}" for i in range(101, 107)])
+tickets
+"""),
+    md("""
+## Know the cost first
+
+The cell body is the template: `{text}` is filled from each row's `text` column (other `{names}` come
+from your variables, as in `%%llm`). `--dry-run` calls nothing: it shows how many rows the cache already
+answers, the **expected** cost and the **worst case** (every allowed output token), and the budget left.
+"""),
+    code("""
+%%llm_map tickets --dry-run
+Classify this support ticket as billing, delivery, product or other. One word.
+
+Ticket: {text}
+"""),
+    md("""
+## Run it
+
+`-o NAME` stores the result: your frame with the answer and its bookkeeping appended — the model that
+answered, `fallback_from`, tokens, `cost` (a `Decimal`), `latency_s`, `cached` and `error`. The index and
+row order are kept. A live bar shows rows done, failed and cached, spend, the projected total, ETA and
+concurrency (which halves on rate limits and grows back).
+"""),
+    code("""
+%%llm_map tickets -o labelled
+Classify this support ticket as billing, delivery, product or other. One word.
+
+Ticket: {text}
+"""),
+    code('labelled[["answer", "model", "cost", "cached", "error"]]'),
+    md("""
+## Re-running is free
+
+Each row's answer is in the response cache, so running the same cell again — after a kernel interrupt,
+a budget stop, or just "Run all" — only calls the rows that have no answer yet. Here that is none:
+"""),
+    code("""
+%%llm_map tickets -o labelled
+Classify this support ticket as billing, delivery, product or other. One word.
+
+Ticket: {text}
+"""),
+    md("""
+## Typed columns
+
+`--schema` (or `schema=` in Python) takes a pydantic model, a JSON schema, a dict like
+`{"urgent": bool}`, or inline text like `'category:str, urgent:bool'`. Each field becomes a typed column.
+Models that support structured output get it natively; others are asked for JSON, which is validated:
+a row whose answer doesn't fit gets an `error`, never a crash. (The sandbox fills fields with simple
+placeholder values; a real model reads the ticket.)
+"""),
+    code("""
+from typing import Literal
+from pydantic import BaseModel
+
+class Triage(BaseModel):
+    category: Literal["billing", "delivery", "product", "other"]
+    urgent: bool
+"""),
+    code("""
+%%llm_map tickets --schema Triage -o triaged
+Triage this support ticket.
+
+Ticket: {text}
+"""),
+    code('triaged[["text", "category", "urgent", "error"]]'),
+    code('triaged.dtypes[["category", "urgent"]]'),
+    md("""
+## A budget stop, then resume
+
+With a hard budget the job stops when the next row can't be covered, keeps every finished row, and says
+how many rows remain. Raise the limit (or wait for the period to reset) and run the same call again.
+From Python it is `coffee_nb.map_rows(df, template, ...)`:
+"""),
+    code("""
+from coffee_nb import Budget
+
+questions = pd.DataFrame({"q": [f"Give me fact number {i} about espresso." for i in range(40)]})
+small = Budget(total="0.0004", ledger="memory", warn_at=1.0)
+part = coffee_nb.map_rows(questions, "{q}", models=["sandbox/fast"], budget=small, max_tokens=60, concurrency=1)
+print(part.attrs["coffee_nb"]["status"], "-", int(part["error"].isna().sum()), "answered,", part["error"].value_counts().to_dict())
+"""),
+    code("""
+more = Budget(total=1, ledger="memory")
+whole = coffee_nb.map_rows(questions, "{q}", models=["sandbox/fast"], budget=more, max_tokens=60, concurrency=1)
+print(int(whole["cached"].sum()), "from the cache at", whole.loc[whole["cached"], "cost"].sum(), "USD;",
+      int((~whole["cached"]).sum()), "called; every row answered:", bool(whole["error"].isna().all()))
+"""),
+    md("""
+The first run answered what the budget allowed; the second answered those rows from the cache at $0 and
+called only the rest.
+
+## Bigger than one machine: Dask
+
+Give `map_rows` a Dask DataFrame and it runs per partition on your Dask cluster
+(`pip install 'coffee_nb[dask]'`). Every worker charges the same Redis ledger, so one hard team budget
+holds across all workers and machines; the result is a lazy Dask DataFrame, or a pandas one with
+`compute=True`, which also shows the workers' progress summed in one bar:
+
+```python
+import dask.dataframe as dd
+team = Budget(daily=20, ledger="redis://cache.internal:6379/0", name="team-ml")
+ddf = dd.read_parquet("tickets/*.parquet")
+labelled = coffee_nb.map_rows(ddf, "Classify: {text}", models=["openai/gpt-4o-mini"], budget=team, compute=True)
+```
+"""),
+]
+
 NOTEBOOKS = {
     "01_quickstart": QUICKSTART,
     "02_fallbacks_and_faults": FALLBACKS,
@@ -492,6 +626,7 @@ NOTEBOOKS = {
     "04_metrics": METRICS,
     "05_python_api": PYTHON_API,
     "06_real_providers": REAL,
+    "07_map_rows": MAP_ROWS,
 }
 
 

@@ -17,8 +17,9 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     from coffee_nb.notebook.cassette_magic import CassetteMagics
     from coffee_nb.notebook.compare_magic import CompareMagics
     from coffee_nb.notebook.magics import LLMMagics
+    from coffee_nb.notebook.map_magic import MapMagics
 
-    ipython.register_magics(LLMMagics, CassetteMagics)
+    ipython.register_magics(LLMMagics, CassetteMagics, MapMagics)
     ipython.register_magics(CompareMagics)
 
 

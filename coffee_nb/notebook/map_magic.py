@@ -1,0 +1,177 @@
+"""``%%llm_map DF``: the cell body is a prompt template run over every row of ``DF``; and its live progress bar."""
+
+from __future__ import annotations
+
+import functools
+import html
+import sys
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, magics_class
+
+from coffee_nb._errors import BudgetExceededError, ConfigError
+from coffee_nb._format import money
+from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
+
+if TYPE_CHECKING:
+    from coffee_nb.jobs import JobStatus, Projection
+    from coffee_nb.jobs._progress import View
+
+__all__ = ["MapMagics", "progress_view"]
+
+
+def progress_view(total: int) -> View:
+    """The live view of a ``map_rows`` job (an ipywidgets box): a bar of rows finished, then counts, spend,
+    projection, ETA, concurrency and rate-limit waits. The job only bumps counters; the waiting cell
+    refreshes this view a few times a second."""
+    view: View = _view_class()(total)
+    return view
+
+
+@functools.cache
+def _view_class() -> type:
+    import ipywidgets as W  # noqa: N812 - one letter, as in widgets.py; loaded with the first job, not %load_ext
+
+    class MapProgressView(W.VBox):  # type: ignore[misc]  # ipywidgets ships no types: its classes are Any
+        _label = "coffee_nb map_rows progress"
+
+        def __init__(self, total: int) -> None:
+            self.head = W.HTML()
+            self.bar = W.IntProgress(min=0, max=max(total, 1), value=0, layout=W.Layout(width="420px"))
+            self.count = W.HTML()
+            self.stats = W.HTML()
+            super().__init__([self.head, W.HBox([self.bar, self.count]), self.stats])
+
+        def __repr__(self) -> str:
+            return self._label  # fixed: nbval compares text/plain reprs
+
+        def start(self, projection: Projection) -> None:
+            from IPython.display import display
+
+            self.head.value = f"<span style='opacity:.75'>{html.escape(projection.line())}</span>"
+            display(self)
+
+        def update(self, status: JobStatus) -> None:
+            self.bar.value = status.finished
+            self.count.value = f"&nbsp;{status.finished:,} / {status.total:,} rows"
+            self.stats.value = html.escape(status.line())
+            if status.failed:
+                self.bar.bar_style = "warning"
+
+        def finish(self, status: JobStatus, note: str | None) -> None:
+            self.update(status)
+            if status.status == "done":
+                self.bar.bar_style = "success" if not status.failed else "warning"
+            else:
+                self.bar.bar_style = "danger"
+            if note:
+                self.stats.value += f"<br><b>{html.escape(note)}</b>"
+
+    return MapProgressView
+
+
+def _lookup(ns: dict[str, Any], name: str, what: str, hint: str = "") -> Any:
+    """``name`` or ``name.attr.attr`` from the notebook's variables."""
+    root, *attrs = name.split(".")
+    if not root.isidentifier() or root not in ns:
+        raise UsageError(f"{what} {name!r} is not a variable of this notebook{hint}")
+    value = ns[root]
+    for attr in attrs:
+        if not attr.isidentifier() or attr.startswith("_") or not hasattr(value, attr):
+            raise UsageError(f"{what} {name!r}: {attr!r} not found")
+        value = getattr(value, attr)
+    return value
+
+
+@magics_class
+class MapMagics(Magics):
+    @_magic_arguments()
+    @_argument("df", help="the DataFrame (a variable name): one call per row")
+    @_argument("models", nargs="*", help="models for this job, in order (e.g. openai/gpt-4o-mini sandbox/fast)")
+    @_argument("-o", "--out", default=None, help="store the result DataFrame in this variable")
+    @_argument("--schema", default=None, help="typed columns: a variable (pydantic model / dict) or 'label:str,n:int'")
+    @_argument("--column", default=None, help="name of the answer column (default: answer)")
+    @_argument("-s", "--system", default=None, help="system prompt for every row")
+    @_argument("-t", "--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
+    @_argument("-m", "--max-tokens", type=int, default=None, help="cap on output tokens per row")
+    @_argument("-c", "--concurrency", type=int, default=None, help="most rows in flight (default 32; adapts to 429s)")
+    @_argument("--on-error", default="record", help="record: a failed row gets its error (default); raise: stop")
+    @_argument("--no-cache", action="store_true", help="call every row even if it was answered before")
+    @_argument("--dry-run", action="store_true", help="show the projected cost (expected, worst case); no call")
+    @_argument("--budget", default=None, help="a hard cap in USD for this job, on top of the session budget")
+    @_argument("--no-progress", action="store_true", help="no progress bar")
+    @_argument("--compute", action="store_true", help="Dask DataFrame: compute now (default: a lazy result)")
+    @_cell_magic("llm_map")
+    def llm_map(self, line: str, cell: str) -> Any:
+        """Run the cell body as a prompt template over every row of a DataFrame: ``%%llm_map tickets -o labelled``.
+
+        ``{column}`` fills from each row (``{row['Odd name']}`` for any column), other ``{name}`` fields from
+        the notebook's variables (``{{name}}`` keeps a literal brace). Appends ``answer`` (or the schema's
+        typed fields), ``model``, ``fallback_from``, tokens, ``cost``, ``latency_s``, ``cached``, ``error``.
+        A live bar shows rows done / failed / cached, spend, projected cost, ETA and concurrency. Re-running
+        an interrupted or budget-stopped cell resumes: finished rows come from the cache at $0.
+        """
+        args = _parse(self.llm_map, line)
+        shell = self.shell
+        if shell is None:  # never, once registered through load_ipython_extension
+            raise UsageError("coffee_nb's magics need an IPython shell")
+        ns = shell.user_ns
+        if args.out is not None and not args.out.isidentifier():
+            raise UsageError(f"--out needs a Python variable name, got {args.out!r}")
+        if not cell.strip():
+            raise UsageError("the cell is empty: write the prompt template on the lines below %%llm_map DF")
+        df = _lookup(ns, args.df, "DF")
+        schema: Any = None
+        if args.schema is not None:
+            spec = args.schema.strip()
+            if len(spec) > 1 and spec[0] == spec[-1] and spec[0] in "'\"":  # quoted: inline (IPython keeps quotes)
+                schema = spec[1:-1]
+            else:  # a variable's name, or inline text like label:str,score:float
+                hint = " (inline, give each field a type: 'label:str, score:float')"
+                schema = _lookup(ns, spec, "--schema", hint) if spec.replace(".", "").isidentifier() else spec
+        budget = None
+        cap = _positive_money(args.budget, "--budget")
+        if cap is not None:
+            from coffee_nb.budget import Budget
+
+            budget = Budget(total=cap, ledger="memory", name="cell")
+        from coffee_nb.jobs import map_rows
+
+        try:
+            result = map_rows(
+                df,
+                cell,
+                models=_models(args.models),
+                out=args.column,
+                schema=schema,
+                concurrency=args.concurrency,
+                budget=budget,
+                cache=not args.no_cache,
+                on_error=args.on_error,
+                system=args.system,
+                temperature=args.temperature,
+                max_tokens=args.max_tokens,
+                dry_run=args.dry_run,
+                progress=not args.no_progress,
+                namespace=ns,
+                compute=args.compute,
+            )
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        except BudgetExceededError:
+            raise  # its short _render_traceback_ says which limit
+        if args.dry_run:
+            return result
+        if args.out:
+            ns[args.out] = result
+            info = getattr(result, "attrs", {}).get("coffee_nb")
+            if info is not None:
+                spent = money(info["spent"])
+                print(
+                    f"{args.out}: {info['rows']:,} rows · {info['answered']:,} answered · {info['failed']:,} failed · "
+                    f"{info['cached']:,} cached · {spent} spent",
+                    file=sys.stdout,
+                )
+            return None
+        return result
