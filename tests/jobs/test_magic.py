@@ -86,6 +86,7 @@ def test_bad_input_is_a_usage_error_before_any_call(ip, line, cell, message):
     assert sandbox.attempts() == []
 
 
+@pytest.mark.filterwarnings("ignore::coffee_nb.BudgetWarning")  # the 80% warning, expected here
 def test_a_budget_cap_for_the_job_stops_it_and_rerun_resumes(ip):
     ip.user_ns["tickets"] = pd.DataFrame({"q": [f"question {i}" for i in range(30)]})
     first, cap = run(ip, "tickets sandbox/fast --budget 0.0003 -m 60 -c 4 --no-progress", "Answer {q}")

@@ -67,6 +67,7 @@ def test_a_thousand_rows_with_faults_every_row_answered_or_failed_and_spend_adds
     assert seen[-1].rate_limits > 0 and seen[-1].answered == answered.sum()
 
 
+@pytest.mark.filterwarnings("ignore::coffee_nb.BudgetWarning")  # the 80% warning, expected here
 def test_budget_stop_keeps_finished_rows_and_a_rerun_makes_exactly_the_missing_calls(capsys):
     frame = pd.DataFrame({"q": [f"question {i}" for i in range(120)]})
     cap = Decimal("0.0012")
