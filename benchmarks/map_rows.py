@@ -12,41 +12,15 @@ import argparse
 import asyncio
 import io
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
 
-import httpx
 import pandas as pd
+from throughput import start_sandbox  # the same standalone sandbox, started the same way
 
 CONCURRENCY = 64
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_sandbox() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coffee_nb.sandbox", "--port", str(port), "--latency-scale", "0"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(300):
-        try:
-            httpx.get(f"{url}/models", timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("sandbox did not start")
 
 
 def frame(rows: int, tag: str = "") -> pd.DataFrame:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core import magic, magic_arguments
 from IPython.core.error import UsageError
+from IPython.core.magic import Magics
 
 from coffee_nb._errors import ConfigError
 from coffee_nb._validate import MAX_USD, usd
@@ -18,8 +19,11 @@ from coffee_nb._validate import MAX_USD, usd
 if TYPE_CHECKING:
     import argparse
 
+    from IPython.core.interactiveshell import InteractiveShell
+
 # private names: magics.py (and the other magic modules) import them from here
 __all__ = [
+    "ShellMagics",
     "_argument",
     "_cell_key",
     "_cell_magic",
@@ -127,3 +131,13 @@ def _cell_key(shell: Any, cell: str) -> str:
     if isinstance(cell_id, str) and cell_id:
         return cell_id
     return "text:" + hashlib.sha256(cell.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+class ShellMagics(Magics):
+    """Base of coffee_nb's magics classes: the shell they are registered with, never None."""
+
+    @property
+    def _shell(self) -> InteractiveShell:
+        if self.shell is None:  # never, once registered through load_ipython_extension
+            raise UsageError("coffee_nb's magics need an IPython shell")
+        return self.shell

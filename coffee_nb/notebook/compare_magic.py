@@ -6,15 +6,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, magics_class
+from IPython.core.magic import magics_class
 
 from coffee_nb._errors import BudgetExceededError, ConfigError
+from coffee_nb.notebook._options import ShellMagics
 from coffee_nb.notebook.interpolate import interpolate
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
 
 if TYPE_CHECKING:
-    from IPython.core.interactiveshell import InteractiveShell
-
     from coffee_nb._comparison import Comparison
 
 __all__ = ["CompareMagics"]
@@ -42,13 +41,7 @@ def _progress(total_hint: str) -> Any:
 
 
 @magics_class
-class CompareMagics(Magics):
-    @property
-    def _shell(self) -> InteractiveShell:
-        if self.shell is None:  # never, once registered through load_ipython_extension
-            raise UsageError("coffee_nb's magics need an IPython shell")
-        return self.shell
-
+class CompareMagics(ShellMagics):
     @_magic_arguments()
     @_argument("models", nargs="+", help="the models to compare, one column each (e.g. sandbox/fast sandbox/smart)")
     @_argument("--runs", type=int, default=1, help="calls per model (and row): latency p50/p95 are over these")

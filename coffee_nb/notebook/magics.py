@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, magics_class
+from IPython.core.magic import magics_class
 
 from coffee_nb._answer import AnswerError
 
@@ -24,8 +24,8 @@ from coffee_nb._errors import (
 )
 from coffee_nb._session import FORMATS, KNOWN_MODELS, Session, get_session, money
 from coffee_nb._validate import max_tokens, temperature
+from coffee_nb.notebook._options import ShellMagics, _cell_key, _line_magic, _sendable
 from coffee_nb.notebook._options import _argument as _argument
-from coffee_nb.notebook._options import _cell_key, _line_magic, _sendable
 from coffee_nb.notebook._options import _cell_magic as _cell_magic
 from coffee_nb.notebook._options import _magic_arguments as _magic_arguments
 from coffee_nb.notebook._options import _models as _models
@@ -36,8 +36,6 @@ from coffee_nb.notebook.interpolate import interpolate
 if TYPE_CHECKING:
     import argparse
 
-    from IPython.core.interactiveshell import InteractiveShell
-
     from coffee_nb._pricing import Rate
     from coffee_nb._session import Answer
     from coffee_nb.notebook.render import Table
@@ -47,13 +45,7 @@ __all__ = ["LLMMagics"]
 
 
 @magics_class
-class LLMMagics(Magics):
-    @property
-    def _shell(self) -> InteractiveShell:
-        if self.shell is None:  # never, once registered through load_ipython_extension
-            raise UsageError("coffee_nb's magics need an IPython shell")
-        return self.shell
-
+class LLMMagics(ShellMagics):
     @_magic_arguments()
     @_argument("models", nargs="*", help="models for this cell, in order (e.g. openai/gpt-4o-mini sandbox/fast)")
     @_argument("-s", "--system", default=None, help="system prompt for this cell")
