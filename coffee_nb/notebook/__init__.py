@@ -18,9 +18,10 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     from coffee_nb.notebook.compare_magic import CompareMagics
     from coffee_nb.notebook.magics import LLMMagics
     from coffee_nb.notebook.map_magic import MapMagics
+    from coffee_nb.notebook.session_magics import SessionMagics
 
     ipython.register_magics(LLMMagics, CassetteMagics, MapMagics)
-    ipython.register_magics(CompareMagics)
+    ipython.register_magics(CompareMagics, SessionMagics)
 
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
