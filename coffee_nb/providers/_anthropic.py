@@ -1,7 +1,15 @@
-"""Anthropic: ChatAnthropic (the anthropic SDK's errors are in the core table)."""
+"""Anthropic: ChatAnthropic on the pooled HTTP clients (the anthropic SDK's errors are in the core table).
+
+ChatAnthropic builds its anthropic clients itself, on httpx2 clients of its own; the model coffee_nb
+builds is a ChatAnthropic whose clients get an httpx2 client over :mod:`coffee_nb.providers._bridge`
+instead, so its requests ride coffee_nb's pool (``configure_http``, one connection pool per process and
+per event loop) like every other provider's. Built only from its public fields (key, URL, headers,
+timeout, ``max_retries``); a user's own ChatAnthropic instance is left as it is.
+"""
 
 from __future__ import annotations
 
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb.providers._base import missing_extra
@@ -25,7 +33,40 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     from coffee_nb.providers._guard import guarded
 
     kwargs: dict[str, Any] = {"model": model, "api_key": key, "max_retries": 0, "timeout": s.timeout, **s.params}
-    return ChatAnthropic(**guarded(kwargs))  # by alias names, which its stubs don't list
+    chat: BaseChatModel = _pooled(ChatAnthropic)(**guarded(kwargs))  # by alias names, which its stubs don't list
+    return chat
+
+
+@cache
+def _pooled(base: type[Any]) -> type[Any]:
+    """A ChatAnthropic whose anthropic clients send through the pool (same class name: it is one)."""
+    import anthropic
+    import httpx2
+
+    from coffee_nb.providers._bridge import AsyncBridge, Bridge
+
+    def params(model: Any) -> dict[str, Any]:
+        timeout = model.default_request_timeout
+        return {
+            "api_key": model.anthropic_api_key.get_secret_value(),
+            "base_url": model.anthropic_api_url,
+            "max_retries": model.max_retries,
+            "default_headers": model.default_headers,
+            **({"timeout": timeout} if timeout is None or timeout > 0 else {}),
+        }
+
+    class ChatAnthropic(base):  # type: ignore[misc]
+        @cached_property
+        def _client(self) -> anthropic.Client:
+            return anthropic.Client(**params(self), http_client=httpx2.Client(transport=Bridge()))
+
+        @cached_property
+        def _async_client(self) -> anthropic.AsyncClient:
+            return anthropic.AsyncClient(**params(self), http_client=httpx2.AsyncClient(transport=AsyncBridge()))
+
+    ChatAnthropic.__qualname__ = base.__qualname__
+    ChatAnthropic.__module__ = base.__module__
+    return ChatAnthropic
 
 
 def register() -> None:

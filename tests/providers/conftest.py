@@ -25,6 +25,7 @@ Reply = httpx.Response | Callable[[httpx.Request], httpx.Response]
 POLICY = Policy(backoff_base=0.001, backoff_cap=0.002, max_retry_after=1.0, deadline=30)
 
 KEYS = {
+    "ANTHROPIC_API_KEY": "sk-ant-test-key-0123456789",
     "GOOGLE_API_KEY": "goog-test-key-0123456789",
     "AZURE_OPENAI_API_KEY": "azure-test-key-0123456789",
     "AZURE_OPENAI_ENDPOINT": "https://unit-test.openai.azure.com",

@@ -366,3 +366,65 @@ def serve_converse_stream(client: Any, bodies: list[bytes]) -> None:
         return AWSResponse(request.url, 200, headers, _Raw(data))
 
     client.meta.events.register("before-send.bedrock-runtime.ConverseStream", send)
+
+
+# -- Anthropic's Messages API (api.anthropic.com) -----------------------------------------------------------
+def _anthropic_error(status: int, type_: str, message: str, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json={"type": "error", "error": {"type": type_, "message": message}}, headers=headers)
+
+
+def _anthropic_message(model: str, text: str, stop: str) -> dict[str, Any]:
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}] if text else [],
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {"input_tokens": IN, "output_tokens": OUT},
+    }
+
+
+def anthropic(kind: str, model: str) -> httpx.Response:
+    if kind == "ok":
+        return httpx.Response(200, json=_anthropic_message(model, TEXT, "end_turn"))
+    if kind == "stream":  # named SSE events; message_delta carries the whole usage (cumulative), as the API sends it
+        start = {**_anthropic_message(model, "", None), "usage": {"input_tokens": IN, "output_tokens": 1}}  # type: ignore[arg-type]
+        half = len(TEXT) // 2
+
+        def delta(text: str) -> dict[str, Any]:
+            return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+
+        block = {"type": "text", "text": ""}
+        end = {"stop_reason": "end_turn", "stop_sequence": None}
+        events = [
+            ("message_start", {"type": "message_start", "message": start}),
+            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}),
+            ("content_block_delta", delta(TEXT[:half])),
+            ("content_block_delta", delta(TEXT[half:])),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            (
+                "message_delta",
+                {"type": "message_delta", "delta": end, "usage": {"input_tokens": IN, "output_tokens": OUT}},
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+    if kind == "rate_limit":
+        return _anthropic_error(
+            429,
+            "rate_limit_error",
+            "This request would exceed the rate limit for your organization of 50 requests per minute.",
+            **{"retry-after": str(RETRY_AFTER)},
+        )
+    if kind == "server":
+        return _anthropic_error(529, "overloaded_error", "Overloaded")
+    if kind == "context_overflow":
+        return _anthropic_error(400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum")
+    if kind == "auth":
+        return _anthropic_error(401, "authentication_error", "invalid x-api-key")
+    if kind == "content_filter":  # Claude's streaming classifiers end an answer with stop_reason "refusal"
+        return httpx.Response(200, json=_anthropic_message(model, "", "refusal"))
+    raise ValueError(kind)
