@@ -9,6 +9,7 @@ providers (name → builder)     ``PROVIDERS``  ``_models``: register_provider, 
 global record sinks            ``SINKS``      ``_records``: global_sinks, capture_records
 HTTP settings, pooled clients  ``HTTP``       ``_http``: configure_http, get_http_client, close
 the notebook session           ``SESSION``    ``_session``: get_session, configure, reset
+model aliases                  ``ALIASES``    ``_aliases``: set_alias, remove_alias, resolve
 sandbox server, latency scale, ``SANDBOX``    ``coffee_nb.sandbox``: server, stop,
 served models                                 set_latency_scale, add_model, MODELS
 =============================  =============  =================================================
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from coffee_nb.sandbox._server import SandboxServer
 
 __all__ = [
+    "ALIASES",
     "HTTP",
     "PRICES",
     "PROVIDERS",
@@ -388,6 +390,30 @@ class CassetteState:
             self.cassette = saved
 
 
+# -- model aliases -----------------------------------------------------------------------------------
+class AliasState:
+    """Model aliases (name → spec), read without a lock: the dict is replaced, never mutated (``_aliases``)."""
+
+    __slots__ = ("lock", "names")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.names: dict[str, str] = {}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.names = {}
+
+    def take(self) -> dict[str, str]:
+        with self.lock:
+            saved, self.names = self.names, {}
+        return saved
+
+    def put(self, saved: dict[str, str]) -> None:
+        with self.lock:
+            self.names = saved
+
+
 class _State(Protocol[_Saved]):
     """What every piece of global state above offers: reset, and take/put for :func:`isolated`."""
 
@@ -404,9 +430,10 @@ HTTP = HttpState()
 SESSION = SessionState()
 SANDBOX = SandboxState()
 CASSETTE = CassetteState()
+ALIASES = AliasState()
 
 # closing order: the session first (its pickers use HTTP clients and the sandbox), prices last
-_STATES: tuple[_State[Any], ...] = (SESSION, CASSETTE, SANDBOX, HTTP, SINKS, PROVIDERS, PRICES)
+_STATES: tuple[_State[Any], ...] = (SESSION, CASSETTE, SANDBOX, HTTP, SINKS, PROVIDERS, PRICES, ALIASES)
 
 
 def reset_defaults() -> None:

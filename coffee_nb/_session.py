@@ -9,23 +9,25 @@ Nothing here imports a notebook library; nothing runs at import.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from coffee_nb import _config
+from coffee_nb._aliases import resolve
 from coffee_nb._answer import Answer, AnswerError
 from coffee_nb._errors import CoffeeError, ConfigError, is_clean, redact, scrub
 from coffee_nb._format import money, parse_json
 from coffee_nb._paths import StorageError
+from coffee_nb._settings import ASKING, SessionSettings
 
 # "x as x": the session's constants, importable from here as before
 from coffee_nb._settings import DEFAULT_DAILY_BUDGET as DEFAULT_DAILY_BUDGET
 from coffee_nb._settings import KEYED_DEFAULTS as KEYED_DEFAULTS
 from coffee_nb._settings import KNOWN_MODELS as KNOWN_MODELS
 from coffee_nb._settings import SANDBOX_CHAIN as SANDBOX_CHAIN
-from coffee_nb._settings import SessionSettings
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
@@ -35,6 +37,24 @@ if TYPE_CHECKING:
 __all__ = ["Answer", "AnswerError", "Session", "ask", "configure", "get_session", "money", "parse_json", "reset"]
 
 FORMATS = ("markdown", "text", "code", "json", "html")
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _noting(method: Callable[Concatenate[Session, str, _P], _T]) -> Callable[Concatenate[Session, str, _P], _T]:
+    """While ``method`` runs, the session's records are noted with its prompt (``%llm_history``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Session, prompt: str, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        token = ASKING.set(prompt if isinstance(prompt, str) else None)
+        try:
+            return method(self, prompt, *args, **kwargs)
+        finally:
+            ASKING.reset(token)
+
+    return wrapper
 
 
 def _parsed(answer: Answer) -> Answer:
@@ -64,6 +84,7 @@ class Session(SessionSettings):
         out.append(HumanMessage(prompt))
         return out
 
+    @_noting
     def ask(
         self,
         prompt: str,
@@ -84,6 +105,7 @@ class Session(SessionSettings):
         if format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
         chain, notice = (list(models), None) if models else self.chain()
+        chain = [resolve(m) for m in chain]  # an alias: the model it names now (cache keys, records)
         if notice and self._noticed:
             notice = None
         self._noticed = self._noticed or notice is not None
@@ -210,7 +232,7 @@ class Session(SessionSettings):
         from coffee_nb._records import global_sinks, publish
 
         record, message = replay(message, stored, time.perf_counter() - start)
-        publish([self.metrics.emit, *self.sinks], record)
+        publish([self.metrics.emit, *self.sinks, self._note_prompt], record)
         publish(global_sinks(), record)
         answer = self._answer(message, format, record.latency_s)
         answer.cache_hit = True

@@ -9,6 +9,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -43,6 +44,9 @@ KNOWN_MODELS = (
     "anthropic/claude-sonnet-4-5",
     "ollama/llama3.2",
 )
+PROMPTS_KEPT = 10_000  # prompts remembered for %llm_history (oldest forgotten first)
+# the prompt being asked in this thread/task (Session.ask sets it): its records are noted with it
+ASKING: ContextVar[str | None] = ContextVar("coffee_nb_asking", default=None)
 _BUDGET_METHODS = ("reserve", "commit", "release", "status")
 _METRICS_METHODS = ("emit", "summary", "to_dataframe")
 
@@ -98,6 +102,7 @@ class SessionSettings:
         self._pickers: dict[tuple[Any, ...], AutoPicker] = {}
         self.sinks: list[Callable[[CallRecord], object]] = []
         self.conversation = Conversation()
+        self.prompts: dict[str, str] = {}  # call id → the prompt it answered (%llm_history), newest last
         self._noticed = False
         self._cache_warned = False  # a failing response cache is said once (until it works again)
 
@@ -286,6 +291,15 @@ class SessionSettings:
                 stacklevel=4,
             )
 
+    def _note_prompt(self, record: CallRecord) -> None:
+        """A record sink: which prompt each call was asked (while ``ask`` runs), for ``%llm_history``."""
+        prompt = ASKING.get()
+        if prompt is None or record.call_id in self.prompts:
+            return
+        self.prompts[record.call_id] = prompt[:500]
+        if len(self.prompts) > PROMPTS_KEPT:
+            self.prompts.pop(next(iter(self.prompts)), None)
+
     def chain(self) -> tuple[list[Any], str | None]:
         """The model chain to use and, for the default sandbox chain, a notice saying so."""
         if self.models:
@@ -314,16 +328,17 @@ class SessionSettings:
 
     def picker(self, models: Sequence[Any] | None = None, budget: Budget | None = None) -> AutoPicker:
         """The AutoPicker for ``models`` (default chain when None); cached so cooldowns persist across cells."""
+        from coffee_nb._aliases import resolve
         from coffee_nb._invoker import AutoPicker
 
-        chain = list(models) if models else self.chain()[0]
+        chain = [resolve(m) for m in (list(models) if models else self.chain()[0])]  # an alias: its model now
         key = tuple(m if isinstance(m, str) else id(m) for m in chain)
         if self.base_url is not None:  # the session's OpenAI-compatible server, for specs that name none
             chain = [_with_base_url(m, self.base_url) for m in chain]
         with self._lock:
             base = self._pickers.get(key)
             if base is None:
-                sinks = [self.metrics, *self.sinks]
+                sinks = [self.metrics, *self.sinks, self._note_prompt]
                 base = AutoPicker(chain[0], chain[1:], budget=self.budget, metrics=sinks, policy=self.policy)
                 self._pickers[key] = base
         if budget is None:

@@ -3,19 +3,18 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
 
 from coffee_nb._errors import ConfigError
-from coffee_nb._session import KNOWN_MODELS, Session, get_session, money
+from coffee_nb._session import get_session, money
 from coffee_nb.notebook._options import ShellMagics, _argument, _line_magic, _magic_arguments, _parse, _positive_money
 
 if TYPE_CHECKING:
-    from coffee_nb._pricing import Rate
     from coffee_nb.notebook.render import Table
+    from coffee_nb.notebook.tables import StyledFrame
     from coffee_nb.notebook.widgets import Dashboard
 
 __all__ = ["SessionMagics"]
@@ -38,7 +37,7 @@ class SessionMagics(ShellMagics):
     @_argument("--cache", choices=["on", "off"], default=None, help="answer identical requests from the cache")
     @_argument("--base-url", default=None, help="server of openai-compatible/<model> specs (vLLM, LM Studio, ...)")
     @_line_magic("llm_config")
-    def llm_config(self, line: str) -> Table:
+    def llm_config(self, line: str) -> StyledFrame:
         """Show the notebook session (models, budget, cache), or change it:
         ``%llm_config --models openai/gpt-4o-mini,sandbox/fast --daily 5``."""
         args = _parse(self.llm_config, line)
@@ -64,68 +63,21 @@ class SessionMagics(ShellMagics):
             )
         except (ConfigError, ValueError) as exc:
             raise UsageError(str(exc)) from None
-        return self._config_table(session)
+        from coffee_nb.notebook.tables import config_frame
 
-    def _config_table(self, session: Session) -> Table:
-        """The session's settings; a ledger that can't be opened is shown as such (the rest still works)."""
-        from coffee_nb.notebook.render import Table
+        return config_frame(session)
 
-        chain, notice = session.chain()
-        try:
-            budget = session.budget
-            limits = ", ".join(f"{r.label} {money(r.amount)}{'' if r.hard else ' (soft)'}" for r in budget.rules)
-            ledger = repr(budget.ledger)
-        except ConfigError as exc:
-            limits, ledger = "unknown", f"can't be used: {exc}"
-        rows: list[list[Any]] = [
-            ["models", " → ".join(str(m) for m in chain) + (" (offline sandbox: no API keys)" if notice else "")],
-            ["system", session.system or "-"],
-            ["temperature", session.temperature if session.temperature is not None else "model default"],
-            ["max tokens", session.max_tokens or "model default"],
-            ["budget", limits or "none"],
-            ["ledger", ledger],
-            ["cache", "on" if session.cache_enabled else "off"],
-        ]
-        return Table(["setting", "value"], rows, title="coffee_nb session")
-
+    @_magic_arguments()
+    @_argument("--search", default=None, help="only models, providers or sources whose name holds this text")
     @_line_magic("llm_models")
-    def llm_models(self, line: str) -> Any:
+    def llm_models(self, line: str) -> StyledFrame:
         """Every provider with example models: key present? (names the variables, never a value), extra
-        installed? (else the pip line), context window, prices (USD per 1M tokens)."""
-        import pandas as pd
+        installed? (else the pip line), context window, prices (USD per 1M tokens). ``--search gemini``
+        keeps the rows whose model, provider or price source holds the text (any case)."""
+        args = _parse(self.llm_models, line)
+        from coffee_nb.notebook.catalog import models_frame
 
-        from coffee_nb._models import PROVIDERS, Candidate, parse_spec
-        from coffee_nb.providers._base import installed
-        from coffee_nb.sandbox import MODELS as SANDBOX
-
-        parse_spec("sandbox/fast")  # the registry's default entries load on first use
-        session = get_session()
-        specs = [m for m in session.chain()[0] if isinstance(m, str)] + list(KNOWN_MODELS)
-        for name, entry in PROVIDERS.items():
-            examples = list(SANDBOX) if name == "sandbox" else list(entry.examples)
-            specs += [f"{name}/{m}" for m in examples or ["<model>"]]
-        rows = []
-        for spec in dict.fromkeys(specs):
-            cand = Candidate(spec, cooldown_after=1, cooldown=0)
-            provider = PROVIDERS[cand.provider]
-            price = cand.facts.price
-            rows.append(
-                {
-                    "model": spec,
-                    "provider": cand.provider,
-                    "key": provider.key_status(),
-                    "extra": (
-                        "installed"
-                        if installed(provider.needs)
-                        else f"pip install 'coffee_nb[{provider.extra or cand.provider}]'"
-                    ),
-                    "context_window": cand.context_window,
-                    "input_per_1M": None if price is None else _rate(price.input),
-                    "output_per_1M": None if price is None else _rate(price.output),
-                    "price_source": "unpriced" if price is None else price.source,
-                }
-            )
-        return pd.DataFrame(rows).set_index("model")
+        return models_frame(get_session(), args.search)
 
     @_line_magic("llm_budget")
     def llm_budget(self, line: str) -> Table:
@@ -155,36 +107,37 @@ class SessionMagics(ShellMagics):
             title="coffee_nb budget",
         )
 
+    @_magic_arguments()
     @_line_magic("llm_costs")
-    def llm_costs(self, line: str) -> Any:
-        """Per-model calls, errors, tokens and cost this session (a pandas DataFrame)."""
-        return get_session().metrics.summary()
+    def llm_costs(self, line: str) -> StyledFrame:
+        """Per-model calls, errors, tokens and cost this session, with a total: a pandas DataFrame (numbers
+        stay numbers: ``cost_usd`` is a float, NaN for a model that only failed or is unpriced) shown
+        formatted (``$0.00000038``)."""
+        _parse(self.llm_costs, line)
+        from coffee_nb.notebook.tables import costs_frame
 
+        return costs_frame(get_session().metrics.summary())
+
+    @_magic_arguments()
+    @_argument("rows", nargs="?", default="20", help="how many of the last attempts to show (default 20)")
     @_line_magic("llm_history")
-    def llm_history(self, line: str) -> Any:
-        """The last N attempts this session (default 20), newest last: ``%llm_history 50``."""
+    def llm_history(self, line: str) -> StyledFrame:
+        """The last N attempts this session (default 20), newest last, with the start of each prompt:
+        ``%llm_history 50``. A DataFrame (``started_at`` a UTC datetime, ``cost_usd`` a float) shown with
+        local times to the second and money as ``$0.00000038``."""
+        args = _parse(self.llm_history, line)
         try:
-            n = int(line.strip() or 20)
+            n = int(args.rows)
             if n > 1_000_000:
                 raise ValueError
         except ValueError:
-            raise UsageError(f"%llm_history takes a number of rows, got {line.strip()!r}") from None
+            raise UsageError(f"%llm_history takes a number of rows, got {args.rows!r}") from None
         if n <= 0:
             raise UsageError(f"%llm_history takes a positive number of rows, got {n}")
-        df = get_session().metrics.to_dataframe()
-        cols = [
-            "started_at",
-            "model",
-            "role",
-            "outcome",
-            "error_class",
-            "input_tokens",
-            "output_tokens",
-            "cost_usd",
-            "latency_s",
-            "cache_hit",
-        ]
-        return df[cols].tail(n).reset_index(drop=True)
+        from coffee_nb.notebook.tables import history_frame
+
+        session = get_session()
+        return history_frame(session.metrics.to_dataframe(), session.prompts, n)
 
     @_magic_arguments()
     @_argument("--all", action="store_true", help="also forget metrics, cache settings and the model chain")
@@ -210,9 +163,3 @@ class SessionMagics(ShellMagics):
             return dashboard(display=False)
         except ConfigError as exc:  # its budget bars need the ledger
             raise UsageError(str(exc)) from None
-
-
-def _rate(value: Rate) -> float | None:
-    if value is None:
-        return None
-    return float(value) if isinstance(value, Decimal) else float(value.base)

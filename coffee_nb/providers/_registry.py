@@ -254,6 +254,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """``"openai/gpt-4o-mini"`` → ``("openai", "gpt-4o-mini")``; a bad spec is a ConfigError."""
     if not isinstance(spec, str):
         raise ConfigError(f"a model must be a 'provider/model' string or a chat model, got {spec!r}")
+    from coffee_nb._aliases import resolve
+
+    spec = str(resolve(spec))  # an alias ("fast") stands for the spec it names
     provider, sep, model = spec.strip().partition("/")
     if not sep or not provider or not model or any(c.isspace() for c in spec.strip()):
         hint = ""
