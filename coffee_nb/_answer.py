@@ -3,13 +3,17 @@ error that hands back an answer that arrived but could not be read as asked (it 
 
 from __future__ import annotations
 
+import html
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._errors import CoffeeError
+from coffee_nb._finish import finish_reason
 from coffee_nb._format import content_text, money
+from coffee_nb._markdown import NO_MATH, literal_dollars, markdown_safe
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
@@ -48,6 +52,19 @@ class Answer:
     def __str__(self) -> str:
         return self.text
 
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the answer ended, one word for every provider: ``stop``, ``length`` (the output limit), ..."""
+        meta = self.message.response_metadata
+        summary = meta.get("coffee_nb")
+        said = summary.get("finish_reason") if isinstance(summary, Mapping) else None
+        return said or finish_reason(meta)
+
+    @property
+    def truncated(self) -> bool:
+        """The answer stopped at the output limit (``-m`` / ``max_tokens``), likely mid-sentence."""
+        return self.finish_reason == "length"
+
     def __repr__(self) -> str:
         tokens = f"{self.tokens.get('input')}→{self.tokens.get('output')}"
         return f"Answer(model={self.model!r}, cost={self.cost_text()}, tokens={tokens})"
@@ -75,6 +92,8 @@ class Answer:
             parts.append(f"{len(self.attempts) - 1} retr{'y' if len(self.attempts) == 2 else 'ies'}")
         est = "~" if self.tokens.get("estimated") else ""
         parts.append(f"{est}{self.tokens.get('input', 0)}→{self.tokens.get('output', 0)} tokens")
+        if self.truncated:
+            parts.append(f"stopped at the {self.tokens.get('output', 0)}-token limit")
         parts.append(self.cost_text())
         if self.saved is not None and self.primary_model:  # a fallback answered: against the primary's price
             if self.saved >= 0:
@@ -88,8 +107,9 @@ class Answer:
         return " · ".join(parts)
 
     def _repr_markdown_(self) -> str:
-        # "$" starts LaTeX math in Jupyter's markdown: MathJax skips elements with these classes
-        return f"{self.text}\n\n<sub class='tex2jax_ignore mathjax_ignore'>{self.footer()}</sub>"
+        # "$" starts LaTeX math in Jupyter: amounts are shown literally, real math still renders
+        footer = literal_dollars(html.escape(self.footer()))
+        return f"{markdown_safe(self.text)}\n\n<sub class='{NO_MATH}'>{footer}</sub>"
 
 
 class Conversation:

@@ -35,6 +35,7 @@ from coffee_nb._cassette import CassetteError
 from coffee_nb._cassette import active as active_cassette
 from coffee_nb._compat import as_message, child_config, private_state, shared_output, usage_of
 from coffee_nb._errors import CoffeeError, ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
+from coffee_nb._finish import finish_reason
 from coffee_nb._format import content_text
 from coffee_nb._plan import Attempt, Core, Plan, Usage
 from coffee_nb._policy import Action
@@ -352,6 +353,7 @@ class Call:
             ttft_s=self.ttft,
             structured=structured,
             primary_cost=plan.primary_cost(cand, usage),
+            finish_reason=finish_reason(message.response_metadata),
         )
 
     def _partial_usage(self, attempt: Attempt) -> Usage | None:

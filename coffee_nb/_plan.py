@@ -33,6 +33,7 @@ from coffee_nb._errors import (
     classify,
     redact,
 )
+from coffee_nb._events import tell
 from coffee_nb._models import Candidate
 from coffee_nb._policy import Action, Policy
 from coffee_nb._pricing import Price, from_pico
@@ -188,6 +189,7 @@ class Plan:
                 wait = cand.limiter.try_acquire(self.prompt_estimate() + self._output_cap(cand), now)
                 if wait > 0:
                     if wait < remaining:
+                        tell("wait", cand.name, seconds=wait)
                         return wait
                     cand.breaker.release()
                     self._skip(
@@ -204,10 +206,13 @@ class Plan:
                     self.budget_error = exc
                     self._skip(cand, ErrorClass.BUDGET, str(exc))
                     continue
+            role = self._role(cand)
+            if role is Role.FALLBACK and self.records:
+                tell("fallback", cand.name)
             return Attempt(
                 candidate=cand,
                 index=len(self.records),
-                role=self._role(cand),
+                role=role,
                 timeout=min(self.policy.attempt_timeout, remaining),
                 lease=lease,
                 started_at=datetime.now(UTC),
@@ -351,11 +356,13 @@ class Plan:
             if wait is not None and now + wait < self.deadline:
                 self.retries += 1
                 self.wait = wait
+                tell("retry", cand.name, reason=_said(failure), seconds=wait, n=self.retries, of=retries)
                 return Action.RETRY
             if wait is not None:
                 self.deadline_cut = True  # a retry was due but would end past the deadline
         if rule.fallback:
             self.current = None
+            tell("failed", cand.name, reason=_said(failure))
             return Action.FALLBACK
         return Action.RAISE
 
@@ -623,3 +630,8 @@ class Plan:
 
 
 _NO_USAGE = Usage(0, 0)
+
+
+def _said(failure: Failure) -> str:
+    """How a live status names a failure: its HTTP status when there is one (``429``), else its class."""
+    return str(failure.status) if failure.status else failure.error_class.value.replace("_", " ")

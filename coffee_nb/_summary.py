@@ -130,6 +130,8 @@ class CallSummary(_Frozen):
 
     ``cost`` is ``Decimal`` USD, or None when the answering model is unpriced (``priced`` is False).
     ``restart`` marks a stream chunk after which the answer starts over (see ``coffee_nb.collect``).
+    ``finish_reason`` says why the answer ended, one word for every provider (``stop``, ``length``,
+    ``tool_calls``, ...; see ``_finish.py``); ``truncated`` is True when it hit the output limit.
     """
 
     __slots__ = (
@@ -143,6 +145,7 @@ class CallSummary(_Frozen):
         "restart",
         "primary_cost",
         "recorded_cost",
+        "finish_reason",
     )
     _keys = (
         "call_id",
@@ -172,6 +175,7 @@ class CallSummary(_Frozen):
     restart: bool
     primary_cost: Decimal | None  # what the first model would have cost for this answer (a fallback answered)
     recorded_cost: Decimal | None  # a replayed answer: what it cost when it was recorded
+    finish_reason: str | None  # why the answer ended (None: the provider didn't say)
 
     def __init__(
         self,
@@ -185,6 +189,7 @@ class CallSummary(_Frozen):
         restart: bool = False,
         primary_cost: Decimal | None = None,
         recorded_cost: Decimal | None = None,
+        finish_reason: str | None = None,
     ) -> None:
         if not records:
             raise ValueError("a CallSummary needs the call's records")
@@ -200,12 +205,14 @@ class CallSummary(_Frozen):
         setattr_(self, "restart", restart)
         setattr_(self, "primary_cost", primary_cost)
         setattr_(self, "recorded_cost", recorded_cost)
+        setattr_(self, "finish_reason", finish_reason)
 
     @property
     def _keys_present(self) -> tuple[str, ...]:
         extra = ("structured",) if self.structured is not None else ()
         replay = ("replayed", "recorded_cost") if self.replayed else ()
-        return (*self._keys, *extra, *(("restart",) if self.restart else ()), *replay)
+        finish = ("finish_reason",) if self.finish_reason is not None else ()
+        return (*self._keys, *extra, *(("restart",) if self.restart else ()), *replay, *finish)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._keys_present:
@@ -240,6 +247,7 @@ class CallSummary(_Frozen):
                 self.restart,
                 self.primary_cost,
                 self.recorded_cost,
+                self.finish_reason,
             ),
         )
 
@@ -288,6 +296,11 @@ class CallSummary(_Frozen):
         return self.final.price_source
 
     @property
+    def truncated(self) -> bool:
+        """The answer stopped at the output limit (``max_tokens``), not where the model meant to end."""
+        return self.finish_reason == "length"
+
+    @property
     def primary_model(self) -> str:
         """The model the call tried first."""
         return self.records[0].model
@@ -309,6 +322,7 @@ def _rebuild(
     restart: bool,
     primary_cost: Decimal | None = None,
     recorded_cost: Decimal | None = None,
+    finish_reason: str | None = None,
 ) -> CallSummary:
     return CallSummary(
         records,
@@ -320,4 +334,5 @@ def _rebuild(
         restart=restart,
         primary_cost=primary_cost,
         recorded_cost=recorded_cost,
+        finish_reason=finish_reason,
     )

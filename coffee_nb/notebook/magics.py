@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keyword
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
@@ -23,6 +24,8 @@ from coffee_nb._errors import (
 )
 from coffee_nb._session import FORMATS, Session, get_session
 from coffee_nb._validate import max_tokens, temperature
+from coffee_nb.notebook._advice import cell_budget_message
+from coffee_nb.notebook._cell import CellInterrupted, RequestRefusedError, charged, shown, warnings_as_notices
 from coffee_nb.notebook._options import ShellMagics, _cell_key, _sendable
 from coffee_nb.notebook._options import _argument as _argument
 from coffee_nb.notebook._options import _cell_magic as _cell_magic
@@ -34,8 +37,12 @@ from coffee_nb.notebook.interpolate import interpolate
 
 if TYPE_CHECKING:
     import argparse
+    from decimal import Decimal
 
+    from coffee_nb._records import CallRecord
     from coffee_nb._session import Answer
+    from coffee_nb.budget import Budget
+    from coffee_nb.notebook.render import AnswerView
 
 __all__ = ["LLMMagics"]
 
@@ -99,50 +106,98 @@ class LLMMagics(ShellMagics):
             from coffee_nb.budget import Budget
 
             budget = Budget(total=cap, ledger="memory", name="cell")
-        from coffee_nb.notebook.render import AnswerView
+        from coffee_nb.notebook.render import AnswerView, Notice
 
         view = AnswerView(stream=not args.no_stream)
-        cell_token = CELL.set(_cell_key(self.shell, cell))  # a cassette re-recording this cell replaces its entry
+        said: list[str] = []  # budget warnings raised during the call, shown as notices under it
         try:
-            answer = session.ask(
-                prompt,
-                models=models,
-                system=args.system,
-                temperature=args.temperature,
-                max_tokens=args.max_tokens,
-                cache=not args.no_cache,
-                chat=chat,
-                budget=budget,
-                on_token=view.token if view.stream else None,
-                on_restart=view.restart if view.stream else None,
-                format=args.format,
-            )
-        except (BudgetExceededError, AllModelsFailedError) as exc:
-            view.error(exc)
-            raise  # "Run all" stops here; IPython prints the short _render_traceback_, not a wall
-        except AnswerError as exc:  # e.g. --format json and the answer isn't JSON: paid for, so kept
-            exc.answer.format = "text"
-            view.final(exc.answer)
-            self._store(exc.answer, args.out)
-            raise UsageError(f"{str(exc).split(';')[0]}; shown as text, and kept in _ (and -o)") from None
-        except CoffeeError as exc:  # a bad option, a ledger that can't be used (names the file), ...
-            view.text = ""
-            raise UsageError(str(exc)) from None
-        except Exception as exc:
-            failure = classify(exc)  # also takes any key out of it
-            if failure.error_class is ErrorClass.UNKNOWN:
-                raise  # not a provider's answer: a bug somewhere, its traceback helps
-            # the provider refused the request itself (bad request, content filter): say so in one line
-            view.error(exc)
-            raise UsageError(f"{failure.error_class.value}: {type(exc).__name__}: {failure.message}") from None
+            key = _cell_key(self.shell, cell)
+            answer, warning = self._ask(session, view, prompt, models, args, chat, budget, cap, said, key)
+            view.final(answer, warning)
+            self._store(answer, args.out)
         finally:
-            CELL.reset(cell_token)
-        view.final(answer)
-        self._store(answer, args.out)
+            if said:
+                from IPython.display import display
+
+                for text in dict.fromkeys(said):
+                    display(Notice(text))
         if args.format == "code" and args.next_cell:
             from coffee_nb.notebook.render import _fenced
 
             self._shell.set_next_input(_fenced(answer.text)[1], replace=False)
+
+    def _ask(
+        self,
+        session: Session,
+        view: AnswerView,
+        prompt: str,
+        models: list[str] | None,
+        args: argparse.Namespace,
+        chat: str | None,
+        budget: Budget | None,
+        cap: Decimal | None,
+        said: list[str],
+        key: str,
+    ) -> tuple[Answer, str | None]:
+        """The answer and a one-line warning to show with it; an error is shown (once) and raised."""
+        from coffee_nb._events import listening
+        from coffee_nb._records import capture_records
+
+        started = time.monotonic()
+        records: list[CallRecord] = []
+        cell_token = CELL.set(key)  # a cassette re-recording this cell replaces its entry
+        try:
+            with warnings_as_notices(said), listening(view.event), capture_records() as records:
+                return (
+                    session.ask(
+                        prompt,
+                        models=models,
+                        system=args.system,
+                        temperature=args.temperature,
+                        max_tokens=args.max_tokens,
+                        cache=not args.no_cache,
+                        chat=chat,
+                        budget=budget,
+                        on_token=view.token if view.stream else None,
+                        on_restart=view.restart if view.stream else None,
+                        format=args.format,
+                    ),
+                    None,
+                )
+        except AnswerError as exc:  # --format json and the answer isn't JSON: paid for, so kept and shown
+            kept = f"kept in _ and {args.out}" if args.out else "kept in _"
+            return exc.answer, f"{str(exc).split(';')[0]}: shown as it came, {kept}"
+        except BudgetExceededError as exc:
+            said_so = cell_budget_message(str(exc), cap) if cap is not None else None
+            if said_so is not None:  # the cell's own --budget refused: say that, not "a total budget"
+                error = BudgetExceededError(said_so)
+                view.error(error)
+                raise shown(self.shell, error) from exc
+            view.error(exc)
+            shown(self.shell, exc)
+            raise  # one box, nothing more; "Run all" still stops here (see notebook/_cell.py)
+        except AllModelsFailedError as exc:
+            view.error(exc)
+            shown(self.shell, exc)
+            raise
+        except CoffeeError as exc:  # a bad option, a ledger that can't be used (names the file), ...
+            view.clear()
+            raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            text = f"interrupted after {time.monotonic() - started:.1f} s; {charged(records)}"
+            view.notice(text, icon="■", color="#666")
+            raise shown(self.shell, CellInterrupted(text)) from None
+        except Exception as exc:
+            failure = classify(exc)  # also takes any key out of it
+            if failure.error_class is ErrorClass.UNKNOWN:
+                view.clear()
+                raise  # not a provider's answer: a bug somewhere, its traceback helps
+            # the provider refused the request itself (bad request, content filter): one box says so
+            view.error(exc, kind=f"{failure.error_class.value}: {type(exc).__name__}")
+            refused = RequestRefusedError(f"{failure.error_class.value}: {type(exc).__name__}: {failure.message}")
+            raise shown(self.shell, refused) from None
+        finally:
+            CELL.reset(cell_token)
 
     def _dry_run(
         self, session: Session, prompt: str, models: list[str] | None, args: argparse.Namespace, chat: str | None

@@ -1,4 +1,8 @@
-"""How answers, tables and errors look in a notebook: rich reprs with a plain-text twin for nbval."""
+"""How answers, tables and errors look in a notebook: rich reprs with a plain-text twin for nbval.
+
+Every ``$`` we show stays a dollar: markdown goes through :func:`~coffee_nb._markdown.markdown_safe`
+(amounts literal, real math kept) and HTML we build carries the classes MathJax skips.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,19 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from coffee_nb._markdown import NO_MATH, literal_dollars, markdown_safe
 from coffee_nb._session import Answer, money
+from coffee_nb.notebook._advice import advice, box_lines
 
-__all__ = ["AnswerView", "ErrorBox", "Rendered", "Table"]
+if TYPE_CHECKING:
+    from coffee_nb._events import CallEvent
+
+__all__ = ["AnswerView", "ErrorBox", "Notice", "Rendered", "Table"]
 
 STREAM_INTERVAL = 0.1  # seconds between live display updates (throttled)
-# Jupyter typesets "$...$" as LaTeX: amounts like "$0.01 … $4.99" would turn into math. MathJax skips these.
-NO_MATH = "tex2jax_ignore mathjax_ignore"
+_FOOTER_STYLE = "font-size:smaller;opacity:.7"
 
 
 def _fenced(text: str) -> tuple[str, str]:
@@ -24,100 +32,180 @@ def _fenced(text: str) -> tuple[str, str]:
     return (m.group(1), m.group(2).rstrip("\n")) if m else ("", text.strip("\n"))
 
 
-class Rendered:
-    """The final output of a ``%%llm`` cell in its format, with the footer underneath."""
+def _fence(body: str, lang: str = "") -> str:
+    """``body`` as a fenced block whose fence no backtick run inside it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{body}\n{ticks}"
 
-    def __init__(self, answer: Answer) -> None:
+
+def _md_footer(text: str) -> str:
+    return f"<sub class='{NO_MATH}'>{literal_dollars(html.escape(text))}</sub>"
+
+
+class Rendered:
+    """The final output of a ``%%llm`` cell in its format, with the footer underneath.
+
+    ``warning`` is a one-line notice shown above the answer (e.g. an answer asked for as JSON that isn't).
+    """
+
+    def __init__(self, answer: Answer, warning: str | None = None) -> None:
         self.answer = answer
+        self.warning = warning
 
     def _footer(self) -> str:
         return self.answer.footer()
 
+    def _json(self) -> str | None:
+        """The parsed JSON, pretty (None: not asked for JSON, or the answer wasn't JSON)."""
+        a = self.answer
+        if a.format != "json" or a.parsed is None:
+            return None
+        return json.dumps(a.parsed, indent=2, ensure_ascii=False)
+
     def __repr__(self) -> str:  # text/plain: what nbval compares
         a = self.answer
-        body = a.text
-        if a.format == "json" and a.parsed is not None:
-            body = json.dumps(a.parsed, indent=2, ensure_ascii=False)
-        elif a.format == "code":
+        body = self._json() or a.text
+        if a.format == "code":
             body = _fenced(a.text)[1]
         notice = f"[{a.notice}]\n" if a.notice else ""
-        return f"{notice}{body}\n— {self._footer()}"
+        warning = f"⚠ {self.warning}\n" if self.warning else ""
+        return f"{notice}{warning}{body}\n— {self._footer()}"
 
     def _repr_markdown_(self) -> str | None:
         a = self.answer
-        if a.format in ("text", "html", "json"):
+        if a.format in ("text", "html"):
             return None
-        notice = f"> {a.notice}\n\n" if a.notice else ""
-        body = a.text
-        if a.format == "code":
+        notice = f"> {literal_dollars(html.escape(a.notice))}\n\n" if a.notice else ""
+        warning = f"**⚠ {literal_dollars(html.escape(self.warning))}**\n\n" if self.warning else ""
+        pretty = self._json()
+        if pretty is not None:  # markdown, not application/json: a JSON view would have no footer
+            body = _fence(pretty, "json")
+        elif a.format == "json":  # not JSON after all: the raw text, exactly as it came
+            body = _fence(a.text)
+        elif a.format == "code":
             lang, code = _fenced(a.text)
-            body = f"```{lang or 'python'}\n{code}\n```"
-        return f"{notice}{body}\n\n<sub class='{NO_MATH}'>{html.escape(self._footer())}</sub>"
+            body = _fence(code, lang or "python")
+        else:
+            body = markdown_safe(a.text)
+        return f"{notice}{warning}{body}\n\n{_md_footer(self._footer())}"
 
     def _repr_html_(self) -> str | None:
         a = self.answer
         if a.format not in ("html", "text"):
             return None
-        body = a.text if a.format == "html" else f"<pre>{html.escape(a.text)}</pre>"
-        notice = f"<blockquote>{html.escape(a.notice)}</blockquote>" if a.notice else ""
-        footer = f"<div class='{NO_MATH}' style='font-size:smaller;opacity:.7'>{html.escape(self._footer())}</div>"
-        return f"{notice}{body}{footer}"
+        notice = f"<blockquote class='{NO_MATH}'>{html.escape(a.notice)}</blockquote>" if a.notice else ""
+        footer = f"<div class='{NO_MATH}' style='{_FOOTER_STYLE}'>{html.escape(self._footer())}</div>"
+        if a.format == "text":  # MathJax never looks inside <pre>
+            return f"{notice}<pre>{html.escape(a.text)}</pre>{footer}"
+        return f"<div class='{NO_MATH}'>{notice}{a.text}{footer}</div>"  # amounts in an HTML answer stay literal
 
-    def _repr_json_(self) -> Any:
-        a = self.answer
-        if a.format != "json" or a.parsed is None:
-            return None
-        return a.parsed
+
+class Notice:
+    """A one-line notice styled like the footer (a budget warning, an interrupted call); text twin for nbval."""
+
+    def __init__(self, text: str, *, icon: str = "⚠", color: str = "#b26b00") -> None:
+        self.text = text
+        self.icon = icon
+        self.color = color
+
+    def __repr__(self) -> str:
+        return f"{self.icon} {self.text}"
+
+    def _repr_html_(self) -> str:
+        return (
+            f"<div class='coffee-nb-notice {NO_MATH}' style='{_FOOTER_STYLE};color:{self.color}'>"
+            f"{self.icon} {html.escape(self.text)}</div>"
+        )
 
 
 class AnswerView:
     """What a ``%%llm`` cell shows: tokens stream into one display output updated in place (throttled);
     when the answer (or the error box) is ready the live output goes blank and the answer is displayed.
+    While nothing has arrived, the live output says what the call is doing (retries, fallbacks).
 
     No widget is involved: the saved notebook holds the final render as ordinary HTML/text output, so
     it reopens clean without a kernel, and HTML exports and nbval see the answer itself.
     """
+
+    WAITING = "waiting for the first token…"
 
     def __init__(self, *, stream: bool, interval: float | None = None) -> None:
         self.stream = stream
         self.interval = STREAM_INTERVAL if interval is None else interval
         self.text = ""
         self.updates = 0
+        self.statuses: list[str] = []  # what the call did while nothing arrived, in order
+        self._steps: dict[str, str] = {}
         self._last = 0.0
         self._handle: Any = None
         if stream:
             from IPython.display import display
 
-            self._handle = display(_Live("<i>waiting for the first token…</i>"), display_id=True)
+            self._handle = display(_Live(f"<i>{self.WAITING}</i>"), display_id=True)
+
+    def _update(self, markup: str) -> None:
+        if self._handle is not None:
+            self._handle.update(_Live(markup))
+            self.updates += 1
 
     def token(self, piece: str) -> None:
         self.text += piece
         now = time.monotonic()
         if self._handle is not None and now - self._last >= self.interval:
-            self._handle.update(_Live(f"<div style='white-space:pre-wrap'>{html.escape(self.text)} ▌</div>"))
+            self._update(f"<div style='white-space:pre-wrap'>{html.escape(self.text)} ▌</div>")
             self._last = now
+
+    def status(self, line: str, key: str | None = None) -> None:
+        """Say what the call is doing (``openai/gpt-4o-mini: 429, retrying in 2 s (1/2)…``), live, after
+        the earlier steps of the call (a line with the ``key`` of an earlier one replaces it: the latest
+        retry of a model, not each). Shown while no text has arrived; without streaming, the live output
+        appears for it."""
+        self._steps[key or f"#{len(self._steps)}"] = line
+        self.statuses = list(self._steps.values())
+        if self.text:
+            return
+        markup = f"<i>{html.escape(' '.join(self.statuses))}</i>"
+        if self._handle is None:
+            from IPython.display import display
+
+            self._handle = display(_Live(markup), display_id=True)
             self.updates += 1
+        else:
+            self._update(markup)
+
+    def event(self, event: CallEvent) -> None:
+        """A step of the call (``coffee_nb._events``), shown with :meth:`status` (a model that failed after
+        its retries were said needs no second line)."""
+        if event.kind == "failed" and f"retry:{event.model}" in self._steps:
+            return
+        self.status(str(event), event.key)
 
     def restart(self, info: dict[str, Any]) -> None:
         """A broken stream starts over on another model: clear what was shown, say so."""
         self.text = ""
-        if self._handle is not None:
-            model = html.escape(str(info.get("to_model", "the next model")))
-            self._handle.update(_Live(f"<i>the stream broke; starting over on {model}…</i>"))
-            self.updates += 1
+        model = str(info.get("to_model", "the next model"))
+        self._update(f"<i>the stream broke; starting over on {html.escape(model)}…</i>")
 
     def _show(self, obj: Any) -> None:
         from IPython.display import display
 
-        if self._handle is not None:  # the live text goes blank (not a widget: nothing to break on reload)
-            self._handle.update(_Live(""))
+        self.clear()
         display(obj)  # a new output, so tools that skip display updates (nbval) see it too
 
-    def final(self, answer: Answer) -> None:
-        self._show(Rendered(answer))
+    def clear(self) -> None:
+        """The live output goes blank (not a widget: nothing to break on reload)."""
+        if self._handle is not None:
+            self._handle.update(_Live(""))
 
-    def error(self, exc: BaseException) -> None:
-        self._show(ErrorBox(exc))
+    def final(self, answer: Answer, warning: str | None = None) -> None:
+        self._show(Rendered(answer, warning))
+
+    def error(self, exc: BaseException, **kwargs: Any) -> None:
+        self._show(ErrorBox(exc, **kwargs))
+
+    def notice(self, text: str, **kwargs: Any) -> None:
+        self._show(Notice(text, **kwargs))
 
 
 class _Live:
@@ -127,40 +215,35 @@ class _Live:
         self.markup = markup
 
     def _repr_html_(self) -> str:
-        return self.markup
+        return f"<div class='{NO_MATH}'>{self.markup}</div>" if self.markup else ""
 
     def __repr__(self) -> str:
         return ""
 
 
-_ADVICE = {
-    "BudgetExceededError": "Raise the limit (%llm_config --daily 10), wait for the reset, or pick a cheaper model.",
-    "DeadlineExceededError": "Give the call more time (Policy(deadline=...)) or add a faster fallback model.",
-    "AllModelsFailedError": "Check the keys and model names above, or add a fallback (e.g. sandbox/fast) to the chain.",
-}
-
-
 class ErrorBox:
-    """A readable box for BudgetExceededError / AllModelsFailedError: what happened, each attempt, what to do."""
+    """One readable box for an error the cell ends with: what happened, each attempt (numbered once),
+    and advice that fits the cause (see ``_advice``). The cell shows nothing else for it."""
 
-    def __init__(self, exc: BaseException) -> None:
+    def __init__(self, exc: BaseException, *, kind: str | None = None) -> None:
         self.exc = exc
-        self.kind = type(exc).__name__
-        self.lines = str(exc).splitlines() or [self.kind]
-        self.advice = _ADVICE.get(self.kind, "")
+        self.kind = kind or type(exc).__name__
+        self.headline, self.details = box_lines(exc)
+        self.advice = advice(exc)
+        self.lines = [self.headline, *self.details]  # (kept for callers that read them)
 
     def __repr__(self) -> str:
-        return "\n".join(
-            [f"✖ {self.kind}: {self.lines[0]}", *self.lines[1:], *([f"→ {self.advice}"] if self.advice else [])]
-        )
+        numbered = [f"  {i}. {line}" for i, line in enumerate(self.details, 1)]
+        return "\n".join([f"✖ {self.kind}: {self.headline}", *numbered, *(f"→ {a}" for a in self.advice)])
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<li><code>{html.escape(line.strip())}</code></li>" for line in self.lines[1:])
+        rows = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in self.details)
+        tips = "".join(f"<div>→ {html.escape(a)}</div>" for a in self.advice)
         return (
-            "<div style='border:1px solid #d33;border-radius:4px;padding:6px 10px;background:#fff5f5'>"
-            f"<b>✖ {html.escape(self.kind)}</b>: {html.escape(self.lines[0])}"
-            f"{f'<ol>{rows}</ol>' if rows else ''}"
-            f"{f'<div>→ {html.escape(self.advice)}</div>' if self.advice else ''}</div>"
+            f"<div class='coffee-nb-error {NO_MATH}' "
+            "style='border:1px solid #d33;border-radius:4px;padding:6px 10px;background:#fff5f5'>"
+            f"<b>✖ {html.escape(self.kind)}</b>: {html.escape(self.headline)}"
+            f"{f'<ol>{rows}</ol>' if rows else ''}{tips}</div>"
         )
 
 

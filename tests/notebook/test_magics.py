@@ -110,22 +110,22 @@ def test_formats(ip, fmt):
     rendered = Rendered(answer)
     if fmt == "json":
         assert answer.parsed == {"a": [1, 2], "b": "{x}"}  # fenced JSON parsed
-        assert rendered._repr_json_() == answer.parsed
+        assert '"a": [' in rendered._repr_markdown_() and "sandbox/echo ·" in rendered._repr_markdown_()  # + footer
         assert '"a": [' in repr(rendered)
     elif fmt == "code":
         assert "```json" in rendered._repr_markdown_() and repr(rendered).startswith('{"a"')
     elif fmt == "html":
-        assert rendered._repr_html_().startswith("Here:")
+        assert "Here:" in rendered._repr_html_() and "mathjax_ignore" in rendered._repr_html_()
     elif fmt == "text":
         assert rendered._repr_html_().startswith("<pre>") and rendered._repr_markdown_() is None
     else:
         assert rendered._repr_markdown_().startswith("Here:")
 
 
-def test_bad_json_answer_is_a_usage_error(ip):
+def test_bad_json_answer_is_kept_with_a_warning(ip):
     sandbox.script_replies("sandbox/echo", ["not json at all"])
-    with pytest.raises(UsageError, match="not valid JSON"):
-        ip.run_cell_magic("llm", "sandbox/echo -f json --no-cache", "x")
+    final = outputs(run(ip, "sandbox/echo -f json --no-cache", "x"))[-1]
+    assert "not valid JSON" in final and "not json at all" in final and "sandbox/echo ·" in final
 
 
 def test_code_next_cell(ip):
