@@ -13,7 +13,7 @@ import re
 from coffee_nb import _config
 from coffee_nb._errors import ConfigError
 
-__all__ = ["aliases", "remove_alias", "resolve", "set_alias"]
+__all__ = ["aliases", "check_alias", "remove_alias", "resolve", "set_alias"]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
@@ -33,8 +33,8 @@ def resolve(spec: object) -> object:
     return spec
 
 
-def set_alias(name: str, spec: str) -> str:
-    """Make ``name`` stand for ``spec`` (checked now; an alias as ``spec`` is followed). Returns the spec."""
+def check_alias(name: str, spec: str) -> str:
+    """The spec ``name`` would stand for (an alias as ``spec`` is followed); a ConfigError if either is bad."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
             f"an alias name is a short word (letters, digits, '_', '-', '.'; no '/'), like 'fast', got {name!r}"
@@ -45,7 +45,12 @@ def set_alias(name: str, spec: str) -> str:
     from coffee_nb._models import parse_spec
 
     provider, model = parse_spec(target)  # a clear error for a bad spec, before anything changes
-    target = f"{provider}/{model}"
+    return f"{provider}/{model}"
+
+
+def set_alias(name: str, spec: str) -> str:
+    """Make ``name`` stand for ``spec`` (checked now; an alias as ``spec`` is followed). Returns the spec."""
+    target = check_alias(name, spec)
     with _config.ALIASES.lock:
         names = dict(_config.ALIASES.names)
         names[name] = target

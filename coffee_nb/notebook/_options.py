@@ -3,6 +3,7 @@ and the checks that turn bad input into a one-line ``UsageError``."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import shlex
 from collections.abc import Callable
@@ -76,9 +77,30 @@ def _parse(func: Callable[..., Any], line: str, *, keep_quotes: bool = False) ->
         raise UsageError(f"could not read the options ({exc}); quote values that contain spaces") from None
     try:
         namespace = parser.parse_args(argv)
+    except UsageError as exc:
+        raise UsageError(_with_guess(str(exc), parser)) from None
     except SystemExit:  # argparse's own exit (e.g. -h): IPython's parser raises UsageError instead, but be sure
         raise UsageError(f"could not read the options {line!r}") from None
     return namespace
+
+
+def _with_guess(message: str, parser: argparse.ArgumentParser) -> str:
+    """argparse's "unrecognized arguments: --temprature 0.5", with "did you mean --temperature?" for each
+    misspelt option, and the options the magic takes when no spelling is close."""
+    if "unrecognized arguments:" not in message:
+        return message
+    known = sorted({o for o in parser._option_string_actions if o.startswith("--")})
+    unknown = [w for w in message.split("unrecognized arguments:", 1)[1].split() if w.startswith("-")]
+    if not unknown:
+        return message  # stray words, not options: argparse's message says which
+    said = []
+    for word in unknown:
+        option = word.split("=", 1)[0]
+        close = difflib.get_close_matches(option, known, n=1, cutoff=0.7)
+        said.append(f"unknown option {option}" + (f": did you mean {close[0]}?" if close else ""))
+    if not all("did you mean" in s for s in said):
+        said.append(f"the options are {', '.join(o for o in known if o != '--help')}")
+    return "; ".join(said)
 
 
 def _sendable(text: str, what: str) -> None:

@@ -1,4 +1,6 @@
-"""Prompt interpolation for ``%%llm``: ``{name}``, ``{name.attr}``, ``{name[key]}``, ``{In[3]}``, ``{Out[3]}``.
+"""Prompt interpolation for ``%%llm``: ``{name}``, ``{name.attr}``, ``{name[key]}``, ``{In[3]}``, ``{Out[3]}``,
+and the notebook's exceptions: ``{err}`` (the last one; a variable named ``err`` wins) and ``{Err[3]}``
+(the one cell 3 raised), as type, message and the traceback's frames in the notebook's own code.
 
 Done exactly once, left to right. Only fields that look like a Python name followed by ``.attr`` /
 ``[index]`` are candidates, so code, JSON and tracebacks full of braces pass through untouched; a
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import traceback
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -23,7 +27,7 @@ from IPython.core.error import UsageError
 
 from coffee_nb._redact import redact
 
-__all__ = ["Unfilled", "interpolate"]
+__all__ = ["ErrorLog", "Unfilled", "describe", "fill", "interpolate", "last_error"]
 
 # {name(.attr | [int] | ['key'] | ["key"])*} — nothing else is a field; {{field}} is its escape
 _PATH = r"""[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:-?\d+|'[^'\]]*'|"[^"\]]*")\])*"""
@@ -32,6 +36,7 @@ _PART = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+|'[^']*'|"[^"]*")\]"""
 
 # why a field is left as written, read as "{field} <reason>; left as written."
 NOT_DEFINED = "is not defined here"
+NO_ERROR = "is not set: no cell has raised an exception yet"
 PRIVATE = "is not read: private attributes are not interpolated"
 ENVIRON = "is not read: environment variables are not interpolated"
 SECRET = "is not used: its value holds an API key"
@@ -60,8 +65,13 @@ def _resolve(expr: str, namespace: Mapping[str, Any]) -> Any:
     if any(attr.startswith("_") for attr, _ in parts):  # checked before any lookup runs user code
         raise _Refused(PRIVATE)
     if name not in namespace:
-        raise _Refused(NOT_DEFINED)
-    value = namespace[name]
+        if name != "err":
+            raise _Refused(NOT_DEFINED)
+        value: Any = last_error(namespace)
+        if value is None:
+            raise _Refused(NO_ERROR)
+    else:
+        value = namespace[name]
     for attr, index in parts:
         if isinstance(value, os._Environ):
             raise _Refused(ENVIRON)
@@ -78,7 +88,59 @@ def _resolve(expr: str, namespace: Mapping[str, Any]) -> Any:
                 raise _Refused(NOT_DEFINED) from None
     if isinstance(value, os._Environ):
         raise _Refused(ENVIRON)
+    if isinstance(value, BaseException):
+        return describe(value)
     return value
+
+
+def last_error(namespace: Mapping[str, Any]) -> BaseException | None:
+    """The exception the most recent failing cell raised (``Err``, kept by ``ErrorLog``), if any."""
+    errors = namespace.get("Err")
+    if not isinstance(errors, Mapping) or not errors:
+        return None
+    found = errors[max(errors)]
+    return found if isinstance(found, BaseException) else None
+
+
+def describe(exc: BaseException, frames: int = 8) -> str:
+    """An exception as a prompt needs it: its last frames (the notebook's code, not IPython's), then
+    ``Type: message``. Keys are taken out."""
+    summary = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in summary if "/IPython/" not in f.filename.replace("\\", "/")]
+    lines = traceback.format_list(own[-frames:])
+    text = "".join(["Traceback (most recent call last):\n", *lines] if lines else [])
+    text += "".join(traceback.format_exception_only(type(exc), exc))
+    return redact(text.rstrip("\n"))
+
+
+class ErrorLog:
+    """A ``post_run_cell`` hook keeping each failing cell's exception in the user's ``Err`` dict (by
+    execution count), as ``In`` / ``Out`` keep cells: ``{Err[3]}`` / ``{err}`` in a prompt."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+
+    def __call__(self, result: Any) -> None:
+        exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+        if exc is None:
+            return
+        ns = self.shell.user_ns
+        errors = ns.get("Err")
+        if not isinstance(errors, dict):
+            if "Err" in ns:
+                return  # the user's own Err: left alone
+            errors = ns["Err"] = {}
+        count = getattr(result, "execution_count", None) or getattr(self.shell, "execution_count", 0)
+        errors[count] = exc
+
+    @classmethod
+    def install(cls, shell: Any) -> None:
+        """Register once per shell (a reloaded extension does not add a second hook)."""
+        events = getattr(shell, "events", None)
+        if events is None:
+            return
+        if not any(isinstance(cb, cls) for cb in events.callbacks.get("post_run_cell", [])):
+            events.register("post_run_cell", cls(shell))
 
 
 def interpolate(text: str, namespace: Mapping[str, Any]) -> tuple[str, list[Unfilled]]:
@@ -106,3 +168,20 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> tuple[str, list[Unfi
         return value
 
     return _FIELD.sub(fill, text), unfilled
+
+
+def fill(text: str, namespace: Mapping[str, Any], *, allow_missing: bool = False) -> str:
+    """``text`` interpolated for sending. A field naming nothing defined is a ``UsageError`` (nothing is
+    sent) unless ``allow_missing``: then it is left as written, like refused fields, with a note each."""
+    filled, unfilled = interpolate(text, namespace)
+    missing = [u for u in unfilled if u.reason in (NOT_DEFINED, NO_ERROR)]
+    if missing and not allow_missing:
+        first = missing[0].field
+        names = ", ".join(f"{{{u.field}}} {u.reason}" for u in missing)
+        raise UsageError(
+            f"{names}: nothing was sent. Define it, write {{{{{first}}}}} for a literal {{{first}}}, "
+            "or add --allow-missing to send such fields as written"
+        )
+    for field, reason in unfilled:
+        print(f"coffee_nb: {{{field}}} {reason}; left as written.", file=sys.stderr)
+    return filled

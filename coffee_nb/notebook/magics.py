@@ -33,7 +33,7 @@ from coffee_nb.notebook._options import _magic_arguments as _magic_arguments
 from coffee_nb.notebook._options import _models as _models
 from coffee_nb.notebook._options import _parse as _parse
 from coffee_nb.notebook._options import _positive_money as _positive_money
-from coffee_nb.notebook.interpolate import interpolate
+from coffee_nb.notebook.interpolate import fill
 
 if TYPE_CHECKING:
     import argparse
@@ -64,15 +64,19 @@ class LLMMagics(ShellMagics):
     @_argument("--dry-run", action="store_true", help="show tokens, worst-case cost and budget left per model; no call")
     @_argument("--budget", default=None, help="a hard cap in USD for this cell, on top of the session budget")
     @_argument("--next-cell", action="store_true", help="with --format code: offer the code as the next cell")
+    @_argument(
+        "--allow-missing", action="store_true", help="send {fields} naming nothing defined as written (else an error)"
+    )
     @_cell_magic("llm")
     def llm(self, line: str, cell: str) -> None:
         """Ask a language model; the cell body is the prompt.
 
         ``{name}``, ``{name.attr}``, ``{name[key]}``, ``{In[3]}`` and ``{Out[3]}`` are filled from the
-        notebook's variables (``{{name}}`` keeps a literal ``{name}``). The answer streams into the cell,
-        then shows with a footer: model, fallbacks, tokens, cost, latency, budget left. It is stored in
-        ``_`` / ``Out`` (and ``-o VAR``) with the full message and attempt trace. An identical request
-        is answered from the cache at $0 unless ``--no-cache``.
+        notebook's variables, ``{err}`` / ``{Err[3]}`` with the last exception / cell 3's (``{{name}}``
+        keeps a literal ``{name}``); a field naming nothing is an error unless ``--allow-missing``. The
+        answer streams into the cell, then shows with a footer: model, fallbacks, tokens, cost, latency,
+        budget left. It is stored in ``_`` / ``Out`` (and ``-o VAR``) with the full message and attempt
+        trace. An identical request is answered from the cache at $0 unless ``--no-cache``.
         """
         args = _parse(self.llm, line)
         _sendable(cell, "the cell")
@@ -89,9 +93,7 @@ class LLMMagics(ShellMagics):
             raise UsageError(f"--out needs a Python variable name, got {args.out!r}")
         cap = _positive_money(args.budget, "--budget")
         models = _models(args.models)
-        prompt, unfilled = interpolate(cell, self._shell.user_ns)
-        for field, reason in unfilled:
-            print(f"coffee_nb: {{{field}}} {reason}; left as written.", file=sys.stderr)
+        prompt = fill(cell, self._shell.user_ns, allow_missing=args.allow_missing)
         if not prompt.strip():
             raise UsageError("the cell is empty: write the prompt on the lines below %%llm")
         session = get_session()

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
@@ -22,6 +22,13 @@ __all__ = ["SessionMagics"]
 
 @magics_class
 class SessionMagics(ShellMagics):
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        if shell is not None:
+            from coffee_nb.notebook.interpolate import ErrorLog
+
+            ErrorLog.install(shell)  # {err} / {Err[n]} in prompts: each failing cell's exception
+
     @_magic_arguments()
     @_argument("--models", default=None, help="default chain, comma-separated (e.g. openai/gpt-4o-mini,sandbox/fast)")
     @_argument("--system", default=None, help="default system prompt ('' clears it)")
@@ -138,6 +145,44 @@ class SessionMagics(ShellMagics):
 
         session = get_session()
         return history_frame(session.metrics.to_dataframe(), session.prompts, n)
+
+    @_magic_arguments()
+    @_argument("assignments", nargs="*", help="NAME=provider/model (or NAME provider/model) to set")
+    @_argument("--remove", "-r", nargs="+", default=None, metavar="NAME", help="forget these aliases")
+    @_line_magic("llm_alias")
+    def llm_alias(self, line: str) -> StyledFrame:
+        """Short names for models, usable anywhere a model spec is (``%%llm fast``, ``--models fast,smart``,
+        ``%%llm_compare fast smart``): ``%llm_alias fast=openai/gpt-4o-mini`` sets one, ``%llm_alias``
+        lists them, ``%llm_alias --remove fast`` forgets one. Kept until the kernel restarts."""
+        from coffee_nb._aliases import aliases, check_alias, remove_alias, set_alias
+        from coffee_nb.notebook.tables import alias_frame
+
+        args = _parse(self.llm_alias, line)
+        words = list(args.assignments)
+        pairs: list[tuple[str, str]] = []
+        if len(words) == 2 and "=" not in words[0] + words[1]:
+            pairs.append((words[0], words[1]))  # NAME provider/model
+        else:
+            for word in words:
+                name, sep, spec = word.partition("=")
+                if not sep or not name.strip() or not spec.strip():
+                    raise UsageError(
+                        f"%llm_alias takes NAME=provider/model, like fast=openai/gpt-4o-mini, got {word!r}"
+                    )
+                pairs.append((name.strip(), spec.strip()))
+        try:  # everything checked before anything changes
+            for name in args.remove or []:
+                if name not in aliases():
+                    remove_alias(name)  # the error lists the aliases there are
+            for name, spec in pairs:
+                check_alias(name, spec)
+            for name in args.remove or []:
+                remove_alias(name)
+            for name, spec in pairs:
+                set_alias(name, spec)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        return alias_frame()
 
     @_magic_arguments()
     @_argument("--all", action="store_true", help="also forget metrics, cache settings and the model chain")

@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     from coffee_nb._session import Session
     from coffee_nb.budget import Ledger
 
-__all__ = ["Column", "StyledFrame", "config_frame", "costs_frame", "history_frame", "ledger_text", "styled"]
+__all__ = [
+    "Column",
+    "StyledFrame",
+    "alias_frame",
+    "config_frame",
+    "costs_frame",
+    "history_frame",
+    "ledger_text",
+    "styled",
+]
 
 NO_MATH = "tex2jax_ignore mathjax_ignore"  # classes MathJax (2 and 3) skips
 MISSING = "—"
@@ -336,3 +345,14 @@ def config_frame(session: Session) -> StyledFrame:
     }
     frame = pd.DataFrame({"value": [redact(v) for v in rows.values()]}, index=pd.Index(list(rows), name="setting"))
     return styled(frame, "coffee_nb session", {"setting": Column("setting"), "value": Column("value")})
+
+
+# -- %llm_alias --------------------------------------------------------------------------------------
+def alias_frame() -> StyledFrame:
+    """``%llm_alias``: every alias and the model it stands for."""
+    from coffee_nb._aliases import aliases
+
+    named = aliases()
+    frame = pd.DataFrame({"model": list(named.values())}, index=pd.Index(list(named), name="alias"))
+    notes = [] if named else ["no aliases yet: %llm_alias fast=openai/gpt-4o-mini"]
+    return styled(frame, "coffee_nb model aliases", {"alias": Column("alias"), "model": Column("model")}, notes=notes)

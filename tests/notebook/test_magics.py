@@ -147,7 +147,7 @@ def test_interpolation_edge_cases(ip):
     ) % n
     ip.user_ns["Out"][0] = "zero"
     with capture_output() as cap:
-        ip.run_cell_magic("llm", "sandbox/echo --no-cache --no-stream", cell)
+        ip.run_cell_magic("llm", "sandbox/echo --no-cache --no-stream --allow-missing", cell)
     sent = ip.user_ns["_"].text
     assert sent.splitlines()[0] == "Ada 20 A x = 41 + 1 zero"
     assert "{k: v for k, v in d.items()}" in sent and '{"a": {"b": 1}}' in sent
@@ -241,7 +241,7 @@ def test_keys_never_printed(ip, monkeypatch):
         ("gpt-4o", "Did you mean 'openai/gpt-4o'"),
         ("--out 3x", "variable name"),
         ("--system 'unclosed", "quote values"),
-        ("--bogus", "unrecognized arguments"),
+        ("--bogus", "unknown option --bogus; the options are"),
     ],
 )
 def test_usage_errors(ip, line, message):
