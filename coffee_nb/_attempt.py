@@ -187,19 +187,35 @@ class Call:
         return None if attempt.candidate.bounds_itself(attempt.timeout) else attempt.timeout
 
     def hedge_delay(self, attempt: Attempt) -> float | None:
-        """Seconds after which this invoke attempt gets a hedge (``Policy(hedge_after=...)``), or None."""
-        if self.streaming or self.plan.policy.hedge_after is None or not self.plan.has_alternative():
+        """Seconds after which this attempt gets a hedge (``Policy(hedge_after=...)``), or None.
+
+        An invoke is hedged when it has not answered by then, a stream when it has not produced its first
+        token (a ``"pNN"`` delay reads the model's recent times to first token). A stream that resumes or
+        restarts a broken one is not hedged: the text already delivered belongs to it.
+        """
+        policy, recent = self.plan.policy, attempt.candidate.recent
+        if policy.hedge_after is None or not self.plan.has_alternative():
             return None
-        return self.plan.policy.hedge_delay(attempt.candidate.recent.latencies())
+        if not self.streaming:
+            return policy.hedge_delay(recent.latencies())
+        if self.prefilled or self.marker is not None or self.delivered:
+            return None
+        return policy.hedge_delay(recent.ttfts())
+
+    def first_token_limit(self, attempt: Attempt) -> float:
+        """Seconds from now a stream attempt may take to its first chunk, within the deadline."""
+        plan = self.plan
+        cand = attempt.candidate
+        limit = plan.policy.first_token_limit(cand.reasoning) if plan.has_alternative() else attempt.timeout
+        return max(0.0, min(limit, plan.deadline - plan.clock()))
 
     def wait_limit(self) -> float:
         """Seconds to wait for the next stream chunk: the first-token or idle limit, within the deadline."""
         attempt = self._current()
-        policy, cand, plan = self.plan.policy, attempt.candidate, self.plan
         if self.ttft is None:
-            limit = policy.first_token_limit(cand.reasoning) if plan.has_alternative() else attempt.timeout
-        else:
-            limit = policy.idle_limit(cand.reasoning)
+            return self.first_token_limit(attempt)
+        plan = self.plan
+        limit = plan.policy.idle_limit(attempt.candidate.reasoning)
         return max(0.0, min(limit, plan.deadline - plan.clock()))
 
     def timed_out(self) -> AttemptTimeoutError:
@@ -230,6 +246,14 @@ class Call:
         if meta and any(meta.get(k) for k in _FINISH_KEYS):
             self.finished = True
         yield ChatGenerationChunk(message=chunk)
+
+    @staticmethod
+    def starts_answer(chunk: AIMessageChunk) -> bool:
+        """Is this a first token (text, a tool call, or the answer's end), not a bare opening (role) chunk?"""
+        if chunk.content or chunk.tool_call_chunks or chunk.usage_metadata:
+            return True
+        meta = chunk.response_metadata
+        return bool(meta) and any(meta.get(k) for k in _FINISH_KEYS)
 
     def complete(self) -> bool:
         """The answer is complete and its usage is in: stop reading (a server may never send ``[DONE]``)."""

@@ -3,7 +3,9 @@
 Each does what the call's plan says until an answer comes back or the plan gives up; everything
 around an attempt (limits, relaying, recovery, settling) is the :class:`~coffee_nb._attempt.Call`'s.
 Both serve invoke and stream: for invoke the driver yields one item, the answer; for a stream, the
-chunks and a closing summary chunk. A cassette's recorded answer is yielded the same way.
+chunks and a closing summary chunk. A cassette's recorded answer is yielded the same way. A hedged
+attempt (``Policy(hedge_after=...)``) races in ``_hedge.py``: an invoke to its answer, a stream to its
+first token, after which the winner's stream is read here like any other.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from coffee_nb._attempt import Call
 from coffee_nb._compat import restart_event
 from coffee_nb._errors import CoffeeError
-from coffee_nb._hedge import arace, async_starter, race, sync_starter
+from coffee_nb._hedge import Primed, arace, astream_race, async_starter, race, stream_race, sync_starter
 from coffee_nb._replay import replayed
 from coffee_nb._timeouts import Pump, call_within
 
@@ -48,7 +50,11 @@ def drive(call: Call) -> Generator[Any, None, None]:
             model, messages, kwargs = call.target(step)
             if call.streaming:
                 # bound now: a worker that starts late must not see the next attempt's model
-                pump: Pump[AIMessageChunk] = Pump(partial(model.stream, messages, config, stop=stop, **kwargs))
+                make = partial(model.stream, messages, config, stop=stop, **kwargs)
+                delay = call.hedge_delay(step)
+                pump: Pump[AIMessageChunk] | Primed = (
+                    Pump(make) if delay is None else stream_race(call, step, make, delay)
+                )
                 try:
                     while (chunk := pump.next(call.wait_limit(), call.timed_out)) is not None:
                         for out in call.relay(chunk):
@@ -105,6 +111,8 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
             model, messages, kwargs = call.target(step, loop)
             if call.streaming:
                 chunks = aiter(model.astream(messages, config, stop=stop, **kwargs))
+                if (delay := call.hedge_delay(step)) is not None:
+                    chunks = await astream_race(call, step, chunks, delay, loop)
                 try:
                     while (chunk := await _within(anext(chunks, None), call.wait_limit(), call)) is not None:
                         for out in call.relay(chunk):

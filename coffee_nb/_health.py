@@ -30,11 +30,12 @@ RECENT = 100  # attempts remembered per model
 class RecentAttempts:
     """The last attempts of one model: (ok, latency) and the last error. Cheap to feed on the hot path."""
 
-    __slots__ = ("_lock", "attempts", "last_error", "last_error_class", "last_error_at")
+    __slots__ = ("_lock", "attempts", "first_tokens", "last_error", "last_error_class", "last_error_at")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.attempts: deque[tuple[bool, float]] = deque(maxlen=RECENT)
+        self.first_tokens: deque[float] = deque(maxlen=RECENT)  # time to first token of answered streams
         self.last_error: str | None = None
         self.last_error_class: str | None = None
         self.last_error_at: datetime | None = None
@@ -46,6 +47,8 @@ class RecentAttempts:
             return
         if outcome is Outcome.OK:
             self.attempts.append((True, record.latency_s))  # a deque append is atomic: no lock on the hot path
+            if record.ttft_s is not None:
+                self.first_tokens.append(record.ttft_s)
             return
         with self._lock:
             self.attempts.append((False, record.latency_s))
@@ -56,6 +59,10 @@ class RecentAttempts:
     def latencies(self) -> list[float]:
         """Latencies of the recent answered attempts (what ``Policy(hedge_after="p95")`` reads)."""
         return [latency for ok, latency in list(self.attempts) if ok]
+
+    def ttfts(self) -> list[float]:
+        """Times to first token of the recent answered streams (what a streamed ``hedge_after="p95"`` reads)."""
+        return list(self.first_tokens)
 
     def snapshot(self) -> tuple[list[tuple[bool, float]], str | None, str | None, datetime | None]:
         with self._lock:

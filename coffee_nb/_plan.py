@@ -304,6 +304,14 @@ class Plan:
         (the prompt: providers bill input once they start; no output was delivered)."""
         self.cancelled(attempt, partial=Usage(self.prompt_estimate(), 0, estimated=True))
 
+    def hedge_won(self, attempt: Attempt) -> None:
+        """A hedge won a streamed race: its model is the current one (a retry is of it); the model it raced
+        is a fallback again, first in line, should the winner's stream break."""
+        current = self.current
+        if current is not None and current is not attempt.candidate:
+            self.queue.appendleft(current)
+        self.current, self.retries, self.admitted, self.wait = attempt.candidate, 0, True, 0.0
+
     def requeue(self, cand: Candidate) -> None:
         """Try ``cand`` again next, as a fresh attempt (the runner changed how it asks)."""
         self.queue.appendleft(cand)

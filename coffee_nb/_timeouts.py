@@ -140,11 +140,17 @@ class Pump(Generic[T]):
     which closes the HTTP response of a streaming model call.
     """
 
-    def __init__(self, make: Callable[[], Iterator[T]]) -> None:
+    def __init__(self, make: Callable[[], Iterator[T]], notify: queue.SimpleQueue[Pump[T]] | None = None) -> None:
         self._items: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._notify = notify  # told (this pump put on it) after each item: one waiter can watch several pumps
         self._job = _workers.submit(lambda: self._run(make))
         self.finished = False
+
+    def _put(self, item: Any, error: BaseException | None) -> None:
+        self._items.put((item, error))
+        if self._notify is not None:
+            self._notify.put(self)
 
     def _run(self, make: Callable[[], Iterator[T]]) -> None:
         iterator: Any = None
@@ -153,11 +159,11 @@ class Pump(Generic[T]):
             for item in iterator:
                 if self._stop.is_set():
                     break
-                self._items.put((item, None))
+                self._put(item, None)
             else:
-                self._items.put((_END, None))
+                self._put(_END, None)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            self._items.put((_END, exc))
+            self._put(_END, exc)
         finally:
             close = getattr(iterator, "close", None)
             if close is not None and self._stop.is_set():
