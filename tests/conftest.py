@@ -6,6 +6,10 @@ import pytest
 
 from coffee_nb.testing import isolated
 
+# %load_ext's warm-start thread works on the process-wide session, which every test here isolates: off
+# in tests (and the kernels they start); tests/notebook/test_warm.py runs it in fresh interpreters.
+os.environ.setdefault("COFFEE_NB_WARM", "0")
+
 
 @pytest.fixture
 def no_keys(monkeypatch):

@@ -13,7 +13,8 @@ __all__ = ["dashboard", "load_ipython_extension"]
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
-    """Register the magics. Cheap: LangChain, pandas and provider SDKs load on the first ``%%llm``."""
+    """Register the magics. Cheap: LangChain, pandas and provider SDKs load in a background thread
+    (``notebook._warm``; ``COFFEE_NB_WARM=0``: on the first ``%%llm``)."""
     from coffee_nb.notebook.cassette_magic import CassetteMagics
     from coffee_nb.notebook.compare_magic import CompareMagics
     from coffee_nb.notebook.magics import LLMMagics
@@ -22,6 +23,9 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
     ipython.register_magics(LLMMagics, CassetteMagics, MapMagics)
     ipython.register_magics(CompareMagics, SessionMagics)
+    from coffee_nb.notebook._warm import warm_up
+
+    warm_up()  # a background thread readies the first %%llm (imports, ledger, sandbox); never blocks this
 
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
