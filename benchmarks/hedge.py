@@ -5,7 +5,10 @@ price and a steady latency. Each variant makes the same sequence of calls (inter
 both alike); cost counts every record of a call, the cancelled loser's included. Targets (issue 19):
 p99 with hedging ≤ 0.3 × p99 without, at ≤ 1.15 × the mean cost.
 
-    .venv/bin/python benchmarks/hedge.py [--calls 1000] [--hedge-after p50]
+Two workloads: ``invoke`` (latency of the whole answer) and ``stream`` (``picker.stream``, hedged on the
+first token: time to first token and total time of the stream, both measured by the caller).
+
+    .venv/bin/python benchmarks/hedge.py [--calls 1000] [--hedge-after p50] [--mode invoke|stream|both]
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from coffee_nb import AutoPicker, Policy, capture_records, sandbox
@@ -24,40 +28,86 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class Variant:
+    """The numbers of one variant: per call, the times measured and the cost of every record."""
+
+    def __init__(self, picker: AutoPicker) -> None:
+        self.picker = picker
+        self.times: dict[str, list[float]] = {}
+        self.costs: list[Decimal] = []
+        self.hedges = 0
+
+    def measure(self, call: Callable[[AutoPicker], dict[str, float]]) -> None:
+        with capture_records() as records:
+            for name, seconds in call(self.picker).items():
+                self.times.setdefault(name, []).append(seconds)
+        self.costs.append(sum((r.cost or Decimal(0)) for r in records))
+        self.hedges += any(r.role == "hedge" for r in records)
+
+
+def invoke(prompt: str) -> Callable[[AutoPicker], dict[str, float]]:
+    def call(picker: AutoPicker) -> dict[str, float]:
+        start = time.perf_counter()
+        picker.invoke(prompt)
+        return {"latency": time.perf_counter() - start}
+
+    return call
+
+
+def stream(prompt: str) -> Callable[[AutoPicker], dict[str, float]]:
+    def call(picker: AutoPicker) -> dict[str, float]:
+        start = time.perf_counter()
+        first = None
+        for chunk in picker.stream(prompt):
+            if first is None and chunk.content:
+                first = time.perf_counter() - start
+        total = time.perf_counter() - start
+        return {"ttft": total if first is None else first, "total": total}
+
+    return call
+
+
+def compare(mode: str, calls: int, hedge_after: float | str) -> None:
+    policy = Policy(max_retries=0)
+    plain = Variant(AutoPicker("sandbox/tail", ["sandbox/steady"], policy=policy))
+    hedged = Variant(
+        AutoPicker("sandbox/tail", ["sandbox/steady"], policy=Policy(max_retries=0, hedge_after=hedge_after))
+    )
+    make = invoke if mode == "invoke" else stream
+    for variant in (plain, hedged):  # warm up: clients, and the latency history a percentile needs
+        for i in range(30):
+            make(f"warm-up {i}")(variant.picker)
+    for i in range(calls):
+        for variant in (plain, hedged):
+            variant.measure(make(f"question {i}"))
+    print(f"{mode}: {calls} calls per variant, primary lognormal (p50 40 ms, sigma 0.99), hedge_after={hedge_after!r}")
+    names = list(plain.times)
+    header = "".join(f" {name + ' p50/p95/p99 ms':>28}" for name in names)
+    print(f"  {'variant':<8}{header} {'mean cost':>14} {'hedged':>7}")
+    for label, variant in (("plain", plain), ("hedged", hedged)):
+        cells = "".join(
+            f" {'/'.join(f'{quantile(variant.times[n], q) * 1000:.1f}' for q in (0.5, 0.95, 0.99)):>28}" for n in names
+        )
+        print(f"  {label:<8}{cells} {statistics.fmean(variant.costs):14.10f} {variant.hedges:7d}")
+    for name in names:
+        ratio = quantile(hedged.times[name], 0.99) / quantile(plain.times[name], 0.99)
+        print(f"  p99 {name} hedged / plain: {ratio:.2f} (target <= 0.30)")
+    cost = statistics.fmean(hedged.costs) / statistics.fmean(plain.costs)
+    print(f"  mean cost hedged / plain: {cost:.3f} (target <= 1.15)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--hedge-after", default="p50", help="seconds, or a percentile of the primary's latency")
+    parser.add_argument("--mode", choices=("invoke", "stream", "both"), default="both")
     args = parser.parse_args()
     hedge_after: float | str = args.hedge_after if args.hedge_after.startswith("p") else float(args.hedge_after)
     add_model(SandboxModel(name="tail", description="heavy tail", latency_ms=40, latency_sigma=0.99))
     add_model(SandboxModel(name="steady", description="steady", latency_ms=40, latency_sigma=0.1))
     sandbox.set_latency_scale(1.0)
-    plain = AutoPicker("sandbox/tail", ["sandbox/steady"], policy=Policy(max_retries=0))
-    hedged = AutoPicker("sandbox/tail", ["sandbox/steady"], policy=Policy(max_retries=0, hedge_after=hedge_after))
-    for picker in (plain, hedged):  # warm up: clients, and the latency history a percentile needs
-        for i in range(30):
-            picker.invoke(f"warm-up {i}")
-    results: dict[str, tuple[list[float], list[Decimal], int]] = {"plain": ([], [], 0), "hedged": ([], [], 0)}
-    for i in range(args.calls):
-        for name, picker in (("plain", plain), ("hedged", hedged)):
-            latencies, costs, hedges = results[name]
-            with capture_records() as records:
-                start = time.perf_counter()
-                picker.invoke(f"question {i}")
-                latencies.append(time.perf_counter() - start)
-            costs.append(sum((r.cost or Decimal(0)) for r in records))
-            results[name] = (latencies, costs, hedges + any(r.role == "hedge" for r in records))
-    print(f"{args.calls} calls per variant, primary lognormal (p50 40 ms, sigma 0.99), hedge_after={hedge_after!r}")
-    print(f"  {'variant':<8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean cost':>14} {'hedged':>7}")
-    for name, (latencies, costs, hedges) in results.items():
-        print(
-            f"  {name:<8} {quantile(latencies, 0.5) * 1000:8.1f} {quantile(latencies, 0.95) * 1000:8.1f} "
-            f"{quantile(latencies, 0.99) * 1000:8.1f} {statistics.fmean(costs):14.10f} {hedges:7d}"
-        )
-    p99 = quantile(results["hedged"][0], 0.99) / quantile(results["plain"][0], 0.99)
-    cost = statistics.fmean(results["hedged"][1]) / statistics.fmean(results["plain"][1])
-    print(f"  p99 hedged / plain: {p99:.2f} (target <= 0.30); mean cost hedged / plain: {cost:.3f} (target <= 1.15)")
+    for mode in ("invoke", "stream") if args.mode == "both" else (args.mode,):
+        compare(mode, args.calls, hedge_after)
 
 
 if __name__ == "__main__":

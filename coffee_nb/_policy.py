@@ -110,8 +110,9 @@ class Policy:
     on_unknown_error: str | None = None  # "fallback" (default rules) or "raise"
     fallback_cost: str = "any"  # "no_pricier" / "cheaper_only": skip fallbacks costlier than the primary
     wait_for_cooldown: float = 0.0  # seconds: when every model is cooling down, wait for the first to reopen
-    hedge_after: float | str | None = None  # seconds, or "p95" (of the model's recent latency): start the next
-    # model alongside a slow one; the first answer wins, the other is cancelled (off by default)
+    hedge_after: float | str | None = None  # seconds, or "p95" (of the model's recent latency; a stream's: of its
+    # time to first token): start the next model alongside a slow one (a stream: one without its first token);
+    # the first answer (first token) wins, the other is cancelled (off by default)
     rules: Mapping[ErrorClass, Rule] = field(default_factory=lambda: DEFAULT_RULES)
 
     def __post_init__(self) -> None:
