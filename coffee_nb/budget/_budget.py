@@ -1,103 +1,41 @@
-"""``Budget``: multi-period, hard or soft, two-phase (reserve → commit/release), persistent, shareable."""
+"""``Budget``: multi-period, hard or soft, two-phase (reserve → commit/release), persistent, shareable.
+
+Enforcement lives here (reserve, commit, release) with the queries; what the limits are and which buckets
+a call touches in `_rules`, the warnings a budget gives in `_warnings`, opening a ledger in `_open`."""
 
 from __future__ import annotations
 
-import threading
+import itertools
 import time
 import uuid
 import warnings
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 from coffee_nb._errors import BudgetExceededError, ConfigError
 from coffee_nb._format import money
-from coffee_nb._validate import flag, fraction, optional_flag, positive_number, usd
+from coffee_nb._validate import flag, fraction, positive_number, usd
 from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, from_pico, to_pico
 from coffee_nb.budget._open import open_ledger
-from coffee_nb.budget._periods import PERIODS, Period, bucket, period_window, resolve_timezone
+from coffee_nb.budget._periods import Period, period_window, resolve_timezone
+from coffee_nb.budget._rules import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_WARN_AT,
+    MAX_CALL_PICO,
+    Limit,
+    _Calendar,
+    _Keys,
+    _Rule,
+    make_rule,
+)
 from coffee_nb.budget._unsaved import Unsaved
+from coffee_nb.budget._warnings import BudgetEvent, BudgetWarning, _Alerts
 
-if TYPE_CHECKING:
-    from types import FrameType
-
-__all__ = ["Budget", "BudgetEvent", "BudgetWarning", "Lease", "Limit"]
-
-DEFAULT_WARN_AT = 0.8
-DEFAULT_LEASE_TTL = 300.0  # seconds; longer than any call's deadline
-# The most one call may cost, in picodollars ($1,000,000): a worst case beyond it is a typo (max_tokens of
-# 10**20), and ledgers keep amounts in 64-bit integers (SQLite's end at about $9.2M).
-MAX_CALL_PICO = 10**18
-
-
-class BudgetWarning(UserWarning):
-    """Spend crossed a warning threshold, or a soft limit was exceeded."""
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """One period's limit, with its own hard/soft switch and warning threshold (None: the budget's)."""
-
-    amount: Decimal | float | int | str
-    hard: bool | None = None
-    warn_at: float | None = None
-
-    def __post_init__(self) -> None:
-        usd("Limit amount", self.amount)
-        optional_flag("Limit hard", self.hard, " (block) or False (warn only), or None (the budget's)")
-        if self.warn_at is not None:
-            fraction("Limit warn_at", self.warn_at)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    scope: str  # "global" or "model:<name>"
-    period: Period
-    amount: Decimal
-    hard: bool
-    warn_at: float
-
-    @property
-    def label(self) -> str:
-        return self.period.value if self.scope == "global" else f"{self.period.value} for {self.scope[6:]}"
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetEvent:
-    """A warning (spend crossed ``threshold`` of a limit) or an exceeded soft limit; widgets show these."""
-
-    kind: str  # "warning" | "exceeded"
-    period: str
-    scope: str
-    limit: Decimal
-    spent: Decimal
-    threshold: float
-    at: datetime
-    message: str
-
-
-class _RuleKey(NamedTuple):
-    """One limit that applies to a model, in the current period: its bucket and limit in picodollars."""
-
-    rule: _Rule
-    bucket: str
-    limit: int
-
-
-@dataclass(slots=True)
-class _Keys:
-    """Everything a call of one model needs from the calendar, valid until the next period boundary."""
-
-    buckets: tuple[str, ...]  # where its spend goes: every period, globally and for the model
-    rules: tuple[_RuleKey, ...]  # the limits that apply to it
-    checks: tuple[tuple[str, int], ...]  # (bucket, limit) of its hard rules: what a reservation must pass
-    held: tuple[str, ...]  # where a reservation is held: only buckets some limit looks at
-    # the warnings still owed, as of how many had fired (see Budget._unwarned); rebuilt when more fire
-    watch: tuple[int, tuple[str, ...], tuple[Any, ...]] | None = None
+__all__ = ["DEFAULT_LEASE_TTL", "DEFAULT_WARN_AT", "Budget", "BudgetEvent", "BudgetWarning", "Lease", "Limit"]
 
 
 @dataclass(slots=True)
@@ -115,7 +53,7 @@ class Lease:
         return None if self.pico is None else from_pico(self.pico)
 
 
-class Budget:
+class Budget(_Alerts):
     """Cost limits per period, enforced inside AutoPicker before each attempt.
 
     >>> Budget(daily=5, total=50, warn_at=0.8)                     # hard limits, SQLite ledger
@@ -178,23 +116,14 @@ class Budget:
         self.rules: tuple[_Rule, ...] = tuple(rules)
         self.ledger: Ledger = open_ledger(ledger, name)
         self.on_warning = on_warning
-        self.events: deque[BudgetEvent] = deque(maxlen=200)
-        self._listeners: list[Callable[[BudgetEvent], Any]] = []
-        self._warned: set[tuple[str, float]] = set()
-        self._lock = threading.Lock()
-        self._keys: dict[str, _Keys] = {}
-        self._keys_span = (0.0, 0.0)  # [from, until) wall-clock seconds the cached keys are valid for
+        _Alerts.__init__(self)
+        self._calendar = _Calendar(
+            self.rules, self.tz, hold_all=bool(getattr(self.ledger, "holds_spend_buckets", False))
+        )
         self._unsaved = Unsaved()  # spend the ledger could not record yet (disk full, Redis down)
 
     def _rule(self, scope: str, period: Period, value: Any) -> _Rule:
-        label = period.value if scope == "global" else f"per_model {scope[6:]} {period.value}"
-        if isinstance(value, Limit):
-            amount = usd(f"{label} limit", value.amount)
-            hard = self.hard if value.hard is None else value.hard
-            warn = self.warn_at if value.warn_at is None else fraction(f"{label} warn_at", value.warn_at)
-        else:
-            amount, hard, warn = usd(f"{label} limit", value), self.hard, self.warn_at
-        return _Rule(scope, period, amount, hard, warn)
+        return make_rule(scope, period, value, self.hard, self.warn_at)
 
     def __repr__(self) -> str:
         limits = ", ".join(f"{r.label}=${r.amount}{'' if r.hard else ' (soft)'}" for r in self.rules) or "no limits"
@@ -231,37 +160,10 @@ class Budget:
         return t, datetime.fromtimestamp(t, UTC)
 
     def _bucket(self, scope: str, period: Period, when: datetime) -> str:
-        return f"{scope}|{bucket(period, when, self.tz)}"
-
-    def _all_buckets(self, model: str, when: datetime) -> tuple[str, ...]:
-        """Every bucket a call's spend goes to: all periods, globally and for its model."""
-        return tuple(self._bucket(s, p, when) for s in ("global", f"model:{model}") for p in PERIODS)
-
-    def _rules_for(self, model: str) -> list[_Rule]:
-        return [r for r in self.rules if r.scope == "global" or r.scope == f"model:{model}"]
+        return self._calendar.bucket(scope, period, when)
 
     def _keys_for(self, model: str, t: float) -> _Keys:
-        """Bucket keys and checks for ``model`` at ``t``; computed once per period instance, not per call."""
-        start, until = self._keys_span
-        if not start <= t < until:
-            when = datetime.fromtimestamp(t, UTC)
-            windows = [period_window(p, when, self.tz) for p in PERIODS if p is not Period.TOTAL]
-            starts = [s.timestamp() for s, _ in windows if s is not None]  # only total's window is open
-            ends = [e.timestamp() for _, e in windows if e is not None]
-            with self._lock:
-                self._keys = {}
-                self._keys_span = (max(starts), min(ends))
-        keys = self._keys.get(model)
-        if keys is None:
-            when = datetime.fromtimestamp(t, UTC)
-            rules = tuple(
-                _RuleKey(r, self._bucket(r.scope, r.period, when), to_pico(r.amount)) for r in self._rules_for(model)
-            )
-            checks = tuple((k.bucket, k.limit) for k in rules if k.rule.hard)
-            held = tuple(dict.fromkeys(k.bucket for k in rules))
-            keys = _Keys(self._all_buckets(model, when), rules, checks, held)
-            self._keys[model] = keys
-        return keys
+        return self._calendar.keys_for(model, t)
 
     # -- two-phase enforcement (what AutoPicker calls) -----------------------------------------
     def reserve(self, model: str, amount: Decimal | None) -> Lease:
@@ -332,89 +234,6 @@ class Budget:
             import logging
 
             logging.getLogger("coffee_nb").warning("budget: could not release a reservation", exc_info=True)
-
-    # -- warnings ----------------------------------------------------------------------------------
-    def _warn_unsaved(self, exc: BaseException) -> None:
-        warnings.warn(
-            f"coffee_nb budget: the cost of a call could not be recorded ({exc}); it is kept in memory, counted, "
-            "and written when the ledger works again. No new call starts until then.",
-            BudgetWarning,
-            stacklevel=_user_stacklevel(),
-        )
-
-    def subscribe(self, listener: Callable[[BudgetEvent], Any]) -> Callable[[], None]:
-        """Call ``listener`` on every event; returns a function that unsubscribes."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def _unwarned(self, keys: _Keys) -> tuple[tuple[str, ...], tuple[Any, ...]]:
-        """Rule buckets that may still owe a warning this period (the rest need no read), and the
-        thresholds to check: (index in those buckets, picodollars, rule, bucket, threshold, kind)."""
-        warned = self._warned
-        cached = keys.watch
-        if cached is not None and cached[0] == len(warned):  # warnings only ever get added
-            return cached[1], cached[2]
-        alarms = []
-        for rule, key, limit in keys.rules:
-            if not limit:
-                continue
-            for threshold, kind in ((rule.warn_at, "warning"), (1.0, "exceeded")):
-                if kind == "exceeded" and rule.hard:
-                    continue  # hard limits block instead of warning after the fact
-                if (key, threshold) not in warned:
-                    alarms.append((key, limit * threshold, rule, threshold, kind))
-        watch = tuple(dict.fromkeys(a[0] for a in alarms))
-        checks = tuple(
-            (watch.index(key), at_least, rule, key, threshold, kind) for key, at_least, rule, threshold, kind in alarms
-        )
-        keys.watch = (len(warned), watch, checks)
-        return watch, checks
-
-    def _warn_once(self, rule: _Rule, key: str, threshold: float, kind: str, spent: int, t: float) -> None:
-        with self._lock:
-            if (key, threshold) in self._warned:
-                return
-            self._warned.add((key, threshold))
-        self._fire(rule, kind, threshold, from_pico(spent), datetime.fromtimestamp(t, UTC))
-
-    def _fire(self, rule: _Rule, kind: str, threshold: float, spent: Decimal, when: datetime) -> None:
-        _, end = period_window(rule.period, when, self.tz)
-        resets = f"; resets {end:%Y-%m-%d %H:%M %Z}" if end else ""
-        if kind == "warning":
-            message = (
-                f"coffee_nb budget: {rule.label} spend ${spent:.4f} reached {threshold:.0%} "
-                f"of its ${rule.amount} limit{resets}"
-            )
-        else:
-            message = (
-                f"coffee_nb budget: soft {rule.label} limit of ${rule.amount} exceeded (spent ${spent:.4f}){resets}"
-            )
-        event = BudgetEvent(kind, rule.period.value, rule.scope, rule.amount, spent, threshold, when, message)
-        self.events.append(event)
-        warnings.warn(message, BudgetWarning, stacklevel=_user_stacklevel())
-        for listener in [self.on_warning, *self._listeners]:
-            if listener is not None:
-                try:
-                    listener(event)
-                except Exception:  # a broken listener must not break a call
-                    import logging
-
-                    logging.getLogger("coffee_nb").exception("budget listener failed")
-
-    def _exceeded_message(self, rule: _Rule, hit: LimitHit, model: str, needed: Decimal | None, when: datetime) -> str:
-        _, end = period_window(rule.period, when, self.tz)
-        if end is None:
-            resets = "it never resets (total)"
-        else:
-            left = end - when
-            hours, rem = divmod(int(left.total_seconds()), 3600)
-            resets = f"resets at {end:%Y-%m-%d %H:%M %Z} (in {hours}h{rem // 60:02d}m)"
-        return (
-            f"{rule.label} budget of ${rule.amount} can't cover a call to {model}: "
-            f"spent ${from_pico(hit.spent):.6f}, reserved ${from_pico(hit.reserved):.6f}, "
-            f"this call may cost up to ${(needed or Decimal(0)):.6f}; {resets}. "
-            "Raise the limit, wait for the reset, or use a cheaper model."
-        )
 
     # -- queries -----------------------------------------------------------------------------------
     def status(self) -> dict[str, dict[str, Any]]:
@@ -487,7 +306,7 @@ class Budget:
             prefix = {"hourly": "h:", "daily": "d:", "weekly": "w:", "monthly": "m:", "total": "total"}[p.value]
             self.ledger.reset([f"global|{prefix}"] + [f"{r.scope}|{prefix}" for r in self.rules])
         self._warned.clear()
-        self._keys = {}  # their cached warning watch lists are stale now
+        self._calendar.forget()  # their cached warning watch lists are stale now
 
     def calls(self, limit: int | None = None) -> list[CallRow]:
         """Committed calls in the ledger, newest last."""
@@ -522,23 +341,9 @@ class Budget:
 
 
 _LEASE_PREFIX = uuid.uuid4().hex[:16]
-_lease_counter = __import__("itertools").count(1)
+_lease_counter = itertools.count(1)
 
 
 def _lease_id() -> str:
     """Unique across processes and machines (random prefix per process), cheap (a counter)."""
     return f"{_LEASE_PREFIX}-{next(_lease_counter):x}"
-
-
-def _user_stacklevel() -> int:
-    """Point a warning at the first frame outside coffee_nb and LangChain: the user's own line."""
-    import sys
-
-    frame: FrameType | None = sys._getframe(1)
-    level = 1
-    while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if not name.startswith(("coffee_nb", "langchain", "concurrent.", "asyncio", "threading")):
-            return level
-        frame, level = frame.f_back, level + 1
-    return 2

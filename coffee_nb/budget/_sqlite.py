@@ -180,7 +180,7 @@ class SQLiteLedger:
         self._db, self._ident, self._ex, self._carried = new, ident, new.execute, None
         if carried.total or carried.calls:
             from coffee_nb._pricing import from_pico
-            from coffee_nb.budget._budget import BudgetWarning, _user_stacklevel
+            from coffee_nb.budget._warnings import BudgetWarning, _user_stacklevel
 
             warnings.warn(
                 f"coffee_nb: the ledger file {self.path} was deleted or replaced while in use; the "

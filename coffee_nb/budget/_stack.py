@@ -6,8 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from coffee_nb.budget._budget import DEFAULT_WARN_AT, Budget
+from coffee_nb.budget._budget import Budget
 from coffee_nb.budget._ledger import from_pico
+from coffee_nb.budget._rules import DEFAULT_WARN_AT
 
 __all__ = ["BudgetStack", "create_budget_enforcer"]
 
