@@ -39,7 +39,7 @@ __all__ = [
 
 NO_MATH = "tex2jax_ignore mathjax_ignore"  # classes MathJax (2 and 3) skips
 MISSING = "—"
-PROMPT_WIDTH = 40  # characters of the prompt shown in %llm_history
+PROMPT_WIDTH = 30  # characters of the prompt shown in %llm_history
 
 # how a value shows: (value, its row) -> text
 Formatter = Callable[[Any, Mapping[str, Any]], str]
@@ -79,14 +79,19 @@ def share(value: Any, row: Mapping[str, Any] | None = None) -> str:
     return MISSING if _missing(value) else f"{float(value):.0%}"
 
 
+def _local(value: Any) -> Any:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_convert(dt.datetime.now().astimezone().tzinfo) if stamp.tzinfo is not None else stamp
+
+
 def moment(value: Any, row: Mapping[str, Any] | None = None) -> str:
     """A timestamp in the machine's local time, to the second."""
-    if _missing(value):
-        return MISSING
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert(dt.datetime.now().astimezone().tzinfo)
-    return str(stamp.strftime("%Y-%m-%d %H:%M:%S"))
+    return MISSING if _missing(value) else str(_local(value).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def clock(value: Any, row: Mapping[str, Any] | None = None) -> str:
+    """The time of day only (local, to the second): for a column whose header says the date."""
+    return MISSING if _missing(value) else str(_local(value).strftime("%H:%M:%S"))
 
 
 def text(value: Any, row: Mapping[str, Any] | None = None) -> str:
@@ -174,7 +179,8 @@ class StyledFrame(pd.DataFrame):  # type: ignore[misc]  # pandas ships no type i
 
         def cell(tag: str, value: str, r: bool, extra: str = "") -> str:
             align = "right" if r else "left"
-            return f"<{tag} style='text-align:{align};white-space:nowrap;{extra}'>{_html(value)}</{tag}>"
+            style = f"text-align:{align};white-space:nowrap;padding:2px 6px;{extra}"
+            return f"<{tag} style='{style}'>{_html(value)}</{tag}>"
 
         head = "".join(cell("th", h, r) for h, r in zip(heads, right, strict=True))
         body = "".join(
@@ -276,7 +282,7 @@ HISTORY_COLUMNS = {
     "output_tokens": Column("out", count, right=True),
     "cost_usd": Column("cost", lambda v, row: usd(v) if not _missing(v) else _history_cost(row), right=True),
     "latency_s": Column("latency", seconds, right=True),
-    "cache_hit": Column("cache", flag),
+    "cache_hit": Column("cached", flag),
 }
 
 
@@ -300,7 +306,11 @@ def history_frame(attempts: pd.DataFrame, prompts: Mapping[str, str], n: int) ->
     tail["prompt"] = [short(prompts.get(str(i))) if isinstance(i, str) else "" for i in ids]
     zone = dt.datetime.now().astimezone().strftime("%Z")
     columns = dict(HISTORY_COLUMNS)
-    columns["started_at"] = Column(f"started ({zone})", moment)
+    days = {moment(v)[:10] for v in tail["started_at"] if not _missing(v)} if "started_at" in tail else set()
+    if len(days) == 1:  # one day: said once in the header, the rows keep the time (a narrower table)
+        columns["started_at"] = Column(f"{days.pop()} ({zone})", clock)
+    else:
+        columns["started_at"] = Column(f"started ({zone})", moment)
     return styled(tail[cols], f"coffee_nb history (last {n} attempts, newest last)", columns, index=False)
 
 

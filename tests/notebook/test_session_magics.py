@@ -4,6 +4,8 @@ undefined fields refused before anything is sent."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
@@ -81,15 +83,20 @@ def test_history_has_times_to_the_second_and_a_short_prompt(ip):
     assert bool(history["cache_hit"].iloc[-1])
     full = ip.run_line_magic("llm_history", "")
     first = full["prompt"].iloc[0]
-    assert first.startswith("A rather long prompt about") and first.endswith("…") and len(first) <= 40
+    assert first.startswith("A rather long prompt about") and first.endswith("…") and len(first) <= 30
     text = repr(full)
-    stamp = full["started_at"].iloc[0].tz_convert(pd.Timestamp.now().tz_localize("UTC").tz).strftime("%Y-%m-%d")
     lines = text.splitlines()
-    assert lines[1].startswith("started (") and "prompt" in lines[1]
-    row = lines[3]
-    assert len(row.split()[1]) == 8 and row.split()[1].count(":") == 2  # HH:MM:SS, no fractions
-    assert stamp[:4] in row and "." not in row.split()[1]
-    assert "$" in row and "e-0" not in text
+    day = full["started_at"].iloc[0].tz_convert(dt.datetime.now().astimezone().tzinfo).strftime("%Y-%m-%d")
+    assert lines[1].startswith(f"{day} (") and "prompt" in lines[1]  # one day: the date said once, in the header
+    clock = lines[3].split()[0]
+    assert len(clock) == 8 and clock.count(":") == 2  # HH:MM:SS, no fractions
+    assert "$" in lines[3] and "e-0" not in text
+    two_days = full.copy()
+    two_days.loc[0, "started_at"] -= pd.Timedelta(days=1)
+    from coffee_nb.notebook.tables import history_frame
+
+    spread = repr(history_frame(two_days, {}, 10)).splitlines()
+    assert spread[1].startswith("started (") and len(spread[3].split()[0] + " " + spread[3].split()[1]) == 19
     with pytest.raises(UsageError, match="number of rows"):
         ip.run_line_magic("llm_history", "lots")
 
