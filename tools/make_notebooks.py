@@ -123,7 +123,7 @@ Summarise the history of espresso.
 
 `%llm_budget` shows each budget period (the default is a hard **$5 per day**; change it with
 `%llm_config --daily 10`). `%llm_costs` returns a pandas DataFrame per model. `%llm_dashboard` shows
-live widgets that update while cells run.
+a live dashboard that updates while cells run; the saved notebook keeps a picture of its last state.
 """),
     code("%llm_budget"),
     code("%llm_costs", LAX),
@@ -363,7 +363,8 @@ m = local.get_metrics()
     md("""
 ## Latency histogram
 
-A live widget: pick a model, switch to time-to-first-token; p50 and p95 are marked.
+A live view, redrawn as calls land; p50 and p95 are marked. `hist.model.value = "sandbox/fast"` shows one
+model, `hist.view.value = "time to first token"` the first tokens of streamed answers.
 """),
     code("""
 from coffee_nb.notebook.widgets import LatencyHistogram

@@ -2,7 +2,7 @@
 
 The scheduler only bumps counters (a few additions per row); views read a :class:`JobStatus` snapshot
 on their own clock (a few times a second), so progress costs the rows nothing. In a notebook the view
-is an ipywidgets bar (``coffee_nb.notebook.map_magic``); elsewhere a ``tqdm.auto`` bar.
+is a static HTML bar replaced in place (``coffee_nb.notebook.map_magic``); elsewhere a ``tqdm.auto`` bar.
 """
 
 from __future__ import annotations

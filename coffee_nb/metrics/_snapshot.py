@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -110,6 +110,13 @@ class MetricsSnapshot:
     models: tuple[ModelStats, ...]  # in the order first seen
     fallbacks: Mapping[FallbackRoute, int]  # answered calls per route
     error_classes: Mapping[str, int]  # failed attempts per error class
+    # candidates passed over without a request, per reason ("budget": refused by a budget, "cooldown", ...)
+    skip_classes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> int:
+        """Attempts a budget refused (nothing was sent)."""
+        return self.skip_classes.get("budget", 0)
 
     @property
     def tokens(self) -> int:
@@ -233,6 +240,7 @@ def build_snapshot(groups: Sequence[tuple[Any, ...]], cache_hits: int, calls: in
 
     tallies: dict[str, _Tally] = {}
     error_classes: dict[str, int] = {}
+    skip_classes: dict[str, int] = {}
     fallbacks: dict[FallbackRoute, int] = {}
     roles = {_PRIMARY: 0, _RETRY: 0, _FALLBACK: 0}
     for key, n, t_in, t_out, t_cached, t_reasoning, g_cost, g_unpriced in groups:
@@ -245,6 +253,8 @@ def build_snapshot(groups: Sequence[tuple[Any, ...]], cache_hits: int, calls: in
             t = tallies[model] = _Tally()
         if outcome == _SKIPPED:
             t.skipped += n
+            reason = error_class or "unknown"
+            skip_classes[reason] = skip_classes.get(reason, 0) + n
         else:
             t.attempts += n
             if role in roles:
@@ -310,6 +320,7 @@ def build_snapshot(groups: Sequence[tuple[Any, ...]], cache_hits: int, calls: in
         models=models,
         fallbacks=fallbacks,
         error_classes=error_classes,
+        skip_classes=skip_classes,
     )
 
 

@@ -20,22 +20,33 @@ __all__ = ["CompareMagics"]
 
 
 def _progress(total_hint: str) -> Any:
-    """A small live bar of calls finished; its plain-text form is empty (nothing for nbval to compare)."""
-    import ipywidgets as W  # noqa: N812 - one letter, as in widgets.py
+    """A small live bar of calls finished (static HTML updated in place); its plain text is empty (nothing
+    for nbval to compare)."""
+    from coffee_nb.notebook._live import HTML, Bar, Box, _View
 
-    class CompareProgress(W.HBox):  # type: ignore[misc]  # ipywidgets ships no types: its classes are Any
+    class CompareProgress(_View):
+        _label = ""
+
         def __init__(self) -> None:
-            self.bar = W.IntProgress(min=0, max=1, value=0, layout=W.Layout(width="300px"))
-            self.label = W.HTML(f"&nbsp;{total_hint}")
-            super().__init__([self.bar, self.label])
+            super().__init__(rate=0, watch=False)
+            self.bar = Bar(0, min=0, max=1, width=300, bar_style="info")
+            self.label = HTML(total_hint)
+            self.children = [Box([self.bar, self.label], row=True)]
 
-        def __repr__(self) -> str:
-            return ""
+        def redraw(self) -> None:
+            pass
 
         def update(self, done: int, total: int) -> None:
             self.bar.max = max(total, 1)
             self.bar.value = done
-            self.label.value = f"&nbsp;{done} / {total} calls"
+            self.label.value = f"{done} / {total} calls"
+            self._show_update()
+
+        def hide(self) -> None:
+            """Leave nothing behind once the comparison is shown (an empty output, not a live widget)."""
+            self.children = []
+            self._show_update()
+            self.close()
 
     return CompareProgress()
 
@@ -126,7 +137,7 @@ class CompareMagics(ShellMagics):
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         finally:
-            progress.layout.display = "none"  # hidden, not closed: a closed widget's view shows an error
+            progress.hide()
         display(comparison.view(diff=args.diff, rows=args.rows))
         self._store(comparison, args.out)
 

@@ -15,9 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as W  # noqa: N812 - one letter, as in widgets.py
-
-from coffee_nb.notebook.widgets import _View
+from coffee_nb.notebook._live import HTML, _View
 
 if TYPE_CHECKING:
     from coffee_nb._health import Health, ModelHealth
@@ -108,8 +106,8 @@ class HealthPanel(_View):
         super().__init__(rate=rate, watch=watch)
         self._read = _reader(source)
         self.health: Health | None = None
-        self.table = W.HTML()
-        self.children = [W.HTML("<b>Router health</b>"), self.table]
+        self.table = HTML()
+        self.children = [HTML("<b>Router health</b>", style="margin:6px 0 2px 0"), self.table]
         if watch:
             self._watch_records()
         self.redraw()
@@ -129,6 +127,7 @@ class HealthPanel(_View):
 
         _config.SINKS.add(poke)
         self._unsubscribe.append(lambda: _config.SINKS.remove(poke))
+        weakref.finalize(self._live, _config.SINKS.remove, poke)  # collected without close(): gone at once
 
     @property
     def ticking(self) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import html
 import sys
 from typing import TYPE_CHECKING, Any
@@ -22,29 +21,25 @@ __all__ = ["MapMagics", "progress_view"]
 
 
 def progress_view(total: int) -> View:
-    """The live view of a ``map_rows`` job (an ipywidgets box): a bar of rows finished, then counts, spend,
-    projection, ETA, concurrency and rate-limit waits. The job only bumps counters; the waiting cell
-    refreshes this view a few times a second."""
-    view: View = _view_class()(total)
-    return view
+    """The live view of a ``map_rows`` job: a bar of rows finished, then counts, spend, projection, ETA,
+    concurrency and rate-limit waits. The job only bumps counters; the waiting cell refreshes this view a
+    few times a second, each time replacing its output in place (static HTML: a saved notebook keeps the
+    last state)."""
+    from coffee_nb.notebook._live import HTML, Bar, Box, _View
 
-
-@functools.cache
-def _view_class() -> type:
-    import ipywidgets as W  # noqa: N812 - one letter, as in widgets.py; loaded with the first job, not %load_ext
-
-    class MapProgressView(W.VBox):  # type: ignore[misc]  # ipywidgets ships no types: its classes are Any
+    class MapProgressView(_View):
         _label = "coffee_nb map_rows progress"
 
         def __init__(self, total: int) -> None:
-            self.head = W.HTML()
-            self.bar = W.IntProgress(min=0, max=max(total, 1), value=0, layout=W.Layout(width="420px"))
-            self.count = W.HTML()
-            self.stats = W.HTML()
-            super().__init__([self.head, W.HBox([self.bar, self.count]), self.stats])
+            super().__init__(rate=0, watch=False)  # driven by the job's own clock, not by records
+            self.head = HTML()
+            self.bar = Bar(0, min=0, max=max(total, 1), width=420, bar_style="info")
+            self.count = HTML()
+            self.stats = HTML()
+            self.children = [self.head, Box([self.bar, self.count], row=True), self.stats]
 
-        def __repr__(self) -> str:
-            return self._label  # fixed: nbval compares text/plain reprs
+        def redraw(self) -> None:
+            pass  # the job sets the parts' values in update()
 
         def start(self, projection: Projection) -> None:
             from IPython.display import display
@@ -54,21 +49,27 @@ def _view_class() -> type:
 
         def update(self, status: JobStatus) -> None:
             self.bar.value = status.finished
-            self.count.value = f"&nbsp;{status.finished:,} / {status.total:,} rows"
+            self.count.value = f"<span class='coffee-nb-rows'>{status.finished:,} / {status.total:,} rows</span>"
             self.stats.value = html.escape(status.line())
             if status.failed:
                 self.bar.bar_style = "warning"
+            self._show_update()
 
         def finish(self, status: JobStatus, note: str | None) -> None:
-            self.update(status)
+            self.bar.value = status.finished
+            self.count.value = f"<span class='coffee-nb-rows'>{status.finished:,} / {status.total:,} rows</span>"
+            self.stats.value = html.escape(status.line())
             if status.status == "done":
                 self.bar.bar_style = "success" if not status.failed else "warning"
             else:
                 self.bar.bar_style = "danger"
             if note:
                 self.stats.value += f"<br><b>{html.escape(note)}</b>"
+            self._show_update()
+            self.close()
 
-    return MapProgressView
+    view: View = MapProgressView(total)
+    return view
 
 
 def _lookup(ns: dict[str, Any], name: str, what: str, hint: str = "") -> Any:

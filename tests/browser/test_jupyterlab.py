@@ -2,7 +2,8 @@
 
 Runs the quickstart and the metrics tutorial cell by cell, and checks what a person would see:
 streaming text appearing, budget bars with a width, the latency histogram image, the cost table rows,
-and no front-end errors. Screenshots go to artifacts/browser/.
+and no front-end errors. The views are static HTML updated in place (no ipywidgets).
+Screenshots go to artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ def test_quickstart_in_jupyterlab(browser):
     assert "You said: 'What does p95 latency mean?'" in text and "sandbox/fast ·" in text
     assert "(cache hit)" in text, text[text.find("Re-running") : text.find("Re-running") + 1500]
     assert "no call made" in text
-    bars = page.locator(".widget-hprogress .progress-bar")
+    bars = page.locator(".coffee-nb-budgetgauge .coffee-nb-bar-fill")
     assert bars.count() >= 1
     width = bars.first.evaluate("e => parseFloat(e.style.width)")
     assert 35 <= width <= 80, f"budget bar width {width}%"  # ~$0.002 of $0.005 spent
     assert page.locator("table.coffee-nb-costs tr").count() >= 3  # header, a model, total
-    image = page.locator(".widget-image").first
+    image = page.locator("img.coffee-nb-image").first
     assert image.evaluate("e => e.naturalWidth") > 100  # the histogram PNG rendered
-    board = page.locator(".jp-OutputArea-output:has(.widget-hprogress)").last
+    board = page.locator(".jp-OutputArea-output:has(.coffee-nb-dashboard)").last
     board.scroll_into_view_if_needed()
     board.screenshot(path=str(ARTIFACTS / "dashboard.png"))
     health = page.locator(".coffee-nb-health-open").last  # the last cell's panel: the breaker open, counting down
@@ -66,7 +67,7 @@ def test_metrics_in_jupyterlab(browser):
     browser.open("04_metrics")
     browser.run_all_cells("metrics")
     page = browser.page
-    image = page.locator(".widget-image").first
+    image = page.locator("img.coffee-nb-image").first
     assert image.evaluate("e => e.naturalWidth") > 100
     text = page.locator(".jp-Notebook").inner_text()
     assert "coffee_nb_requests_total" in text and "datetime64[ns, UTC]" in text

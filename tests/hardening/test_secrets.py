@@ -112,7 +112,7 @@ def test_no_key_in_any_artifact(canaries, caplog, tmp_path):
 
     board = Dashboard(local, budget, health=ok)
     board.redraw(force=True)
-    texts.append(("widgets' state", json.dumps(_widget_states(board), default=str)))
+    texts.append(("the dashboard's snapshot (what a saved notebook keeps)", json.dumps(board._repr_mimebundle_())))
     board.close()
     texts.append(("logs", caplog.text + "\n".join(r.getMessage() for r in caplog.records)))
     budget.close()
@@ -120,16 +120,6 @@ def test_no_key_in_any_artifact(canaries, caplog, tmp_path):
     for what, text in texts:
         assert_clean(what, text)
     assert "[redacted]" in "".join(t for _, t in texts)  # the keys were there to be removed
-
-
-def _widget_states(widget) -> list:
-    out, todo = [], [widget]
-    while todo:
-        w = todo.pop()
-        state = w.get_state()
-        out.append({k: v for k, v in state.items() if not isinstance(v, (bytes, memoryview))})
-        todo += [c for c in getattr(w, "children", ()) if hasattr(c, "get_state")]
-    return out
 
 
 def _file_bytes(directory: Path) -> str:

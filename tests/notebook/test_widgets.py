@@ -10,7 +10,17 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from coffee_nb import AutoPicker, Budget, Limit, LocalMetrics, capture_records, register_price, sandbox
+from coffee_nb import (
+    AutoPicker,
+    Budget,
+    BudgetExceededError,
+    Limit,
+    LocalMetrics,
+    Policy,
+    capture_records,
+    register_price,
+    sandbox,
+)
 from coffee_nb.metrics import MetricsSnapshot
 from coffee_nb.notebook.widgets import BudgetGauge, CostTable, Dashboard, LatencyHistogram, _Live
 from coffee_nb.testing import ScriptedChatModel, http_error
@@ -111,7 +121,7 @@ def test_cost_table_totals_and_unpriced_flag():
     assert df.loc["fake/priced", "errors"] == 1 and df.loc["fake/priced", "cost_usd"] == Decimal(4 + 2)
     assert df.loc["total", "calls"] == df.loc["fake/free", "calls"] + df.loc["fake/priced", "calls"]
     assert df.loc["fake/priced", "share"] == 1.0 and df.loc["fake/free", "unpriced_calls"] == 1
-    assert "⚠ 1 unpriced" in table.table.value and "<td>total</td>" in table.table.value
+    assert "⚠ 1 unpriced" in table.table.value and ">total</td>" in table.table.value
 
 
 def test_fallback_counted_in_cost_table():
@@ -132,6 +142,7 @@ def test_histogram_readable_with_one_and_100k_calls():
     d = hist.data()
     assert d["count"] == 1 and sum(d["models"]["fake/solo"]) == 1 and d["p50"] == d["p95"]
     assert bytes(hist.image.value).startswith(b"\x89PNG")
+    assert "src='data:image/png;base64," in hist.html()  # the figure travels inside the HTML snapshot
     # 100 k synthetic records, two models, a long tail
     from datetime import UTC, datetime
 
@@ -161,7 +172,7 @@ def test_histogram_readable_with_one_and_100k_calls():
     assert hist.data()["count"] == 50_000
     hist.view.value = "time to first token"
     assert hist.data()["count"] == 50_000 and hist.data()["p50"] == pytest.approx(0.01)
-    assert "50000 answered calls" in hist.caption.value
+    assert "50000 streamed answers" in hist.caption.value
 
 
 def test_works_when_displayed_after_the_calls_and_several_watch_one_session():
@@ -174,7 +185,7 @@ def test_works_when_displayed_after_the_calls_and_several_watch_one_session():
     llm.invoke("after")
     a.flush()
     b.flush()
-    assert "requests <b>4</b>" in a.counters.value and "requests <b>4</b>" in b.counters.value
+    assert "attempts <b>4</b>" in a.counters.value and "attempts <b>4</b>" in b.counters.value
 
 
 def test_closing_detaches():
@@ -255,3 +266,183 @@ def test_dashboard_draws_from_one_snapshot_per_redraw(monkeypatch):
     assert values["fallbacks"] == {"sandbox/fast -> sandbox/echo": 1} and values["errors"] == {"auth": 1}
     assert values["requests"] == taken[0].attempts == 2
     board.close()
+
+
+# -- issue 15 item 8: legibility ------------------------------------------------------------------
+
+
+def _labels(fig):
+    """The figure's p50/p95 label boxes (pixels) and the y axis tick labels, once drawn."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = {t.get_text().split()[0]: t.get_window_extent(renderer) for t in ax.texts}
+    ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    return boxes, ticks
+
+
+@pytest.mark.parametrize("latencies", [[0.42], [0.3, 0.31], [0.01] * 30 + [3.0], [0.5] * 9 + [0.51]])
+def test_histogram_labels_do_not_overlap_and_counts_are_integers(latencies):
+    from coffee_nb.notebook._histogram import build_figure, histogram_data
+
+    d = histogram_data({"m": np.array(latencies)}, 40)
+    fig = build_figure(d, "latency")
+    boxes, ticks = _labels(fig)
+    assert set(boxes) == {"p50", "p95"}
+    assert not boxes["p50"].overlaps(boxes["p95"]), (latencies, boxes)
+    assert ticks and all(t.replace("\u2212", "-").lstrip("-").isdigit() for t in ticks), ticks  # "1", never "0.2"
+    width, height = fig.canvas.get_width_height()
+    assert width >= 700 and height >= 280  # larger than the old 416 x 192
+    inside = fig.bbox
+    for box in boxes.values():  # labels stay inside the picture
+        assert box.x0 >= inside.x0 and box.x1 <= inside.x1
+
+
+def test_time_to_first_token_says_why_it_is_empty():
+    metrics = LocalMetrics()
+    llm = AutoPicker(ScriptedChatModel(model_name="plain"), metrics=metrics)
+    for _ in range(3):
+        llm.invoke("not streamed")
+    hist = LatencyHistogram(metrics, rate=1000)
+    assert "none of the 3 answered calls was streamed" in hist.caption.value  # under the latency figure
+    hist.view.value = "time to first token"
+    assert hist.data()["count"] == 0
+    assert "measured on streamed answers" in hist.caption.value and "3 answered" in hist.caption.value
+    list(llm.stream("now streamed"))
+    hist.refresh()
+    assert hist.data()["count"] == 1 and "1 streamed answer " in hist.caption.value
+    hist.close()
+
+
+def test_counters_show_calls_and_attempts_apart():
+    metrics = LocalMetrics()
+    fast = Policy(max_retries=4, cooldown_after=10, backoff_base=0.001, backoff_cap=0.001)
+    llm = AutoPicker("sandbox/fast", metrics=metrics, policy=fast)
+    sandbox.inject("sandbox/fast", ["server_error"] * 4)  # four retries among ten prompts
+    for i in range(10):
+        llm.invoke(f"prompt {i}")
+    board = Dashboard(metrics, rate=1000)
+    values = board.counter_values()
+    assert values["calls"] == 10 and values["attempts"] == 14 and values["answered"] == 10
+    assert "calls <b>10</b> · attempts <b>14</b>" in board.counters.value
+    assert "errors: server 4" in board.counters.value
+    board.close()
+
+
+def test_a_budget_refusal_is_not_errors_none():
+    metrics = LocalMetrics()
+    budget = Budget(total=Decimal("0.0000001"), ledger="memory")
+    llm = AutoPicker("sandbox/smart", metrics=metrics, budget=budget)
+    with pytest.raises(BudgetExceededError):
+        llm.invoke("too dear for this budget")
+    board = Dashboard(metrics, budget, rate=1000)
+    values = board.counter_values()
+    assert values["refused"] == 1 and values["calls"] == 1 and values["attempts"] == 0
+    assert "errors: none" not in board.counters.value
+    assert "refused by the budget 1" in board.counters.value
+    assert "budget" in board.recent.value  # the refusal is in the last calls, as skipped · budget
+    board.close()
+
+
+def test_last_calls_have_headers_and_costs_where_priced():
+    register_price("fake/priced", input=1_000_000, output=1_000_000)
+    metrics = LocalMetrics()
+    priced = ScriptedChatModel(model_name="priced", script=[http_error(500), "two words"])
+    AutoPicker(priced, metrics=metrics, policy=Policy(backoff_base=0.001, backoff_cap=0.001)).invoke("a")
+    AutoPicker(ScriptedChatModel(model_name="free", script=["one"]), metrics=metrics).invoke("b")
+    board = Dashboard(metrics, rate=1000)
+    table = board.recent.value
+    for header in ("time", "model", "role", "outcome", "latency", "tokens in→out", "cost"):
+        assert f">{header}</th>" in table
+    rows = table.split("<tbody>")[1].split("</tr>")[:-1]
+    assert len(rows) == 3
+    failed, answered, free = rows
+    assert "error · server" in failed and "unpriced" not in failed and ">–</td>" in failed  # nothing charged
+    assert "fake/priced" in answered and "$" in answered and "unpriced" not in answered
+    assert "fake/free" in free and "unpriced" in free  # truly unpriced: answered by a model without a price
+    board.close()
+
+
+# -- saved notebooks reopen clean: a static snapshot, no ipywidgets --------------------------------
+
+
+def test_views_are_static_snapshots_with_a_fixed_text_label():
+    metrics = LocalMetrics()
+    budget = Budget(daily=1, ledger="memory")
+    AutoPicker("sandbox/fast", metrics=metrics, budget=budget).invoke("x")
+    board = Dashboard(metrics, budget, rate=1000)
+    bundle = board._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "text/html"} and bundle["text/plain"] == "coffee_nb dashboard (live)"
+    page = bundle["text/html"]
+    assert page.count("data:image/png;base64,") == 1 and "calls <b>1</b> · attempts <b>1</b>" in page
+    assert "coffee-nb-bar-fill" in page and "<th" in page and "tex2jax_ignore" in page
+    assert page.endswith("<!--/coffee-nb-view-->") and page.count("<!--/coffee-nb-view-->") == 1
+    for view in (board.gauge, board.histogram, board.costs):
+        assert view._repr_mimebundle_()["text/plain"] == repr(view)
+    board.close()
+
+
+def test_no_ipywidgets_behind_the_views():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from coffee_nb import AutoPicker, Budget, HealthPanel, LocalMetrics\n"
+        "from coffee_nb.notebook.widgets import Dashboard\n"
+        "from coffee_nb.notebook.map_magic import progress_view\n"
+        "m = LocalMetrics()\n"
+        "AutoPicker('sandbox/echo', metrics=m).invoke('x')\n"
+        "Dashboard(m, Budget(daily=1, ledger='memory'), health=True).refresh()\n"
+        "HealthPanel().close()\n"
+        "progress_view(3)\n"
+        "print('ipywidgets' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_view_nobody_holds_unsubscribes_when_collected():
+    import gc
+
+    metrics = LocalMetrics()
+    budget = Budget(daily=1, ledger="memory")
+    Dashboard(metrics, budget, rate=1000)
+    BudgetGauge(budget, metrics=metrics, rate=1000)
+    gc.collect()
+    assert metrics._listeners == [] and budget._listeners == []
+    AutoPicker("sandbox/fast", metrics=metrics).invoke("x")  # nothing left to poke
+
+
+def test_rerunning_the_dashboard_cell_50_times_leaves_one_live_dashboard(ip, capsys):
+    """Issue 15 item 12: a re-run replaces the cell's previous dashboard (it stops redrawing, unsubscribes)."""
+    import coffee_nb
+    from coffee_nb.notebook._live import live_views
+
+    coffee_nb.configure(models=["sandbox/fast"], ledger="memory", daily=5)
+    session = coffee_nb.get_session()
+    before = len(session.metrics._listeners), len(session.budget._listeners)
+    boards = []
+    for _ in range(50):
+        result = ip.run_cell("%llm_dashboard", store_history=True)
+        assert result.success, result.error_in_exec
+        boards.append(result.result)
+    assert len({id(b) for b in boards}) == 50 and all(isinstance(b, Dashboard) for b in boards)
+    assert [b.closed for b in boards] == [True] * 49 + [False]
+    assert len(session.metrics._listeners) == before[0] + 1 and len(session.budget._listeners) == before[1] + 1
+    assert [v for v in live_views() if isinstance(v, Dashboard)] == [boards[-1]]
+    redraws = [b.redraws for b in boards]
+    for i in range(20):
+        coffee_nb.ask(f"question {i}", cache=False)
+    boards[-1].flush()
+    after = [b.redraws for b in boards]
+    assert after[:49] == redraws[:49]  # the replaced ones never redraw again
+    assert after[49] > redraws[49]
+    assert boards[-1].counter_values()["calls"] == 20
+    # the same view displayed twice in one run (display(board); board) is not a re-run: it stays live
+    ip.run_cell(
+        "import coffee_nb\nfrom IPython.display import display\nb = coffee_nb.dashboard(display=False)\ndisplay(b)\nb",
+        store_history=True,
+    )
+    assert not ip.user_ns["b"].closed
+    capsys.readouterr()
