@@ -26,6 +26,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
@@ -144,12 +145,27 @@ class Call:
             self.attempt, self.ttft, self.total, self.calling, self.finished = step, None, None, False, False
         return step
 
+    def _chat_model(self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None) -> Any:
+        """The candidate's chat model. Building it the first time (SDK imports, a client, the sandbox
+        server starting) is not the model's latency: the attempt's clock starts again after it."""
+        cand = attempt.candidate
+        if cand.instance is not None:
+            return cand.instance
+        clock = self.plan.clock
+        before = clock()
+        model = cand.chat_model(loop=loop)
+        spent = clock() - before
+        if spent > 0.001:  # a cached client takes microseconds: only a first build moves the clock
+            attempt.started += spent
+            attempt.started_at += timedelta(seconds=spent)
+        return model
+
     def target(
         self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None = None
     ) -> tuple[Any, Any, dict[str, Any]]:
         """The runnable to call for ``attempt``, the input to give it, and the kwargs."""
         picker, cand, call_kwargs = self.picker, attempt.candidate, self.kwargs
-        model: Any = cand.chat_model(loop=loop)
+        model: Any = self._chat_model(attempt, loop)
         kwargs = {k: v for k, v in call_kwargs.items() if k not in _CALL_KEYS}
         if cand.instance is None:  # built by us from a spec: the picker's defaults apply
             if picker.temperature is not None:
