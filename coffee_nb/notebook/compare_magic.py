@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -10,7 +9,7 @@ from IPython.core.magic import magics_class
 
 from coffee_nb._errors import BudgetExceededError, ConfigError
 from coffee_nb.notebook._options import ShellMagics
-from coffee_nb.notebook.interpolate import interpolate
+from coffee_nb.notebook.interpolate import fill
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
 
 if TYPE_CHECKING:
@@ -69,6 +68,9 @@ class CompareMagics(ShellMagics):
     @_argument("--rows", type=int, default=10, help="with --over: how many rows show their answers")
     @_argument("--concurrency", type=int, default=4, help="calls in flight at once")
     @_argument("--seed", type=int, default=0, help="seeds the order pairs are shown to the judge")
+    @_argument(
+        "--allow-missing", action="store_true", help="send {fields} naming nothing defined as written (else an error)"
+    )
     @_cell_magic("llm_compare")
     def llm_compare(self, line: str, cell: str) -> None:
         """Send the cell's prompt to each model (no fallback: a column is one model) and compare.
@@ -101,10 +103,7 @@ class CompareMagics(ShellMagics):
                 raise UsageError(f"--over {args.over!r} is not a variable of this notebook")
             source, template = ns[args.over], cell
         else:
-            source, unresolved = interpolate(cell, ns)
-            for unfilled in unresolved:  # a field name, or (field, reason)
-                field, why = getattr(unfilled, "field", unfilled), getattr(unfilled, "reason", "is not defined here")
-                print(f"coffee_nb: {{{field}}} {why}; left as written.", file=sys.stderr)
+            source = fill(cell, ns, allow_missing=args.allow_missing)  # an undefined {name}: nothing is sent
         from IPython.display import display
 
         from coffee_nb._compare import compare

@@ -94,3 +94,12 @@ def test_help_and_registration(shell):
     assert magic is not None and "--judge" in magic.__doc__ and "--over" in magic.__doc__
     with pytest.raises(UsageError, match="the cell is empty"), capture_output():
         shell.run_cell_magic("llm_compare", "sandbox/fast sandbox/echo", "  \n")
+
+
+def test_an_undefined_field_is_an_error_and_nothing_is_sent(shell):
+    with pytest.raises(UsageError, match=r"\{nope\}.*--allow-missing"):
+        shell.run_cell_magic("llm_compare", "sandbox/fast sandbox/echo", "Explain {nope}.")
+    assert sandbox.attempts() == []  # nothing sent, nothing billed
+    with capture_output():
+        shell.run_cell_magic("llm_compare", "sandbox/echo --allow-missing -o cmp", "Explain {nope}.")
+    assert shell.user_ns["cmp"].answers.loc[0, "sandbox/echo"] == "Explain {nope}."  # sent as written
