@@ -6,7 +6,9 @@ both alike); cost counts every record of a call, the cancelled loser's included.
 p99 with hedging ≤ 0.3 × p99 without, at ≤ 1.15 × the mean cost.
 
 Two workloads: ``invoke`` (latency of the whole answer) and ``stream`` (``picker.stream``, hedged on the
-first token: time to first token and total time of the stream, both measured by the caller).
+first token: time to first token and total time of the stream, both measured by the caller). A hedge
+shortens a stream's wait for its first token, not the generation after it, so the p99 of a stream's
+total time falls less than its time to first token does when generation takes longer than that wait.
 
     .venv/bin/python benchmarks/hedge.py [--calls 1000] [--hedge-after p50] [--mode invoke|stream|both]
 """
@@ -92,6 +94,12 @@ def compare(mode: str, calls: int, hedge_after: float | str) -> None:
     for name in names:
         ratio = quantile(hedged.times[name], 0.99) / quantile(plain.times[name], 0.99)
         print(f"  p99 {name} hedged / plain: {ratio:.2f} (target <= 0.30)")
+    if mode == "stream":  # hedging shortens the wait for the first token; the tokens after it take as long
+        gen = [
+            statistics.median(t - f for t, f in zip(v.times["total"], v.times["ttft"], strict=True))
+            for v in (plain, hedged)
+        ]
+        print(f"  (generation after the first token, p50: {gen[0] * 1000:.1f} ms plain, {gen[1] * 1000:.1f} ms hedged)")
     cost = statistics.fmean(hedged.costs) / statistics.fmean(plain.costs)
     print(f"  mean cost hedged / plain: {cost:.3f} (target <= 1.15)")
 
