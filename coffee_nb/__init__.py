@@ -42,6 +42,9 @@ _EXPORTS: dict[str, str] = {
     "collect": "coffee_nb._streams",
     "is_restart": "coffee_nb._streams",
     "ModelSpec": "coffee_nb._models",
+    "aliases": "coffee_nb._aliases",
+    "remove_alias": "coffee_nb._aliases",
+    "set_alias": "coffee_nb._aliases",
     "register_provider": "coffee_nb._models",
     "Action": "coffee_nb._policy",
     "Policy": "coffee_nb._policy",
@@ -129,6 +132,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "__version__",
     "acollect",
     "acompare",
+    "aliases",
     "ask",
     "capture_records",
     "cassette",
@@ -152,9 +156,11 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "price_for",
     "register_price",
     "register_provider",
+    "remove_alias",
     "reset",
     "reset_prices",
     "sandbox",
+    "set_alias",
 ]
 
 
@@ -182,6 +188,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily above
     from coffee_nb import sandbox
+    from coffee_nb._aliases import aliases, remove_alias, set_alias
     from coffee_nb._cassette import Cassette, CassetteError, CassetteMissError, cassette
     from coffee_nb._compare import acompare, compare
     from coffee_nb._comparison import Comparison

@@ -80,3 +80,21 @@ def test_environment_yml_mirrors_pyproject_lower_bounds():
     found["redis"] = found.pop("redis-py", None)  # conda's name for redis
     expected = _lower_bounds_pyproject()
     assert {k: found.get(k) for k in expected} == expected
+
+
+def test_aliases_are_public_and_name_a_model_everywhere():
+    import pytest
+
+    from coffee_nb import AutoPicker, ConfigError, capture_records
+    from coffee_nb.testing import isolated
+
+    with isolated():
+        assert coffee_nb.set_alias("quick", "sandbox/fast") == "sandbox/fast"
+        assert coffee_nb.aliases() == {"quick": "sandbox/fast"}
+        with capture_records() as records:
+            AutoPicker("quick").invoke("Hi")
+        assert [r.model for r in records] == ["sandbox/fast"]  # records carry the real model
+        with pytest.raises(ConfigError, match="provider/model"):
+            coffee_nb.set_alias("bad", "no-such-thing")
+        coffee_nb.remove_alias("quick")
+        assert coffee_nb.aliases() == {}
