@@ -23,11 +23,12 @@ __all__ = ["advice", "box_lines", "cell_budget_message"]
 # the budget's own message: "<label> budget of $X can't cover a call to M: spent $S, reserved $R, this call
 # may cost up to $C; <resets>. Raise the limit, wait for the reset, or use a cheaper model."
 _LIMIT = re.compile(
-    r"^(?P<label>.+?) budget of \$(?P<amount>[\d.,]+) can't cover a call to (?P<model>.+?): "
+    r"^(?P<label>.+?) budget of \$(?P<amount>[\d.,]+(?:E-?\d+)?) can't cover a call to (?P<model>.+?): "
     r"spent \$(?P<spent>[\d.]+), reserved \$(?P<reserved>[\d.]+), this call may cost up to \$(?P<need>[\d.]+); "
     r"(?P<resets>.+?)\.(?: Raise the limit, wait for the reset, or use a cheaper model\.)?$"
 )
 _TAIL = " Raise the limit, wait for the reset, or use a cheaper model."
+_SCIENTIFIC = re.compile(r"\$(\d+(?:\.\d+)?E-\d+)")  # a limit like Decimal("0.0000001") prints as $1E-7
 _NUMBERED = re.compile(r"^\s*\d+\.\s+")
 _PERIODS = ("hourly", "daily", "weekly", "monthly", "total")
 
@@ -60,6 +61,10 @@ def _amount(text: str) -> Decimal | None:
         return None
 
 
+def _plain(m: re.Match[str]) -> str:
+    return money(Decimal(m[1]))
+
+
 def cell_budget_message(message: str, cap: Decimal) -> str | None:
     """``message`` of a BudgetExceededError said as the cell's ``--budget`` when that is what refused
     (a ``total`` limit of exactly ``cap``); None when another budget refused."""
@@ -69,7 +74,7 @@ def cell_budget_message(message: str, cap: Decimal) -> str | None:
         if m and m["label"] == "total" and _amount(m["amount"]) == cap:
             any_cell = True
             out.append(
-                f"this cell's --budget of ${m['amount']} can't cover a call to {m['model']}: "
+                f"this cell's --budget of {money(_amount(m['amount']))} can't cover a call to {m['model']}: "
                 f"it may cost up to ${m['need']}"
             )
         else:
@@ -81,7 +86,7 @@ def box_lines(exc: BaseException) -> tuple[str, list[str]]:
     """The headline and the detail lines (attempts without their numbers: the box numbers them)."""
     lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
     if isinstance(exc, BudgetExceededError):  # the advice line says what to do: not twice
-        lines = [line.removesuffix(_TAIL) for line in lines]
+        lines = [_SCIENTIFIC.sub(_plain, line.removesuffix(_TAIL)) for line in lines]
     return lines[0], [_NUMBERED.sub("", line).strip() for line in lines[1:]]
 
 
@@ -121,9 +126,31 @@ def _budget_advice(message: str) -> str:
         if m is None:
             continue
         period = m["label"] if m["label"] in _PERIODS else None
-        amount = _amount(m["amount"])
-        raise_it = f"%llm_config --{period} {money(amount * 2)[1:]}" if period and amount else "%llm_config"
+        amount, need = _amount(m["amount"]), _amount(m["need"])
+        enough = _enough(amount, _amount(m["spent"]), _amount(m["reserved"]), need)
+        raise_it = f"%llm_config --{period} {money(enough)[1:]}" if period and enough else "%llm_config"
+        if amount is not None and need is not None and need > amount:  # waiting for the reset can't help
+            return (
+                f"Raise the limit ({raise_it}): this call alone may cost up to {money(need)}, more than the whole "
+                f"{m['label']} limit of {money(amount)}; or lower the max tokens (-m), or pick a cheaper model."
+            )
         if period == "total":
             return f"A total budget never resets: raise it ({raise_it}) or pick a cheaper model."
-        return f"Raise the limit ({raise_it}), wait for the reset ({m['resets']}), or pick a cheaper model."
+        when = m["resets"].removeprefix("resets at ").replace(" (in ", ", in ").removesuffix(")")
+        return f"Raise the limit ({raise_it}), wait for the reset (at {when}), or pick a cheaper model."
     return "Raise the budget (%llm_config), or pick a cheaper model."
+
+
+def _enough(
+    amount: Decimal | None, spent: Decimal | None, reserved: Decimal | None, need: Decimal | None
+) -> Decimal | None:
+    """A round limit (1, 2 or 5 times a power of ten) at least twice ``amount`` that lets this call through."""
+    if amount is None or amount <= 0:
+        return None
+    zero = Decimal(0)
+    want = max(amount * 2, (spent or zero) + (reserved or zero) + (need or zero))
+    for step in (1, 2, 5, 10):
+        limit = Decimal(step).scaleb(want.adjusted())
+        if limit >= want:
+            return limit
+    return want  # (unreachable: 10 × 10^adjusted exceeds any number with that exponent)

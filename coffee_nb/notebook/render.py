@@ -6,9 +6,11 @@ Every ``$`` we show stays a dollar: markdown goes through :func:`~coffee_nb._mar
 
 from __future__ import annotations
 
+import contextvars
 import html
 import json
 import re
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -139,6 +141,9 @@ class AnswerView:
         self._steps: dict[str, str] = {}
         self._last = 0.0
         self._handle: Any = None
+        self._lock = threading.RLock()  # tokens (the caller's thread) and the trailing flush (a timer's)
+        self._pending: threading.Timer | None = None
+        self._done = False
         if stream:
             from IPython.display import display
 
@@ -150,11 +155,37 @@ class AnswerView:
             self.updates += 1
 
     def token(self, piece: str) -> None:
-        self.text += piece
-        now = time.monotonic()
-        if self._handle is not None and now - self._last >= self.interval:
-            self._update(f"<div style='white-space:pre-wrap'>{html.escape(self.text)} ▌</div>")
-            self._last = now
+        with self._lock:
+            self.text += piece
+            if self._handle is None or self._done:
+                return
+            wait = self.interval - (time.monotonic() - self._last)
+            if wait <= 0:
+                self._flush()
+            elif self._pending is None:  # shown when the interval is up, even if no token follows (a stall)
+                self._pending = threading.Timer(wait, contextvars.copy_context().run, (self._flush_pending,))
+                self._pending.daemon = True
+                self._pending.start()
+
+    def _flush(self) -> None:
+        self._update(self._partial(" ▌"))
+        self._last = time.monotonic()
+
+    def _flush_pending(self) -> None:
+        with self._lock:
+            self._pending = None
+            if self.text and not self._done:
+                self._flush()
+
+    def _stop_pending(self) -> None:
+        with self._lock:
+            self._done = True
+            if self._pending is not None:
+                self._pending.cancel()
+                self._pending = None
+
+    def _partial(self, cursor: str = "") -> str:
+        return f"<div style='white-space:pre-wrap'>{html.escape(self.text)}{cursor}</div>"
 
     def status(self, line: str, key: str | None = None) -> None:
         """Say what the call is doing (``openai/gpt-4o-mini: 429, retrying in 2 s (1/2)…``), live, after
@@ -183,9 +214,10 @@ class AnswerView:
 
     def restart(self, info: dict[str, Any]) -> None:
         """A broken stream starts over on another model: clear what was shown, say so."""
-        self.text = ""
         model = str(info.get("to_model", "the next model"))
-        self._update(f"<i>the stream broke; starting over on {html.escape(model)}…</i>")
+        with self._lock:
+            self.text = ""
+            self._update(f"<i>the stream broke; starting over on {html.escape(model)}…</i>")
 
     def _show(self, obj: Any) -> None:
         from IPython.display import display
@@ -195,6 +227,7 @@ class AnswerView:
 
     def clear(self) -> None:
         """The live output goes blank (not a widget: nothing to break on reload)."""
+        self._stop_pending()
         if self._handle is not None:
             self._handle.update(_Live(""))
 
@@ -205,7 +238,16 @@ class AnswerView:
         self._show(ErrorBox(exc, **kwargs))
 
     def notice(self, text: str, **kwargs: Any) -> None:
-        self._show(Notice(text, **kwargs))
+        """The call ends with a one-line notice (interrupted): text that streamed so far stays, without its
+        cursor (it may have been paid for); a placeholder or status line goes."""
+        if not self.text or self._handle is None:
+            self._show(Notice(text, **kwargs))
+            return
+        from IPython.display import display
+
+        self._stop_pending()
+        self._update(self._partial())
+        display(Notice(text, **kwargs))
 
 
 class _Live:

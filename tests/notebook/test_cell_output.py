@@ -101,6 +101,30 @@ def test_a_budget_error_shows_one_box_and_still_fails_the_cell(ip):
     assert box.count("Raise the limit") == 1
 
 
+def test_a_call_bigger_than_the_whole_limit_is_not_told_to_wait(ip):
+    ip.run_line_magic("llm_config", "--daily 0.0000001")  # Decimal prints it as 1E-7
+    _, cap = cell(ip, "sandbox/fast --no-cache", "x")
+    box = shown(cap)[-1]
+    assert "daily budget of $0.0000001" in box and "1E-7" not in box
+    need = re.search(r"this call alone may cost up to \$([\d.]+)", box)
+    suggested = re.search(r"%llm_config --daily ([\d.]+)\)", box)
+    assert need and suggested, box
+    assert float(suggested[1]) >= float(need[1])  # the limit it suggests lets this call through
+    assert "wait for the reset" not in box  # waiting can't help: the call alone is over the limit
+
+
+def test_a_limit_spent_already_suggests_a_limit_that_fits_and_the_reset(ip):
+    ip.run_line_magic("llm_config", "--daily 0.01")
+    coffee_nb.get_session().budget.record("0.0095", model="earlier-work")
+    _, cap = cell(ip, "sandbox/smart --no-cache -m 200", "x")
+    box = shown(cap)[-1]
+    suggested = re.search(r"%llm_config --daily ([\d.]+)\)", box)
+    need = re.search(r"may cost up to \$([\d.]+)", box)
+    assert suggested and need, box
+    assert float(suggested[1]) >= 0.0095 + float(need[1]) and float(suggested[1]) >= 0.02
+    assert re.search(r"wait for the reset \(at \d{4}-\d\d-\d\d \d\d:\d\d UTC, in \d+h\d\dm\)", box), box
+
+
 def test_a_cell_budget_too_small_is_named_as_such(ip):
     result, cap = cell(ip, "sandbox/smart --budget 0.000001 --no-cache", "too expensive")
     assert isinstance(result.error_in_exec, BudgetExceededError)
@@ -183,6 +207,48 @@ def test_interrupting_a_hung_call_is_one_line_and_releases_the_reservation(ip):
     sandbox.clear_faults()
     result, _ = cell(ip, "sandbox/fast --no-cache", "the kernel is fine")
     assert result.success and ip.user_ns["_"].text
+
+
+def test_interrupting_mid_stream_keeps_the_text_that_came(ip, monkeypatch):
+    sandbox.inject("sandbox/fast", ["stall:4:30"])  # four tokens at once, then silence with the connection open
+    shown_live = threading.Event()
+    update = render.AnswerView._update
+
+    def watched(self, markup):
+        update(self, markup)
+        if "stalls" in markup:  # the fourth token is on screen although no token followed it
+            shown_live.set()
+
+    monkeypatch.setattr(render.AnswerView, "_update", watched)
+    main = threading.main_thread().ident
+    # (waits less than the 15 s idle limit: without the trailing flush the fourth token would never show)
+    interrupter = threading.Thread(target=lambda: shown_live.wait(10) and signal.pthread_kill(main, signal.SIGINT))
+    interrupter.start()
+    try:
+        result, cap = cell(ip, "sandbox/fast --no-cache", "stalls mid-stream")
+    finally:
+        interrupter.join()
+    assert shown_live.is_set(), [o.data.get("text/html") for o in cap.outputs]
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    live = [o for o in cap.outputs if (o.transient or {}).get("display_id")]
+    kept = live[-1].data.get("text/html", "")
+    assert "You said: &#x27;stalls" in kept and "▌" not in kept  # what streamed stays, the cursor goes
+    assert re.fullmatch(r"■ interrupted after [\d.]+ s; .*charged", shown(cap)[-1]), shown(cap)[-1]
+    assert "Traceback" not in cap.stdout + cap.stderr
+
+
+def test_the_last_tokens_show_even_when_none_follow(ip):
+    with capture_output() as cap:
+        view = render.AnswerView(stream=True, interval=0.05)
+        flushed = threading.Event()
+        update = view._update
+        view._update = lambda markup: (update(markup), "a b c" in markup and flushed.set())
+        for piece in ("a", " b", " c"):  # one burst: only the first is shown at once (throttled)
+            view.token(piece)
+        assert flushed.wait(10)  # the rest when the interval is up, with no further token
+        view.clear()
+    htmls = [o.data.get("text/html", "") for o in cap.outputs]
+    assert any("a b c ▌" in h for h in htmls) and htmls[-1] == ""
 
 
 # -- 6. live status while retrying -----------------------------------------------------------------
