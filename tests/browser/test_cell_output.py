@@ -37,6 +37,10 @@ sandbox.script_replies("sandbox/echo", [
     "Plan A costs $5 per month. The area is $$x^2$$ square metres.",
     '{{"plan": "A", "price": 5}}',
     "Sure! {{plan: A, price: $5",
+    {MONEY!r},  # (cut at 5 tokens)
+    {MONEY!r},
+    {MONEY!r},
+    {MONEY!r},
 ]);""",
     "%%llm sandbox/echo --no-cache\nWhat do the plans cost?",
     "%%llm sandbox/echo --no-cache\nAnd the area?",
@@ -44,6 +48,10 @@ sandbox.script_replies("sandbox/echo", [
     "%%llm sandbox/echo --no-cache -f json -o bad\nThe plan as JSON again",
     "bad.text",
     "%%llm sandbox/echo --no-cache -m 5\none two three four five six seven eight nine ten eleven twelve",
+    "%%llm sandbox/echo --no-cache -f html\nAs HTML",
+    "%%llm sandbox/echo --no-cache -f text\nAs text",
+    "%%llm sandbox/echo --no-cache -o money\nOnce more",
+    "money",
     "%llm_config --daily 0.0000001 --soft",
     "%%llm sandbox/fast --no-cache\nA call the budget warns about",
 ]
@@ -54,6 +62,8 @@ ERRORS = [
     "%%llm sandbox/fast --no-cache\nMore than the budget allows",
     'sandbox.inject("sandbox/fast", ["auth"]); sandbox.inject("sandbox/echo", ["auth"])\n%llm_config --daily 5',
     "%%llm sandbox/fast sandbox/echo --no-cache\nBoth keys are wrong",
+    'sandbox.inject("sandbox/fast", ["content_filter"])',
+    "%%llm sandbox/fast --no-cache\nSomething the filter refuses",
 ]
 
 LIVE = [
@@ -79,6 +89,16 @@ new MutationObserver(() => {
 }).observe(document.body, {subtree: true, childList: true, characterData: true});
 """
 
+WATCH_MATH = """
+window.__math = [];
+new MutationObserver(() => {
+  document.querySelectorAll('.jp-OutputArea-output').forEach(e => {
+    const t = e.innerText || '';
+    if (e.querySelector('mjx-container, .MathJax') && !window.__math.includes(t)) window.__math.push(t);
+  });
+}).observe(document.body, {subtree: true, childList: true, characterData: true});
+"""
+WARNED = ANSWERS.index("%llm_config --daily 0.0000001 --soft") + 1
 MATH = "mjx-container, .MathJax, .MathJax_Display, .MathJax_Preview"
 RED = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
 
@@ -150,6 +170,7 @@ def _shot(browser, name: str) -> None:
 
 def test_answers_keep_amounts_literal_and_show_their_footers(browser):
     browser.open("cell_answers")
+    browser.page.evaluate(WATCH_MATH)
     _run(browser, *range(len(ANSWERS)))
     _shot(browser, "cell_answers")
     page = browser.page
@@ -171,15 +192,20 @@ def test_answers_keep_amounts_literal_and_show_their_footers(browser):
     assert "UsageError" not in invalid
     assert "Sure! {plan: A, price: $5" in _text(browser, 5)  # -o bad was set
     truncated = _text(browser, 6)
-    assert "stopped at the 5-token limit" in truncated, truncated
-    warned = _text(browser, 8)
-    notice = _outputs(browser, 8).locator(".coffee-nb-notice")
+    assert "stopped at the 5-token limit" in truncated and "Plan A costs $5" in truncated, truncated
+    warned = _text(browser, WARNED)
+    notice = _outputs(browser, WARNED).locator(".coffee-nb-notice")
     assert notice.count() >= 1 and all("coffee_nb budget" in t for t in notice.all_inner_texts()), warned
     assert "interactiveshell.py:" not in warned and "BudgetWarning" not in warned
-    assert _outputs(browser, 8).locator(RED).count() == 0
+    assert _outputs(browser, WARNED).locator(RED).count() == 0
     assert "sandbox/fast ·" in warned  # the answer, its footer, then the notice
     assert warned.index("sandbox/fast ·") < warned.index(notice.first.inner_text().strip())
-    for i in (1, 3, 4, 6, 8):
+    for i in (7, 8, 9, 10):  # an HTML answer, a text answer, -o, the Answer shown by name: amounts literal too
+        assert MONEY in _text(browser, i), _text(browser, i)
+        assert "sandbox/echo ·" in _text(browser, i)
+    typeset = page.evaluate("window.__math")  # every output MathJax ever typeset, streaming included
+    assert typeset and all("The area is" in t for t in typeset), typeset
+    for i in (1, 3, 4, 6, 7, 8, 9, 10, WARNED):
         assert _outputs(browser, i).locator(MATH).count() == 0, f"cell {i} has MathJax: {_text(browser, i)}"
     assert "waiting for the first token" not in page.locator(".jp-Notebook").inner_text()
     assert browser.real_errors() == []
@@ -205,6 +231,10 @@ def test_each_error_is_one_box_and_nothing_after_it(browser):
     assert items.count() == 2, failed
     assert items.nth(0).inner_text().startswith("sandbox/fast") and items.nth(1).inner_text().startswith("sandbox/echo")
     assert "1. 1." not in failed and "API key" in failed
+    refused = _text(browser, 6)  # the provider refused the request itself
+    assert _outputs(browser, 6).locator(".coffee-nb-error").count() == 1, refused
+    assert _outputs(browser, 6).locator(RED).count() == 0 and "Traceback" not in refused, refused
+    assert "content_filter" in refused and "rephrase the prompt" in refused
     assert browser.real_errors() == []
 
 
@@ -212,7 +242,15 @@ def test_retries_are_said_live_and_an_interrupt_is_one_line(browser):
     browser.open("cell_live")
     page = browser.page
     page.evaluate(WATCH_STATUS)
-    _run(browser, 0, 1)
+    _run(browser, 0)
+    _start(browser, 1)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-Notebook .jp-Cell')[1].innerText.includes('retrying in')",
+        timeout=60_000,
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    _cell(browser, 1).screenshot(path=str(ARTIFACTS / "cell_retrying.png"))
+    _finished(browser, 1)
     said = page.evaluate("window.__status")
     assert any("sandbox/fast: 429, retrying in 1.0 s (1/2)…" in s for s in said), said
     assert any("(2/2)… falling back to sandbox/echo…" in s for s in said), said
