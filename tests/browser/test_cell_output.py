@@ -77,6 +77,13 @@ LIVE = [
     "1 + 1",
 ]
 
+RUN_ALL = [
+    SETUP,
+    "%llm_config --daily 0.000001",
+    "%%llm sandbox/fast --no-cache\nMore than the budget allows",
+    "after = 1",
+]
+
 # every text a cell's outputs showed that says a retry or a fallback, as it appeared (it is replaced later)
 WATCH_STATUS = """
 window.__status = [];
@@ -115,6 +122,7 @@ def notebooks(lab: Lab) -> None:
     _notebook(lab, "cell_answers", ANSWERS)
     _notebook(lab, "cell_errors", ERRORS)
     _notebook(lab, "cell_live", LIVE)
+    _notebook(lab, "cell_run_all", RUN_ALL)
 
 
 def _cell(browser, i):
@@ -294,4 +302,18 @@ def test_retries_are_said_live_and_an_interrupt_is_one_line(browser):
     _run(browser, 7)
     assert _text(browser, 7).split() == ["[8]:", "2"]  # the kernel is fine
     _shot(browser, "cell_live")
+    assert browser.real_errors() == []
+
+
+def test_run_all_stops_at_the_failed_cell(browser):
+    browser.open("cell_run_all")
+    page = browser.page
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+    _finished(browser, 2)
+    page.wait_for_timeout(1000)  # (had the next cell been queued, it would have run by now)
+    assert _outputs(browser, 2).locator(".coffee-nb-error").count() == 1
+    assert _outputs(browser, 2).locator(RED).count() == 0  # one box, and still a failed cell:
+    assert _cell(browser, 3).locator(".jp-InputPrompt").inner_text().strip() == "[ ]:"  # Run All stopped there
+    _shot(browser, "cell_run_all")
     assert browser.real_errors() == []
