@@ -180,7 +180,7 @@ def test_no_stream_hedge_when_the_budget_cannot_cover_two(mode):
 @pytest.mark.parametrize("mode", ["stream", "astream"])
 def test_a_racer_failing_before_its_first_token_leaves_the_stream_to_the_other(mode):
     llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(hedge_after=0.2, max_retries=0))
-    sandbox.inject("sandbox/fast", ["slow_first:1"])
+    sandbox.inject("sandbox/fast", ["slow_first:2"])
     sandbox.inject("sandbox/echo", ["server_error"])  # the hedge fails at once; the primary still answers
     with capture_records() as records:
         chunks = stream(llm, mode)
@@ -193,7 +193,7 @@ def test_a_racer_failing_before_its_first_token_leaves_the_stream_to_the_other(m
 
 @pytest.mark.parametrize("mode", ["stream", "astream"])
 def test_when_every_racer_fails_the_driver_falls_back_as_usual(mode):
-    policy = Policy(hedge_after=0.2, first_token_timeout=0.6, max_retries=0)
+    policy = Policy(hedge_after=0.2, first_token_timeout=1.5, max_retries=0)
     llm = AutoPicker("sandbox/fast", ["sandbox/echo", "sandbox/smart"], policy=policy)
     sandbox.inject("sandbox/fast", ["slow_first:5"])  # past its first-token limit
     sandbox.inject("sandbox/echo", ["server_error"])  # the hedge fails first: the race goes on
@@ -209,15 +209,16 @@ def test_when_every_racer_fails_the_driver_falls_back_as_usual(mode):
 
 @pytest.mark.parametrize("mode", ["stream", "astream"])
 def test_a_winning_hedge_that_breaks_mid_stream_is_recovered_like_any_stream(mode):
-    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(hedge_after=0.2, max_retries=0))
+    policy = Policy(hedge_after=0.2, idle_timeout=0.5, max_retries=0)
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=policy)
     sandbox.inject("sandbox/fast", ["slow_first:5"])
-    sandbox.inject("sandbox/echo", ["cut:2"])  # wins the race, then its connection ends after 2 tokens
+    sandbox.inject("sandbox/echo", ["stall:2:10"])  # wins the race, then stalls after 2 tokens
     with capture_records() as records:
         chunks = stream(llm, mode, "one two three four five six")
-    assert [(r.model, r.role.value, r.outcome.value) for r in records] == [
-        ("sandbox/fast", "primary", "cancelled"),
-        ("sandbox/echo", "hedge", "error"),
-        ("sandbox/fast", "primary", "ok"),  # the raced primary is next in line again: it continues the text
+    assert [(r.model, r.role.value, r.outcome.value, r.error_class) for r in records] == [
+        ("sandbox/fast", "primary", "cancelled", None),
+        ("sandbox/echo", "hedge", "error", "timeout"),
+        ("sandbox/fast", "primary", "ok", None),  # the raced primary is next in line again: it continues the text
     ]
     assert sandbox.attempts("sandbox/fast")[-1]["prefill"] is True
     assert text_of(chunks).startswith("one two")  # the delivered words, then the rest: one answer
