@@ -8,7 +8,9 @@ the call, so the layout keeps both small (numbers in ``benchmarks/overhead.py``)
 - a lease is one row of a ``WITHOUT ROWID`` table, and triggers keep ``buckets.held`` equal to the sum
   of the leases: inserting a lease holds, deleting one (commit, release, expiry) gives the hold back;
 - a reserve is one statement (check and hold); only when a check fails does Python decide again, after
-  purging expired leases. A stale hold can only make a check stricter, so purging lazily is exact.
+  purging expired leases. A stale hold can only make a check stricter, so purging lazily is exact;
+- a stream of calls reserves in memory from a *block*, headroom this process holds in the file, and
+  writes once per call, its commit (``_sqlite_blocks`` says how that keeps every guarantee).
 
 A file deleted or replaced while open keeps living for the connections that have it open, and what
 they record there would be lost to everyone else. So the ledger compares the file at its path with the
@@ -24,6 +26,7 @@ import os
 import sqlite3
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -31,7 +34,9 @@ from typing import TypeVar, cast
 
 from coffee_nb._errors import ConfigError
 from coffee_nb._paths import StorageError, data_dir, open_sqlite, prepare_path, storage_error
+from coffee_nb.budget import _sqlite_blocks as _blk
 from coffee_nb.budget._ledger import CallRow, LimitHit
+from coffee_nb.budget._sqlite_blocks import Blocks, Key
 from coffee_nb.budget._sqlite_file import (
     Carried,
     close_aside,
@@ -42,6 +47,7 @@ from coffee_nb.budget._sqlite_file import (
     side_files,
     take,
 )
+from coffee_nb.budget._sqlite_hot import BlockOps
 
 __all__ = ["SQLiteLedger", "default_path"]
 
@@ -58,10 +64,6 @@ _RESERVE_MANY = (
     SELECT 1 FROM json_each(?6) AS c LEFT JOIN buckets AS b ON b.ns = ?1 AND b.bucket = c.key
     WHERE coalesce(b.spent, 0) + coalesce(b.held, 0) + ?3 > c.value)"""
 )
-_SPEND = (
-    "INSERT INTO buckets (ns, bucket, spent) SELECT ?1, value, ?2 FROM json_each(?3) WHERE 1 "
-    "ON CONFLICT (ns, bucket) DO UPDATE SET spent = spent + excluded.spent"
-)
 _INT64 = 2**63 - 1  # larger limits are bound as this (SQLite integers stop here; no amount reaches it)
 _TIDY_EVERY = 60.0  # seconds between purges that only tidy up (correctness never waits for them)
 _CHUNK = 500  # bucket keys per IN (...) list: under every SQLite's limit on bound parameters
@@ -74,7 +76,9 @@ def default_path() -> Path:
     return data_dir() / "ledger.sqlite3"
 
 
-class SQLiteLedger:
+class SQLiteLedger(BlockOps):
+    holds_spend_buckets = True  # Budget holds reservations on every bucket a call spends on: blocks need them
+
     def __init__(self, path: str | os.PathLike[str] | None = None, *, namespace: str = "default") -> None:
         self.path = prepare_path(path if path is not None else default_path(), _WHAT)
         self._spath = str(self.path)
@@ -86,8 +90,12 @@ class SQLiteLedger:
         self._look_at = 0.0  # wall-clock time of the next hot-path check that our file is still at the path
         self._carried: Carried | None = None  # taken from a deleted file, waiting for the new one
         self._side: tuple[tuple[int, int] | None, ...] = ()
+        self._blocks = Blocks()
+        self._after: list[Callable[[], object]] = []  # in-memory changes, made once the transaction commits
         self._db, self._ident = self._connect()
         self._ex: Callable[..., sqlite3.Cursor] = self._db.execute
+        # a kernel that exits gives its blocks back (one killed lets them expire)
+        weakref.finalize(self, _close_at_exit, weakref.ref(self))
 
     def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
         """Open (creating, migrating) the file at the path; the connection and the file's identity."""
@@ -136,8 +144,12 @@ class SQLiteLedger:
             out = work(*args)
             ex("COMMIT")
         except BaseException:
+            self._after.clear()
             self._rollback()
             raise
+        after, self._after = self._after, []
+        for change in after:
+            change()
         return out
 
     def _rollback(self) -> None:
@@ -207,8 +219,15 @@ class SQLiteLedger:
             self._json[key] = text
         return text
 
+    def _quoted(self, bucket: str) -> str:
+        text = self._json.get((bucket, None))
+        if text is None:
+            text = self._json[(bucket, None)] = json.dumps(bucket)
+        return text
+
     def _rows(self, buckets: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """bucket -> (spent, held), for the buckets that have a row; plain SQL (no JSON) per chunk."""
+        """bucket -> (spent, held), for the buckets that have a row; what blocks spent counts as spent, not
+        held. Plain SQL (no JSON) per chunk."""
         out: dict[str, tuple[int, int]] = {}
         for i in range(0, len(buckets), _CHUNK):
             part = buckets[i : i + _CHUNK]
@@ -220,6 +239,10 @@ class SQLiteLedger:
                 )
             for b, spent, held in self._ex(sql, (self.ns, *part)):
                 out[b] = (spent, held)
+        for b, pending in self._ex(_blk.PENDING, (self.ns,)):
+            if b in out:
+                spent, held = out[b]
+                out[b] = (spent + pending, held - pending)
         return out
 
     def _check(self, amount: int, checks: Sequence[tuple[str, int]]) -> LimitHit | None:
@@ -231,7 +254,8 @@ class SQLiteLedger:
         return None
 
     def _purge(self, now: float) -> int:
-        """Drop expired leases (the delete trigger gives their holds back); how many there were."""
+        """Drop expired leases (the delete trigger gives their holds back and folds what blocks spent);
+        how many there were."""
         self._tidy_at = now + _TIDY_EVERY
         return self._ex("DELETE FROM leases WHERE ns=? AND expires<=?", (self.ns, now)).rowcount
 
@@ -244,82 +268,112 @@ class SQLiteLedger:
         expires: float,
         now: float,
     ) -> None:
-        ns = self.ns
-        held = self._js(buckets if type(buckets) is tuple else tuple(buckets))
-        args: tuple[object, ...]
-        if len(checks) == 1:  # the usual case: plain SQL
-            b, limit = checks[0]
-            sql, args = _RESERVE_ONE, (ns, lease_id, amount, held, expires, b, min(limit, _INT64))
-        elif checks:
-            limits = self._js(checks if type(checks) is tuple else tuple(checks))
-            sql, args = _RESERVE_MANY, (ns, lease_id, amount, held, expires, limits)
-        else:
-            sql, args = _HOLD + "1", (ns, lease_id, amount, held, expires)
+        key: Key = (
+            buckets if type(buckets) is tuple else tuple(buckets),
+            checks if type(checks) is tuple else tuple(checks),
+        )
         with self._lock:
             try:
                 if now >= self._look_at:
                     self._look_at = now + _LOOK_EVERY
                     self._look()
-                if now >= self._tidy_at:
-                    self._purge(now)
-                if self._ex(sql, args).rowcount:
-                    return
-                self._tx(self._reserve_exactly, lease_id, amount, held, checks, expires, now)
+                if self._blocks.take(key, lease_id, amount, expires, now):
+                    return  # the hot path: no I/O
+                hit = None
+                if self._blocks.hot(key, now):
+                    try:
+                        hit = self._tx(self._reserve_hot, key, lease_id, amount, expires, now)
+                    except sqlite3.Error:  # a block is only a speed-up: when it can't be written (a full
+                        pass  # disk, ...), reserve as for an occasional call, which may still fit
+                    else:
+                        if hit is None:
+                            return
+                if hit is None:
+                    try:
+                        hit = self._reserve_cold(key, lease_id, amount, expires, now)
+                    except sqlite3.OperationalError as exc:
+                        if getattr(exc, "sqlite_errorname", "") != "SQLITE_FULL" and "full" not in str(exc):
+                            raise
+                        # a full disk: hold only where a hard limit looks (what enforcement needs), a
+                        # smaller write that may still fit where the whole hold does not
+                        narrow = (tuple(dict.fromkeys(b for b, _ in key[1])), key[1])
+                        hit = self._reserve_cold(narrow, lease_id, amount, expires, now)
             except sqlite3.Error as exc:
                 raise self._fail(exc, "could not reserve budget for a call") from None
-
-    def _reserve_exactly(
-        self, lease_id: str, amount: int, held: str, checks: Sequence[tuple[str, int]], expires: float, now: float
-    ) -> None:
-        hit = self._check(amount, checks)
-        # a hold may be a lease another kernel left behind when it died: purge, then decide again
-        if hit is not None and self._purge(now):
-            hit = self._check(amount, checks)
         if hit is not None:
             raise hit
-        self._ex(
-            "INSERT INTO leases (ns, id, amount, buckets, expires) VALUES (?,?,?,?,?)",
-            (self.ns, lease_id, amount, held, expires),
-        )
+
+    def _reserve_cold(self, key: Key, lease_id: str, amount: int, expires: float, now: float) -> LimitHit | None:
+        """A reservation of its own, in one statement when the check passes (the lock is held)."""
+        buckets, checks = key
+        held = self._js(buckets)
+        args: tuple[object, ...]
+        if len(checks) == 1:  # the usual case: plain SQL
+            b, limit = checks[0]
+            sql, args = _RESERVE_ONE, (self.ns, lease_id, amount, held, expires, b, min(limit, _INT64))
+        elif checks:
+            sql, args = _RESERVE_MANY, (self.ns, lease_id, amount, held, expires, self._js(checks))
+        else:
+            sql, args = _HOLD + "1", (self.ns, lease_id, amount, held, expires)
+        if now >= self._tidy_at:
+            self._purge(now)
+        if self._ex(sql, args).rowcount:
+            return None
+        return self._tx(self._reserve_exactly, key, lease_id, amount, expires, now)
+
+    def _reserve_exactly(self, key: Key, lease_id: str, amount: int, expires: float, now: float) -> LimitHit | None:
+        """Check and hold exactly, in a transaction; a refusal comes back (and the transaction still commits:
+        blocks given back stay given back)."""
+        buckets, checks = key
+        hit = self._check(amount, checks)
+        # a hold may be a lease another kernel left behind when it died, or unused headroom of our own
+        # blocks: purge, give ours back, then decide again
+        if hit is not None and (self._purge(now) + self._give_back()):
+            hit = self._check(amount, checks)
+        if hit is None:
+            self._ex(
+                "INSERT INTO leases (ns, id, amount, buckets, expires) VALUES (?,?,?,?,?)",
+                (self.ns, lease_id, amount, self._js(buckets), expires),
+            )
+        return hit
 
     def commit(
         self, lease_id: str, amount: int, buckets: Sequence[str], call: CallRow, watch: Sequence[str] = ()
     ) -> list[int] | None:
-        ns = self.ns
         spend = self._js(buckets if type(buckets) is tuple else tuple(buckets))
         with self._lock:
+            taken = self._blocks.leases.get(lease_id)
+            block, reserved = (taken[0], taken[1]) if taken is not None and taken[0].json == spend else (None, 0)
             try:
                 if call.at >= self._look_at:
                     self._look_at = call.at + _LOOK_EVERY
                     self._look()
-                ex = self._ex
-                ex("BEGIN IMMEDIATE")
-                try:
-                    # the unique (ns, id) index makes a second commit of a lease a no-op; the insert
-                    # trigger drops the lease, and the delete trigger its hold (unless it expired already)
-                    if not ex(
-                        "INSERT OR IGNORE INTO calls (ns, id, model, amount, at, priced) VALUES (?,?,?,?,?,?)",
-                        (ns, lease_id, call.model, amount, call.at, int(call.priced)),
-                    ).rowcount:
-                        ex("ROLLBACK")
-                        return None
-                    ex(_SPEND, (ns, amount, spend))
-                    if len(watch) == 1:  # the usual case; a plain lookup is cheapest
-                        row = ex("SELECT spent FROM buckets WHERE ns=? AND bucket=?", (ns, watch[0])).fetchone()
-                        spent = [row[0] if row else 0]
-                    else:
-                        rows = self._rows(watch) if watch else {}
-                        spent = [rows.get(b, (0, 0))[0] for b in watch]
-                    ex("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
+                if (
+                    block is not None
+                    and len(watch) == 1
+                    and not block.retired
+                    and not Blocks.over(block, reserved, amount)
+                ):
+                    spent = self._commit_hot(lease_id, amount, spend, call, block, watch[0])
+                else:
+                    spent = self._tx(self._commit, lease_id, amount, spend, call, block, reserved, watch)
             except sqlite3.Error as exc:
                 raise self._fail(exc, f"could not record the cost of a call to {call.model}") from None
+            if taken is not None:
+                self._blocks.settle(lease_id, amount if spent is not None and block is not None else None)
             return spent
 
     def release(self, lease_id: str) -> None:
         with self._lock:
+            taken = self._blocks.leases.get(lease_id)
+            if taken is not None:
+                if taken[0].retired:  # its block was given back: so is what this reservation held
+                    try:
+                        self._tx(self._settle_retired, taken[0], taken[1], taken[1])
+                    except sqlite3.Error as exc:
+                        raise self._fail(exc, "could not release a reservation") from None
+                self._blocks.settle(lease_id, None)  # taken from a block: given back to it, in memory
+                return
             try:
                 # one statement is its own transaction, the delete trigger included
                 self._ex("DELETE FROM leases WHERE ns=? AND id=?", (self.ns, lease_id))
@@ -345,11 +399,18 @@ class SQLiteLedger:
                 rows = self._rows(buckets)
             except sqlite3.Error as exc:
                 raise self._fail(exc, "could not read the reservations") from None
-        return [rows.get(b, (0, 0))[1] for b in buckets]
+            # our own blocks' unused headroom is not in flight (other kernels' is, as far as we can know)
+            unused: dict[str, int] = {}
+            for block in self._blocks.by_key.values():
+                if block.free > 0 and block.expires > now:
+                    for b in block.buckets:
+                        unused[b] = unused.get(b, 0) + block.free
+        return [rows.get(b, (0, 0))[1] - unused.get(b, 0) for b in buckets]
 
     def reset(self, prefixes: Sequence[str] | None = None) -> None:
         def reset() -> None:
             ex = self._ex
+            ex(_blk.FOLD, (self.ns,))  # what blocks spent goes into the buckets first, to be reset with them
             if prefixes is None:
                 ex("UPDATE buckets SET spent = 0 WHERE ns=?", (self.ns,))
             else:
@@ -383,18 +444,28 @@ class SQLiteLedger:
         return [CallRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
     def close(self) -> None:
-        """Close the connection (idempotent). A file deleted meanwhile has its spend carried first."""
+        """Give our blocks back and close the connection (idempotent). A file deleted meanwhile has its
+        spend carried first."""
         with self._lock:
             if self._ex is _closed and self._carried is None:
                 return
             try:
                 self._look()
+                if self._blocks.by_key:
+                    self._tx(self._return_all)
             except (sqlite3.Error, StorageError) as exc:
                 if self._carried is not None:
                     warnings.warn(f"coffee_nb: closing with spend never carried over: {exc}", stacklevel=3)
             self._db.close()
             self._ex = _closed
             self._carried = None
+
+
+def _close_at_exit(ref: weakref.ref[SQLiteLedger]) -> None:
+    ledger = ref()
+    if ledger is not None:
+        with suppress(Exception):
+            ledger.close()
 
 
 def _closed(*args: object) -> sqlite3.Cursor:

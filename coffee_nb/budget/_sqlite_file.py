@@ -1,5 +1,5 @@
-"""The SQLite ledger's file: its schema (version 2) and the migration from version 1, and what happens
-when the file is deleted or replaced while a ledger has it open.
+"""The SQLite ledger's file: its schema (version 3) and the migrations from versions 1 and 2, and what
+happens when the file is deleted or replaced while a ledger has it open.
 
 A deleted file lives on for the connections that have it open. What it holds is taken out (and the old
 file emptied in the same transaction, so another kernel still holding it carries nothing twice), the old
@@ -18,22 +18,34 @@ from typing import NamedTuple
 
 __all__ = ["Carried", "close_aside", "identity", "migrate", "orphaned_wal", "put", "side_files", "take"]
 
-_VERSION = 2  # PRAGMA user_version; version 1 (unnumbered) kept spend and holds in separate tables
+# PRAGMA user_version; version 1 (unnumbered) kept spend and holds in separate tables; version 2 had no
+# leases.spent (what a block spent, not yet moved into its buckets: see _sqlite_blocks)
+_VERSION = 3
 
 # Bucket lists are JSON arrays, so triggers can walk them; a list is stored as given (a bucket named
-# twice counts twice, as in the other ledgers).
+# twice counts twice, as in the other ledgers). A lease's amount is all it holds, its ``spent`` included:
+# adding to ``spent`` alone (a block's commit) writes no bucket; lowering ``spent`` (folding) or changing
+# the amount moves the difference into the buckets, and deleting a lease folds what it spent.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (ns TEXT NOT NULL, bucket TEXT NOT NULL, spent INTEGER NOT NULL DEFAULT 0,
                                     held INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, bucket)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (ns TEXT NOT NULL, id TEXT NOT NULL, amount INTEGER NOT NULL,
-                                   buckets TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (ns, id)) WITHOUT ROWID;
+                                   buckets TEXT NOT NULL, expires REAL NOT NULL,
+                                   spent INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (ns, id)) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS leases_hold AFTER INSERT ON leases BEGIN
     INSERT INTO buckets (ns, bucket, held) SELECT NEW.ns, value, NEW.amount FROM json_each(NEW.buckets) WHERE 1
     ON CONFLICT (ns, bucket) DO UPDATE SET held = held + excluded.held;
 END;
 CREATE TRIGGER IF NOT EXISTS leases_unhold AFTER DELETE ON leases BEGIN
-    INSERT INTO buckets (ns, bucket, held) SELECT OLD.ns, value, -OLD.amount FROM json_each(OLD.buckets) WHERE 1
-    ON CONFLICT (ns, bucket) DO UPDATE SET held = held + excluded.held;
+    INSERT INTO buckets (ns, bucket, spent, held)
+    SELECT OLD.ns, value, OLD.spent, -OLD.amount FROM json_each(OLD.buckets) WHERE 1
+    ON CONFLICT (ns, bucket) DO UPDATE SET spent = spent + excluded.spent, held = held + excluded.held;
+END;
+CREATE TRIGGER IF NOT EXISTS leases_move AFTER UPDATE OF amount, spent ON leases
+WHEN NEW.amount != OLD.amount OR NEW.spent < OLD.spent BEGIN
+    INSERT INTO buckets (ns, bucket, spent, held)
+    SELECT NEW.ns, value, max(OLD.spent - NEW.spent, 0), NEW.amount - OLD.amount FROM json_each(NEW.buckets) WHERE 1
+    ON CONFLICT (ns, bucket) DO UPDATE SET spent = spent + excluded.spent, held = held + excluded.held;
 END;
 CREATE TABLE IF NOT EXISTS calls (seq INTEGER PRIMARY KEY, ns TEXT NOT NULL, id TEXT NOT NULL,
                                   model TEXT NOT NULL, amount INTEGER NOT NULL, at REAL NOT NULL,
@@ -72,12 +84,17 @@ def identity(path: str) -> tuple[int, int] | None:
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Bring a file to schema version 2 in one transaction (a new file gets the schema)."""
+    """Bring a file to schema version 3 in one transaction (a new file gets the schema)."""
     ex = db.execute
     ex("BEGIN IMMEDIATE")
     try:
-        if ex("PRAGMA user_version").fetchone()[0] < _VERSION:
+        version = ex("PRAGMA user_version").fetchone()[0]
+        if version < _VERSION:
             old = ex("SELECT 1 FROM sqlite_master WHERE type='table' AND name='spend'").fetchone()
+            if version == 2:
+                # leases gain ``spent``; the schema below remakes the delete trigger and adds the update one
+                ex("ALTER TABLE leases ADD COLUMN spent INTEGER NOT NULL DEFAULT 0")
+                ex("DROP TRIGGER leases_unhold")
             if old:
                 ex("ALTER TABLE leases RENAME TO leases_v1")
             for stmt in _statements(_SCHEMA):  # not executescript: it would commit first
@@ -124,6 +141,7 @@ def take(old: sqlite3.Connection) -> Carried:
     ex = old.execute
     ex("BEGIN IMMEDIATE")
     try:
+        ex("UPDATE leases SET amount = amount - spent, spent = 0 WHERE spent != 0")  # blocks' spend: into buckets
         carried = Carried(
             ex("SELECT ns, bucket, spent FROM buckets WHERE spent != 0").fetchall(),
             ex("SELECT ns, id, amount, buckets, expires FROM leases").fetchall(),

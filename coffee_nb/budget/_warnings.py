@@ -12,6 +12,7 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb._format import money
 from coffee_nb._pricing import from_pico
 from coffee_nb.budget._periods import period_window
 
@@ -103,12 +104,13 @@ class _Alerts:
         resets = f"; resets {end:%Y-%m-%d %H:%M %Z}" if end else ""
         if kind == "warning":
             message = (
-                f"coffee_nb budget: {rule.label} spend ${spent:.4f} reached {threshold:.0%} "
-                f"of its ${rule.amount} limit{resets}"
+                f"coffee_nb budget: {rule.label} spend {money(spent)} reached {threshold:.0%} "
+                f"of its {money(rule.amount)} limit{resets}"
             )
         else:
             message = (
-                f"coffee_nb budget: soft {rule.label} limit of ${rule.amount} exceeded (spent ${spent:.4f}){resets}"
+                f"coffee_nb budget: soft {rule.label} limit of {money(rule.amount)} exceeded "
+                f"(spent {money(spent)}){resets}"
             )
         event = BudgetEvent(kind, rule.period.value, rule.scope, rule.amount, spent, threshold, when, message)
         self.events.append(event)
@@ -131,9 +133,9 @@ class _Alerts:
             hours, rem = divmod(int(left.total_seconds()), 3600)
             resets = f"resets at {end:%Y-%m-%d %H:%M %Z} (in {hours}h{rem // 60:02d}m)"
         return (
-            f"{rule.label} budget of ${rule.amount} can't cover a call to {model}: "
-            f"spent ${from_pico(hit.spent):.6f}, reserved ${from_pico(hit.reserved):.6f}, "
-            f"this call may cost up to ${(needed or Decimal(0)):.6f}; {resets}. "
+            f"{rule.label} budget of {money(rule.amount)} can't cover a call to {model}: "
+            f"spent {money(from_pico(hit.spent))}, reserved {money(from_pico(hit.reserved))}, "
+            f"this call may cost up to {money(needed or Decimal(0))}; {resets}. "
             "Raise the limit, wait for the reset, or use a cheaper model."
         )
 

@@ -233,3 +233,17 @@ def test_redis_budget_shared_by_two_budgets(redis_url):
     assert a.spent("daily") == b.spent("daily") == Decimal("0.9")
     assert not b.can_afford("0.2")
     assert "team-ml" in repr(a.ledger) and "redis://127.0.0.1" in repr(a.ledger)
+
+
+def test_budget_messages_show_money_not_decimal_exponents():
+    soft = Budget(daily=Decimal("1E-7"), hard=False, ledger="memory")
+    with pytest.warns(BudgetWarning) as caught:
+        soft.record(Decimal("2E-7"))
+    texts = [str(w.message) for w in caught]
+    assert any("reached 80% of its $0.0000001 limit" in t and "spend $0.0000002" in t for t in texts), texts
+    assert any("soft daily limit of $0.0000001 exceeded (spent $0.0000002)" in t for t in texts), texts
+    hard = Budget(daily=Decimal("1E-7"), ledger="memory")
+    with pytest.raises(BudgetExceededError) as info:
+        hard.reserve("m", Decimal("2E-7"))
+    assert "daily budget of $0.0000001 can't cover" in str(info.value) and "up to $0.0000002" in str(info.value)
+    assert all("E-" not in t for t in [*texts, str(info.value)])

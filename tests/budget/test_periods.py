@@ -99,10 +99,10 @@ def test_exceeded_message_says_period_limit_spent_reserved_and_reset():
         budget.reserve("sandbox/fast", Decimal("0.1"))
     text = str(info.value)
     for part in (
-        "daily budget of $1",
-        "spent $0.750000",
-        "reserved $0.200000",
-        "up to $0.100000",
+        "daily budget of $1.00 ",
+        "spent $0.75,",
+        "reserved $0.20,",
+        "up to $0.10;",
         "2026-05-06 00:00",
         "in 3h00m",
     ):
