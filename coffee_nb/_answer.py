@@ -88,8 +88,13 @@ class Answer:
             parts.append(f"hedged: answered before {self.primary_model or tried[0]}")
         elif self.fallback_reason:
             parts.append(f"fallback from {tried[0]} ({self.fallback_reason})")
-        elif len(self.attempts) > 1:
-            parts.append(f"{len(self.attempts) - 1} retr{'y' if len(self.attempts) == 2 else 'ies'}")
+        else:
+            lost = [a["model"] for a in self.attempts if a["role"] == "hedge" and a["outcome"] != "ok"]
+            tries = sum(1 for a in self.attempts if a["role"] != "hedge")
+            if tries > 1:
+                parts.append(f"{tries - 1} retr{'y' if tries == 2 else 'ies'}")
+            if lost:  # the model asked for answered first; the hedge started beside it was cancelled
+                parts.append(f"hedged: answered before {lost[0]}")
         est = "~" if self.tokens.get("estimated") else ""
         parts.append(f"{est}{self.tokens.get('input', 0)}→{self.tokens.get('output', 0)} tokens")
         if self.truncated:

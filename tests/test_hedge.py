@@ -305,3 +305,21 @@ def test_the_llm_magic_streams_the_hedge_and_its_footer_says_so(no_keys):
     assert "hedged: answered before sandbox/fast" in answer.footer()
     assert [(r.role.value, r.outcome.value) for r in records] == [("primary", "cancelled"), ("hedge", "ok")]
     assert all(a["stream"] for a in sandbox.attempts())  # the magic streamed both
+
+
+def test_when_the_primary_wins_the_race_the_footer_says_hedged_not_retried(no_keys):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    import coffee_nb
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "coffee_nb")
+    coffee_nb.configure(models=["sandbox/fast", "sandbox/echo"], policy=Policy(hedge_after=0.2))
+    sandbox.inject("sandbox/fast", ["slow_first:0.8"])  # late, but earlier than the hedge
+    sandbox.inject("sandbox/echo", ["slow_first:10"])
+    with capture_output():
+        shell.run_cell_magic("llm", "--no-cache", "tell me about lungo")
+    footer = shell.user_ns["_"].footer()
+    assert footer.startswith("sandbox/fast · hedged: answered before sandbox/echo ·"), footer
+    assert "retr" not in footer
