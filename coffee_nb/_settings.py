@@ -77,6 +77,20 @@ def _policy_class() -> type:
     return Policy
 
 
+_PERIODS = ("hourly", "daily", "weekly", "monthly", "total")
+
+
+def _model_name(model: Any) -> str:
+    """A chain entry as text: a spec as written, an instance by its class and model name (no repr: no key)."""
+    if isinstance(model, str):
+        return model
+    spec = getattr(model, "model", None)
+    if isinstance(spec, str):  # a ModelSpec
+        return spec
+    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    return f"{type(model).__name__}({name})" if isinstance(name, str) else type(model).__name__
+
+
 class SessionSettings:
     """The session's configuration and the parts built from it (budget, metrics, cache, pickers)."""
 
@@ -105,6 +119,21 @@ class SessionSettings:
         self.prompts: dict[str, str] = {}  # call id → the prompt it answered (%llm_history), newest last
         self._noticed = False
         self._cache_warned = False  # a failing response cache is said once (until it works again)
+
+    def __repr__(self) -> str:
+        """What the session will use, on one line (``configure(...)`` returns the session: a cell ending in
+        it shows this). Opens nothing; names models, never keys."""
+        from coffee_nb._format import money
+
+        models = "the default chain" if self.models is None else ", ".join(_model_name(m) for m in self.models)
+        if self._budget is not None:
+            rules = self._budget.rules
+            limits = ", ".join(f"{r.label} {money(r.amount)}{'' if r.hard else ' (soft)'}" for r in rules) or "none"
+        else:
+            args = self._budget_args or {"daily": DEFAULT_DAILY_BUDGET}
+            limits = ", ".join(f"{k} {money(Decimal(str(v)))}" for k, v in args.items() if k in _PERIODS) or "none"
+        cache = "on" if self.cache_enabled else "off"
+        return f"coffee_nb session: models {models} · budget {limits} · cache {cache}"
 
     # -- configuration -------------------------------------------------------------------------
     def configure(

@@ -81,3 +81,17 @@ def test_ask_from_python_shares_cache_and_metrics(quiet_sandbox):
     assert m["requests"]["cache_hits"] == 1 and m["requests"]["total"] == 1
     assert Decimal(0) <= a.cost
     json.dumps(a.tokens)
+
+
+def test_a_cell_ending_in_configure_shows_the_session_in_words_never_a_key():
+    from langchain_openai import ChatOpenAI
+
+    session = coffee_nb.configure(models=["sandbox/fast", "sandbox/echo"], daily=2, hourly=0.5, hard=False)
+    assert repr(session) == (
+        "coffee_nb session: models sandbox/fast, sandbox/echo · budget hourly $0.50 (soft), daily $2.00 (soft) · "
+        "cache on"
+    )
+    key = "sk-canary-0123456789abcdef"
+    shown = repr(coffee_nb.configure(models=[ChatOpenAI(model="gpt-4o-mini", api_key=key)], cache=False))
+    assert "gpt-4o-mini" in shown and "cache off" in shown and key not in shown
+    assert "object at 0x" not in repr(Session())  # a fresh session, nothing opened
