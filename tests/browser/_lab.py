@@ -108,6 +108,7 @@ def start_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "JUPYTER_RUNTIME_DIR": str(home / "jupyter-runtime"),
         "COFFEE_NB_DATA_DIR": str(home / "coffee_nb"),
         "COFFEE_NB_SANDBOX_LATENCY_SCALE": "8",  # slow enough that streaming is visible
+        "COFFEE_NB_WARM": "1",  # as a user's kernel: %load_ext warms up in the background (unit tests turn it off)
     }
     proc = subprocess.Popen(
         [
