@@ -34,11 +34,45 @@ def _fenced(text: str) -> tuple[str, str]:
     return (m.group(1), m.group(2).rstrip("\n")) if m else ("", text.strip("\n"))
 
 
-def _fence(body: str, lang: str = "") -> str:
-    """``body`` as a fenced block whose fence no backtick run inside it can close."""
-    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
-    ticks = "`" * max(3, longest + 1)
-    return f"{ticks}{lang}\n{body}\n{ticks}"
+# JupyterLab shows markdown code blocks with ``word-break: break-all``: long lines break mid-word. Code is
+# shown as our own block instead: no wrapping (it scrolls sideways, like the input cell), coloured with
+# the theme's own editor colours (light or dark alike).
+_CODE_STYLE = "white-space:pre;overflow-x:auto;word-break:normal;overflow-wrap:normal;padding:4px 0"
+_TEXT_STYLE = "white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere"  # breaks only over-long words
+_TOKEN_COLOURS = (  # pygments token type → JupyterLab's CodeMirror colour variable (most specific first)
+    ("Comment", "comment"),
+    ("Keyword.Constant", "atom"),
+    ("Keyword", "keyword"),
+    ("Name.Builtin", "builtin"),
+    ("Name.Function", "def"),
+    ("Name.Class", "def"),
+    ("Name.Decorator", "meta"),
+    ("Name.Tag", "tag"),
+    ("Name.Attribute", "attribute"),
+    ("Literal.String", "string"),
+    ("Literal.Number", "number"),
+    ("Operator", "operator"),
+    ("Punctuation", "punctuation"),
+)
+
+
+def code_html(code: str, lang: str = "") -> str:
+    """``code`` as a highlighted ``<pre>`` that never wraps mid-word (pygments finds the tokens)."""
+    from pygments.lexers import get_lexer_by_name  # type: ignore[import-untyped]  # pygments ships no types
+    from pygments.token import string_to_tokentype  # type: ignore[import-untyped]
+    from pygments.util import ClassNotFound  # type: ignore[import-untyped]
+
+    try:
+        lexer = get_lexer_by_name(lang or "text", stripnl=False, ensurenl=False)
+    except ClassNotFound:
+        lexer = get_lexer_by_name("text", stripnl=False, ensurenl=False)
+    kinds = [(string_to_tokentype(name), var) for name, var in _TOKEN_COLOURS]
+    parts: list[str] = []
+    for token, value in lexer.get_tokens(code):
+        var = next((v for kind, v in kinds if token in kind), None)
+        text = html.escape(value, quote=False)
+        parts.append(f"<span style='color:var(--jp-mirror-editor-{var}-color)'>{text}</span>" if var else text)
+    return f"<pre class='{NO_MATH}' style='{_CODE_STYLE}'>{''.join(parts)}</pre>"
 
 
 def _md_footer(text: str) -> str:
@@ -76,30 +110,32 @@ class Rendered:
 
     def _repr_markdown_(self) -> str | None:
         a = self.answer
-        if a.format in ("text", "html"):
+        if a.format != "markdown":  # code and JSON are our own HTML blocks (see code_html), text and html too
             return None
         notice = f"> {literal_dollars(html.escape(a.notice))}\n\n" if a.notice else ""
         warning = f"**⚠ {literal_dollars(html.escape(self.warning))}**\n\n" if self.warning else ""
-        pretty = self._json()
-        if pretty is not None:  # markdown, not application/json: a JSON view would have no footer
-            body = _fence(pretty, "json")
-        elif a.format == "json":  # not JSON after all: the raw text, exactly as it came
-            body = _fence(a.text)
-        elif a.format == "code":
-            lang, code = _fenced(a.text)
-            body = _fence(code, lang or "python")
-        else:
-            body = markdown_safe(a.text)
+        body = markdown_safe(a.text)
         return f"{notice}{warning}{body}\n\n{_md_footer(self._footer())}"
 
     def _repr_html_(self) -> str | None:
         a = self.answer
-        if a.format not in ("html", "text"):
+        if a.format not in ("html", "text", "code", "json"):
             return None
         notice = f"<blockquote class='{NO_MATH}'>{html.escape(a.notice)}</blockquote>" if a.notice else ""
         footer = f"<div class='{NO_MATH}' style='{_FOOTER_STYLE}'>{html.escape(self._footer())}</div>"
+        if a.format in ("code", "json"):
+            warning = f"<div class='{NO_MATH}'><b>⚠ {html.escape(self.warning)}</b></div>" if self.warning else ""
+            pretty = self._json()
+            if pretty is not None:
+                block = code_html(pretty, "json")
+            elif a.format == "json":  # not JSON after all: the raw text, exactly as it came
+                block = code_html(a.text)
+            else:
+                lang, code = _fenced(a.text)
+                block = code_html(code, lang or "python")
+            return f"{notice}{warning}{block}{footer}"
         if a.format == "text":  # MathJax never looks inside <pre>
-            return f"{notice}<pre>{html.escape(a.text)}</pre>{footer}"
+            return f"{notice}<pre class='{NO_MATH}' style='{_TEXT_STYLE}'>{html.escape(a.text)}</pre>{footer}"
         return f"<div class='{NO_MATH}'>{notice}{a.text}{footer}</div>"  # amounts in an HTML answer stay literal
 
 

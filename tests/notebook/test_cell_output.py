@@ -70,8 +70,8 @@ def test_json_that_isnt_keeps_the_text_warns_once_and_is_recorded(ip):
     final = shown(cap)[-1]
     assert final.startswith("⚠ ") and "not valid JSON" in final and "kept in _ and res" in final
     assert "Sure! {not: json" in final and "sandbox/echo ·" in final  # the raw text and the footer
-    md = shown(cap, "text/markdown")[-1]
-    assert "Sure! {not: json" in md and "sandbox/echo ·" in md
+    page = shown(cap, "text/html")[-1]
+    assert "Sure! {not: json" in page and "sandbox/echo ·" in page and "⚠" in page
     assert ip.user_ns["res"].text == "Sure! {not: json" and ip.user_ns["_"] is ip.user_ns["res"]
     live = [o for o in cap.outputs if (o.transient or {}).get("display_id")]
     assert live and "▌" not in live[-1].data.get("text/html", "")  # the cursor never stays
@@ -82,8 +82,8 @@ def test_json_that_isnt_keeps_the_text_warns_once_and_is_recorded(ip):
 def test_valid_json_has_its_footer(ip):
     sandbox.script_replies("sandbox/echo", ['{"a": 1}'])
     _, cap = cell(ip, "sandbox/echo -f json --no-cache", "x")
-    md = shown(cap, "text/markdown")[-1]
-    assert '"a": 1' in md and "sandbox/echo ·" in md and "application/json" not in cap.outputs[-1].data
+    page = re.sub(r"<[^>]+>", "", shown(cap, "text/html")[-1])
+    assert '"a": 1' in page and "sandbox/echo ·" in page and "application/json" not in cap.outputs[-1].data
 
 
 # -- 3. one box per error, advice per cause --------------------------------------------------------
