@@ -24,9 +24,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from coffee_nb._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
+
 __all__ = ["HTML", "NO_MATH", "Bar", "Box", "Choice", "Image", "_Live", "_View", "live_views"]
 
-NO_MATH = "tex2jax_ignore mathjax_ignore"  # "$0.01 … $4.99" must not turn into LaTeX
 _ALL_LIVE: weakref.WeakSet[_Live] = weakref.WeakSet()
 
 

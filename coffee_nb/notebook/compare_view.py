@@ -14,13 +14,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._format import money
+from coffee_nb._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
 
 if TYPE_CHECKING:
     from coffee_nb._comparison import Comparison
 
 __all__ = ["CompareView", "text_summary"]
 
-NO_MATH = "tex2jax_ignore mathjax_ignore"  # "$0.01 … $4.99" must not turn into LaTeX
 BOX = "max-height:22em;overflow:auto;padding:0 6px;border-left:3px solid #ddd"
 _WORDS = re.compile(r"\S+|\s+")
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from coffee_nb._errors import redact
 from coffee_nb._format import money
+from coffee_nb._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
 
 if TYPE_CHECKING:
     from coffee_nb._session import Session
@@ -37,7 +38,6 @@ __all__ = [
     "styled",
 ]
 
-NO_MATH = "tex2jax_ignore mathjax_ignore"  # classes MathJax (2 and 3) skips
 MISSING = "—"
 PROMPT_WIDTH = 30  # characters of the prompt shown in %llm_history
 
