@@ -56,6 +56,18 @@ def _settle_failure(call: Call, attempt: Attempt, error: BaseException, running:
     raise error
 
 
+def _start_hedge(call: Call, start: Callable[[Attempt], object]) -> None:
+    """The hedge delay has passed: start the next candidate alongside, if the plan grants one (reserved on
+    the budget). Preparing it can fail (a missing key): then the hedge lost and the race goes on."""
+    extra = call.plan.hedge()
+    if extra is None:
+        return
+    try:
+        start(extra)
+    except Exception as exc:  # noqa: BLE001 - a hedge that can't start is a failed attempt of its own
+        call.plan.failed(extra, exc)
+
+
 def race(call: Call, first: Attempt, start: Callable[[Attempt], Callable[[], Any]], delay: float) -> AIMessage:
     """The sync race: ``start(attempt)`` gives the blocking call for an attempt; each runs on a worker."""
     done: queue.SimpleQueue[tuple[Attempt, Any, BaseException | None]] = queue.SimpleQueue()
@@ -86,12 +98,7 @@ def race(call: Call, first: Attempt, start: Callable[[Attempt], Callable[[], Any
                 now = clock()
                 if not hedged and now >= first.started + delay:
                     hedged = True
-                    extra = call.plan.hedge()
-                    if extra is not None:
-                        try:
-                            running[extra] = launch(extra)
-                        except Exception as exc:  # noqa: BLE001 - preparing the hedge failed: it lost, the race goes on
-                            call.plan.failed(extra, exc)
+                    _start_hedge(call, lambda extra: running.__setitem__(extra, launch(extra)))
                     continue
                 for late in [a for a in running if now >= a.started + a.timeout]:
                     running.pop(late).abandoned = True
@@ -137,12 +144,7 @@ async def arace(call: Call, first: Attempt, start: Callable[[Attempt], Any], del
                 now = clock()
                 if not hedged and now >= first.started + delay:
                     hedged = True
-                    extra = call.plan.hedge()
-                    if extra is not None:
-                        try:
-                            running[extra] = asyncio.ensure_future(start(extra))
-                        except Exception as exc:  # noqa: BLE001 - preparing the hedge failed: it lost, the race goes on
-                            call.plan.failed(extra, exc)
+                    _start_hedge(call, lambda extra: running.__setitem__(extra, asyncio.ensure_future(start(extra))))
                     continue
                 for late in [a for a in running if now >= a.started + a.timeout]:
                     running.pop(late).cancel()
@@ -273,6 +275,10 @@ def stream_race(call: Call, first: Attempt, make: Callable[[], Any], delay: floa
         pump: Pump[AIMessageChunk] = Pump(start, ready)
         racers[pump] = _Racer(attempt, pump, until)
 
+    def start_stream(extra: Attempt) -> None:
+        model, messages, kwargs = call.target(extra)
+        launch(extra, partial(model.stream, messages, call.config, stop=call.stop, **kwargs))
+
     launch(first, make)
     hedged = False
     try:
@@ -287,13 +293,7 @@ def stream_race(call: Call, first: Attempt, make: Callable[[], Any], delay: floa
                 now = clock()
                 if not hedged and now >= first.started + delay:
                     hedged = True
-                    extra = call.plan.hedge()
-                    if extra is not None:
-                        try:
-                            model, messages, kwargs = call.target(extra)
-                            launch(extra, partial(model.stream, messages, call.config, stop=call.stop, **kwargs))
-                        except Exception as exc:  # noqa: BLE001 - preparing the hedge failed: it lost, the race goes on
-                            call.plan.failed(extra, exc)
+                    _start_hedge(call, start_stream)
                     continue
                 for late in [p for p, r in racers.items() if now >= r.until]:
                     late.close()
@@ -395,6 +395,10 @@ async def astream_race(
         racer.task = asyncio.ensure_future(_pull(source))
         racers.append(racer)
 
+    def start_astream(extra: Attempt) -> None:
+        model, messages, kwargs = call.target(extra, loop)
+        launch(extra, aiter(model.astream(messages, call.config, stop=call.stop, **kwargs)))
+
     launch(first, chunks)
     hedged = False
     try:
@@ -409,13 +413,7 @@ async def astream_race(
                 now = clock()
                 if not hedged and now >= first.started + delay:
                     hedged = True
-                    extra = call.plan.hedge()
-                    if extra is not None:
-                        try:
-                            model, messages, kwargs = call.target(extra, loop)
-                            launch(extra, aiter(model.astream(messages, call.config, stop=call.stop, **kwargs)))
-                        except Exception as exc:  # noqa: BLE001 - preparing the hedge failed: it lost, the race goes on
-                            call.plan.failed(extra, exc)
+                    _start_hedge(call, start_astream)
                     continue
                 for late in [r for r in racers if now >= r.until]:
                     racers.remove(late)

@@ -323,3 +323,22 @@ def test_when_the_primary_wins_the_race_the_footer_says_hedged_not_retried(no_ke
     footer = shell.user_ns["_"].footer()
     assert footer.startswith("sandbox/fast · hedged: answered before sandbox/echo ·"), footer
     assert "retr" not in footer
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "stream", "astream"])
+def test_a_hedge_that_cannot_start_lost_and_the_primary_still_answers(mode, no_keys):
+    """The hedge's model has no key: preparing it fails, which is that attempt's failure, not the call's."""
+    budget = Budget(total=100, ledger="memory")
+    llm = AutoPicker("sandbox/fast", ["openai/gpt-4o-mini"], policy=Policy(hedge_after=0.2), budget=budget)
+    sandbox.inject("sandbox/fast", ["slow_first:0.8"])
+    with capture_records() as records:
+        if mode in ("invoke", "ainvoke"):
+            model = ask(llm, mode).response_metadata["coffee_nb"]["model"]
+        else:
+            model = summary_of(stream(llm, mode))["model"]
+    assert model == "sandbox/fast"
+    assert [(r.model, r.role.value, r.outcome.value, r.error_class) for r in records] == [
+        ("openai/gpt-4o-mini", "hedge", "error", "auth"),
+        ("sandbox/fast", "primary", "ok", None),
+    ]
+    assert budget.status()["total"]["reserved"] == 0  # the hedge's hold was given back
