@@ -212,6 +212,9 @@ class Budget(_Alerts):
         if amount > MAX_CALL_PICO:  # a provider reporting absurd usage must not overflow the ledger
             amount = MAX_CALL_PICO
         row = CallRow(lease.id, lease.model, amount, t, pico is not None)
+        token = keys.watch
+        if watch and self._quiet.allows(token, amount, t):  # no threshold within reach: no read back
+            watch = ()
         try:
             spent = self.ledger.commit(lease.id, amount, keys.buckets, row, watch)
         except Exception as exc:  # noqa: BLE001 - the call is paid: keep its cost (and never lose the answer)
@@ -222,6 +225,7 @@ class Budget(_Alerts):
             for i, at_least, rule, key, threshold, kind in alarms:
                 if spent[i] >= at_least:
                     self._warn_once(rule, key, threshold, kind, spent[i], t)
+            self._quiet.learn(token, alarms, spent, t)
 
     def release(self, lease: Lease) -> None:
         """Give the reservation back (the attempt failed before costing anything)."""

@@ -350,11 +350,11 @@ class SQLiteLedger(BlockOps):
                     self._look()
                 if (
                     block is not None
-                    and len(watch) == 1
+                    and len(watch) <= 1
                     and not block.retired
                     and not Blocks.over(block, reserved, amount)
                 ):
-                    spent = self._commit_hot(lease_id, amount, spend, call, block, watch[0])
+                    spent = self._commit_hot(lease_id, amount, spend, call, block, watch[0] if watch else None)
                 else:
                     spent = self._tx(self._commit, lease_id, amount, spend, call, block, reserved, watch)
             except sqlite3.Error as exc:

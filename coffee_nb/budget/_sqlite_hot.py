@@ -121,10 +121,10 @@ class BlockOps:
             self._return(block)
 
     def _commit_hot(
-        self, lease_id: str, amount: int, spend: str, call: CallRow, block: Block, watch: str
+        self, lease_id: str, amount: int, spend: str, call: CallRow, block: Block, watch: str | None
     ) -> list[int] | None:
         """``_commit`` for the usual case, written out: the cost of a call from a block, within what it holds,
-        one bucket watched."""
+        one bucket watched (or none: the budget knows no warning is within reach)."""
         ns, ex = self.ns, self._ex
         ex("BEGIN IMMEDIATE")
         try:
@@ -136,12 +136,12 @@ class BlockOps:
                 return None
             if not ex(_blk.SPEND, (amount, ns, block.id)).rowcount:
                 ex(_SPEND, (ns, amount, spend))
-            spent = ex(_blk.WATCH_ONE, (ns, watch, self._quoted(watch))).fetchone()[0]
+            spent = [] if watch is None else [ex(_blk.WATCH_ONE, (ns, watch, self._quoted(watch))).fetchone()[0]]
             ex("COMMIT")
         except BaseException:
             self._rollback()
             raise
-        return [spent]
+        return spent
 
     def _commit(
         self,

@@ -43,6 +43,41 @@ class BudgetEvent:
     message: str
 
 
+# How long a budget may go without reading its spend back after a commit, while its own spend since the last
+# read stays short of the nearest warning threshold. Only warnings wait on it (never enforcement: a hard
+# limit is checked by every reservation): a threshold crossed by *another* kernel's spend is noticed at
+# most this late here (that kernel warns at once), and calls further apart than this read every time.
+QUIET_FOR = 0.5
+
+
+class _Quiet:
+    """Commits that need not read the spend back to decide warnings (the SQLite ledger's hot path saves a
+    read per call): within ``QUIET_FOR`` of the last read, while this budget's own spend since stays below
+    the nearest unwarned threshold of the same watch list."""
+
+    __slots__ = ("gap", "lock", "token", "until")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.token: object = None  # the watch list the gap was measured on (a new one: read again)
+        self.gap = 0  # picodollars of own spend that can't reach a threshold
+        self.until = 0.0
+
+    def allows(self, token: object, amount: int, t: float) -> bool:
+        """Whether a commit of ``amount`` at ``t`` can skip the read (and, if so, count it)."""
+        with self.lock:
+            if token is not self.token or t >= self.until or amount >= self.gap:
+                return False
+            self.gap -= amount
+            return True
+
+    def learn(self, token: object, alarms: tuple[Any, ...], spent: list[int], t: float) -> None:
+        """A read happened: the distance to the nearest threshold, good for ``QUIET_FOR``."""
+        gap = min((at_least - spent[i] for i, at_least, *_ in alarms), default=0)
+        with self.lock:
+            self.token, self.gap, self.until = token, gap, t + QUIET_FOR
+
+
 class _Alerts:
     """The warning half of a Budget: each threshold of each period instance warns once, to ``warnings``, the
     budget's ``events``, ``on_warning`` and subscribers."""
@@ -55,6 +90,7 @@ class _Alerts:
         self._listeners: list[Callable[[BudgetEvent], Any]] = []
         self._warned: set[tuple[str, float]] = set()
         self._alert_lock = threading.Lock()
+        self._quiet = _Quiet()
 
     def subscribe(self, listener: Callable[[BudgetEvent], Any]) -> Callable[[], None]:
         """Call ``listener`` on every event; returns a function that unsubscribes."""

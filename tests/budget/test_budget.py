@@ -247,3 +247,43 @@ def test_budget_messages_show_money_not_decimal_exponents():
         hard.reserve("m", Decimal("2E-7"))
     assert "daily budget of $0.0000001 can't cover" in str(info.value) and "up to $0.0000002" in str(info.value)
     assert all("E-" not in t for t in [*texts, str(info.value)])
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.filterwarnings("ignore::coffee_nb.budget.BudgetWarning")
+def test_warnings_are_exact_for_own_spend_and_at_most_quiet_for_late_for_anothers(backend, tmp_path):
+    """A commit skips reading the spend back while no threshold is within reach of its own spend (the
+    SQLite hot path saves that read): its own crossing still warns on the very call; a crossing by another
+    kernel's spend on the same ledger is noticed here within QUIET_FOR."""
+    from coffee_nb.budget import BudgetEvent
+    from coffee_nb.budget._warnings import QUIET_FOR
+
+    now = [1_000_000.0]
+    from coffee_nb.budget._ledger import MemoryLedger
+
+    ledger = MemoryLedger() if backend == "memory" else tmp_path / "shared.sqlite3"  # shared by three budgets
+    mine: list[BudgetEvent] = []
+    budget = Budget(total=Limit("1.00", warn_at=0.5), ledger=ledger, clock=lambda: now[0], on_warning=mine.append)
+    cent = Decimal("0.01")
+    for _ in range(49):  # $0.49: quiet, and short of the 50% threshold
+        budget.commit(budget.reserve("m", cent), cent)
+    assert mine == []
+    budget.commit(budget.reserve("m", cent), cent)  # $0.50: its own spend crosses, on this very call
+    assert [e.threshold for e in mine] == [0.5]
+
+    other = Budget(total=Limit("1.00", warn_at=0.5), ledger=ledger, clock=lambda: now[0], on_warning=lambda e: None)
+    watcher: list[BudgetEvent] = []
+    me = Budget(
+        total=Limit("1.00", warn_at=0.5, hard=False), ledger=ledger, clock=lambda: now[0], on_warning=watcher.append
+    )
+    # a soft limit's "exceeded" (100%) is owed: another kernel's spend takes the total past it
+    me.commit(me.reserve("m", cent), cent)  # $0.51: its 50% warning (a read)
+    me.commit(me.reserve("m", cent), cent)  # $0.52: a read; the gap to $1.00 is $0.48
+    assert [e.threshold for e in watcher] == [0.5]
+    other.commit(other.reserve("m", Decimal("0.45")), Decimal("0.45"))  # $0.97
+    other.commit(other.reserve("m", Decimal("0.02")), Decimal("0.02"))  # $0.99
+    me.commit(me.reserve("m", cent), cent)  # $1.00, but this budget counts only its own cent since its read
+    assert [e.threshold for e in watcher] == [0.5]
+    now[0] += QUIET_FOR
+    me.commit(me.reserve("m", cent), cent)  # the quiet window is over: read, and the crossing is seen
+    assert [e.threshold for e in watcher] == [0.5, 1.0]
