@@ -28,6 +28,8 @@ live elsewhere come in on first use: the provider registry calls its *loaders* (
 paths: the built-in providers in ``_models``, the sandbox's own entry in ``coffee_nb.sandbox``), each
 registering through the public ``register_provider`` hook, and again on first use after a reset; the
 sandbox's served models are registered by ``coffee_nb.sandbox._catalog`` when it is imported.
+
+Over ~400 lines by design: it is the one home of process-global state, so that nothing else keeps any.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ they record there would be lost to everyone else. So the ledger compares the fil
 one it opened (inode and device: a ``stat``, at most once a second on the hot path, and on every read
 and on close) and, when they differ, carries what the old file holds into the file now at the path,
 then goes on there. Every failure is a ``StorageError`` naming the file, what is wrong and what to do.
+
+Over ~400 lines as one thing: the ledger contract on one file (reserve, commit, release, reads, the file
+swapped under it); the blocks and the hot-path statements live in _sqlite_blocks and _sqlite_hot.
 """
 
 from __future__ import annotations

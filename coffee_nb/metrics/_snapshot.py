@@ -4,6 +4,8 @@
 outcome, error class, ... — a few dozen, however many records there are) and the latency window.
 ``as_dict()`` is the plain dict ``get_metrics()`` has always returned; ``model_frame()`` is the one
 per-model table, behind both ``LocalMetrics.summary()`` and the widgets' cost table.
+
+Over ~400 lines as one thing: the typed snapshot and every view of it the widgets and DataFrames read.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ gone: a snapshot, never "Error displaying widget".
 Models hold views weakly (a view nobody holds unsubscribes when it is collected), ``close()``
 unsubscribes at once, and a view displayed by a cell replaces the views that cell displayed in an
 earlier run (re-running ``%llm_dashboard`` leaves one live dashboard, not fifty).
+
+Over ~400 lines as one thing: the parts a live view is made of and the display/redraw/subscription
+machinery they share; the views themselves are in widgets, _dashboard, _histogram and health_panel.
 """
 
 from __future__ import annotations

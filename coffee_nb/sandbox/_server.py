@@ -5,6 +5,8 @@ Endpoints: ``POST /v1/chat/completions`` (plain and SSE streaming, usage chunk o
 ``POST /sandbox/faults`` ``{"model", "sequence": [...], "rates": {...}, "seed"}``,
 ``DELETE /sandbox/faults``, ``GET /sandbox/stats``, ``GET /sandbox/log`` (every request with its time and
 fault, so tests can check a client's conduct: retries, waits, hammering).
+
+Over ~400 lines as one thing: the HTTP/1.1 server and its routes (replies, faults and SSE are elsewhere).
 """
 
 from __future__ import annotations
