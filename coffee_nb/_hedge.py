@@ -233,7 +233,8 @@ def _lost(call: Call, racer: _Racer) -> None:
     """Settle a racer that lost as cancelled: charged its prompt, plus the text it had sent (estimated)."""
     text = "".join(content_text(chunk.content) for chunk in racer.early if chunk.content)
     plan = call.plan
-    plan.cancelled(racer.attempt, partial=Usage(plan.prompt_estimate(), estimate_tokens(text), estimated=True))
+    usage = Usage(plan.prompt_estimate(), estimate_tokens(text), estimated=True)
+    plan.cancelled(racer.attempt, partial=usage, streamed=True)  # it was a stream, even without a first token
 
 
 def _won(call: Call, racer: _Racer) -> None:

@@ -374,13 +374,15 @@ class Plan:
             return Action.FALLBACK
         return Action.RAISE
 
-    def cancelled(self, attempt: Attempt, *, ttft: float | None = None, partial: Usage | None = None) -> None:
-        """The caller stopped the attempt (Ctrl-C, task cancelled, stream closed early).
+    def cancelled(
+        self, attempt: Attempt, *, ttft: float | None = None, partial: Usage | None = None, streamed: bool = False
+    ) -> None:
+        """The caller stopped the attempt (Ctrl-C, task cancelled, stream closed early, a lost race).
 
         Streamed text was billed by the provider, so its cost is committed.
         """
         attempt.candidate.breaker.release()
-        self._emit(self._settled(attempt, Outcome.CANCELLED, partial, ttft=ttft))
+        self._emit(self._settled(attempt, Outcome.CANCELLED, partial, ttft=ttft, streamed=streamed))
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _admit(self, cand: Candidate, now: float) -> bool:

@@ -141,9 +141,9 @@ def test_the_slow_primary_that_speaks_first_keeps_its_stream(mode):
         chunks = stream(llm, mode)
     assert text_of(chunks) == clean
     assert summary_of(chunks)["model"] == "sandbox/fast"
-    assert [(r.model, r.role.value, r.outcome.value) for r in records] == [
-        ("sandbox/echo", "hedge", "cancelled"),
-        ("sandbox/fast", "primary", "ok"),
+    assert [(r.model, r.role.value, r.outcome.value, r.streamed) for r in records] == [
+        ("sandbox/echo", "hedge", "cancelled", True),  # the loser was a stream too
+        ("sandbox/fast", "primary", "ok", True),
     ]
     assert sorted(a["model"] for a in sandbox.attempts()) == ["echo", "fast"]  # the hedge really was sent
     assert budget.spent() == records[0].cost + records[1].cost and records[0].cost > 0
