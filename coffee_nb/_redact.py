@@ -48,6 +48,7 @@ def remember_secret(value: Any) -> None:
 
 
 _names: tuple[tuple[int, ...], tuple[str, ...]] = ((), ())  # (the providers it was read from, key variables)
+_raw_names: tuple[bytes, ...] = ()  # the same names as os.environ keeps them on POSIX (see _env)
 _values: tuple[tuple[Any, ...], list[str]] = ((), [])  # (what it was computed from, the values)
 
 
@@ -57,7 +58,7 @@ def _secret_values() -> list[str]:
     Runs on every failure (and every coffee_nb error's text): the variables' names are re-read only when
     the provider registry changes, the values recomputed only when a variable or a remembered key did.
     """
-    global _names, _values
+    global _names, _values, _raw_names
     from coffee_nb import _config  # no import cycle: _config imports nothing of coffee_nb at import
 
     providers = list(_config.PROVIDERS.values())
@@ -67,18 +68,28 @@ def _secret_values() -> list[str]:
         for provider in providers:
             names.update(v for v in (provider.env_var, *getattr(provider, "secret_vars", ())) if v)
         _names = (ids, tuple(sorted(names)))
-    environ = os.environ
-    env = tuple(environ.get(name) for name in _names[1])
-    key = (len(_SECRETS), env)
+        _raw_names = tuple(os.fsencode(n) for n in _names[1])
+    key = (len(_SECRETS), _env(_names[1]))
     if key == _values[0]:
         return _values[1]
     values = set(_SECRETS)
-    for value in env:
+    for name in _names[1]:
+        value = os.environ.get(name)
         if value:
             values.update(_forms(value))
     result = sorted(values, key=len, reverse=True)
     _values = (key, result)
     return result
+
+
+def _env(names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The variables' current values, to tell whether any changed: on POSIX read from the bytes mapping
+    behind ``os.environ`` (0.6 µs for 16 names instead of 10 µs through ``os.environ.get``'s decoding,
+    on every failure); elsewhere, or if that mapping is not there, through ``os.environ.get``."""
+    data = getattr(os.environ, "_data", None)
+    if os.name == "posix" and isinstance(data, dict) and len(_raw_names) == len(names):
+        return tuple(map(data.get, _raw_names))
+    return tuple(map(os.environ.get, names))
 
 
 def secret_values() -> list[str]:

@@ -173,3 +173,20 @@ def test_no_key_in_a_saved_executed_notebook(canaries, tmp_path, monkeypatch):
     assert "BadRequestError" in saved and "private" not in saved
     assert "environment variables are not interpolated" in saved
     assert_clean("the saved notebook", saved)
+
+
+def test_a_key_set_changed_or_removed_mid_session_is_redacted_from_the_next_failure_on(monkeypatch):
+    """Key values are read again whenever a key variable changes (a cheap check on every failure)."""
+    from coffee_nb import AutoPicker
+    from coffee_nb._errors import classify
+    from coffee_nb.testing import http_error
+
+    AutoPicker("sandbox/fast")  # the providers (and their key variables) are registered
+    for key in ("first-canary-value-0123456789", "second-canary-value-987654321"):  # not key-shaped: by value only
+        monkeypatch.setenv("MISTRAL_API_KEY", key)
+        error = http_error(500, message=f"upstream said: {key} is not allowed")
+        info = classify(error)
+        assert key not in info.message and key not in str(error)  # the message, and the exception itself
+    monkeypatch.delenv("MISTRAL_API_KEY")
+    error = http_error(500, message="echo second-canary-value-987654321")
+    assert "second-canary-value-987654321" in classify(error).message  # no longer a key: nothing to hide
