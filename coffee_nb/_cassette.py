@@ -324,9 +324,10 @@ def use_cassette(mode: str, path: str | os.PathLike[str] | None = None) -> Casse
 
 
 @contextlib.contextmanager
-def cassette(path: str | os.PathLike[str] | None = None, mode: str = "replay") -> Iterator[Cassette]:
-    """Record or replay every model call inside the block (``with coffee_nb.cassette("x.jsonl"): ...``)."""
-    tape = Cassette(path, mode)
+def cassette(path: str | os.PathLike[str] | Cassette | None = None, mode: str = "replay") -> Iterator[Cassette]:
+    """Record or replay every model call inside the block (``with coffee_nb.cassette("x.jsonl"): ...``);
+    ``path`` may also be a :class:`Cassette` already opened (its own mode then)."""
+    tape = path if isinstance(path, Cassette) else Cassette(path, mode)
     token = _CURRENT.set(tape)
     try:
         yield tape

@@ -9,9 +9,12 @@ a notebook whose loop is already running, and a kernel interrupt reaches us in t
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,8 @@ from coffee_nb.jobs._template import NOT_DEFINED, Template, unfilled_field
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from coffee_nb._cassette import Cassette
 
 __all__ = ["DEFAULT_CONCURRENCY", "amap_rows", "map_rows"]
 
@@ -55,6 +60,7 @@ def map_rows(
     on_progress: Callable[[JobStatus], Any] | None = None,
     namespace: Mapping[str, Any] | None = None,
     compute: bool = False,
+    cassette: str | os.PathLike[str] | Cassette | None = None,
 ) -> Any:
     """Run ``template`` over every row of ``df``; return ``df`` with the answers and their cost appended.
 
@@ -73,11 +79,20 @@ def map_rows(
     own view; ``on_progress(status)`` hears every finished row. A Dask DataFrame runs per partition on the
     cluster, every worker charging the budget's Redis ledger; it returns a lazy Dask DataFrame, or a
     pandas one with ``compute=True`` (then with the workers' progress summed in one view).
+    ``cassette``: the job's own cassette, a path (``replay``: answered from it when recorded, else called
+    and recorded) or a :class:`~coffee_nb.Cassette` in any mode; without it, the cassette in force
+    (``with coffee_nb.cassette(...)``, ``%llm_cassette``) applies.
     """
     if namespace is None:
         namespace = caller_namespace()
     if is_dask(df):
         from coffee_nb.jobs._dask import map_dask
+
+        if cassette is not None:
+            raise ConfigError(
+                "cassette= records and replays in this process, and a Dask job's calls run on the workers: "
+                "run the job on a pandas DataFrame to record it (df.compute()), or leave cassette out"
+            )
 
         return map_dask(
             df,
@@ -97,6 +112,56 @@ def map_rows(
             namespace=namespace,
             compute=compute,
         )
+    with _tape(cassette):
+        return _map_here(
+            df,
+            template,
+            models=models,
+            out=out,
+            schema=schema,
+            concurrency=concurrency,
+            budget=budget,
+            cache=cache,
+            on_error=on_error,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            dry_run=dry_run,
+            progress=progress,
+            on_progress=on_progress,
+            namespace=namespace,
+        )
+
+
+def _tape(cassette: str | os.PathLike[str] | Cassette | None) -> AbstractContextManager[Any]:
+    """The job's cassette in force while it runs (the worker thread gets it with the caller's context)."""
+    if cassette is None:
+        return nullcontext()
+    from coffee_nb._cassette import cassette as scope
+
+    return scope(cassette, "replay")
+
+
+def _map_here(
+    df: Any,
+    template: str,
+    *,
+    models: Any,
+    out: str | None,
+    schema: Any,
+    concurrency: int | None,
+    budget: Any,
+    cache: Any,
+    on_error: str,
+    system: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    dry_run: bool,
+    progress: Any,
+    on_progress: Callable[[JobStatus], Any] | None,
+    namespace: Mapping[str, Any],
+) -> Any:
+    """``map_rows`` on a pandas DataFrame, in this process."""
     job, frame, dtypes, opened = prepare(
         df,
         template,
@@ -128,6 +193,11 @@ def map_rows(
 
 async def amap_rows(df: Any, template: str, *, progress: Any = False, **kwargs: Any) -> Any:
     """``map_rows`` for async code: runs on the running event loop (``await amap_rows(df, "...")``)."""
+    with _tape(kwargs.pop("cassette", None)):
+        return await _amap_here(df, template, progress=progress, **kwargs)
+
+
+async def _amap_here(df: Any, template: str, *, progress: Any, **kwargs: Any) -> Any:
     namespace = kwargs.pop("namespace", None)
     if namespace is None:
         namespace = caller_namespace()
@@ -368,7 +438,9 @@ def _run_in_thread(scheduler: Scheduler, view: View | None) -> None:
         finally:
             finished.set()
 
-    thread = threading.Thread(target=work, name="coffee_nb-map_rows", daemon=True)
+    # with the caller's context: a `with coffee_nb.cassette(...)` block, the notebook cell, ... apply in the job
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(work,), name="coffee_nb-map_rows", daemon=True)
     if view is not None:
         view.start(scheduler.job.progress.projection)
     thread.start()

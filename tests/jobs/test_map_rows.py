@@ -305,3 +305,56 @@ def test_a_row_holding_an_api_key_is_not_sent(monkeypatch):
     assert result.loc[1, "error"].startswith("TemplateError: {text} could not be filled from this row")
     assert "API key" in result.loc[1, "error"] and secret not in result.loc[1, "error"]
     assert len(sandbox.attempts()) == 1
+
+
+@pytest.mark.parametrize("how", ["argument", "block"])
+def test_a_job_records_its_cassette_and_replays_it_in_a_fresh_process_without_the_sandbox(tmp_path, how):
+    """map_rows' calls run in a worker thread: they record into the job's cassette (``cassette=``) or the
+    ``with coffee_nb.cassette(...)`` block around the job, and replay from it with nothing sent."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    import coffee_nb
+    from coffee_nb import Cassette, map_rows, sandbox
+
+    path = tmp_path / "job.llm-cassette.jsonl"
+    df = pd.DataFrame({"word": ["alpha", "beta", "gamma"]})
+    sandbox.clear_log()
+    if how == "argument":
+        out = map_rows(
+            df, "Say {word}", models=["sandbox/echo"], cache=False, progress=False, cassette=Cassette(path, "record")
+        )
+    else:
+        with coffee_nb.cassette(path, mode="record"):
+            out = map_rows(df, "Say {word}", models=["sandbox/echo"], cache=False, progress=False)
+    assert list(out["answer"]) == ["Say alpha", "Say beta", "Say gamma"] and len(sandbox.attempts()) == 3
+    assert len(path.read_text().splitlines()) == 3  # one entry per row
+    code = textwrap.dedent(
+        f"""
+        import json
+        import pandas as pd
+        import coffee_nb
+        from coffee_nb import Cassette, map_rows
+        df = pd.DataFrame({{"word": ["alpha", "beta", "gamma"]}})
+        out = map_rows(df, "Say {{word}}", models=["sandbox/echo"], cache=False, progress=False,
+                       cassette=Cassette({str(path)!r}, "strict"))
+        started = coffee_nb.sandbox._SANDBOX.server is not None
+        print(json.dumps({{"answers": list(out["answer"]), "costs": [str(c) for c in out["cost"]],
+                          "errors": [e for e in out["error"] if isinstance(e, str)], "sandbox_started": started}}))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["answers"] == ["Say alpha", "Say beta", "Say gamma"] and data["errors"] == []
+    assert data["costs"] == ["0", "0", "0"] and data["sandbox_started"] is False  # $0, no server, no request
+
+
+def test_a_dask_job_refuses_a_cassette_with_what_to_do_instead():
+    dd = pytest.importorskip("dask.dataframe")
+    from coffee_nb import ConfigError, map_rows
+
+    ddf = dd.from_pandas(pd.DataFrame({"word": ["a", "b"]}), npartitions=1)
+    with pytest.raises(ConfigError, match=r"Dask.*df\.compute\(\)"):
+        map_rows(ddf, "Say {word}", models=["sandbox/echo"], cassette="job.jsonl")
