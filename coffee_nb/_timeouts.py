@@ -10,10 +10,12 @@ by chunk, so the time to the first chunk and the gaps between chunks are bounded
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 __all__ = ["AttemptTimeoutError", "FirstTokenTimeoutError", "IdleTimeoutError", "Pump", "call_within", "submit"]
@@ -61,7 +63,8 @@ class _Workers:
         self._idle = 0
 
     def submit(self, fn: Callable[[], Any]) -> _Job:
-        job = _Job(fn)
+        # in the caller's context: what it set (a cassette block, LangSmith's parent run, the cell) holds there
+        job = _Job(partial(contextvars.copy_context().run, fn))
         with self._lock:
             spawn = self._idle == 0
             if not spawn:
