@@ -85,6 +85,18 @@ def map_rows(
     """
     if namespace is None:
         namespace = caller_namespace()
+    options: dict[str, Any] = {
+        "models": models,
+        "out": out,
+        "schema": schema,
+        "concurrency": concurrency,
+        "budget": budget,
+        "cache": cache,
+        "on_error": on_error,
+        "system": system,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+    }
     if is_dask(df):
         from coffee_nb.jobs._dask import map_dask
 
@@ -93,43 +105,12 @@ def map_rows(
                 "cassette= records and replays in this process, and a Dask job's calls run on the workers: "
                 "run the job on a pandas DataFrame to record it (df.compute()), or leave cassette out"
             )
-
         return map_dask(
-            df,
-            template,
-            models=models,
-            out=out,
-            schema=schema,
-            concurrency=concurrency,
-            budget=budget,
-            cache=cache,
-            on_error=on_error,
-            system=system,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            dry_run=dry_run,
-            progress=progress,
-            namespace=namespace,
-            compute=compute,
+            df, template, dry_run=dry_run, progress=progress, namespace=namespace, compute=compute, **options
         )
     with _tape(cassette):
         return _map_here(
-            df,
-            template,
-            models=models,
-            out=out,
-            schema=schema,
-            concurrency=concurrency,
-            budget=budget,
-            cache=cache,
-            on_error=on_error,
-            system=system,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            dry_run=dry_run,
-            progress=progress,
-            on_progress=on_progress,
-            namespace=namespace,
+            df, template, dry_run=dry_run, progress=progress, namespace=namespace, on_progress=on_progress, **options
         )
 
 
@@ -143,41 +124,11 @@ def _tape(cassette: str | os.PathLike[str] | Cassette | None) -> AbstractContext
 
 
 def _map_here(
-    df: Any,
-    template: str,
-    *,
-    models: Any,
-    out: str | None,
-    schema: Any,
-    concurrency: int | None,
-    budget: Any,
-    cache: Any,
-    on_error: str,
-    system: str | None,
-    temperature: float | None,
-    max_tokens: int | None,
-    dry_run: bool,
-    progress: Any,
-    on_progress: Callable[[JobStatus], Any] | None,
-    namespace: Mapping[str, Any],
+    df: Any, template: str, *, dry_run: bool, progress: Any, namespace: Mapping[str, Any], **options: Any
 ) -> Any:
-    """``map_rows`` on a pandas DataFrame, in this process."""
-    job, frame, dtypes, opened = prepare(
-        df,
-        template,
-        models=models,
-        out=out,
-        schema=schema,
-        concurrency=concurrency,
-        budget=budget,
-        cache=cache,
-        on_error=on_error,
-        system=system,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        namespace=namespace,
-        on_progress=on_progress,
-    )
+    """``map_rows`` on a pandas DataFrame, in this process (``options``: map_rows' own)."""
+    job, frame, dtypes, opened = prepare(df, template, namespace=namespace, **options)
+    concurrency = options["concurrency"]
     try:
         if dry_run:
             return job.progress.projection
