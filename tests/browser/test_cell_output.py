@@ -160,7 +160,18 @@ def _outputs(browser, i: int):
     return _cell(browser, i).locator(".jp-OutputArea")
 
 
-def _text(browser, i: int) -> str:
+def _text(browser, i: int, expect: str = "") -> str:
+    """Cell ``i``'s output text, once it shows (``expect`` in it, if given): JupyterLab renders markdown and
+    HTML outputs asynchronously, so the kernel can be idle a moment before the text is on screen."""
+    browser.page.wait_for_function(
+        """([i, expect]) => {
+            const out = document.querySelectorAll('.jp-Notebook .jp-Cell')[i].querySelector('.jp-OutputArea');
+            const text = out ? out.innerText : '';
+            return text.trim().length > 0 && text.includes(expect);
+        }""",
+        arg=[i, expect],
+        timeout=15_000,
+    )
     text: str = _outputs(browser, i).inner_text()
     return text
 
@@ -262,7 +273,10 @@ def test_retries_are_said_live_and_an_interrupt_is_one_line(browser):
     said = page.evaluate("window.__status")
     assert any("sandbox/fast: 429, retrying in 1.0 s (1/2)…" in s for s in said), said
     assert any("(2/2)… falling back to sandbox/echo…" in s for s in said), said
-    answered = _text(browser, 1)
+    answered = _text(browser, 1, expect="sandbox/echo · fallback from sandbox/fast")
+    if "retrying" in answered:  # the status line's last update may render a moment after the answer
+        page.wait_for_timeout(2000)
+        answered = _text(browser, 1)
     assert "retrying" not in answered and "sandbox/echo · fallback from sandbox/fast" in answered, answered
 
     _run(browser, 2)
