@@ -62,3 +62,17 @@ def quiet_sandbox():
     sandbox.clear_faults()
     yield sandbox
     sandbox.clear_faults()
+
+
+@pytest.fixture
+def ip(quiet_sandbox):
+    """A real InteractiveShell with coffee_nb loaded, a fresh session and a quiet sandbox."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import coffee_nb
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "coffee_nb")
+    coffee_nb.reset()
+    yield shell
+    coffee_nb.reset()

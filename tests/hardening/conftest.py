@@ -1,5 +1,5 @@
-"""Fixtures for the hardening tests: a real IPython shell with coffee_nb loaded, canary keys, and real
-storage faults (a read-only directory, a tiny full disk) where this machine allows them."""
+"""Fixtures for the hardening tests: canary keys, and real storage faults (a read-only directory, a tiny
+full disk) where this machine allows them. The IPython shell ``ip`` is the suite's (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ import os
 from contextlib import ExitStack
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
-
-import coffee_nb
-from coffee_nb import sandbox
 
 # Canary keys: unique strings that must never show up in any artifact. The second has no known key
 # prefix ("sk-", "Bearer"): only redaction by value can catch it.
@@ -18,19 +14,6 @@ CANARY_OPENAI = "sk-proj-CANARYopenai0123456789abcdefXYZ"
 CANARY_ANTHROPIC = "CANARYanthropicNoPrefix9876543210zyx"
 CANARY_PARAM = "CANARYparamKey_5555aaaa6666bbbb"
 CANARIES = (CANARY_OPENAI, CANARY_ANTHROPIC, CANARY_PARAM)
-
-
-@pytest.fixture
-def ip():
-    """A real InteractiveShell with coffee_nb loaded, a fresh session and a quiet sandbox."""
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "coffee_nb")
-    coffee_nb.reset()
-    sandbox.set_latency_scale(0)
-    sandbox.clear_faults()
-    yield shell
-    sandbox.clear_faults()
-    coffee_nb.reset()
 
 
 @pytest.fixture

@@ -5,24 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-import coffee_nb
 from coffee_nb import sandbox
 from coffee_nb.jobs import Projection
 
 
 @pytest.fixture
-def ip():
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "coffee_nb")
-    coffee_nb.reset()
+def ip(ip):
+    """The suite's shell, with a small DataFrame to map over."""
+    shell = ip
     shell.user_ns["tickets"] = pd.DataFrame({"text": ["my order never came", "love the mug"], "n": [3, 7]})
     yield shell
     for name in ("tickets", "labelled", "Ticket", "_"):
         shell.user_ns.pop(name, None)
-    coffee_nb.reset()
 
 
 def run(ip, line, cell):
