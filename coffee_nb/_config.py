@@ -120,7 +120,8 @@ class Registry(dict[str, "Provider"]):
     """A name → entry dict whose default entries are registered on first :meth:`ready` by ``loaders``
     (``"module:function"`` paths, imported then), and again on first use after :meth:`reset`.
 
-    Readers call ``ready()`` before looking up; it is one attribute test once loaded.
+    Readers call ``ready()`` before looking up; it is one attribute test once loaded. Every change bumps
+    ``generation``, so a reader's derived tables (error slices, key variables) check one int, not the entries.
     """
 
     def __init__(self, loaders: tuple[str, ...]) -> None:
@@ -129,6 +130,39 @@ class Registry(dict[str, "Provider"]):
         self._loaded = False
         self._loading = False
         self._lock = threading.RLock()
+        self.generation = 0
+
+    def __setitem__(self, key: str, value: Provider) -> None:
+        super().__setitem__(key, value)
+        self.generation += 1
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.generation += 1
+
+    def __ior__(self, other: Any) -> Registry:  # type: ignore[override,misc]  # dict's |= would skip the count
+        self.update(other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self.generation += 1
+
+    def pop(self, *args: Any) -> Any:
+        self.generation += 1
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Provider]:
+        self.generation += 1
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self.generation += 1
+        return super().setdefault(key, default)
+
+    def clear(self) -> None:
+        super().clear()
+        self.generation += 1
 
     def ready(self) -> Registry:
         if self._loaded:

@@ -64,27 +64,32 @@ def codes_of(exc: BaseException) -> str:
         response = getattr(e, "response", None)
         if isinstance(response, dict):  # botocore ClientError: response["Error"]["Code"]
             body = body or response
-        found += _body_codes(body)
+        if isinstance(body, dict):
+            _body_codes(body, found)
         todo += [e.__cause__, e.__context__]
     return " ".join(found).lower()
 
 
-def _body_codes(body: Any, depth: int = 0) -> list[str]:
-    if not isinstance(body, dict) or depth > 2:
-        return []
-    out = [
-        v
-        for k in ("code", "type", "status", "Code", "reason", "finish_reason", "block_reason")
-        if isinstance(v := body.get(k), str)
-    ]
-    for k in ("error", "Error", "details", "promptFeedback"):
-        inner = body.get(k)
-        if isinstance(inner, list):
-            for item in inner[:4]:
-                out += _body_codes(item, depth + 1)
-        else:
-            out += _body_codes(inner, depth + 1)
-    return out
+_BODY_CODES = ("code", "type", "status", "Code", "reason", "finish_reason", "block_reason")
+_BODY_NESTED = ("error", "Error", "details", "promptFeedback")
+
+
+def _body_codes(body: dict[Any, Any], out: list[str], depth: int = 0) -> None:
+    """Append the codes in a parsed error body (and in its nested errors, two levels deep) to ``out``."""
+    get = body.get
+    for k in _BODY_CODES:
+        v = get(k)
+        if isinstance(v, str):
+            out.append(v)
+    if depth < 2:
+        for k in _BODY_NESTED:
+            inner = get(k)
+            if isinstance(inner, dict):
+                _body_codes(inner, out, depth + 1)
+            elif isinstance(inner, list):
+                for item in inner[:4]:
+                    if isinstance(item, dict):
+                        _body_codes(item, out, depth + 1)
 
 
 def retry_after(exc: BaseException) -> float | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 from enum import StrEnum
 
+from coffee_nb import _config  # imports nothing of coffee_nb itself: no cycle
+
 __all__ = ["ErrorClass", "lookup"]
 
 
@@ -186,24 +188,20 @@ def _key(cls: type) -> str:
 class _Slices:
     """The table merged with the registered providers' slices, rebuilt when the registry changes."""
 
-    token: tuple[int, ...] = ()
+    token = -1  # the provider registry's generation the table was built for
     table: dict[str, ErrorClass | None] = _SDK_TABLE
     codes: dict[str, ErrorClass] = {}  # noqa: RUF012 - replaced whole, never mutated
 
 
 def _merged() -> None:
-    """Bring :class:`_Slices` up to date with the provider registry (one tuple compare when it is)."""
-    from coffee_nb import _config  # no cycle: _config imports nothing of coffee_nb at import
-
+    """Bring :class:`_Slices` up to date with the provider registry (one int compare when it is)."""
     providers = _config.PROVIDERS.ready()  # built-in slices register on first use
-    values = list(providers.values())
-    # registering (or a reset) bumps the prices' generation; ids tell providers apart within one
-    token = (_config.PRICES.generation, *map(id, values))
-    if token == _Slices.token:
+    if providers.generation == _Slices.token:
         return
+    token = providers.generation
     table: dict[str, ErrorClass | None] = {}
     codes: dict[str, ErrorClass] = {}
-    for provider in values:
+    for provider in list(providers.values()):
         table.update(getattr(provider, "errors", None) or {})
         codes.update(getattr(provider, "codes", None) or {})
     _Slices.table, _Slices.codes = {**table, **_SDK_TABLE}, codes

@@ -19,7 +19,6 @@ reads are in ``_error_tables.py``; reading statuses, codes and waits off an exce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from coffee_nb._error_probe import codes_of, retry_after, status_of
@@ -122,14 +121,68 @@ class StreamInterruptedError(AllModelsFailedError):
         super().__init__(attempts, f"stream interrupted after {len(partial_text)} characters: {reason}")
 
 
-@dataclass(frozen=True, slots=True)
+_UNREAD = object()
+
+
 class Failure:
-    """A classified exception."""
+    """A classified exception: its class, its (redacted) message, its HTTP status, and ``retry_after``, the
+    seconds the provider asked to wait (Retry-After / retry-after-ms headers, Google's RetryInfo), which
+    is read off the exception only when the policy asks for it (a rate limit, a retry)."""
+
+    __slots__ = ("error_class", "message", "status", "_retry_after", "_exc")
 
     error_class: ErrorClass
     message: str
-    status: int | None = None
-    retry_after: float | None = None  # seconds, from Retry-After / retry-after-ms
+    status: int | None
+    _retry_after: object  # float | None, or _UNREAD until asked
+    _exc: BaseException | None
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        *,
+        exc: BaseException | None = None,
+    ) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "error_class", error_class)
+        setattr_(self, "message", message)
+        setattr_(self, "status", status)
+        setattr_(self, "_retry_after", _UNREAD if exc is not None and retry_after is None else retry_after)
+        setattr_(self, "_exc", exc)
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self._retry_after
+        if value is _UNREAD:
+            value = retry_after(self._exc) if self._exc is not None else None
+            object.__setattr__(self, "_retry_after", value)
+            object.__setattr__(self, "_exc", None)  # read once; the exception need not be kept alive
+        return value if isinstance(value, (int, float)) else None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Failure):
+            return NotImplemented
+        return (self.error_class, self.message, self.status, self.retry_after) == (
+            other.error_class,
+            other.message,
+            other.status,
+            other.retry_after,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.error_class, self.message, self.status))
+
+    def __repr__(self) -> str:
+        return (
+            f"Failure(error_class={self.error_class!r}, message={self.message!r}, status={self.status!r}, "
+            f"retry_after={self.retry_after!r})"
+        )
 
 
 def classify(exc: BaseException) -> Failure:
@@ -184,4 +237,4 @@ def classify(exc: BaseException) -> Failure:
         error_class = ErrorClass.SERVER
     if error_class is ErrorClass.UNKNOWN and not message.startswith(type(exc).__name__):
         message = f"{type(exc).__name__}: {message}"  # an unknown error names its class
-    return Failure(error_class, message, status, retry_after(exc))
+    return Failure(error_class, message, status, exc=exc)

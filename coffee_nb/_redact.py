@@ -13,6 +13,8 @@ import os
 import re
 from typing import Any
 
+from coffee_nb import _config  # imports nothing of coffee_nb itself: no cycle
+
 __all__ = ["is_clean", "redact", "remember_secret", "scrub", "secret_values"]
 
 _KEY_PATTERN = re.compile(r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,}|(?:Bearer|x-api-key:?)\s+[A-Za-z0-9_\-\.]{8,})")
@@ -47,7 +49,7 @@ def remember_secret(value: Any) -> None:
         _SECRETS.update(_forms(text))
 
 
-_names: tuple[tuple[int, ...], tuple[str, ...]] = ((), ())  # (the providers it was read from, key variables)
+_names: tuple[int, tuple[str, ...]] = (-1, ())  # (the provider registry's generation, its key variables)
 _raw_names: tuple[bytes, ...] = ()  # the same names as os.environ keeps them on POSIX (see _env)
 _values: tuple[tuple[Any, ...], list[str]] = ((), [])  # (what it was computed from, the values)
 
@@ -59,15 +61,12 @@ def _secret_values() -> list[str]:
     the provider registry changes, the values recomputed only when a variable or a remembered key did.
     """
     global _names, _values, _raw_names
-    from coffee_nb import _config  # no import cycle: _config imports nothing of coffee_nb at import
-
-    providers = list(_config.PROVIDERS.values())
-    ids = tuple(map(id, providers))
-    if ids != _names[0]:
+    providers = _config.PROVIDERS.ready()  # every provider's key variables, built-in ones included
+    if providers.generation != _names[0]:
         names = set(_KEY_ENV_VARS)
-        for provider in providers:
+        for provider in list(providers.values()):
             names.update(v for v in (provider.env_var, *getattr(provider, "secret_vars", ())) if v)
-        _names = (ids, tuple(sorted(names)))
+        _names = (providers.generation, tuple(sorted(names)))
         _raw_names = tuple(os.fsencode(n) for n in _names[1])
     key = (len(_SECRETS), _env(_names[1]))
     if key == _values[0]:
@@ -109,15 +108,21 @@ def redact(text: Any, secrets: list[str] | None = None) -> str:
 
 
 def _clean(value: Any, secrets: list[str], depth: int = 0) -> Any:
-    """``value`` with its strings redacted (inside dicts, lists and tuples too, a few levels deep)."""
+    """``value`` with its strings redacted (inside dicts, lists and tuples too, a few levels deep): the very
+    same object when nothing in it needed redacting (the common case, and it allocates nothing)."""
     if isinstance(value, str):
         return redact(value, secrets)
     if depth > 4:
         return value
     if isinstance(value, dict):
-        return {k: _clean(v, secrets, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_clean(v, secrets, depth + 1) for v in value) if type(value) in (list, tuple) else value
+        for v in value.values():
+            if _clean(v, secrets, depth + 1) is not v:
+                return {k: _clean(v, secrets, depth + 1) for k, v in value.items()}
+        return value
+    if type(value) is list or type(value) is tuple:
+        for v in value:
+            if _clean(v, secrets, depth + 1) is not v:
+                return type(value)(_clean(v, secrets, depth + 1) for v in value)
     return value
 
 
@@ -136,16 +141,17 @@ def scrub(exc: BaseException, secrets: list[str] | None = None) -> BaseException
             continue
         seen.add(id(e))
         try:
-            e.args = _clean(e.args, secrets)
+            args = e.args
+            cleaned = _clean(args, secrets)
+            if cleaned is not args:
+                e.args = cleaned
             notes = getattr(e, "__notes__", None)
-            if isinstance(notes, list):
-                notes[:] = _clean(notes, secrets)
+            if isinstance(notes, list) and (cleaned := _clean(notes, secrets)) is not notes:
+                notes[:] = cleaned
             for attr in _TEXT_ATTRS:
                 value = getattr(e, attr, None)
-                if isinstance(value, (str, dict, list)):
-                    cleaned = _clean(value, secrets)
-                    if cleaned != value:
-                        setattr(e, attr, cleaned)
+                if isinstance(value, (str, dict, list)) and (cleaned := _clean(value, secrets)) is not value:
+                    setattr(e, attr, cleaned)
         except Exception:  # noqa: BLE001 - an exception that refuses changes is checked by is_clean
             pass
         todo += [e.__cause__, e.__context__]

@@ -190,3 +190,29 @@ def test_a_key_set_changed_or_removed_mid_session_is_redacted_from_the_next_fail
     monkeypatch.delenv("MISTRAL_API_KEY")
     error = http_error(500, message="echo second-canary-value-987654321")
     assert "second-canary-value-987654321" in classify(error).message  # no longer a key: nothing to hide
+
+
+def test_a_providers_key_variable_is_redacted_from_the_first_failure_and_after_it_is_replaced(monkeypatch):
+    """The key variables come from the provider registry: its built-in providers are counted even before
+    anything loaded them, and a provider registered (or replaced) later adds its own at once."""
+    from coffee_nb import _config, _models
+    from coffee_nb._errors import classify
+    from coffee_nb.testing import ScriptedChatModel, http_error, isolated
+
+    with isolated():
+        assert not _config.PROVIDERS._loaded  # nothing has built a model in here yet
+        monkeypatch.setenv("GROQ_API_KEY", "groq-canary-value-0123456789")
+        assert "groq-canary-value" not in classify(http_error(500, "echo groq-canary-value-0123456789")).message
+        monkeypatch.setenv("HOUSE_TOKEN", "house-canary-value-0123456789")
+        monkeypatch.setenv("HOUSE_SECRET", "house-secret-value-0123456789")
+        error = http_error(500, "echo house-canary-value-0123456789 house-secret-value-0123456789")
+        assert "house-canary-value" in classify(error).message  # no provider says it is a key yet
+        _models.register_provider("house", lambda m, k, s: ScriptedChatModel(), env_var="HOUSE_TOKEN")
+        message = classify(http_error(500, "echo house-canary-value-0123456789")).message
+        assert "house-canary-value" not in message and "[redacted]" in message
+        # replaced under the same name, with one more secret variable
+        _models.register_provider(
+            "house", lambda m, k, s: ScriptedChatModel(), env_var="HOUSE_TOKEN", secret_vars=("HOUSE_SECRET",)
+        )
+        message = classify(http_error(500, "echo house-secret-value-0123456789")).message
+        assert "house-secret-value" not in message
