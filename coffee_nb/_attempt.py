@@ -95,6 +95,7 @@ class Call:
         "restart_chunk",
         "tape",
         "request",
+        "hedging",
     )
 
     def __init__(
@@ -136,6 +137,7 @@ class Call:
         self.restart_chunk: ChatGenerationChunk | None = None  # the last restart marker handed out
         self.tape = active_cassette()  # None almost always: then nothing below costs anything
         self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
+        self.hedging = self.plan.policy.hedge_after is not None  # else no attempt asks hedge_delay
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -279,7 +281,9 @@ class Call:
     # -- how an attempt ended ----------------------------------------------------------------------------
     def answered(self, output: Any) -> AIMessage:
         """Settle a successful invoke; the answer carries ``response_metadata["coffee_nb"]``."""
-        attempt = self._current()
+        attempt = self.attempt
+        if attempt is None:
+            raise RuntimeError("no attempt in progress")
         message, structured = as_message(output)
         summary = self._succeeded(attempt, message, structured)
         response_metadata = {**message.response_metadata, "coffee_nb": summary}

@@ -70,26 +70,40 @@ def codes_of(exc: BaseException) -> str:
     return " ".join(found).lower()
 
 
-_BODY_CODES = ("code", "type", "status", "Code", "reason", "finish_reason", "block_reason")
-_BODY_NESTED = ("error", "Error", "details", "promptFeedback")
+# where a parsed error body keeps its codes, and where its nested errors are; in the order they are read
+_CODE_KEYS = {k: i for i, k in enumerate(("code", "type", "status", "Code", "reason", "finish_reason", "block_reason"))}
+_NESTED_KEYS = {k: i for i, k in enumerate(("error", "Error", "details", "promptFeedback"))}
 
 
 def _body_codes(body: dict[Any, Any], out: list[str], depth: int = 0) -> None:
-    """Append the codes in a parsed error body (and in its nested errors, two levels deep) to ``out``."""
-    get = body.get
-    for k in _BODY_CODES:
-        v = get(k)
-        if isinstance(v, str):
-            out.append(v)
-    if depth < 2:
-        for k in _BODY_NESTED:
-            inner = get(k)
+    """Append the codes in a parsed error body (and in its nested errors, two levels deep) to ``out``:
+    this level's in the order of ``_CODE_KEYS``, then each nested error's in the order of ``_NESTED_KEYS``.
+    (One pass over the body's few keys, not a lookup of every key it might have.)"""
+    hits: list[tuple[int, str]] = []
+    nested: list[tuple[int, Any]] = []
+    for k, v in body.items():
+        rank = _CODE_KEYS.get(k)
+        if rank is not None:
+            if isinstance(v, str):
+                hits.append((rank, v))
+        elif depth < 2 and (rank := _NESTED_KEYS.get(k)) is not None:
+            nested.append((rank, v))
+    if hits:
+        hits.sort()
+        out += [v for _, v in hits]
+    if nested:
+        nested.sort(key=_first)
+        for _, inner in nested:
             if isinstance(inner, dict):
                 _body_codes(inner, out, depth + 1)
             elif isinstance(inner, list):
                 for item in inner[:4]:
                     if isinstance(item, dict):
                         _body_codes(item, out, depth + 1)
+
+
+def _first(pair: tuple[int, Any]) -> int:
+    return pair[0]
 
 
 def retry_after(exc: BaseException) -> float | None:

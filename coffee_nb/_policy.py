@@ -244,6 +244,8 @@ class CircuitBreaker:
 
     def allow(self, now: float) -> bool:
         """May the model be called now? In half-open state only one caller gets to probe."""
+        if self._open_until == 0.0:  # closed: no lock needed to say so (as if asked a moment earlier)
+            return True
         with self._lock:
             if self._open_until == 0.0:
                 return True
@@ -261,6 +263,8 @@ class CircuitBreaker:
         return self._open_until
 
     def success(self) -> None:
+        if not (self._failures or self._opens or self._probing) and self._open_until == 0.0:
+            return  # already closed and clean (the hot path): nothing to reset, no lock
         with self._lock:
             self._failures = 0
             self._opens = 0

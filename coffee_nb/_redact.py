@@ -9,8 +9,10 @@ coffee_nb unwrapped and still hold no key.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from coffee_nb import _config  # imports nothing of coffee_nb itself: no cycle
@@ -26,6 +28,7 @@ _REDACTED = "[redacted]"
 _SECRETS: set[str] = set()
 # attributes of exceptions that hold the text of a provider's reply (openai/anthropic: message, body)
 _TEXT_ATTRS = ("message", "msg", "body", "detail", "reason", "strerror", "filename", "text")
+_TEXT_ATTR_SET = frozenset(_TEXT_ATTRS)
 
 
 # the prefixes of well-known key formats: a server may echo a key without it
@@ -142,20 +145,40 @@ def scrub(exc: BaseException, secrets: list[str] | None = None) -> BaseException
         seen.add(id(e))
         try:
             args = e.args
+            notes = getattr(e, "__notes__", None)
             cleaned = _clean(args, secrets)
             if cleaned is not args:
                 e.args = cleaned
-            notes = getattr(e, "__notes__", None)
             if isinstance(notes, list) and (cleaned := _clean(notes, secrets)) is not notes:
                 notes[:] = cleaned
-            for attr in _TEXT_ATTRS:
+            first = args[0] if args else None  # SDK errors keep their message twice: as args[0] and .message
+            for attr in _text_attrs(e):
                 value = getattr(e, attr, None)
-                if isinstance(value, (str, dict, list)) and (cleaned := _clean(value, secrets)) is not value:
+                if value is first and first is not None:
+                    cleaned = e.args[0]
+                    if cleaned is not value:
+                        setattr(e, attr, cleaned)
+                elif isinstance(value, (str, dict, list)) and (cleaned := _clean(value, secrets)) is not value:
                     setattr(e, attr, cleaned)
         except Exception:  # noqa: BLE001 - an exception that refuses changes is checked by is_clean
             pass
         todo += [e.__cause__, e.__context__]
     return exc
+
+
+def _text_attrs(e: BaseException) -> Iterable[str]:
+    """Which of ``_TEXT_ATTRS`` ``e`` may have: those its class defines (properties, slots, defaults) and
+    those in its instance dict; all of them for a class that makes attributes up (``__getattr__``)."""
+    own = _class_text_attrs(type(e))
+    found = _TEXT_ATTR_SET.intersection(getattr(e, "__dict__", ()))
+    return found.union(own) if own else found
+
+
+@functools.lru_cache(maxsize=256)
+def _class_text_attrs(cls: type) -> tuple[str, ...]:
+    if getattr(cls, "__getattr__", None) is not None or cls.__getattribute__ is not BaseException.__getattribute__:
+        return _TEXT_ATTRS
+    return tuple(a for a in _TEXT_ATTRS if hasattr(cls, a))
 
 
 def is_clean(exc: BaseException) -> bool:
