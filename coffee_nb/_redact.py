@@ -169,14 +169,16 @@ def scrub(exc: BaseException, secrets: list[str] | None = None) -> BaseException
 def _text_attrs(e: BaseException) -> Iterable[str]:
     """Which of ``_TEXT_ATTRS`` ``e`` may have: those its class defines (properties, slots, defaults) and
     those in its instance dict; all of them for a class that makes attributes up (``__getattr__``)."""
-    own = _class_text_attrs(type(e))
+    cls: type = type(e)  # (a plain type: mypy can't see a class object as Hashable)
+    own = _class_text_attrs(cls)
     found = _TEXT_ATTR_SET.intersection(getattr(e, "__dict__", ()))
     return found.union(own) if own else found
 
 
 @functools.lru_cache(maxsize=256)
 def _class_text_attrs(cls: type) -> tuple[str, ...]:
-    if getattr(cls, "__getattr__", None) is not None or cls.__getattribute__ is not BaseException.__getattribute__:
+    # (the last two of an exception class's MRO are BaseException and object, whose lookup is the plain one)
+    if any("__getattr__" in vars(k) or "__getattribute__" in vars(k) for k in cls.__mro__[:-2]):
         return _TEXT_ATTRS
     return tuple(a for a in _TEXT_ATTRS if hasattr(cls, a))
 

@@ -216,3 +216,43 @@ def test_a_providers_key_variable_is_redacted_from_the_first_failure_and_after_i
         )
         message = classify(http_error(500, "echo house-secret-value-0123456789")).message
         assert "house-secret-value" not in message
+
+
+def test_scrub_reaches_every_place_an_exception_keeps_text(canaries):
+    """The attributes a reply's text is kept in: in the instance, behind a property, in a builtin's slot
+    (OSError.strerror), made up by __getattr__, and the message SDK errors keep twice."""
+    from coffee_nb._redact import scrub
+
+    class HeldError(Exception):
+        def __init__(self, text: str) -> None:
+            super().__init__("held")
+            self._text = text
+
+        @property
+        def detail(self) -> str:
+            return self._text
+
+        @detail.setter
+        def detail(self, value: str) -> None:
+            self._text = value
+
+    class MadeUpError(Exception):
+        def __getattr__(self, name: str) -> object:
+            if name == "body":
+                return self.__dict__.setdefault("_body", {"error": {"message": f"key {CANARY_OPENAI}"}})
+            raise AttributeError(name)
+
+        def __setattr__(self, name: str, value: object) -> None:
+            super().__setattr__("_body" if name == "body" else name, value)
+
+    held, made_up = HeldError(f"echo {CANARY_OPENAI}"), MadeUpError("x")
+    os_error = OSError(13, f"denied for {CANARY_OPENAI}", "/tmp/x")
+    sdk = http_error(400, f"bad key {_bare(CANARY_OPENAI)}")
+    assert sdk.message is sdk.args[0]  # the same text twice, as the openai SDK keeps it
+    for exc in (held, made_up, os_error, sdk):
+        scrub(exc)
+    assert_clean("a property", held.detail)
+    assert_clean("__getattr__", json.dumps(made_up.body))
+    assert_clean("OSError.strerror", str(os_error.strerror) + str(os_error))
+    assert_clean("an SDK error", error_texts(sdk))
+    assert "[redacted]" in held.detail and "[redacted]" in sdk.message and sdk.message == sdk.args[0]
