@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["codes_of", "retry_after", "status_of"]
+__all__ = ["chained", "codes_of", "retry_after", "status_of"]
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -40,6 +41,23 @@ def _own_status(exc: BaseException) -> int | None:
     return None
 
 
+def chained(exc: BaseException, most: int) -> Sequence[BaseException]:
+    """``exc`` and the exceptions chained to it (causes and contexts, each once, at most ``most + 1``)."""
+    if exc.__cause__ is None and exc.__context__ is None:
+        return (exc,)  # nearly always: no set, no list
+    out: list[BaseException] = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > most:
+            continue
+        seen.add(id(e))
+        out.append(e)
+        todo += [e.__cause__, e.__context__]
+    return out
+
+
 def codes_of(exc: BaseException) -> str:
     """Error codes and types a provider put in the structured error (lower-cased, space-separated).
 
@@ -47,13 +65,7 @@ def codes_of(exc: BaseException) -> str:
     ``str(exc)``), so classification reads the attributes and the parsed body, and the cause's too.
     """
     found: list[str] = []
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen or len(seen) > 4:
-            continue
-        seen.add(id(e))
+    for e in chained(exc, 4):
         for attr in ("code", "type", "error_code", "reason", "finish_reason"):
             value = getattr(e, attr, None)
             if isinstance(value, str):
@@ -66,8 +78,7 @@ def codes_of(exc: BaseException) -> str:
             body = body or response
         if isinstance(body, dict):
             _body_codes(body, found)
-        todo += [e.__cause__, e.__context__]
-    return " ".join(found).lower()
+    return " ".join(found).lower() if found else ""
 
 
 # where a parsed error body keeps its codes, and where its nested errors are; in the order they are read

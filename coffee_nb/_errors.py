@@ -132,7 +132,8 @@ _UNREAD = object()
 class Failure:
     """A classified exception: its class, its (redacted) message, its HTTP status, and ``retry_after``, the
     seconds the provider asked to wait (Retry-After / retry-after-ms headers, Google's RetryInfo), which
-    is read off the exception only when the policy asks for it (a rate limit, a retry)."""
+    is read off the exception only when the policy asks for it (a rate limit, a retry). Read-only by
+    convention (one is built per failure: plain slots, no frozen-attribute machinery)."""
 
     __slots__ = ("error_class", "message", "status", "_retry_after", "_exc")
 
@@ -151,24 +152,19 @@ class Failure:
         *,
         exc: BaseException | None = None,
     ) -> None:
-        setattr_ = object.__setattr__
-        setattr_(self, "error_class", error_class)
-        setattr_(self, "message", message)
-        setattr_(self, "status", status)
-        setattr_(self, "_retry_after", _UNREAD if exc is not None and retry_after is None else retry_after)
-        setattr_(self, "_exc", exc)
+        self.error_class = error_class
+        self.message = message
+        self.status = status
+        self._retry_after = _UNREAD if exc is not None and retry_after is None else retry_after
+        self._exc = exc
 
     @property
     def retry_after(self) -> float | None:
         value = self._retry_after
         if value is _UNREAD:
             value = retry_after(self._exc) if self._exc is not None else None
-            object.__setattr__(self, "_retry_after", value)
-            object.__setattr__(self, "_exc", None)  # read once; the exception need not be kept alive
+            self._retry_after, self._exc = value, None  # read once; the exception need not be kept alive
         return value if isinstance(value, (int, float)) else None
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Failure):

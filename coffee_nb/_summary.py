@@ -134,19 +134,9 @@ class CallSummary(_Frozen):
     ``tool_calls``, ...; see ``_finish.py``); ``truncated`` is True when it hit the output limit.
     """
 
-    __slots__ = (
-        "call_id",
-        "records",
-        "latency_s",
-        "ttft_s",
-        "structured",
-        "cache_hit",
-        "replayed",
-        "restart",
-        "primary_cost",
-        "recorded_cost",
-        "finish_reason",
-    )
+    # One slot holding every stored value, in this order (one is built per answer, on the hot path: one
+    # store instead of eleven); each is read through a property of its name below.
+    __slots__ = ("_v",)
     _keys = (
         "call_id",
         "model",
@@ -165,17 +155,18 @@ class CallSummary(_Frozen):
         "primary_cost",
         "saved",
     )
-    call_id: str
-    records: tuple[CallRecord, ...]
-    latency_s: float
-    ttft_s: float | None
-    structured: Mapping[str, Any] | None
-    cache_hit: bool
-    replayed: bool
-    restart: bool
-    primary_cost: Decimal | None  # what the first model would have cost for this answer (a fallback answered)
-    recorded_cost: Decimal | None  # a replayed answer: what it cost when it was recorded
-    finish_reason: str | None  # why the answer ended (None: the provider didn't say)
+    _v: tuple[
+        tuple[CallRecord, ...],  # records
+        float,  # latency_s
+        float | None,  # ttft_s
+        Mapping[str, Any] | None,  # structured
+        bool,  # cache_hit
+        bool,  # replayed
+        bool,  # restart
+        Decimal | None,  # primary_cost
+        Decimal | None,  # recorded_cost
+        str | None,  # finish_reason
+    ]
 
     def __init__(
         self,
@@ -193,19 +184,74 @@ class CallSummary(_Frozen):
     ) -> None:
         if not records:
             raise ValueError("a CallSummary needs the call's records")
-        # one per answer, on the hot path: set the slots directly (frozen to everyone else)
-        setattr_ = object.__setattr__
-        setattr_(self, "call_id", records[-1].call_id)
-        setattr_(self, "records", records)
-        setattr_(self, "latency_s", latency_s)
-        setattr_(self, "ttft_s", ttft_s)
-        setattr_(self, "structured", structured)
-        setattr_(self, "cache_hit", cache_hit)
-        setattr_(self, "replayed", replayed)
-        setattr_(self, "restart", restart)
-        setattr_(self, "primary_cost", primary_cost)
-        setattr_(self, "recorded_cost", recorded_cost)
-        setattr_(self, "finish_reason", finish_reason)
+        object.__setattr__(
+            self,
+            "_v",
+            (
+                records,
+                latency_s,
+                ttft_s,
+                structured,
+                cache_hit,
+                replayed,
+                restart,
+                primary_cost,
+                recorded_cost,
+                finish_reason,
+            ),
+        )
+
+    @property
+    def records(self) -> tuple[CallRecord, ...]:
+        """Every attempt's record, in order (skipped candidates included); the last one answered."""
+        return self._v[0]
+
+    @property
+    def call_id(self) -> str:
+        return self._v[0][-1].call_id
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds from the call's start to its answer (every attempt and wait included)."""
+        return self._v[1]
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Seconds to the first token of a stream (None for an invoke)."""
+        return self._v[2]
+
+    @property
+    def structured(self) -> Mapping[str, Any] | None:
+        """``{"parsed": ..., "parsing_error": ...}`` for ``with_structured_output(include_raw=True)``."""
+        return self._v[3]
+
+    @property
+    def cache_hit(self) -> bool:
+        return self._v[4]
+
+    @property
+    def replayed(self) -> bool:
+        """Answered from a cassette, not by the model."""
+        return self._v[5]
+
+    @property
+    def restart(self) -> bool:
+        return self._v[6]
+
+    @property
+    def primary_cost(self) -> Decimal | None:
+        """What the first model would have cost for this answer (a fallback answered), else None."""
+        return self._v[7]
+
+    @property
+    def recorded_cost(self) -> Decimal | None:
+        """A replayed answer: what it cost when it was recorded."""
+        return self._v[8]
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the answer ended (None: the provider didn't say)."""
+        return self._v[9]
 
     @property
     def _keys_present(self) -> tuple[str, ...]:
