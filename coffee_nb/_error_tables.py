@@ -9,8 +9,6 @@ exception class of the SDKs it lists is mapped.
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Callable
 from enum import StrEnum
 
 from coffee_nb import _config  # imports nothing of coffee_nb itself: no cycle
@@ -174,19 +172,6 @@ _FILTER_CODES = (
     "refusal",
 )
 _CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length", "request_too_large")
-
-
-def _contains_any(words: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
-    """``f(text)`` finds any of ``words`` in ``text``: one regex search instead of a loop of ``in``."""
-    return re.compile("|".join(map(re.escape, words))).search
-
-
-# the marker and code lists above, as one search each (classification runs them on every failure)
-has_context_marker = _contains_any(_CONTEXT_MARKERS)
-has_not_found_marker = _contains_any(_NOT_FOUND_MARKERS)
-has_filter_marker = _contains_any(_FILTER_MARKERS)
-has_filter_code = _contains_any(_FILTER_CODES)
-has_context_code = _contains_any(_CONTEXT_CODES)
 
 
 # Namespace packages shared by unrelated SDKs: their classes are keyed by two levels ("google.genai.X",

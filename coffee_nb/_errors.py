@@ -32,11 +32,6 @@ from coffee_nb._error_tables import (  # noqa: F401 - _SDK_TABLE, _Slices: where
     _STATUS,
     ErrorClass,
     _Slices,
-    has_context_code,
-    has_context_marker,
-    has_filter_code,
-    has_filter_marker,
-    has_not_found_marker,
     lookup,
 )
 from coffee_nb._redact import is_clean, redact, remember_secret, scrub, secret_values
@@ -219,18 +214,18 @@ def classify(exc: BaseException) -> Failure:
         found = True
     if error_class is None:
         error_class = ErrorClass.SERVER if found else ErrorClass.UNKNOWN
-    if codes and has_filter_code(codes):
+    if codes and any(m in codes for m in _FILTER_CODES):
         error_class = ErrorClass.CONTENT_FILTER
-    elif codes and has_context_code(codes):
+    elif codes and any(m in codes for m in _CONTEXT_CODES):
         error_class = ErrorClass.CONTEXT_OVERFLOW
     elif error_class in (ErrorClass.BAD_REQUEST, ErrorClass.SERVER) and found:
         # Providers report context overflow and content filtering as plain 400s (or 413s); read the text.
         low = message.lower()
-        if has_context_marker(low):
+        if any(m in low for m in _CONTEXT_MARKERS):
             error_class = ErrorClass.CONTEXT_OVERFLOW
-        elif has_filter_marker(low):
+        elif any(m in low for m in _FILTER_MARKERS):
             error_class = ErrorClass.CONTENT_FILTER
-        elif error_class is ErrorClass.BAD_REQUEST and has_not_found_marker(low):
+        elif error_class is ErrorClass.BAD_REQUEST and any(m in low for m in _NOT_FOUND_MARKERS):
             error_class = ErrorClass.NOT_FOUND
         elif "api_key" in low and status is None:
             error_class = ErrorClass.AUTH
