@@ -100,10 +100,10 @@ def _body_codes(body: dict[Any, Any], out: list[str], depth: int = 0) -> None:
         elif depth < 2 and (rank := _NESTED_KEYS.get(k)) is not None:
             nested.append((rank, v))
     if hits:
-        hits.sort()
+        hits.sort()  # (ranks differ: one per key, and a dict's keys are distinct)
         out += [v for _, v in hits]
     if nested:
-        nested.sort(key=_first)
+        nested.sort()
         for _, inner in nested:
             if isinstance(inner, dict):
                 _body_codes(inner, out, depth + 1)
@@ -111,10 +111,6 @@ def _body_codes(body: dict[Any, Any], out: list[str], depth: int = 0) -> None:
                 for item in inner[:4]:
                     if isinstance(item, dict):
                         _body_codes(item, out, depth + 1)
-
-
-def _first(pair: tuple[int, Any]) -> int:
-    return pair[0]
 
 
 def retry_after(exc: BaseException) -> float | None:
