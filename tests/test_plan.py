@@ -123,3 +123,73 @@ def test_budget_refusal_everywhere_is_budget_exceeded():
     with pytest.raises(BudgetExceededError):
         plan_of().next()
     assert records[-1].error_class == "budget"
+
+
+def test_a_settled_record_has_every_field_where_its_name_says():
+    """_settled builds records by position (the hot path): each field checked by name, with values that
+    differ from each other and from the defaults, for a broken stream and then the fallback's answer."""
+    register_price("openai/a", input=1, output=2)
+    register_price("openai/b", input=3, output=5)
+    core, records, plan_of = make(["openai/a", "openai/b"], policy=Policy(max_retries=0))
+    plan = plan_of()
+    first = plan.next()
+    assert isinstance(first, Attempt)
+    core.clock.now += 0.5
+    partial = Usage(input=1_000_000, output=2_000_000, cached=3, reasoning=4, estimated=True)
+    assert plan.failed(first, http_error(500, "upstream broke"), ttft=0.125, partial=partial) is Action.FALLBACK
+    second = plan.next()
+    assert isinstance(second, Attempt)
+    core.clock.now += 0.75
+    plan.succeeded(second, Usage(input=7, output=11, cached=5, reasoning=6), ttft=0.25, streamed=True)
+    broke, answered = records
+    assert broke._asdict() == {
+        "call_id": plan.call_id,
+        "attempt": 0,
+        "role": Role.PRIMARY,
+        "provider": "openai",
+        "model": "openai/a",
+        "outcome": Outcome.ERROR,
+        "started_at": first.started_at,
+        "latency_s": pytest.approx(0.5),
+        "error_class": "server",
+        "error_message": broke.error_message,
+        "ttft_s": 0.125,
+        "input_tokens": 1_000_000,
+        "output_tokens": 2_000_000,
+        "cached_tokens": 3,
+        "reasoning_tokens": 4,
+        "tokens_estimated": True,
+        "cost": Decimal(5),
+        "price_source": "custom",
+        "cache_hit": False,
+        "streamed": True,
+        "fallback_from": None,
+        "fallback_reason": None,
+        "replayed": False,
+    }
+    assert "upstream broke" in (broke.error_message or "")
+    assert answered._asdict() == {
+        "call_id": plan.call_id,
+        "attempt": 1,
+        "role": Role.FALLBACK,
+        "provider": "openai",
+        "model": "openai/b",
+        "outcome": Outcome.OK,
+        "started_at": second.started_at,
+        "latency_s": pytest.approx(0.75),
+        "error_class": None,
+        "error_message": None,
+        "ttft_s": 0.25,
+        "input_tokens": 7,
+        "output_tokens": 11,
+        "cached_tokens": 5,
+        "reasoning_tokens": 6,
+        "tokens_estimated": False,
+        "cost": Decimal(3 * 7 + 5 * 11) / 1_000_000,
+        "price_source": "custom",
+        "cache_hit": False,
+        "streamed": True,
+        "fallback_from": "openai/a",
+        "fallback_reason": "server",
+        "replayed": False,
+    }
