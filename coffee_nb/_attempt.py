@@ -95,7 +95,6 @@ class Call:
         "restart_chunk",
         "tape",
         "request",
-        "hedging",
     )
 
     def __init__(
@@ -137,7 +136,6 @@ class Call:
         self.restart_chunk: ChatGenerationChunk | None = None  # the last restart marker handed out
         self.tape = active_cassette()  # None almost always: then nothing below costs anything
         self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
-        self.hedging = self.plan.policy.hedge_after is not None  # else no attempt asks hedge_delay
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -281,9 +279,7 @@ class Call:
     # -- how an attempt ended ----------------------------------------------------------------------------
     def answered(self, output: Any) -> AIMessage:
         """Settle a successful invoke; the answer carries ``response_metadata["coffee_nb"]``."""
-        attempt = self.attempt
-        if attempt is None:
-            raise RuntimeError("no attempt in progress")
+        attempt = self._current()
         message, structured = as_message(output)
         summary = self._succeeded(attempt, message, structured)
         response_metadata = {**message.response_metadata, "coffee_nb": summary}

@@ -51,7 +51,7 @@ def drive(call: Call) -> Generator[Any, None, None]:
             if call.streaming:
                 # bound now: a worker that starts late must not see the next attempt's model
                 make = partial(model.stream, messages, config, stop=stop, **kwargs)
-                delay = call.hedge_delay(step) if call.hedging else None
+                delay = call.hedge_delay(step)
                 pump: Pump[AIMessageChunk] | Primed = (
                     Pump(make) if delay is None else stream_race(call, step, make, delay)
                 )
@@ -66,7 +66,7 @@ def drive(call: Call) -> Generator[Any, None, None]:
                 finally:
                     pump.close()
                 result: AIMessage | ChatGenerationChunk = call.streamed()
-            elif call.hedging and (delay := call.hedge_delay(step)) is not None:
+            elif (delay := call.hedge_delay(step)) is not None:
                 prepared = (model, messages, kwargs)
                 result = race(call, step, sync_starter(call, step, prepared, config, stop), delay)
             else:
@@ -111,7 +111,7 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
             model, messages, kwargs = call.target(step, loop)
             if call.streaming:
                 chunks = aiter(model.astream(messages, config, stop=stop, **kwargs))
-                if call.hedging and (delay := call.hedge_delay(step)) is not None:
+                if (delay := call.hedge_delay(step)) is not None:
                     chunks = await astream_race(call, step, chunks, delay, loop)
                 try:
                     while (chunk := await _within(anext(chunks, None), call.wait_limit(), call)) is not None:
@@ -126,7 +126,7 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
                 finally:
                     await _close(chunks)
                 result: AIMessage | ChatGenerationChunk = call.streamed()
-            elif call.hedging and (delay := call.hedge_delay(step)) is not None:
+            elif (delay := call.hedge_delay(step)) is not None:
                 prepared = (model, messages, kwargs)
                 result = await arace(call, step, async_starter(call, step, prepared, config, stop, loop), delay)
             else:
