@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "StreamInterruptedError": "coffee_nb._errors",
     "acollect": "coffee_nb._streams",
     "collect": "coffee_nb._streams",
+    "handles_restarts": "coffee_nb._streams",
     "is_restart": "coffee_nb._streams",
     "ModelSpec": "coffee_nb._models",
     "aliases": "coffee_nb._aliases",
@@ -149,6 +150,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "get_async_http_client",
     "get_http_client",
     "get_session",
+    "handles_restarts",
     "health",
     "is_restart",
     "load_ipython_extension",
@@ -211,7 +213,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb._pricing import Price, price_for, register_price, reset_prices
     from coffee_nb._records import CallRecord, Outcome, RecordSink, Role, capture_records
     from coffee_nb._session import Answer, Session, ask, configure, get_session, reset
-    from coffee_nb._streams import acollect, collect, is_restart
+    from coffee_nb._streams import acollect, collect, handles_restarts, is_restart
     from coffee_nb._summary import CallSummary
     from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
     from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from coffee_nb._cassette import CassetteError
 from coffee_nb._cassette import active as active_cassette
-from coffee_nb._compat import as_message, child_config, private_state, shared_output, usage_of
+from coffee_nb._compat import PARENT, InConfig, as_message, child_config, private_state, shared_output, usage_of
 from coffee_nb._errors import CoffeeError, ConfigError, EmptyResponseError, ErrorClass, StreamInterruptedError, classify
 from coffee_nb._finish import finish_reason
 from coffee_nb._format import content_text
@@ -42,7 +42,8 @@ from coffee_nb._plan import Attempt, Core, Plan, Usage
 from coffee_nb._policy import Action
 from coffee_nb._pricing import to_pico
 from coffee_nb._replay import taped
-from coffee_nb._summary import CallSummary
+from coffee_nb._streams import RESTARTS_OK
+from coffee_nb._summary import CallSummary, keep_structured, summary_data
 from coffee_nb._timeouts import AttemptTimeoutError, FirstTokenTimeoutError, IdleTimeoutError
 from coffee_nb._validate import usd
 
@@ -95,6 +96,9 @@ class Call:
         "restart_chunk",
         "tape",
         "request",
+        "watched",
+        "restarts_ok",
+        "nested",
     )
 
     def __init__(
@@ -106,6 +110,7 @@ class Call:
         kwargs: dict[str, Any],
         *,
         streaming: bool = False,
+        is_async: bool = False,
     ) -> None:
         if "model" in kwargs:
             raise ConfigError(
@@ -119,7 +124,10 @@ class Call:
         self.plan = Plan(core, picker.budget, messages, kwargs.get("max_tokens", picker.max_tokens), max_cost)
         self.messages = messages
         self.stop = stop or picker.stop or None
-        self.config = child_config(run_manager)
+        parent = PARENT.get() if run_manager is None else None
+        if parent is not None and parent.picker is not picker:
+            parent = None  # another AutoPicker's run (this one is its candidate): ours has a manager or none
+        self.config, self.watched = child_config(run_manager, parent, is_async=is_async)
         self.run_manager = run_manager
         self.kwargs = kwargs
         self.streaming = streaming
@@ -136,6 +144,16 @@ class Call:
         self.restart_chunk: ChatGenerationChunk | None = None  # the last restart marker handed out
         self.tape = active_cassette()  # None almost always: then nothing below costs anything
         self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
+        self.nested: Mapping[str, Any] | None = None  # a nested AutoPicker's summary of the current attempt
+        # May a stream broken mid-answer start over on a model that can't continue it? Only for consumers
+        # that said they handle the restart marker: collect()/%%llm, or LangChain's own invoke-by-streaming
+        # when no token consumer (LangGraph, astream_events) has heard the first model's text.
+        mode = self.plan.policy.stream_recovery
+        self.restarts_ok = mode == "restart" or (
+            mode == "continue"
+            and streaming
+            and (RESTARTS_OK.get() or (RESTARTED.get() is not None and not self.watched))
+        )
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -143,6 +161,7 @@ class Call:
         step = self.plan.next()
         if isinstance(step, Attempt):
             self.attempt, self.ttft, self.total, self.calling, self.finished = step, None, None, False, False
+            self.nested = None
         return step
 
     def _chat_model(self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None) -> Any:
@@ -189,10 +208,13 @@ class Call:
             if self.picker_policy().stream_recovery == "continue" and cand.prefill and self.delivered:
                 self.prefilled = True
                 base = [HumanMessage(messages)] if isinstance(messages, str) else list(messages)
-                messages = [*base, AIMessage(content=self.delivered)]
+                messages = [*base, cand.prefill_message(self.delivered)]
+                kwargs.update(cand.prefill_kwargs(kwargs))
             else:
                 self._restart(attempt)
         self.calling = True
+        if self.config is not None:  # traced: the candidate runs with its config current, like a child runnable
+            model = InConfig(model)
         return model, messages, kwargs
 
     def picker_policy(self) -> Any:
@@ -222,7 +244,9 @@ class Call:
         """Seconds from now a stream attempt may take to its first chunk, within the deadline."""
         plan = self.plan
         cand = attempt.candidate
-        limit = plan.policy.first_token_limit(cand.reasoning) if plan.has_alternative() else attempt.timeout
+        limit = attempt.timeout  # the first token never waits longer than the attempt may take (a user's own timeout)
+        if plan.has_alternative():
+            limit = min(limit, plan.policy.first_token_limit(cand.reasoning))
         return max(0.0, min(limit, plan.deadline - plan.clock()))
 
     def wait_limit(self) -> float:
@@ -250,6 +274,12 @@ class Call:
         """Pass one chunk on to the caller (after a pending restart marker), keeping the running total."""
         if self.ttft is None:
             self.ttft = self.plan.clock() - self._current().started
+        meta = chunk.response_metadata
+        if meta and "coffee_nb" in meta:
+            ours = meta["coffee_nb"]
+            if isinstance(ours, Mapping) and "call_id" in ours:  # a nested AutoPicker's closing summary: for us
+                self.nested = ours
+                return
         if self.marker is not None:
             marker, self.marker = self.marker, None
             self.restart_chunk = marker
@@ -258,7 +288,6 @@ class Call:
         text = chunk.content
         if text:
             self.delivered += text if isinstance(text, str) else content_text(text)
-        meta = chunk.response_metadata
         if meta and any(meta.get(k) for k in _FINISH_KEYS):
             self.finished = True
         yield ChatGenerationChunk(message=chunk)
@@ -282,7 +311,7 @@ class Call:
         attempt = self._current()
         message, structured = as_message(output)
         summary = self._succeeded(attempt, message, structured)
-        response_metadata = {**message.response_metadata, "coffee_nb": summary}
+        response_metadata = {**message.response_metadata, "coffee_nb": summary}  # plain data (checkpointers)
         if shared_output(attempt.candidate.instance):  # a cache may hand the same object to later calls
             return message.model_copy(update={"response_metadata": response_metadata})
         message.response_metadata = response_metadata  # ours alone (LangChain sets this field per call)
@@ -300,6 +329,7 @@ class Call:
         total = self.total
         summary = self._succeeded(attempt, total, None)
         if self.restarted:
+            summary["restarted"] = True
             collected = RESTARTED.get()
             if collected is not None:  # an invoke that streams: the answer is this attempt's alone
                 collected.append(
@@ -311,9 +341,7 @@ class Call:
                         id=total.id,
                     )
                 )
-        # after a restart the marker's dict and this one meet when chunks are added up: both plain dicts
-        value: Any = summary.as_dict() | {"restarted": True} if self.restarted else summary
-        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"coffee_nb": value}))
+        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"coffee_nb": summary}))
 
     def failed(self, exc: Exception) -> bool:
         """Report a failure; True when the driver should go on with the plan, False to raise ``exc``.
@@ -329,17 +357,28 @@ class Call:
         if ours and isinstance(exc, _PROGRAMMING_ERRORS) and not isinstance(exc, CoffeeError):
             return False  # a bug in preparing the call, not the provider's failure: show it
         if prefilled and not delivered_here and classify(exc).error_class is ErrorClass.BAD_REQUEST:
-            # the model turned the assistant prefill down: start it over instead (never surface that 400)
+            # the model turned the assistant prefill down: remember it, and go on without it (another model
+            # continues, or this one starts over where the consumer handles that); never surface that 400
             attempt.candidate.prefill = False
             self.plan.requeue(attempt.candidate)
-            self.recovering = True
-            return True
+            return self._recover(exc)
         if not self.delivered:
             return action is not Action.RAISE
         mode = self.plan.policy.stream_recovery
         if action is Action.RAISE or mode == "raise":
             raise StreamInterruptedError(self.plan.records, self.delivered, str(classify(exc).message)) from exc
+        return self._recover(exc)
+
+    def _recover(self, exc: Exception) -> bool:
+        """Go on after a stream broke mid-answer: by prefill only, unless the consumer handles a restart."""
         self.recovering = True
+        if not self.restarts_ok and not self.plan.require_prefill():
+            raise StreamInterruptedError(
+                self.plan.records,
+                self.delivered,
+                "no model left can continue the answer (none takes an assistant prefill); "
+                "coffee_nb.collect(...) or Policy(stream_recovery='restart') lets another model start it over",
+            ) from exc
         return True
 
     def give_up(self, exc: BaseException) -> BaseException:
@@ -375,11 +414,15 @@ class Call:
         self.delivered = ""
         self.restarted = True
 
-    def _succeeded(self, attempt: Attempt, message: BaseMessage, structured: dict[str, Any] | None) -> CallSummary:
+    def _succeeded(self, attempt: Attempt, message: BaseMessage, structured: dict[str, Any] | None) -> dict[str, Any]:
         plan = self.plan
         cand = attempt.candidate
         usage = usage_of(message) or plan.estimate(cand, content_text(message.content))
-        record = plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming)
+        nested = None
+        if cand.inner is not None:  # another AutoPicker answered: its own summary says who and for how much
+            said = self.nested or message.response_metadata.get("coffee_nb")
+            nested = CallSummary(said) if isinstance(said, Mapping) and "call_id" in said else None
+        record = plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming, nested=nested)
         self.attempt = None
         if self.tape is not None:
             try:
@@ -387,11 +430,12 @@ class Call:
             except CassetteError as exc:  # the answer is paid for: keep it, say the cassette missed it
                 log.warning("coffee_nb: %s", exc)
                 warnings.warn(f"coffee_nb: this answer was not recorded: {exc}", RuntimeWarning, stacklevel=2)
-        return CallSummary(
-            tuple(plan.records),
+        if structured is not None:  # parsed objects aren't plain data: they travel beside the message
+            keep_structured(record.call_id, structured)
+        return summary_data(
+            plan.records,
             latency_s=plan.elapsed(),
             ttft_s=self.ttft,
-            structured=structured,
             primary_cost=plan.primary_cost(cand, usage),
             finish_reason=finish_reason(message.response_metadata),
         )

@@ -150,21 +150,7 @@ def replay(message: _M, stored: dict[str, Any], latency: float) -> tuple[CallRec
         price_source="cache",
         cache_hit=True,
     )
-    meta = {
-        "call_id": record.call_id,
-        "model": record.model,
-        "provider": record.provider,
-        "role": "primary",
-        "fallback_reason": None,
-        "attempts": [
-            {"model": record.model, "role": "primary", "outcome": "ok", "error_class": None, "latency_s": latency}
-        ],
-        "tokens": tokens,
-        "cost": Decimal(0),
-        "priced": True,
-        "price_source": "cache",
-        "latency_s": latency,
-        "ttft_s": None,
-        "cache_hit": True,
-    }
+    from coffee_nb._summary import summary_data
+
+    meta = summary_data((record,), latency_s=latency, cache_hit=True)
     return record, message.model_copy(update={"response_metadata": {**message.response_metadata, "coffee_nb": meta}})

@@ -30,6 +30,7 @@ from coffee_nb._format import content_text
 from coffee_nb._judge import JUDGE_MAX_TOKENS, JUDGE_MODES, JudgeReport, judge_messages, read_verdict
 from coffee_nb._paths import StorageError
 from coffee_nb._projection import Projection, project, worst_case
+from coffee_nb._summary import CallSummary
 from coffee_nb._validate import max_tokens as check_max_tokens
 from coffee_nb._validate import positive_int
 from coffee_nb._validate import temperature as check_temperature
@@ -269,7 +270,7 @@ class _Job:
             call.failed([], str(exc), type(exc).__name__)
             return
         summary = message.response_metadata.get("coffee_nb")
-        call.answered(content_text(message.content), tuple(getattr(summary, "records", ())))
+        call.answered(content_text(message.content), None if summary is None else CallSummary.of(summary))
         self._store(call, message, summary)
 
     def _replay(self, call: Call) -> None:
@@ -286,8 +287,7 @@ class _Job:
     def _store(self, call: Call, message: Any, summary: Any) -> None:
         if self.cache is None or call.key is None or summary is None:
             return
-        as_dict = getattr(summary, "as_dict", None)
-        meta = as_dict() if as_dict is not None else dict(summary)
+        meta = dict(summary)
         stored = {
             "model": meta.get("model"),
             "provider": meta.get("provider"),

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from coffee_nb._projection import Projection
     from coffee_nb._records import CallRecord
     from coffee_nb._session import Session
+    from coffee_nb._summary import CallSummary
 
 __all__ = ["FRAME_COLUMNS", "Call", "Comparison", "cap_budget", "model_list", "name_of", "read_prompts"]
 
@@ -79,17 +80,19 @@ class Call:
     def ok(self) -> bool:
         return self.answer is not None and self.error_class is None
 
-    def answered(self, text: str, records: Sequence[CallRecord]) -> None:
+    def answered(self, text: str, summary: CallSummary | None) -> None:
         self.answer = text
-        self.attempts = len(records)
-        if not records:
+        if summary is None:
+            self.attempts = 0
             return
-        final = records[-1]
-        self.cache_hit = final.replayed  # answered from a cassette: no model called, nothing spent
-        self.input_tokens, self.output_tokens = final.input_tokens, final.output_tokens
-        self.price_source, self.call_id = final.price_source, final.call_id
-        self.latency_s, self.ttft_s = final.latency_s, final.ttft_s
-        self.cost = None if final.cost is None else sum((r.cost for r in records if r.cost is not None), Decimal(0))
+        attempts = summary.attempts
+        self.attempts = len(attempts)
+        final = attempts[-1]
+        self.cache_hit = summary.replayed  # answered from a cassette: no model called, nothing spent
+        self.input_tokens, self.output_tokens = summary.tokens.input, summary.tokens.output
+        self.price_source, self.call_id = summary.price_source, summary.call_id
+        self.latency_s, self.ttft_s = final.latency_s, summary.ttft_s
+        self.cost = summary.total_cost
 
     def failed(self, records: Sequence[CallRecord], message: str, error_class: str | None = None) -> None:
         last = next((r for r in reversed(records) if r.error_class), None)

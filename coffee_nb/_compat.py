@@ -9,24 +9,40 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
+from typing import Any, NamedTuple, TypeVar
 
-from langchain_core.callbacks import AsyncCallbackManager, AsyncCallbackManagerForLLMRun, CallbackManager
+from langchain_core.callbacks import (
+    AsyncCallbackHandler,
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    BaseCallbackManager,
+    CallbackManager,
+)
 from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.runnables.config import var_child_runnable_config as _child_config_var
 
 from coffee_nb._plan import Usage
 
 __all__ = [
+    "PARENT",
+    "InConfig",
+    "RunParent",
     "as_chunk",
     "as_message",
     "child_config",
     "internals_missing",
     "nothing_listening",
+    "own_run",
     "private_state",
     "restart_event",
+    "scoped",
+    "scoped_async",
     "shared_output",
     "usage_of",
 ]
@@ -112,10 +128,12 @@ def internals_missing() -> list[str]:
         missing.append(str(exc))
     manager = CallbackManager(handlers=[])
     try:
-        for name in ("set_handlers", "add_tags", "add_metadata", "parent_run_id"):
+        for name in ("set_handlers", "add_tags", "add_metadata", "parent_run_id", "configure"):
             getattr(manager, name)
     except AttributeError as exc:
         missing.append(f"callback managers: {exc}")
+    if _STREAMING_HANDLERS == ():
+        missing.append("langchain_core.tracers._streaming: _StreamingCallbackHandler")
     return missing
 
 
@@ -144,17 +162,242 @@ def nothing_listening(cache_off: bool) -> bool:
     return switches.quiet(cache_off)
 
 
-def child_config(run_manager: Any) -> dict[str, Any] | None:
-    """Config for a candidate's run, nested under ours so callbacks and traces propagate."""
-    if run_manager is None:
-        return None
+# -- one run tree -----------------------------------------------------------------------------------------
+# LangChain's ``stream``/``astream`` and its invoke-by-streaming call ``_stream`` without the run manager
+# (langchain-core 1.x), so a candidate called from there would start a run of its own beside AutoPicker's
+# (or under whatever graph node is current). AutoPicker's own entry points choose their run's id and hold
+# it here while LangChain's machinery runs, so the candidates' runs become children of it.
 
-    cls = AsyncCallbackManager if isinstance(run_manager, AsyncCallbackManagerForLLMRun) else CallbackManager
-    manager = cls(handlers=[], parent_run_id=run_manager.run_id)
-    manager.set_handlers(run_manager.inheritable_handlers)
-    manager.add_tags(run_manager.inheritable_tags)
-    manager.add_metadata(run_manager.inheritable_metadata)
-    return {"callbacks": manager}
+
+class RunParent(NamedTuple):
+    """AutoPicker's own run: its id and the config it was started with."""
+
+    picker: Any
+    run_id: Any
+    config: dict[str, Any]
+
+
+PARENT: ContextVar[RunParent | None] = ContextVar("coffee_nb_parent_run", default=None)
+
+
+def own_run(picker: Any, config: Any) -> tuple[dict[str, Any], RunParent]:
+    """``config`` with the id AutoPicker's run will have (the caller's, or a new one), and that run."""
+    from langchain_core.runnables.config import ensure_config
+    from langchain_core.utils.uuid import uuid7
+
+    config = dict(ensure_config(config))
+    run_id = config.get("run_id") or uuid7()
+    config["run_id"] = run_id
+    return config, RunParent(picker, run_id, config)
+
+
+_T = TypeVar("_T")
+
+
+def scoped(inner: Iterator[_T], parent: RunParent) -> Iterator[_T]:
+    """``inner``'s items, with ``parent`` current while each is produced (never across a yield)."""
+    try:
+        while True:
+            token = PARENT.set(parent)
+            try:
+                item = next(inner)
+            except StopIteration:
+                return
+            finally:
+                PARENT.reset(token)
+            yield item
+    finally:
+        close = getattr(inner, "close", None)
+        if close is not None:
+            close()
+
+
+async def scoped_async(inner: AsyncIterator[_T], parent: RunParent) -> AsyncIterator[_T]:
+    """:func:`scoped` for an async iterator."""
+    try:
+        while True:
+            token = PARENT.set(parent)
+            try:
+                item = await anext(inner)
+            except StopAsyncIteration:
+                return
+            finally:
+                PARENT.reset(token)
+            yield item
+    finally:
+        close = getattr(inner, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _streaming_handlers() -> tuple[type, ...]:
+    try:
+        from langchain_core.tracers import _streaming
+    except ImportError:
+        return ()
+    found = [getattr(_streaming, n, None) for n in ("_StreamingCallbackHandler", "_V2StreamingCallbackHandler")]
+    return tuple(c for c in found if isinstance(c, type))
+
+
+_STREAMING_HANDLERS = _streaming_handlers()
+_NO_TOKENS = (BaseCallbackHandler.on_llm_new_token, AsyncCallbackHandler.on_llm_new_token)
+
+
+def hears_tokens(handler: Any) -> bool:
+    """Does ``handler`` consume streamed tokens (LangGraph's messages stream, astream_events, a printer)?
+
+    Tracers record runs (and may note tokens): they are not consumers and see every run.
+    """
+    if _STREAMING_HANDLERS and isinstance(handler, _STREAMING_HANDLERS):
+        return True
+    from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
+
+    if isinstance(handler, (BaseTracer, AsyncBaseTracer)):
+        return False
+    return getattr(type(handler), "on_llm_new_token", None) not in _NO_TOKENS
+
+
+class InConfig:
+    """A candidate called with its config current (``var_child_runnable_config``), as LangChain's own
+    runnables call their children: inside a LangGraph node that variable holds the node's config, and a
+    candidate that merges configs (a ``bind_tools`` binding) would otherwise add the node's handlers to
+    its run beside ours."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # noqa: A002 - LangChain's names
+        token = _child_config_var.set(config)
+        try:
+            return self.model.invoke(input, config, **kwargs)
+        finally:
+            _child_config_var.reset(token)
+
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        token = _child_config_var.set(config)
+        try:
+            return await self.model.ainvoke(input, config, **kwargs)
+        finally:
+            _child_config_var.reset(token)
+
+    def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:  # noqa: A002
+        token = _child_config_var.set(config)
+        try:
+            inner = self.model.stream(input, config, **kwargs)
+        finally:
+            _child_config_var.reset(token)
+        return _in_config(inner, config)
+
+    def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:  # noqa: A002
+        return _ain_config(self.model.astream(input, config, **kwargs), config)
+
+
+def _in_config(inner: Iterator[_T], config: Any) -> Iterator[_T]:
+    try:
+        while True:
+            token = _child_config_var.set(config)
+            try:
+                item = next(inner)
+            except StopIteration:
+                return
+            finally:
+                _child_config_var.reset(token)
+            yield item
+    finally:
+        close = getattr(inner, "close", None)
+        if close is not None:
+            close()
+
+
+async def _ain_config(inner: AsyncIterator[_T], config: Any) -> AsyncIterator[_T]:
+    try:
+        while True:
+            token = _child_config_var.set(config)
+            try:
+                item = await anext(inner)
+            except StopAsyncIteration:
+                return
+            finally:
+                _child_config_var.reset(token)
+            yield item
+    finally:
+        close = getattr(inner, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class Untokened:
+    """A token consumer as a candidate's run sees it: every event but the tokens.
+
+    LangGraph's messages stream, astream_events and printing handlers see the candidates' runs start and
+    end (one tree), but hear the answer's tokens once, from AutoPicker's own run, which relays only the
+    chosen model's: never a losing hedge's, nor an abandoned stream's before a restart.
+    """
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _TOKEN_EVENTS:
+            return _ignore
+        if name in _STREAM_TAPS:  # not a streaming handler itself: the candidate's invoke is not turned into a stream
+            raise AttributeError(name)
+        return getattr(self.handler, name)
+
+    def __repr__(self) -> str:
+        return f"Untokened({self.handler!r})"
+
+
+_TOKEN_EVENTS = frozenset({"on_llm_new_token", "on_stream_event"})
+_STREAM_TAPS = frozenset({"tap_output_aiter", "tap_output_iter"})
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _untokened(handlers: list[Any]) -> list[Any]:
+    return [Untokened(h) if hears_tokens(h) else h for h in handlers]
+
+
+def child_config(
+    run_manager: Any, parent: RunParent | None = None, *, is_async: bool = False
+) -> tuple[dict[str, Any] | None, bool]:
+    """Config for a candidate's run, nested under ours so callbacks and traces propagate; and whether a
+    token consumer listens to our run.
+
+    Token consumers see the child's run without its tokens (:class:`Untokened`): AutoPicker's own run
+    relays the answer's tokens, once, so LangGraph's ``stream_mode="messages"``, astream_events and
+    printing handlers hear each token once.
+    """
+    if run_manager is not None:
+        is_async = isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        cls: type[BaseCallbackManager] = AsyncCallbackManager if is_async else CallbackManager
+        manager = cls(handlers=[], parent_run_id=run_manager.run_id)
+        manager.set_handlers(run_manager.inheritable_handlers)
+        manager.add_tags(run_manager.inheritable_tags)
+        manager.add_metadata(run_manager.inheritable_metadata)
+        heard = any(hears_tokens(h) for h in run_manager.handlers)
+    elif parent is not None:
+        config = parent.config
+        configure = AsyncCallbackManager.configure if is_async else CallbackManager.configure
+        manager = configure(
+            inheritable_callbacks=config.get("callbacks"),
+            inheritable_tags=config.get("tags"),
+            inheritable_metadata=config.get("metadata"),
+        )
+        manager.parent_run_id = parent.run_id
+        heard = any(hears_tokens(h) for h in manager.handlers)
+    else:
+        return None, False
+    if heard or any(hears_tokens(h) for h in manager.handlers):
+        manager.handlers = _untokened(manager.handlers)
+        manager.inheritable_handlers = _untokened(manager.inheritable_handlers)
+    return {"callbacks": manager}, heard
 
 
 RESTART_EVENT = "coffee_nb_restart"

@@ -25,9 +25,13 @@ from coffee_nb._compat import restart_event
 from coffee_nb._errors import CoffeeError
 from coffee_nb._hedge import Primed, arace, astream_race, async_starter, race, stream_race, sync_starter
 from coffee_nb._replay import replayed
-from coffee_nb._timeouts import Pump, call_within
+from coffee_nb._timeouts import AttemptTimeoutError, Pump, call_within
 
 __all__ = ["adrive", "arun", "drive", "is_summary", "run"]
+
+# Seconds a stream that is complete (finish reason and usage in) may take to end: read to its end, so the
+# candidate's own run ends cleanly in traces; a server that holds it open past this is left.
+_GRACE = 1.0
 
 
 def drive(call: Call) -> Generator[Any, None, None]:
@@ -56,13 +60,20 @@ def drive(call: Call) -> Generator[Any, None, None]:
                     Pump(make) if delay is None else stream_race(call, step, make, delay)
                 )
                 try:
-                    while (chunk := pump.next(call.wait_limit(), call.timed_out)) is not None:
+                    while True:
+                        complete = call.complete()
+                        try:
+                            chunk = pump.next(_GRACE if complete else call.wait_limit(), call.timed_out)
+                        except AttemptTimeoutError:
+                            if complete:  # a server that holds a complete stream open: stop reading it
+                                break
+                            raise
+                        if chunk is None:
+                            break
                         for out in call.relay(chunk):
                             if out is call.restart_chunk:
                                 restart_event(call.config, out.message.response_metadata["coffee_nb"])
                             yield out
-                        if call.complete():
-                            break
                 finally:
                     pump.close()
                 result: AIMessage | ChatGenerationChunk = call.streamed()
@@ -114,15 +125,22 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
                 if (delay := call.hedge_delay(step)) is not None:
                     chunks = await astream_race(call, step, chunks, delay, loop)
                 try:
-                    while (chunk := await _within(anext(chunks, None), call.wait_limit(), call)) is not None:
+                    while True:
+                        complete = call.complete()
+                        try:
+                            chunk = await _within(anext(chunks, None), _GRACE if complete else call.wait_limit(), call)
+                        except AttemptTimeoutError:
+                            if complete:  # a server that holds a complete stream open: stop reading it
+                                break
+                            raise
+                        if chunk is None:
+                            break
                         for out in call.relay(chunk):
                             if out is call.restart_chunk:
                                 event = restart_event(call.config, out.message.response_metadata["coffee_nb"])
                                 if event is not None:
                                     await event
                             yield out
-                        if call.complete():
-                            break
                 finally:
                     await _close(chunks)
                 result: AIMessage | ChatGenerationChunk = call.streamed()

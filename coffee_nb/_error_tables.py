@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from enum import StrEnum
+from typing import ClassVar
 
 from coffee_nb import _config  # imports nothing of coffee_nb itself: no cycle
 
@@ -31,6 +32,7 @@ class ErrorClass(StrEnum):
     BUDGET = "budget"
     COST = "cost"  # skipped: costlier than the policy allows (fallback_cost, max_cost)
     COOLDOWN = "cooldown"  # skipped: the model's circuit breaker is open
+    CAPABILITY = "capability"  # skipped: the model can't do what the call needs (continue a prefill, ...)
     UNKNOWN = "unknown"  # raised inside a candidate's call and not recognised (the policy says what then)
 
 
@@ -173,6 +175,41 @@ _FILTER_CODES = (
 )
 _CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length", "request_too_large")
 
+# An error sent inside a response that began as 200 (an SSE ``event: error``, an OpenAI-compatible chunk
+# holding ``{"error": {...}}``) has no HTTP status of its own: the SDKs raise it with the 200 (anthropic's
+# APIStatusError) or none (openai's APIError). Its body's type or code says what happened; each maps to
+# the class its out-of-band twin (the same error sent as an HTTP status) gets. Exact codes, lower-case;
+# a numeric code (OpenRouter's ``{"error": {"code": 429}}``) is read as the status it names.
+_INBAND_CODES: dict[str, ErrorClass] = {
+    # Anthropic's error types (https://docs.anthropic.com/en/api/errors), with their statuses
+    "overloaded_error": ErrorClass.SERVER,  # 529
+    "api_error": ErrorClass.SERVER,  # 500
+    "rate_limit_error": ErrorClass.RATE_LIMIT,  # 429
+    "timeout_error": ErrorClass.TIMEOUT,  # 504
+    "request_too_large": ErrorClass.CONTEXT_OVERFLOW,  # 413 (as the table reads RequestTooLargeError)
+    "billing_error": ErrorClass.BUDGET,  # 402
+    "not_found_error": ErrorClass.NOT_FOUND,  # 404
+    "permission_error": ErrorClass.AUTH,  # 403
+    "authentication_error": ErrorClass.AUTH,  # 401
+    "invalid_request_error": ErrorClass.BAD_REQUEST,  # 400 (also OpenAI's type)
+    # OpenAI and the OpenAI-compatible servers (OpenRouter, Groq, DeepSeek, vLLM, ...): code, then type
+    "rate_limit_exceeded": ErrorClass.RATE_LIMIT,  # 429
+    "insufficient_quota": ErrorClass.RATE_LIMIT,  # 429, as its out-of-band twin reads
+    "server_error": ErrorClass.SERVER,  # 500
+    "internal_error": ErrorClass.SERVER,
+    "internal_server_error": ErrorClass.SERVER,  # Groq
+    "overloaded": ErrorClass.SERVER,  # 503 "the engine is currently overloaded"
+    "service_unavailable": ErrorClass.SERVER,
+    "service_unavailable_error": ErrorClass.SERVER,
+    "bad_gateway": ErrorClass.SERVER,
+    "invalid_api_key": ErrorClass.AUTH,  # 401
+    "permission_denied": ErrorClass.AUTH,
+    "model_not_found": ErrorClass.NOT_FOUND,  # 404
+}
+_INBAND_STATUS = {  # a numeric code: the status it names, read as an out-of-band status would be
+    str(s): _STATUS.get(s, ErrorClass.SERVER if s >= 500 else ErrorClass.BAD_REQUEST) for s in range(400, 600)
+}
+
 
 # Namespace packages shared by unrelated SDKs: their classes are keyed by two levels ("google.genai.X",
 # "google.auth.X"), everything else by the top-level package.
@@ -191,6 +228,8 @@ class _Slices:
     token = -1  # the provider registry's generation the table was built for
     table: dict[str, ErrorClass | None] = _SDK_TABLE
     codes: dict[str, ErrorClass] = {}  # noqa: RUF012 - replaced whole, never mutated
+    # the same with the in-band codes, for an error that came with no HTTP status of its own
+    inband: ClassVar[dict[str, ErrorClass]] = {**_INBAND_STATUS, **_INBAND_CODES}
 
 
 def _merged() -> None:
@@ -205,6 +244,7 @@ def _merged() -> None:
         table.update(getattr(provider, "errors", None) or {})
         codes.update(getattr(provider, "codes", None) or {})
     _Slices.table, _Slices.codes = {**table, **_SDK_TABLE}, codes
+    _Slices.inband = {**codes, **_INBAND_STATUS, **_INBAND_CODES}  # (the core's win a clash, as in the table)
     _lookup.cache_clear()
     _Slices.token = token
 

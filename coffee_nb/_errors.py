@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from coffee_nb._error_probe import codes_of, retry_after, status_of
+from coffee_nb._error_probe import chained, codes_of, retry_after, status_of
 from coffee_nb._error_tables import (  # noqa: F401 - _SDK_TABLE, _Slices: where tests and docs look them up
     _CONTEXT_CODES,
     _CONTEXT_MARKERS,
@@ -125,10 +125,11 @@ _UNREAD = object()
 
 
 class Failure:
-    """A classified exception: its class, its (redacted) message, its HTTP status, and ``retry_after``, the
-    seconds the provider asked to wait (Retry-After / retry-after-ms headers, Google's RetryInfo), which
-    is read off the exception only when the policy asks for it (a rate limit, a retry). Read-only by
-    convention (one is built per failure: plain slots, no frozen-attribute machinery)."""
+    """A classified exception: its class, its (redacted) message, its HTTP status (None for an error sent
+    inside a stream that began as 200), and ``retry_after``, the seconds the provider asked to wait
+    (Retry-After / retry-after-ms headers, Google's RetryInfo), which is read off the exception only when
+    the policy asks for it (a rate limit, a retry). Read-only by convention (one is built per failure:
+    plain slots, no frozen-attribute machinery)."""
 
     __slots__ = ("error_class", "message", "status", "_retry_after", "_exc")
 
@@ -181,13 +182,32 @@ class Failure:
         )
 
 
+# What an asyncio object says when it is used after its event loop closed, or from another loop: a
+# client's pooled connections outlived the loop they were opened on. A fresh client fixes it.
+_LOOP_MARKERS = ("Event loop is closed", "attached to a different loop", "bound to a different event loop")
+_LOOP_SUSPECTS = (ErrorClass.UNKNOWN, ErrorClass.BAD_REQUEST, ErrorClass.SERVER)
+
+
+def _loop_gone(exc: BaseException) -> bool:
+    """Does ``exc``, or an exception chained to it, say its event loop is gone?"""
+    for e in chained(exc, 4):
+        if isinstance(e, RuntimeError):
+            text = str(e)
+            if any(m in text for m in _LOOP_MARKERS):
+                return True
+    return False
+
+
 def classify(exc: BaseException) -> Failure:
     """Map any exception raised by a model call to a :class:`Failure`.
 
     In order: coffee_nb's own errors; the class tables (nearest mapped base class); an HTTP status
     found by duck typing; then the structured error codes and the message refine ``bad_request`` /
-    ``server`` into ``context_overflow`` / ``content_filter`` / ``auth``. What is still unknown is
-    ``unknown`` (the policy decides whether that falls back).
+    ``server`` into ``context_overflow`` / ``content_filter`` / ``auth``. An error sent inside a stream
+    (no status, or the 200 the stream began with) is read by its body's type or code first, like the
+    same error sent as a status (an in-band ``overloaded_error`` is ``server``, not ``bad_request``).
+    An error saying its event loop is closed is ``connection``. What is still unknown is ``unknown``
+    (the policy decides whether that falls back).
     """
     secrets = secret_values()  # read once for both
     scrub(exc, secrets)  # the exception itself may reach the caller (a bad_request is raised as is): no key in it
@@ -203,8 +223,14 @@ def classify(exc: BaseException) -> Failure:
     cls: type = type(exc)  # (typed as a plain type: mypy can't see a class object as Hashable)
     found, error_class = lookup(cls)
     status = status_of(exc)
+    if status is not None and 200 <= status < 300:
+        # An error event inside a stream that began as 200 (anthropic raises APIStatusError with the 200):
+        # the 200 says nothing about the failure, the body says what it is (read below as in-band codes).
+        status = None
     codes = codes_of(exc)
-    by_code = _Slices.codes
+    # With no HTTP status (an error sent in-band: anthropic's ``event: error``, openai's error chunk), the
+    # body's type/code decides, as its out-of-band twin's status would; else only the providers' own codes.
+    by_code = _Slices.codes if status is not None else _Slices.inband
     coded = next((by_code[c] for c in codes.split() if c in by_code), None) if by_code and codes else None
     if coded is not None and error_class in (None, ErrorClass.BAD_REQUEST, ErrorClass.SERVER):
         # a provider's own code says more (botocore's ThrottlingException, Gemini's API_KEY_INVALID)
@@ -231,6 +257,8 @@ def classify(exc: BaseException) -> Failure:
             error_class = ErrorClass.AUTH
     if status == 529 or (status == 503 and "overloaded" in message.lower()):
         error_class = ErrorClass.SERVER
+    elif status is None and error_class in _LOOP_SUSPECTS and _loop_gone(exc):
+        error_class = ErrorClass.CONNECTION  # a client bound to a closed (or another) event loop
     if error_class is ErrorClass.UNKNOWN and not message.startswith(type(exc).__name__):
         message = f"{type(exc).__name__}: {message}"  # an unknown error names its class
     return Failure(error_class, message, status, exc=exc)

@@ -93,14 +93,14 @@ class ModelHealth:
     def of(cls, cand: Candidate, now: float | None = None) -> ModelHealth:
         now = time.monotonic() if now is None else now
         breaker = cand.breaker
-        until = breaker.open_until()
-        if until == 0.0:
-            state, reopens_at, reopens_in = "closed", None, None
-        elif now < until:
-            reopens_in = until - now
-            state, reopens_at = "open", datetime.now(UTC) + timedelta(seconds=reopens_in)
-        else:
-            state, reopens_at, reopens_in = "half-open", None, 0.0
+        state = breaker.state_at(now)
+        if state == "closed":
+            reopens_at, reopens_in = None, None
+        elif state == "open":
+            reopens_in = max(0.0, breaker.open_until() - now)
+            reopens_at = datetime.now(UTC) + timedelta(seconds=reopens_in)
+        else:  # half-open: the next call probes it (or one is probing it now)
+            reopens_at, reopens_in = None, 0.0
         attempts, last_error, last_class, last_at = cand.recent.snapshot()
         ok_latencies = sorted(latency for ok, latency in attempts if ok)
         rpm, tpm = cand.limiter.headroom(now) if cand.limiter is not None else (None, None)

@@ -15,13 +15,13 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from coffee_nb._attempt import RESTARTED, Call
-from coffee_nb._compat import as_chunk
+from coffee_nb._compat import PARENT, as_chunk, own_run, scoped, scoped_async
 from coffee_nb._drivers import adrive, arun, drive, is_summary, run
 from coffee_nb._errors import ConfigError, remember_secret
 from coffee_nb._fastpath import prompt, unobserved
@@ -30,6 +30,7 @@ from coffee_nb._models import Candidate, ModelSpec
 from coffee_nb._plan import DEFAULT_OUTPUT_ESTIMATE, BudgetLike, Core
 from coffee_nb._policy import Policy
 from coffee_nb._records import as_sinks
+from coffee_nb._summary import take_structured
 from coffee_nb._validate import flag, max_tokens, non_negative_number, positive_number, temperature
 
 __all__ = ["DEFAULT_OUTPUT_ESTIMATE", "AutoPicker", "AutoPickerLLM", "AutoPickerLLMRefactored", "BudgetLike"]
@@ -37,7 +38,9 @@ __all__ = ["DEFAULT_OUTPUT_ESTIMATE", "AutoPicker", "AutoPickerLLM", "AutoPicker
 
 def _pick_structured(include_raw: bool) -> Runnable[AIMessage, Any]:
     def pick(message: AIMessage) -> Any:
-        s = message.response_metadata["coffee_nb"]["structured"]
+        s = take_structured(message.response_metadata["coffee_nb"]["call_id"])
+        if s is None:
+            raise ValueError("this structured answer was already read (or its call ran in another process)")
         if include_raw:
             return {"raw": message, "parsed": s["parsed"], "parsing_error": s["parsing_error"]}
         if s["parsing_error"] is not None:
@@ -294,18 +297,20 @@ class AutoPicker(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        message = await arun(Call(self, messages, stop, run_manager, kwargs))
+        message = await arun(Call(self, messages, stop, run_manager, kwargs, is_async=True))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def invoke(self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:  # noqa: A002 - LangChain's signature
         if unobserved(self, config, kwargs):  # nobody listening: skip our own layer of LangChain machinery
             message: AIMessage = run(Call(self, prompt(self, input), stop, None, kwargs))
             return message
-        token = RESTARTED.set([])
+        config, parent = own_run(self, config)  # LangChain's invoke-by-streaming won't tell _stream our run
+        token, held = RESTARTED.set([]), PARENT.set(parent)
         try:
             message = super().invoke(input, config, stop=stop, **kwargs)
             restarted = RESTARTED.get()
         finally:
+            PARENT.reset(held)
             RESTARTED.reset(token)
         return restarted[-1] if restarted else message  # LangChain's ``+`` can't honour a restart marker
 
@@ -320,13 +325,38 @@ class AutoPicker(BaseChatModel):
         if unobserved(self, config, kwargs):
             message: AIMessage = await arun(Call(self, prompt(self, input), stop, None, kwargs))
             return message
-        token = RESTARTED.set([])
+        config, parent = own_run(self, config)
+        token, held = RESTARTED.set([]), PARENT.set(parent)
         try:
             message = await super().ainvoke(input, config, stop=stop, **kwargs)
             restarted = RESTARTED.get()
         finally:
+            PARENT.reset(held)
             RESTARTED.reset(token)
         return restarted[-1] if restarted else message
+
+    def stream(
+        self,
+        input: Any,  # noqa: A002 - LangChain's signature
+        config: Any = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        # LangChain's stream doesn't hand _stream our run: choose its id, so the candidates' runs nest in it
+        config, parent = own_run(self, config)
+        return scoped(super().stream(input, config, stop=stop, **kwargs), parent)
+
+    def astream(
+        self,
+        input: Any,  # noqa: A002 - LangChain's signature
+        config: Any = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        config, parent = own_run(self, config)
+        return scoped_async(super().astream(input, config, stop=stop, **kwargs), parent)
 
     def _stream(
         self,
@@ -351,9 +381,9 @@ class AutoPicker(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         if "coffee_structured" in kwargs:
-            yield as_chunk(await arun(Call(self, messages, stop, run_manager, kwargs)))
+            yield as_chunk(await arun(Call(self, messages, stop, run_manager, kwargs, is_async=True)))
             return
-        async for chunk in adrive(Call(self, messages, stop, run_manager, kwargs, streaming=True)):
+        async for chunk in adrive(Call(self, messages, stop, run_manager, kwargs, streaming=True, is_async=True)):
             if run_manager and not is_summary(chunk):
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk

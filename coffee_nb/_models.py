@@ -27,6 +27,7 @@ from coffee_nb._validate import optional_positive_int
 from coffee_nb.providers._base import MissingSettingError, Setting
 from coffee_nb.providers._params import Params
 from coffee_nb.providers._registry import (
+    PREFILL_STYLES,
     PROVIDERS,
     BuildSettings,
     Provider,
@@ -69,6 +70,12 @@ class ModelSpec:
     ``model`` is a spec string or any LangChain chat model; ``name`` labels it in records.
     ``params`` go to the constructor of a model built from a spec (e.g. ``base_url``); secret ones
     (``api_key``, ``*_token``, ...) are kept as ``SecretStr``, so they never print.
+
+    ``prefill`` says whether the model continues a final assistant message, which lets a stream that
+    broke mid-answer go on where it stopped (None: as its provider declares; True: it continues the
+    message as sent, like Anthropic or llama.cpp's server; ``"vllm"``: a vLLM server, asked with
+    ``continue_final_message``; ``"prefix"``: the message is marked ``prefix: true``, Mistral and DeepSeek's
+    prefix completion; False: never).
     """
 
     model: Any
@@ -78,6 +85,7 @@ class ModelSpec:
     context_window: int | None = None
     max_output_tokens: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    prefill: bool | str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -92,6 +100,10 @@ class ModelSpec:
         label = self.name or (self.model if isinstance(self.model, str) else type(self.model).__name__)
         for attr in ("context_window", "max_output_tokens", "rpm", "tpm"):
             optional_positive_int(f"{attr} for {label}", getattr(self, attr))
+        if not (self.prefill is None or isinstance(self.prefill, bool) or self.prefill in PREFILL_STYLES[1:]):
+            raise ConfigError(
+                f"prefill for {label} must be True, False, None, 'vllm' or 'prefix', got {self.prefill!r}"
+            )
         object.__setattr__(self, "params", _params(self.params, label))
 
     def __repr__(self) -> str:
@@ -101,7 +113,7 @@ class ModelSpec:
                 params[k] = {h: ("**********" if _SECRET_HEADER.match(str(h)) else x) for h, x in v.items()}
         fields = [f"model={self.model!r}"] + [
             f"{n}={getattr(self, n)!r}"
-            for n in ("name", "rpm", "tpm", "context_window", "max_output_tokens")
+            for n in ("name", "rpm", "tpm", "context_window", "max_output_tokens", "prefill")
             if getattr(self, n) is not None
         ]
         if params:
@@ -152,7 +164,7 @@ def _instance_name(model: Any) -> tuple[str, str]:
 # Chat model classes (by name, so nothing is imported) whose instances take a per-call ``timeout=``,
 # and those that continue a final assistant message.
 _TIMEOUT_KWARG_CLASSES = frozenset({"ChatOpenAI", "AzureChatOpenAI", "BaseChatOpenAI", "ChatAnthropic"})
-_PREFILL_CLASSES = frozenset({"ChatAnthropic", "ChatAnthropicVertex"})
+_PREFILL_CLASSES = {"ChatAnthropic": "message", "ChatAnthropicVertex": "message", "ChatMistralAI": "prefix"}
 _FINISH_REASON_CLASSES = frozenset({"ChatOpenAI", "AzureChatOpenAI", "ChatAnthropic", "ChatOllama"})
 _MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "max_new_tokens")
 _REASONING_NAMES = re.compile(r"(^|/)(o\d|gpt-5|deepseek-r|deepseek-reasoner|qwq|.*-thinking|.*reason)", re.IGNORECASE)
@@ -172,6 +184,8 @@ class Candidate:
     ) -> None:
         spec = item if isinstance(item, ModelSpec) else ModelSpec(model=item)
         self.instance: BaseChatModel | None = None
+        # another AutoPicker used as a candidate: it prices, budgets and records its own calls
+        self.inner: Any = spec.model if getattr(spec.model, "_llm_type", None) == "coffee_nb-autopicker" else None
         self.params = dict(spec.params)
         if isinstance(spec.model, str):
             self.provider, self.model = parse_spec(spec.model)
@@ -211,12 +225,17 @@ class Candidate:
         )
         self.reasoning = bool(self._profile_flag("reasoning_output") or _REASONING_NAMES.search(self.catalog_model))
         cls = type(self.instance).__name__ if self.instance is not None else ""
-        if self._provider is None:
-            self.prefill = cls in _PREFILL_CLASSES
-        else:
-            prefill = self._provider.prefill
-            self.prefill = bool(prefill(self.catalog_model)) if callable(prefill) else prefill
-        self._own_timeout = _own_timeout(self.instance)  # read once: settings of a client rarely change
+        declared: Any = spec.prefill
+        if declared is None and self._provider is None:
+            declared = _PREFILL_CLASSES.get(cls, False)
+        elif declared is None:
+            prefill = self._provider.prefill if self._provider is not None else False
+            declared = prefill(self.catalog_model) if callable(prefill) else prefill
+        # continues a final assistant message (learned False when the model turns one down), and how
+        self.prefill = bool(declared)
+        self.prefill_style = declared if isinstance(declared, str) else "message"
+        # a user's instance: its own per-request timeout and the retries its SDK makes (read once)
+        self.own_timeout, self._own_retries = _own_timeout(self.instance)
         self.reports_finish = cls in _FINISH_REASON_CLASSES if self._provider is None else self._provider.finish_reason
         # does a call bound its own time? (a per-call timeout we pass, or the client's own, short enough)
         self.timeout_kwarg = cls in _TIMEOUT_KWARG_CLASSES if self._provider is None else self._provider.timeout_kwarg
@@ -227,12 +246,34 @@ class Candidate:
     def __repr__(self) -> str:
         return f"Candidate({self.name!r})"
 
+    def prefill_message(self, text: str) -> Any:
+        """The final assistant message that asks this model to continue ``text``."""
+        from langchain_core.messages import AIMessage
+
+        if self.prefill_style == "prefix":
+            return AIMessage(content=text, additional_kwargs={"prefix": True})
+        return AIMessage(content=text)
+
+    def prefill_kwargs(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Call kwargs a continued request adds (vLLM continues the last message only when asked)."""
+        if self.prefill_style != "vllm":
+            return {}
+        body = dict(kwargs.get("extra_body") or {})
+        body.update(continue_final_message=True, add_generation_prompt=False)
+        return {"extra_body": body}
+
+    def attempt_limit(self, policy_limit: float) -> float:
+        """Seconds one attempt of this model may take: the policy's, or the instance's own timeout where
+        that is stricter (a user's ``ChatOpenAI(timeout=2)`` gives up after 2 s, and so does its attempt)."""
+        own = self.own_timeout
+        return policy_limit if own is None or own >= policy_limit else own
+
     def bounds_itself(self, seconds: float) -> bool:
         """Will a call of this model end by itself within ``seconds`` (so no watchdog is needed)?"""
-        if self.timeout_kwarg:
+        own, retries = self.own_timeout, self._own_retries
+        if self.timeout_kwarg and not retries:  # we pass ``timeout=`` per call and the SDK won't try again
             return True
-        own = self._own_timeout
-        return own is not None and own <= seconds
+        return own is not None and own * (1 + retries) <= seconds
 
     def _profile_flag(self, key: str) -> bool:
         profile = getattr(self.instance, "profile", None) if self.instance is not None else None
@@ -255,7 +296,11 @@ class Candidate:
 
     def _resolve(self) -> tuple[int, ModelFacts, int | None]:
         gen = generation()
-        facts = model_info(self.provider, self.catalog_model, name=self.name)
+        inner = self.inner
+        if inner is not None:  # another AutoPicker: its dearest model bounds a reservation, it reports the cost
+            facts = _chain_facts(inner.candidates)
+        else:
+            facts = model_info(self.provider, self.catalog_model, name=self.name)
         window = self._window or facts.context_window or self._profile("max_input_tokens")
         self._facts = (gen, facts, window)
         return self._facts
@@ -298,12 +343,15 @@ class Candidate:
     def chat_model(self, *, loop: asyncio.AbstractEventLoop | None = None) -> BaseChatModel:
         """The model to call: the user's instance, or one built from the spec (per event loop for async).
 
-        Built clients get ``client_timeout`` (the policy's attempt timeout): the same for every attempt,
-        so the cached client stays right; each attempt's own, shorter limit is enforced by the runner.
+        On an event loop other than the one its async connections belong to, a user's instance is called
+        through a copy with a fresh async client (per loop, for the classes a provider knows how to renew;
+        see ``coffee_nb.providers._loops``). Built clients get ``client_timeout`` (the policy's attempt
+        timeout): the same for every attempt, so the cached client stays right; each attempt's own, shorter
+        limit is enforced by the runner.
         """
         timeout = self.client_timeout
         if self.instance is not None:
-            return self.instance
+            return self.instance if loop is None else _instance_on(self, loop)
         assert self._provider is not None
         from coffee_nb import _http
 
@@ -361,21 +409,70 @@ def _instance_max_tokens(instance: Any) -> int | None:
     return _instance_max_tokens(inner) if inner is not None and inner is not instance else None
 
 
-def _own_timeout(instance: Any) -> float | None:
-    """The longest a call of ``instance`` can take by its own settings (its timeout × tries), if it says."""
+def _own_timeout(instance: Any) -> tuple[float | None, int]:
+    """A user's instance's own per-request timeout (if it sets one) and the retries its SDK makes on its
+    own (``max_retries``; None there means the SDK's default, read from its client)."""
     if instance is None:
-        return None
+        return None, 0  # built by us: max_retries=0, and the policy's timeout per call
+    inner = getattr(instance, "bound", None)  # a RunnableBinding (``.bind(...)``): the model inside
+    if inner is not None and inner is not instance:
+        return _own_timeout(inner)
+    retries = getattr(instance, "max_retries", None)
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        retries = next(
+            (
+                r
+                for attr in ("root_client", "client", "_client")
+                if isinstance(r := getattr(getattr(instance, attr, None), "max_retries", None), int)
+            ),
+            0,
+        )
+    retries = max(0, retries)
     for name in ("request_timeout", "timeout", "default_request_timeout"):
         value = getattr(instance, name, None)
         read = getattr(value, "read", None)  # an httpx.Timeout
         seconds = read if isinstance(read, (int, float)) else value
         if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0:
-            retries = getattr(instance, "max_retries", 0)
-            tries = 1 + (retries if isinstance(retries, int) and retries > 0 else 0)
-            return float(seconds) * tries
-    return None
+            return float(seconds), retries
+    return None, retries
 
 
 def _closed_async(model: Any) -> bool:
     client = getattr(model, "http_async_client", None)
     return bool(getattr(client, "is_closed", False))
+
+
+def _instance_on(cand: Candidate, loop: asyncio.AbstractEventLoop) -> BaseChatModel:
+    """The user's instance of ``cand`` for ``loop``: itself on its own loop, else a copy with a fresh async
+    client (kept per loop, weakly, like built models; made again if its pooled client was closed)."""
+    found = cand._async.get(loop)
+    if found is not None and not _closed_async(found):
+        return found
+    from coffee_nb.providers._loops import for_loop
+
+    assert cand.instance is not None
+    with cand._lock:
+        found = cand._async.get(loop)
+        if found is None or _closed_async(found):
+            found = for_loop(cand.instance, loop)
+            cand._async[loop] = found
+    return found
+
+
+def _chain_facts(candidates: Any) -> ModelFacts:
+    """Facts of a nested AutoPicker's chain for the outer call: per token, the dearest of its models' prices
+    (None when any is unpriced), and the largest context window it can route to (None when any is unknown)."""
+    from coffee_nb._pricing import Price
+
+    prices = [c.facts.price for c in candidates]
+    windows = [c.context_window for c in candidates]
+    price = None
+    if prices and all(p is not None for p in prices):
+        known = [p for p in prices if p is not None]
+        price = Price(
+            input=max(p.input for p in known),
+            output=max(p.output for p in known),
+            source="nested",
+        )
+    window = max(w for w in windows if w is not None) if windows and None not in windows else None
+    return ModelFacts(price, window)

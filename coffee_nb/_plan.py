@@ -36,7 +36,7 @@ from coffee_nb._errors import (
 from coffee_nb._events import tell
 from coffee_nb._models import Candidate
 from coffee_nb._policy import Action, Policy
-from coffee_nb._pricing import Price, from_pico
+from coffee_nb._pricing import Price, from_pico, to_pico
 from coffee_nb._records import CallRecord, Outcome, Role, global_sinks, publish
 from coffee_nb._tokens import count_prompt, estimate_prompt, estimate_tokens, prompt_bound
 
@@ -127,6 +127,7 @@ class Plan:
         "max_cost",
         "_cooling",
         "_costed",
+        "prefill_only",
     )
 
     def __init__(
@@ -161,6 +162,7 @@ class Plan:
         self.max_cost = max_cost  # picodollars: no attempt whose worst case is above it
         self._cooling: list[Candidate] = []  # skipped in this call because their breaker was open
         self._costed = max_cost is not None or self.policy.fallback_cost != "any"  # any cost limit to check?
+        self.prefill_only = False  # a broken stream goes on only on models that continue its text
 
     # -- what the runner asks ----------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -198,7 +200,7 @@ class Plan:
                     continue
             price = cand.facts.price
             lease = None
-            if self.budget is not None:
+            if self.budget is not None and not self._charged_inside(cand):
                 try:
                     lease = self._reserve(cand, price)
                 except BudgetExceededError as exc:
@@ -213,7 +215,7 @@ class Plan:
                 candidate=cand,
                 index=len(self.records),
                 role=role,
-                timeout=min(self.policy.attempt_timeout, remaining),
+                timeout=min(cand.attempt_limit(self.policy.attempt_timeout), remaining),
                 lease=lease,
                 started_at=datetime.now(UTC),
                 started=now,
@@ -291,7 +293,7 @@ class Plan:
                 candidate=cand,
                 index=len(self.records),
                 role=Role.HEDGE,
-                timeout=min(self.policy.attempt_timeout, remaining),
+                timeout=min(cand.attempt_limit(self.policy.attempt_timeout), remaining),
                 lease=lease,
                 started_at=datetime.now(UTC),
                 started=now,
@@ -317,6 +319,16 @@ class Plan:
         self.queue.appendleft(cand)
         self.current = None
 
+    def require_prefill(self) -> bool:
+        """From now on, only models that continue a final assistant message may be tried (a stream broke
+        mid-answer and its consumer can't take a restart). False when no such model is left."""
+        self.prefill_only = True
+        current = self.current
+        if current is not None and not current.prefill:  # a retry it can't make
+            self.current, self.wait = None, 0.0
+            current = None
+        return (current is not None) or any(c.prefill for c in self.queue)
+
     def has_alternative(self) -> bool:
         """Is another candidate still left to try in this call?"""
         return bool(self.queue)
@@ -331,13 +343,30 @@ class Plan:
 
     # -- what the runner reports ---------------------------------------------------------------------
     def succeeded(
-        self, attempt: Attempt, usage: Usage, *, ttft: float | None = None, streamed: bool = False
+        self,
+        attempt: Attempt,
+        usage: Usage,
+        *,
+        ttft: float | None = None,
+        streamed: bool = False,
+        nested: Nested | None = None,
     ) -> CallRecord:
-        """Settle a successful attempt and return its record."""
+        """Settle a successful attempt and return its record.
+
+        ``nested`` is what another AutoPicker (this candidate) reported of its call: its answering model and
+        exact cost stand in this record, charged to this call's budget unless that is the inner one's too
+        (then the inner call charged it); the record goes to this picker's own sinks, not to the global
+        ones, which hear the inner call's records themselves (counted once).
+        """
         attempt.candidate.breaker.success()
-        record = self._settled(attempt, Outcome.OK, usage, ttft=ttft, streamed=streamed)
-        self._emit(record)
+        record = self._settled(attempt, Outcome.OK, usage, ttft=ttft, streamed=streamed, nested=nested)
+        self._emit(record, everyone=nested is None)
         return record
+
+    def _charged_inside(self, cand: Candidate) -> bool:
+        """Is ``cand`` another AutoPicker charging this call's budget itself? Then nothing is reserved here."""
+        inner = cand.inner
+        return inner is not None and inner.budget is self.budget
 
     def failed(
         self, attempt: Attempt, exc: BaseException, *, ttft: float | None = None, partial: Usage | None = None
@@ -387,6 +416,9 @@ class Plan:
     # -- helpers ---------------------------------------------------------------------------------------
     def _admit(self, cand: Candidate, now: float) -> bool:
         """May ``cand`` be tried at all in this call (breaker closed, prompt fits its window)?"""
+        if self.prefill_only and not cand.prefill:
+            self._skip(cand, ErrorClass.CAPABILITY, "can't continue the partial answer: takes no assistant prefill")
+            return False
         if not cand.breaker.allow(now):
             left = max(0.0, cand.breaker.open_until() - now)
             self._skip(cand, ErrorClass.COOLDOWN, f"cooling down after repeated failures ({left:.1f}s left)")
@@ -503,7 +535,9 @@ class Plan:
             return fast(cand.name, pico)
         return budget.reserve(cand.name, None if pico is None else from_pico(pico))
 
-    def _settle(self, attempt: Attempt, usage: Usage | None) -> tuple[Decimal | None, str]:
+    def _settle(
+        self, attempt: Attempt, usage: Usage | None, nested: Nested | None = None
+    ) -> tuple[Decimal | None, str]:
         """Price ``usage`` and commit it to the budget; with no usage, release the reservation."""
         lease, budget = attempt.lease, self.budget
         if usage is None:
@@ -511,7 +545,12 @@ class Plan:
                 budget.release(lease)
             return None, "unpriced"
         price = attempt.price
-        pico = None if price is None else price.pico(usage.input, usage.output, usage.cached, usage.cache_write)
+        if nested is not None:  # the inner AutoPicker's exact cost, not an estimate from a made-up price
+            cost = nested.total_cost
+            pico = None if cost is None else to_pico(cost)
+            price = None if cost is None else _NESTED
+        else:
+            pico = None if price is None else price.pico(usage.input, usage.output, usage.cached, usage.cache_write)
         if lease is not None and budget is not None:
             fast = getattr(budget, "commit_pico", None)
             if fast is not None:
@@ -532,11 +571,13 @@ class Plan:
         failure: Failure | None = None,
         streamed: bool = False,
         now: float | None = None,
+        nested: Nested | None = None,
     ) -> CallRecord:
         """Settle the budget for ``attempt`` and build its record."""
         end = self.clock() if now is None else now
-        cost, source = self._settle(attempt, usage)
+        cost, source = self._settle(attempt, usage, nested)
         cand = attempt.candidate
+        provider, model = (cand.provider, cand.name) if nested is None else (nested.provider, nested.model)
         origin, reason = self._fallback_origin(attempt.role)
         used = usage or _NO_USAGE
         # Built by position, in CallRecord's field order: one per attempt on the hot path, and binding 22
@@ -546,8 +587,8 @@ class Plan:
             self.call_id,
             attempt.index,
             attempt.role,
-            cand.provider,
-            cand.name,
+            provider,
+            model,
             outcome,
             attempt.started_at,
             end - attempt.started,  # latency_s
@@ -569,14 +610,13 @@ class Plan:
         cand.recent.add(record)
         return record
 
-    def _emit(self, record: CallRecord) -> None:
+    def _emit(self, record: CallRecord, *, everyone: bool = True) -> None:
         self.records.append(record)
         sinks = self.core.sinks
         if sinks:
             publish(sinks, record)
-        everyone = global_sinks()
-        if everyone:
-            publish(everyone, record)
+        if everyone and (listeners := global_sinks()):
+            publish(listeners, record)
 
     def _fallback_origin(self, role: Role) -> tuple[str | None, str | None]:
         """For a fallback attempt: the first model this call tried, and why the call moved on."""
@@ -644,6 +684,24 @@ class Plan:
 
 
 _NO_USAGE = Usage(0, 0)
+
+
+class Nested(Protocol):
+    """What an inner AutoPicker reported of its call (a ``CallSummary``): who answered, at what exact cost."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def total_cost(self) -> Decimal | None: ...
+
+
+class _NestedSource:
+    source = "nested"  # the record's price source: the inner AutoPicker priced it
+
+
+_NESTED: Any = _NestedSource()
 
 
 def _said(failure: Failure) -> str:

@@ -26,15 +26,25 @@ DEFAULT_BACKOFF_BASE = 0.5
 DEFAULT_BACKOFF_CAP = 8.0
 DEFAULT_MAX_RETRY_AFTER = 30.0
 DEFAULT_COOLDOWN_AFTER = 3
-DEFAULT_COOLDOWN = 30.0  # the longest a failing model is skipped
+# The longest a failing model is skipped. A model that recovers is probed again at most this long after its
+# last failed probe: under steady traffic (one request every few seconds) it is back in use within
+# cooldown_max + one request's interval of recovering (issue 24: within 30 s; 30 s was not, with 4 s traffic).
+DEFAULT_COOLDOWN_MAX = 20.0
+DEFAULT_COOLDOWN = DEFAULT_COOLDOWN_MAX  # its older name
 DEFAULT_COOLDOWN_MIN = 1.0  # the first cooldown; it doubles while the model keeps failing
-# Streams: how long to wait for the first chunk, and between chunks. Reasoning models think first.
-DEFAULT_FIRST_TOKEN_TIMEOUT = 15.0
+# A half-open probe that reports nothing for this long is presumed lost (its caller was cancelled or gave
+# up between being let through and calling): the next caller probes instead of the model staying skipped.
+PROBE_LOST_AFTER = DEFAULT_ATTEMPT_TIMEOUT
+# Streams: how long to wait for the first chunk, and between chunks. Reasoning models think first. A
+# non-reasoning model's first token rarely takes more than a few seconds: past 8 s the next model starts,
+# within 10 s of the request.
+DEFAULT_FIRST_TOKEN_TIMEOUT = 8.0
 DEFAULT_REASONING_FIRST_TOKEN_TIMEOUT = 120.0
 DEFAULT_IDLE_TIMEOUT = 15.0
 DEFAULT_REASONING_IDLE_TIMEOUT = 60.0
 STREAM_RECOVERY = ("continue", "restart", "raise")
 FALLBACK_COST = ("any", "no_pricier", "cheaper_only")
+_UNSET: float = float("nan")  # "not given" for cooldown / cooldown_max (compared by identity)
 
 
 class Action(StrEnum):
@@ -80,6 +90,7 @@ DEFAULT_RULES: Mapping[ErrorClass, Rule] = MappingProxyType(
         ErrorClass.BUDGET: Rule(retry=False, fallback=True, trip=Trip.NONE),
         ErrorClass.COST: Rule(retry=False, fallback=True, trip=Trip.NONE),
         ErrorClass.COOLDOWN: Rule(retry=False, fallback=True, trip=Trip.NONE),
+        ErrorClass.CAPABILITY: Rule(retry=False, fallback=True, trip=Trip.NONE),
         # raised by a candidate during its call, unclassified: fall back, like with_fallbacks and LiteLLM
         # (Policy(on_unknown_error="raise") raises instead)
         ErrorClass.UNKNOWN: Rule(retry=False, fallback=True, trip=Trip.COUNT),
@@ -91,7 +102,12 @@ DEFAULT_RULES: Mapping[ErrorClass, Rule] = MappingProxyType(
 class Policy:
     """How hard to try. One deadline bounds every retry, wait and fallback of a call together.
 
+    A model that keeps failing is skipped for ``cooldown_min`` seconds, then twice that after each failed
+    probe, up to ``cooldown_max`` (``cooldown`` is its older name; give either): a model that recovers is
+    used again at most ``cooldown_max`` after its last failed probe (a provider's longer Retry-After wins).
+
     >>> Policy(deadline=30, max_retries=1)
+    >>> Policy(cooldown_min=2, cooldown_max=15)
     """
 
     deadline: float = DEFAULT_DEADLINE  # seconds for the whole call
@@ -101,7 +117,9 @@ class Policy:
     backoff_cap: float = DEFAULT_BACKOFF_CAP
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # a longer Retry-After moves to the next model
     cooldown_after: int = DEFAULT_COOLDOWN_AFTER  # consecutive counted failures that open the breaker
-    cooldown: float = DEFAULT_COOLDOWN  # the longest a model is skipped once its breaker opens
+    # the longest a model is skipped once its breaker opens (the ceiling of the doubling; default 20 s)
+    cooldown_max: float = _UNSET
+    cooldown: float = field(default=_UNSET, repr=False)  # the older name of cooldown_max: give either, both read it
     cooldown_min: float = DEFAULT_COOLDOWN_MIN  # the first cooldown; doubles per reopening, resets on success
     first_token_timeout: float | None = None  # streams: seconds to the first chunk (None: per model)
     idle_timeout: float | None = None  # streams: seconds between chunks (None: per model)
@@ -123,7 +141,7 @@ class Policy:
         non_negative_number("backoff_cap (seconds)", self.backoff_cap)
         non_negative_number("max_retry_after (seconds)", self.max_retry_after)
         positive_int("cooldown_after", self.cooldown_after)
-        non_negative_number("cooldown (seconds)", self.cooldown)
+        self._resolve_cooldown_max()
         non_negative_number("cooldown_min (seconds)", self.cooldown_min)
         for name in ("first_token_timeout", "idle_timeout"):
             if getattr(self, name) is not None:
@@ -144,6 +162,21 @@ class Policy:
             rules[ErrorClass.UNKNOWN] = replace(rules[ErrorClass.UNKNOWN], fallback=fallback)
         if rules != dict(self.rules):
             object.__setattr__(self, "rules", MappingProxyType(rules))
+
+    def _resolve_cooldown_max(self) -> None:
+        """``cooldown`` and ``cooldown_max`` name one setting: both read the value given (or the default)."""
+        given = {n: v for n in ("cooldown_max", "cooldown") if (v := getattr(self, n)) is not _UNSET}
+        for name, value in given.items():
+            non_negative_number(f"{name} (seconds)", value)
+        if len(set(given.values())) > 1:
+            raise ConfigError(
+                f"cooldown is the older name of cooldown_max: give one of them, not both with different values "
+                f"(got cooldown_max={given['cooldown_max']!r}, cooldown={given['cooldown']!r}; "
+                "dataclasses.replace copies both, so change both)"
+            )
+        value = next(iter(given.values()), DEFAULT_COOLDOWN_MAX)
+        object.__setattr__(self, "cooldown_max", value)
+        object.__setattr__(self, "cooldown", value)
 
     def hedge_delay(self, recent_latencies: list[float]) -> float | None:
         """Seconds after which a still-running attempt gets a hedge; None: don't hedge (off, or no history)."""
@@ -216,9 +249,15 @@ def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
 class CircuitBreaker:
     """Per-model breaker: closed → open (skipped) → half-open (one probe at a time) → closed.
 
-    The first opening lasts ``cooldown_min`` seconds and each reopening without a success in
-    between doubles it, up to ``cooldown``: a model back after a short outage is used again within
-    a request or two, one that stays down is left alone longer. A success resets it.
+    It opens after ``cooldown_after`` counted failures in a row. The first opening lasts ``cooldown_min``
+    seconds and each failed probe reopens it for twice as long, up to ``cooldown`` (the policy's
+    ``cooldown_max``): a model back after a short outage is used again within a request or two, one that
+    stays down is probed every ``cooldown`` seconds, so it is used again at most that long after it
+    recovers. A success closes it and resets the doubling.
+
+    Once open, only a probe reopens it: a failure of an attempt let through before it opened (a straggler
+    of concurrent calls) is counted but neither extends nor doubles the cooldown. A probe that reports
+    nothing for ``probe_lost_after`` seconds (its caller gave up before calling) no longer blocks the next.
     """
 
     __slots__ = (
@@ -226,21 +265,35 @@ class CircuitBreaker:
         "_failures",
         "_opens",
         "_open_until",
-        "_probing",
+        "_probe_since",
         "cooldown_after",
         "cooldown",
         "cooldown_min",
+        "probe_lost_after",
     )
 
-    def __init__(self, cooldown_after: int, cooldown: float, cooldown_min: float = DEFAULT_COOLDOWN_MIN) -> None:
+    def __init__(
+        self,
+        cooldown_after: int,
+        cooldown: float,
+        cooldown_min: float = DEFAULT_COOLDOWN_MIN,
+        *,
+        probe_lost_after: float = PROBE_LOST_AFTER,
+    ) -> None:
         self._lock = threading.Lock()
         self._failures = 0
         self._opens = 0
         self._open_until = 0.0
-        self._probing = False
+        self._probe_since: float | None = None  # when the probe in flight was let through
         self.cooldown_after = cooldown_after
-        self.cooldown = cooldown
+        self.cooldown = cooldown  # the ceiling (Policy.cooldown_max)
         self.cooldown_min = min(cooldown_min, cooldown)
+        self.probe_lost_after = probe_lost_after
+
+    @property
+    def cooldown_max(self) -> float:
+        """The longest the breaker stays open after a failure (a provider's longer Retry-After aside)."""
+        return self.cooldown
 
     def allow(self, now: float) -> bool:
         """May the model be called now? In half-open state only one caller gets to probe."""
@@ -249,9 +302,12 @@ class CircuitBreaker:
         with self._lock:
             if self._open_until == 0.0:
                 return True
-            if now < self._open_until or self._probing:
+            if now < self._open_until:
                 return False
-            self._probing = True  # half-open: this caller probes
+            since = self._probe_since
+            if since is not None and now < since + self.probe_lost_after:
+                return False  # another caller is probing
+            self._probe_since = now  # half-open: this caller probes
             return True
 
     @property
@@ -259,44 +315,56 @@ class CircuitBreaker:
         """Counted failures since the last success."""
         return self._failures
 
+    @property
+    def probing(self) -> bool:
+        """Is a half-open probe in flight?"""
+        return self._probe_since is not None
+
     def open_until(self) -> float:
         return self._open_until
 
     def success(self) -> None:
-        if not (self._failures or self._opens or self._probing) and self._open_until == 0.0:
+        if not (self._failures or self._opens) and self._probe_since is None and self._open_until == 0.0:
             return  # already closed and clean (the hot path): nothing to reset, no lock
         with self._lock:
             self._failures = 0
             self._opens = 0
             self._open_until = 0.0
-            self._probing = False
+            self._probe_since = None
 
     def failure(self, trip: Trip, now: float, *, seconds: float | None = None) -> None:
         """Count a failure; ``seconds`` (a Retry-After) is the least the breaker then stays open."""
-        if trip is Trip.NONE:
-            with self._lock:
-                self._probing = False
-            return
         with self._lock:
+            probe = self._probe_since is not None
+            self._probe_since = None
+            if trip is Trip.NONE:  # the caller's fault, not the model's: a probe with no verdict
+                return
             self._failures += 1
+            floor = seconds or 0.0
             if trip is Trip.NOW:  # a bad key or unknown model: waiting won't help soon
-                self._open_until = now + max(self.cooldown, seconds or 0.0)
-            elif self._failures >= self.cooldown_after or self._probing:
+                self._open_until = max(self._open_until, now + max(self.cooldown, floor))
+            elif probe or (self._failures >= self.cooldown_after and now >= self._open_until):
                 span = min(self.cooldown, self.cooldown_min * 2.0**self._opens)
                 self._opens += 1
-                self._open_until = now + max(span, seconds or 0.0)
-            self._probing = False
+                self._open_until = now + max(span, floor)
+            elif floor and now < self._open_until:  # a straggler: only a longer Retry-After extends it
+                self._open_until = max(self._open_until, now + floor)
 
     def release(self) -> None:
         """A probe ended without a verdict (cancelled, skipped): let the next caller probe."""
         with self._lock:
-            self._probing = False
+            self._probe_since = None
+
+    def state_at(self, now: float) -> str:
+        """The state at ``now``: closed (in use), open (skipped), half-open (a probe may go, or is in flight)."""
+        until = self._open_until
+        if until == 0.0:
+            return "closed"
+        return "open" if now < until else "half-open"
 
     @property
     def state(self) -> str:
-        if self._open_until == 0.0:
-            return "closed"
-        return "open" if time.monotonic() < self._open_until else "half-open"
+        return self.state_at(time.monotonic())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

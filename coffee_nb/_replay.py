@@ -19,7 +19,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from coffee_nb._cassette import request_of
 from coffee_nb._format import content_text
 from coffee_nb._plan import Usage
-from coffee_nb._summary import CallSummary
+from coffee_nb._summary import summary_data
 
 if TYPE_CHECKING:
     from coffee_nb._attempt import Call
@@ -42,9 +42,7 @@ def replayed(call: Call) -> Iterator[Any]:
         return
     usage = Usage(found.usage.get("input", 0), found.usage.get("output", 0), found.usage.get("cached", 0))
     record = call.plan.replay(found.model, found.provider, usage)
-    summary = CallSummary(
-        (record,), latency_s=call.plan.elapsed(), replayed=True, recorded_cost=found.cost, ttft_s=None
-    )
+    summary = summary_data((record,), latency_s=call.plan.elapsed(), replayed=True, recorded_cost=found.cost)
     usage_metadata = UsageMetadata(
         input_tokens=usage.input, output_tokens=usage.output, total_tokens=usage.input + usage.output
     )

@@ -28,6 +28,7 @@ from coffee_nb._settings import DEFAULT_DAILY_BUDGET as DEFAULT_DAILY_BUDGET
 from coffee_nb._settings import KEYED_DEFAULTS as KEYED_DEFAULTS
 from coffee_nb._settings import KNOWN_MODELS as KNOWN_MODELS
 from coffee_nb._settings import SANDBOX_CHAIN as SANDBOX_CHAIN
+from coffee_nb._summary import CallSummary
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
@@ -163,15 +164,16 @@ class Session(SessionSettings):
         call_kwargs: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
         if on_token is None:
             return picker.invoke(messages, **call_kwargs)
-        from coffee_nb._streams import Collector, is_restart
+        from coffee_nb._streams import Collector, handles_restarts, is_restart
 
         collector = Collector()
-        for chunk in picker.stream(messages, **call_kwargs):
-            if is_restart(chunk) and on_restart is not None:
-                on_restart(chunk.response_metadata["coffee_nb"])  # the answer starts over on another model
-            collector.add(chunk)
-            if chunk.content:
-                on_token(chunk.text)
+        with handles_restarts():  # the cell clears what it showed at a restart marker
+            for chunk in picker.stream(messages, **call_kwargs):
+                if is_restart(chunk) and on_restart is not None:
+                    on_restart(chunk.response_metadata["coffee_nb"])  # the answer starts over on another model
+                collector.add(chunk)
+                if chunk.content:
+                    on_token(chunk.text)
         return collector.result()
 
     def _store(self, key: str, message: AIMessage, answer: Answer) -> None:
@@ -194,15 +196,14 @@ class Session(SessionSettings):
         return {name: s["remaining"] for name, s in status.items()}
 
     def _answer(self, message: AIMessage, format: str, latency: float) -> Answer:  # noqa: A002
-        summary = message.response_metadata.get("coffee_nb")
-        as_dict = getattr(summary, "as_dict", None)  # a CallSummary; from the cache, already a dict
-        meta = as_dict() if as_dict is not None else (summary or {})  # plain values for JSON
+        meta = message.response_metadata.get("coffee_nb") or {}  # plain data (also from the cache)
+        summary = CallSummary(meta)  # its money as Decimal
         answer = Answer(
             message=message,
             model=meta.get("model", "?"),
             provider=meta.get("provider", "?"),
             attempts=meta.get("attempts", []),
-            cost=meta.get("cost"),
+            cost=summary.cost,
             price_source=meta.get("price_source", "unpriced"),
             tokens=dict(meta.get("tokens") or {}),  # plain dict: JSON-able, stored in the cache
             latency_s=meta.get("latency_s", latency),
@@ -211,9 +212,9 @@ class Session(SessionSettings):
             budget_left=self._budget_left(),
             role=meta.get("role", "primary"),
             primary_model=meta.get("primary_model"),
-            saved=meta.get("saved"),
-            replayed=bool(meta.get("replayed", False)),
-            recorded_cost=meta.get("recorded_cost"),
+            saved=summary.saved,
+            replayed=summary.replayed,
+            recorded_cost=summary.recorded_cost,
         )
         return answer
 

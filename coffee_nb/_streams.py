@@ -1,20 +1,42 @@
 """Consuming AutoPicker streams: restart markers honoured, one final message out.
 
-A stream that broke mid-answer and was restarted on another model carries an in-band marker (a chunk
-with ``response_metadata["coffee_nb"]["restart"] = True``): everything before it is not part of the
-answer. ``collect`` / ``acollect`` return the final message with that taken into account.
+A stream that breaks mid-answer continues on a model that takes the text so far as an assistant
+prefill, so a plain ``for chunk in llm.stream(...)`` still adds up to one answer. Where no model left can
+continue it, the answer may start over on another model, but only for a consumer that said it handles
+that: such a stream carries an in-band marker (a chunk with ``response_metadata["coffee_nb"]["restart"] =
+True``) after which the answer starts again. ``collect`` / ``acollect`` say so, and return the final
+message with the marker taken into account; any other consumer gets ``StreamInterruptedError`` instead.
 
 >>> message = coffee_nb.collect(llm.stream("Explain p95 latency"))
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk
 
-__all__ = ["Collector", "acollect", "collect", "is_restart"]
+__all__ = ["RESTARTS_OK", "Collector", "acollect", "collect", "handles_restarts", "is_restart"]
+
+# Set while a consumer that honours restart markers reads an AutoPicker stream.
+RESTARTS_OK: ContextVar[bool] = ContextVar("coffee_nb_restarts_ok", default=False)
+
+
+@contextmanager
+def handles_restarts() -> Iterator[None]:
+    """Streams started (first read) inside this block may restart on another model after a restart marker.
+
+    For a consumer that reads the chunks itself and honours :func:`is_restart` (a UI that clears what it
+    showed). ``collect`` and ``acollect`` do this for you.
+    """
+    token = RESTARTS_OK.set(True)
+    try:
+        yield
+    finally:
+        RESTARTS_OK.reset(token)
 
 
 def is_restart(chunk: Any) -> bool:
@@ -63,14 +85,16 @@ class Collector:
 def collect(stream: Iterable[Any]) -> AIMessage:
     """The final message of a stream of chunks, honouring coffee_nb's restart markers."""
     collector = Collector()
-    for chunk in stream:
-        collector.add(chunk)
+    with handles_restarts():
+        for chunk in stream:
+            collector.add(chunk)
     return collector.result()
 
 
 async def acollect(stream: AsyncIterable[Any]) -> AIMessage:
     """:func:`collect` for an async stream."""
     collector = Collector()
-    async for chunk in stream:
-        collector.add(chunk)
+    with handles_restarts():
+        async for chunk in stream:
+            collector.add(chunk)
     return collector.result()

@@ -1,42 +1,137 @@
-"""``CallSummary``: what one AutoPicker call did, as ``AIMessage.response_metadata["coffee_nb"]``.
+"""What one AutoPicker call did, as ``AIMessage.response_metadata["coffee_nb"]``: plain data.
 
-Typed and frozen, and also a read-only mapping, so ``md["cost"]`` and ``md["tokens"]["input"]`` keep
-working for code written against the plain dicts of earlier versions. Everything is derived from the
-call's :class:`~coffee_nb._records.CallRecord` s on access: building one costs one small object per
-call, whatever the number of attempts.
+The message carries a plain ``dict`` of built-in values (str, int, float, bool, None, lists and dicts), so
+it survives everything that persists messages: ``model_dump_json``, LangChain's ``dumpd``/``loads``,
+LangGraph checkpointers (msgpack), chat-history stores. Money is a ``float`` of USD there (exact for every
+amount of up to 15 significant digits, i.e. to the picodollar below $1,000: ``Decimal(repr(x))`` gives
+the exact value back); the ledger, metrics and records keep the exact ``Decimal``.
 
->>> summary = msg.response_metadata["coffee_nb"]
+:class:`CallSummary` is the typed view of that dict, with ``Decimal`` money:
+
+>>> summary = CallSummary.of(msg)            # also works on a message loaded from a checkpoint
 >>> summary.model, summary.cost, summary.attempts[0].outcome
->>> summary.as_dict()  # plain dicts and values, e.g. for JSON
+>>> msg.response_metadata["coffee_nb"]["cost"]   # the plain value: a float, or None when unpriced
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from coffee_nb._records import CallRecord, Role
 
-__all__ = ["AttemptSummary", "CallSummary", "TokenSummary"]
+__all__ = ["AttemptSummary", "CallSummary", "TokenSummary", "summary_data", "take_structured"]
 
 
-class _Frozen(Mapping[str, Any]):
-    """A read-only mapping over the attributes named in ``_keys`` (and immutable attributes)."""
+def _usd(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
 
-    __slots__ = ()
-    _keys: tuple[str, ...] = ()
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """The exact Decimal of a plain money value (a float written by :func:`summary_data`, or a string)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the shortest repr is the decimal the float was made from
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+def summary_data(
+    records: Sequence[CallRecord],
+    *,
+    latency_s: float,
+    ttft_s: float | None = None,
+    cache_hit: bool = False,
+    replayed: bool = False,
+    primary_cost: Decimal | None = None,
+    recorded_cost: Decimal | None = None,
+    finish_reason: str | None = None,
+) -> dict[str, Any]:
+    """The plain ``response_metadata["coffee_nb"]`` of a call whose last record answered."""
+    if not records:
+        raise ValueError("a call summary needs the call's records")
+    final = records[-1]
+    cost = final.cost
+    total: Decimal | None = None
+    attempts = []
+    for r in records:
+        if r.cost is not None:
+            total = r.cost if total is None else total + r.cost
+        attempts.append(
+            {
+                "model": r.model,
+                "role": r.role.value,
+                "outcome": r.outcome.value,
+                "error_class": r.error_class,
+                "latency_s": r.latency_s,
+                "cost": _usd(r.cost),
+            }
+        )
+    fallback_reason = None
+    if final.role is Role.FALLBACK:
+        fallback_reason = next((r.error_class for r in records if r.error_class), None)
+    data: dict[str, Any] = {
+        "call_id": final.call_id,
+        "model": final.model,
+        "provider": final.provider,
+        "role": final.role.value,
+        "fallback_reason": fallback_reason,
+        "attempts": attempts,
+        "tokens": {
+            "input": final.input_tokens,
+            "output": final.output_tokens,
+            "cached": final.cached_tokens,
+            "reasoning": final.reasoning_tokens,
+            "estimated": final.tokens_estimated,
+        },
+        "cost": _usd(cost),
+        "total_cost": _usd(total) if cost is not None else None,
+        "priced": cost is not None,
+        "price_source": final.price_source,
+        "latency_s": latency_s,
+        "ttft_s": ttft_s,
+        "cache_hit": cache_hit,
+        "primary_model": records[0].model,
+        "primary_cost": _usd(primary_cost),
+        "saved": None if cost is None or primary_cost is None else float(primary_cost - cost),
+    }
+    if replayed:
+        data["replayed"] = True
+        data["recorded_cost"] = _usd(recorded_cost)
+    if finish_reason is not None:
+        data["finish_reason"] = finish_reason
+    return data
+
+
+class _View(Mapping[str, Any]):
+    """A read-only mapping over a plain dict, with typed attributes defined by subclasses."""
+
+    __slots__ = ("_d",)
+    _d: Mapping[str, Any]
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_d", data)
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self._keys:
-            raise KeyError(key)
-        return getattr(self, key)
+        return self._d[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
+        return iter(self._d)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._d)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -44,341 +139,240 @@ class _Frozen(Mapping[str, Any]):
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return self  # immutable: LangChain deep-copies metadata when merging chunks
-
-    def __copy__(self) -> Any:
-        return self
-
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Mapping):  # equal to its plain form, like the dicts it replaces
-            return bool(self.as_dict() == _plain(other))
+        if isinstance(other, Mapping):
+            return dict(self._d) == dict(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # equal to dicts, so unhashable like them
 
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._keys)
-        return f"{type(self).__name__}({inner})"
-
     def as_dict(self) -> dict[str, Any]:
-        """Plain dicts, lists and values all the way down."""
-        return {k: _plain(getattr(self, k)) for k in self._keys}
+        """The plain data (a deep copy: dicts, lists and built-in values)."""
+        return {k: _copy(v) for k, v in self._d.items()}
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.as_dict(),))
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, _Frozen):
-        return value.as_dict()
+def _copy(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copy(v) for v in value]
     return value
 
 
-def _init(obj: object, **values: Any) -> None:
-    for name, value in values.items():
-        object.__setattr__(obj, name, value)
-
-
-class TokenSummary(_Frozen):
+class TokenSummary(_View):
     """Tokens of the answering attempt; ``estimated`` when counted offline, not reported by the provider."""
 
-    __slots__ = ("input", "output", "cached", "reasoning", "estimated")
-    _keys = __slots__
-    input: int
-    output: int
-    cached: int
-    reasoning: int
-    estimated: bool
+    __slots__ = ()
 
-    def __init__(self, record: CallRecord) -> None:
-        _init(
-            self,
-            input=record.input_tokens,
-            output=record.output_tokens,
-            cached=record.cached_tokens,
-            reasoning=record.reasoning_tokens,
-            estimated=record.tokens_estimated,
-        )
+    @property
+    def input(self) -> int:
+        return int(self._d.get("input") or 0)
+
+    @property
+    def output(self) -> int:
+        return int(self._d.get("output") or 0)
+
+    @property
+    def cached(self) -> int:
+        return int(self._d.get("cached") or 0)
+
+    @property
+    def reasoning(self) -> int:
+        return int(self._d.get("reasoning") or 0)
+
+    @property
+    def estimated(self) -> bool:
+        return bool(self._d.get("estimated"))
 
 
-class AttemptSummary(_Frozen):
+class AttemptSummary(_View):
     """One attempt of the call, in order (skipped candidates included)."""
 
-    __slots__ = ("model", "role", "outcome", "error_class", "latency_s")
-    _keys = __slots__
-    model: str
-    role: str
-    outcome: str
-    error_class: str | None
-    latency_s: float
-
-    def __init__(self, record: CallRecord) -> None:
-        _init(
-            self,
-            model=record.model,
-            role=record.role.value,
-            outcome=record.outcome.value,
-            error_class=record.error_class,
-            latency_s=record.latency_s,
-        )
-
-
-class CallSummary(_Frozen):
-    """The call: who answered, after which attempts, for how many tokens, at what cost and latency.
-
-    ``cost`` is ``Decimal`` USD, or None when the answering model is unpriced (``priced`` is False).
-    ``restart`` marks a stream chunk after which the answer starts over (see ``coffee_nb.collect``).
-    ``finish_reason`` says why the answer ended, one word for every provider (``stop``, ``length``,
-    ``tool_calls``, ...; see ``_finish.py``); ``truncated`` is True when it hit the output limit.
-    """
-
-    # One slot holding every stored value, in this order (one is built per answer, on the hot path: one
-    # store instead of eleven); each is read through a property of its name below.
-    __slots__ = ("_v",)
-    _keys = (
-        "call_id",
-        "model",
-        "provider",
-        "role",
-        "fallback_reason",
-        "attempts",
-        "tokens",
-        "cost",
-        "priced",
-        "price_source",
-        "latency_s",
-        "ttft_s",
-        "cache_hit",
-        "primary_model",
-        "primary_cost",
-        "saved",
-    )
-    _v: tuple[
-        tuple[CallRecord, ...],  # records
-        float,  # latency_s
-        float | None,  # ttft_s
-        Mapping[str, Any] | None,  # structured
-        bool,  # cache_hit
-        bool,  # replayed
-        bool,  # restart
-        Decimal | None,  # primary_cost
-        Decimal | None,  # recorded_cost
-        str | None,  # finish_reason
-    ]
-
-    def __init__(
-        self,
-        records: tuple[CallRecord, ...],
-        *,
-        latency_s: float,
-        ttft_s: float | None = None,
-        structured: Mapping[str, Any] | None = None,
-        cache_hit: bool = False,
-        replayed: bool = False,
-        restart: bool = False,
-        primary_cost: Decimal | None = None,
-        recorded_cost: Decimal | None = None,
-        finish_reason: str | None = None,
-    ) -> None:
-        if not records:
-            raise ValueError("a CallSummary needs the call's records")
-        object.__setattr__(
-            self,
-            "_v",
-            (
-                records,
-                latency_s,
-                ttft_s,
-                structured,
-                cache_hit,
-                replayed,
-                restart,
-                primary_cost,
-                recorded_cost,
-                finish_reason,
-            ),
-        )
-
-    @property
-    def records(self) -> tuple[CallRecord, ...]:
-        """Every attempt's record, in order (skipped candidates included); the last one answered."""
-        return self._v[0]
-
-    @property
-    def call_id(self) -> str:
-        return self._v[0][-1].call_id
-
-    @property
-    def latency_s(self) -> float:
-        """Seconds from the call's start to its answer (every attempt and wait included)."""
-        return self._v[1]
-
-    @property
-    def ttft_s(self) -> float | None:
-        """Seconds to the first token of a stream (None for an invoke)."""
-        return self._v[2]
-
-    @property
-    def structured(self) -> Mapping[str, Any] | None:
-        """``{"parsed": ..., "parsing_error": ...}`` for ``with_structured_output(include_raw=True)``."""
-        return self._v[3]
-
-    @property
-    def cache_hit(self) -> bool:
-        return self._v[4]
-
-    @property
-    def replayed(self) -> bool:
-        """Answered from a cassette, not by the model."""
-        return self._v[5]
-
-    @property
-    def restart(self) -> bool:
-        return self._v[6]
-
-    @property
-    def primary_cost(self) -> Decimal | None:
-        """What the first model would have cost for this answer (a fallback answered), else None."""
-        return self._v[7]
-
-    @property
-    def recorded_cost(self) -> Decimal | None:
-        """A replayed answer: what it cost when it was recorded."""
-        return self._v[8]
-
-    @property
-    def finish_reason(self) -> str | None:
-        """Why the answer ended (None: the provider didn't say)."""
-        return self._v[9]
-
-    @property
-    def _keys_present(self) -> tuple[str, ...]:
-        extra = ("structured",) if self.structured is not None else ()
-        replay = ("replayed", "recorded_cost") if self.replayed else ()
-        finish = ("finish_reason",) if self.finish_reason is not None else ()
-        return (*self._keys, *extra, *(("restart",) if self.restart else ()), *replay, *finish)
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self._keys_present:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys_present)
-
-    def __len__(self) -> int:
-        return len(self._keys_present)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: _plain(getattr(self, k)) for k in self._keys_present}
-
-    def __repr__(self) -> str:
-        return (
-            f"CallSummary(model={self.model!r}, cost={self.cost!r}, attempts={len(self.records)}, "
-            f"latency_s={self.latency_s:.3f})"
-        )
-
-    def __reduce__(self) -> Any:
-        return (
-            _rebuild,
-            (
-                self.records,
-                self.latency_s,
-                self.ttft_s,
-                self.structured,
-                self.cache_hit,
-                self.replayed,
-                self.restart,
-                self.primary_cost,
-                self.recorded_cost,
-                self.finish_reason,
-            ),
-        )
-
-    # -- derived from the answering (last) record ------------------------------------------------------
-    @property
-    def final(self) -> CallRecord:
-        return self.records[-1]
+    __slots__ = ()
 
     @property
     def model(self) -> str:
-        return self.final.model
-
-    @property
-    def provider(self) -> str:
-        return self.final.provider
+        return str(self._d.get("model"))
 
     @property
     def role(self) -> str:
-        return self.final.role.value
+        return str(self._d.get("role"))
+
+    @property
+    def outcome(self) -> str:
+        return str(self._d.get("outcome"))
+
+    @property
+    def error_class(self) -> str | None:
+        return _text(self._d.get("error_class"))
+
+    @property
+    def latency_s(self) -> float:
+        return float(self._d.get("latency_s") or 0.0)
+
+    @property
+    def cost(self) -> Decimal | None:
+        """What this attempt was charged (a broken stream's partial answer is billed too), or None."""
+        return _decimal(self._d.get("cost"))
+
+
+class CallSummary(_View):
+    """The call: who answered, after which attempts, for how many tokens, at what cost and latency.
+
+    A typed view of the plain ``response_metadata["coffee_nb"]`` dict: ``CallSummary.of(message)``.
+    ``cost`` is ``Decimal`` USD, or None when the answering model is unpriced (``priced`` is False);
+    ``total_cost`` adds what earlier attempts were charged (a stream that broke mid-answer is billed).
+    ``finish_reason`` says why the answer ended, one word for every provider (``stop``, ``length``,
+    ``tool_calls``, ...); ``truncated`` is True when it hit the output limit.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, source: Any) -> CallSummary:
+        """The summary of a message (or of its ``response_metadata["coffee_nb"]`` dict).
+
+        Raises ``ValueError`` when the message did not come from AutoPicker.
+        """
+        if isinstance(source, CallSummary):
+            return source
+        data = source if isinstance(source, Mapping) else None
+        if data is None:
+            meta = getattr(source, "response_metadata", None)
+            data = meta.get("coffee_nb") if isinstance(meta, Mapping) else None
+        elif "call_id" not in data and isinstance(data.get("coffee_nb"), Mapping):  # a response_metadata dict
+            data = data["coffee_nb"]
+        if not isinstance(data, Mapping) or "call_id" not in data:
+            raise ValueError("no coffee_nb summary here: it is on messages AutoPicker answered")
+        return cls(data)
+
+    @property
+    def call_id(self) -> str:
+        return str(self._d["call_id"])
+
+    @property
+    def model(self) -> str:
+        return str(self._d.get("model"))
+
+    @property
+    def provider(self) -> str:
+        return str(self._d.get("provider"))
+
+    @property
+    def role(self) -> str:
+        return str(self._d.get("role"))
 
     @property
     def fallback_reason(self) -> str | None:
         """Why the call left its first model, when a fallback answered."""
-        if self.final.role is not Role.FALLBACK:
-            return None
-        return next((r.error_class for r in self.records if r.error_class), None)
+        return _text(self._d.get("fallback_reason"))
 
     @property
     def attempts(self) -> tuple[AttemptSummary, ...]:
-        return tuple(AttemptSummary(r) for r in self.records)
+        return tuple(AttemptSummary(a) for a in self._d.get("attempts") or ())
 
     @property
     def tokens(self) -> TokenSummary:
-        return TokenSummary(self.final)
+        return TokenSummary(self._d.get("tokens") or {})
 
     @property
     def cost(self) -> Decimal | None:
-        return self.final.cost
+        return _decimal(self._d.get("cost"))
+
+    @property
+    def total_cost(self) -> Decimal | None:
+        """Every attempt's charge added up (None when the answer is unpriced)."""
+        return _decimal(self._d.get("total_cost"))
 
     @property
     def priced(self) -> bool:
-        return self.final.cost is not None
+        return bool(self._d.get("priced"))
 
     @property
     def price_source(self) -> str:
-        return self.final.price_source
+        return str(self._d.get("price_source"))
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds from the call's start to its answer (every attempt and wait included)."""
+        return float(self._d.get("latency_s") or 0.0)
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Seconds to the first token of a stream (None for an invoke)."""
+        value = self._d.get("ttft_s")
+        return None if value is None else float(value)
+
+    @property
+    def cache_hit(self) -> bool:
+        return bool(self._d.get("cache_hit"))
+
+    @property
+    def replayed(self) -> bool:
+        """Answered from a cassette, not by the model."""
+        return bool(self._d.get("replayed"))
+
+    @property
+    def recorded_cost(self) -> Decimal | None:
+        """A replayed answer: what it cost when it was recorded."""
+        return _decimal(self._d.get("recorded_cost"))
+
+    @property
+    def restarted(self) -> bool:
+        """A stream that broke mid-answer and started over on another model (see ``coffee_nb.collect``)."""
+        return bool(self._d.get("restarted"))
+
+    @property
+    def primary_model(self) -> str:
+        """The model the call tried first."""
+        return str(self._d.get("primary_model"))
+
+    @property
+    def primary_cost(self) -> Decimal | None:
+        """What the first model would have cost for this answer (a fallback answered), else None."""
+        return _decimal(self._d.get("primary_cost"))
+
+    @property
+    def saved(self) -> Decimal | None:
+        """How much less this answer cost than the primary would have (negative: more), when a fallback answered."""
+        cost, primary = self.cost, self.primary_cost
+        return None if cost is None or primary is None else primary - cost
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the answer ended (None: the provider didn't say)."""
+        return _text(self._d.get("finish_reason"))
 
     @property
     def truncated(self) -> bool:
         """The answer stopped at the output limit (``max_tokens``), not where the model meant to end."""
         return self.finish_reason == "length"
 
-    @property
-    def primary_model(self) -> str:
-        """The model the call tried first."""
-        return self.records[0].model
-
-    @property
-    def saved(self) -> Decimal | None:
-        """How much less this answer cost than the primary would have (negative: more), when a fallback answered."""
-        cost, primary = self.final.cost, self.primary_cost
-        return None if cost is None or primary is None else primary - cost
+    def __repr__(self) -> str:
+        return (
+            f"CallSummary(model={self.model!r}, cost={self.cost!r}, attempts={len(self._d.get('attempts') or ())}, "
+            f"latency_s={self.latency_s:.3f})"
+        )
 
 
-def _rebuild(
-    records: tuple[CallRecord, ...],
-    latency_s: float,
-    ttft_s: float | None,
-    structured: Mapping[str, Any] | None,
-    cache_hit: bool,
-    replayed: bool,
-    restart: bool,
-    primary_cost: Decimal | None = None,
-    recorded_cost: Decimal | None = None,
-    finish_reason: str | None = None,
-) -> CallSummary:
-    return CallSummary(
-        records,
-        latency_s=latency_s,
-        ttft_s=ttft_s,
-        structured=structured,
-        cache_hit=cache_hit,
-        replayed=replayed,
-        restart=restart,
-        primary_cost=primary_cost,
-        recorded_cost=recorded_cost,
-        finish_reason=finish_reason,
-    )
+# -- structured output: parsed objects are not plain data, so they travel beside the message -------------
+_STRUCTURED: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
+_STRUCTURED_KEEP = 256  # answers whose parsed object no one picked up yet (a pick follows its call at once)
+_structured_lock = threading.Lock()
+
+
+def keep_structured(call_id: str, value: Mapping[str, Any]) -> None:
+    """Hold a structured answer's ``{"parsed", "parsing_error"}`` until its pick step takes it."""
+    with _structured_lock:
+        _STRUCTURED[call_id] = value
+        while len(_STRUCTURED) > _STRUCTURED_KEEP:
+            _STRUCTURED.popitem(last=False)
+
+
+def take_structured(call_id: str) -> Mapping[str, Any] | None:
+    """The structured answer of ``call_id`` (once), or None."""
+    with _structured_lock:
+        return _STRUCTURED.pop(call_id, None)

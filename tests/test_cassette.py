@@ -40,7 +40,7 @@ def test_replay_in_a_fresh_process_without_the_sandbox_is_free_and_makes_no_requ
         with coffee_nb.cassette({str(path)!r}, mode="strict"), capture_records() as records:
             for p in {PROMPTS!r}:
                 msg = llm.invoke(p)
-                s = msg.response_metadata["coffee_nb"]
+                s = coffee_nb.CallSummary.of(msg)
                 out.append([msg.content, s.replayed, str(s.cost), str(s.recorded_cost)])
         started = coffee_nb.sandbox._SANDBOX.server is not None
         print(json.dumps({{"out": out, "spent": str(budget.spent()), "sandbox_started": started,
@@ -50,7 +50,7 @@ def test_replay_in_a_fresh_process_without_the_sandbox_is_free_and_makes_no_requ
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert [row[0] for row in data["out"]] == answers  # same answers
-    assert all(row[1] is True and row[2] == "0" and row[3] != "None" for row in data["out"])  # $0, recorded cost
+    assert all(row[1] is True and float(row[2]) == 0 and row[3] != "None" for row in data["out"])  # $0, recorded cost
     assert data["spent"] == "0" and data["sandbox_started"] is False  # no budget charge, no server, no request
     assert data["records"] == [[True, "cassette"]] * 3
 
@@ -72,7 +72,7 @@ def test_streaming_replays_stream(tmp_path, mode):
             chunks = asyncio.run(go())
     assert len([c for c in chunks if c.content]) > 3  # word by word, like the real stream
     assert coffee_nb.collect(chunks).content == answer
-    assert coffee_nb.collect(chunks).response_metadata["coffee_nb"].replayed
+    assert coffee_nb.collect(chunks).response_metadata["coffee_nb"]["replayed"] is True
     assert sandbox.attempts() == []
 
 

@@ -369,3 +369,79 @@ def test_a_registered_providers_slice_joins_the_table_and_leaves_with_it():
 )
 def test_an_unknown_model_said_with_a_400_is_not_found(message):
     assert classify(http_error(400, message)).error_class is ErrorClass.NOT_FOUND
+
+
+# -- errors sent inside a stream (issue 24, item 10) -------------------------------------------------------
+def _openai_stream_error(error: object) -> BaseException:
+    """What the real openai SDK raises for a chunk ``{"error": error}`` after one good chunk of a 200 stream."""
+    import json
+
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": []}
+    chunk["choices"] = [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]
+    body = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps({'error': error})}\n\n".encode()
+
+    def reply(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    client = openai.OpenAI(
+        api_key="sk-test-not-a-key",
+        base_url="http://127.0.0.1:9/v1",
+        http_client=httpx2.Client(transport=httpx2.MockTransport(reply)),
+        max_retries=0,
+    )
+    with pytest.raises(openai.APIError) as info:
+        for _ in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True):
+            pass
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ({"message": "Rate limit reached", "type": "tokens", "code": "rate_limit_exceeded"}, ErrorClass.RATE_LIMIT),
+        ({"message": "The server had an error", "type": "server_error", "code": None}, ErrorClass.SERVER),
+        ({"message": "The engine is currently overloaded", "type": "overloaded"}, ErrorClass.SERVER),
+        ({"message": "Overloaded", "type": "overloaded_error"}, ErrorClass.SERVER),  # Anthropic-shaped
+        ({"message": "Provider returned error", "code": 429}, ErrorClass.RATE_LIMIT),  # OpenRouter: a status
+        ({"message": "Upstream gateway", "code": 502}, ErrorClass.SERVER),
+        ({"message": "max_tokens is too large", "type": "invalid_request_error"}, ErrorClass.BAD_REQUEST),
+        ({"message": "Incorrect API key provided", "code": "invalid_api_key"}, ErrorClass.AUTH),
+        ({"message": "too long", "code": "context_length_exceeded"}, ErrorClass.CONTEXT_OVERFLOW),
+        ({"message": "something new went wrong"}, ErrorClass.SERVER),  # nothing said: an error after a 200
+    ],
+)
+def test_openai_compatible_error_chunks_route_like_their_out_of_band_twins(error, expected):
+    exc = _openai_stream_error(error)
+    assert type(exc) is openai.APIError and getattr(exc, "status_code", None) is None  # in-band: no status
+    failure = classify(exc)
+    assert failure.error_class is expected
+    assert failure.status is None
+
+
+def test_in_band_codes_do_not_override_an_out_of_band_status():
+    # with a status, the status and the SDK class decide as before: a 400 stays the caller's fault
+    assert classify(http_error(400, "bad", code="server_error")).error_class is ErrorClass.BAD_REQUEST
+    assert classify(http_error(500, "oops", code="invalid_request_error")).error_class is ErrorClass.SERVER
+
+
+def test_errors_saying_the_event_loop_is_gone_are_connection_failures():
+    import asyncio
+
+    async def future() -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()
+
+    first = asyncio.new_event_loop()
+    fut = first.run_until_complete(future())
+
+    async def wait() -> None:
+        await fut  # a connection's future from the first loop, awaited on the second
+
+    with pytest.raises(RuntimeError, match="attached to a different loop") as info:
+        asyncio.run(wait())
+    assert classify(info.value).error_class is ErrorClass.CONNECTION
+    first.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed") as info:
+        first.call_soon(print)
+    assert classify(info.value).error_class is ErrorClass.CONNECTION
+    unknown = classify(RuntimeError("dictionary changed size during iteration"))
+    assert unknown.error_class is ErrorClass.UNKNOWN

@@ -8,7 +8,16 @@ from decimal import Decimal
 import pytest
 
 import coffee_nb
-from coffee_nb import AllModelsFailedError, AutoPicker, ModelSpec, Policy, RateLimit, capture_records, sandbox
+from coffee_nb import (
+    AllModelsFailedError,
+    AutoPicker,
+    CallSummary,
+    ModelSpec,
+    Policy,
+    RateLimit,
+    capture_records,
+    sandbox,
+)
 
 pytestmark = pytest.mark.usefixtures("quiet_sandbox")
 
@@ -75,14 +84,14 @@ def test_pricier_fallback_skipped_under_no_pricier_used_under_any():
     assert sandbox.attempts("sandbox/smart") == []
     sandbox.inject("sandbox/fast", ["auth"])
     msg = AutoPicker("sandbox/fast", ["sandbox/smart"], policy=Policy(fallback_cost="any")).invoke("hi")
-    summary = msg.response_metadata["coffee_nb"]
+    summary = CallSummary.of(msg)
     assert summary.model == "sandbox/smart" and summary.saved < 0  # cost more than the primary would have
 
 
 def test_cheaper_fallback_shows_what_it_saved():
     sandbox.inject("sandbox/smart", ["server_error"])
     llm = AutoPicker("sandbox/smart", ["sandbox/fast"], policy=Policy(fallback_cost="cheaper_only", max_retries=0))
-    summary = llm.invoke("hi").response_metadata["coffee_nb"]
+    summary = CallSummary.of(llm.invoke("hi"))
     assert summary.model == "sandbox/fast" and summary.primary_model == "sandbox/smart"
     assert summary.primary_cost > summary.cost > 0 and summary.saved == summary.primary_cost - summary.cost
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from pydantic import Field
 
-from coffee_nb import AutoPicker, Budget, ConfigError, Policy, capture_records, sandbox
+from coffee_nb import AutoPicker, Budget, CallSummary, ConfigError, Policy, capture_records, sandbox
 from coffee_nb.testing import ScriptedChatModel
 
 pytestmark = pytest.mark.usefixtures("quiet_sandbox")
@@ -27,7 +27,7 @@ def test_slow_primary_is_hedged_the_hedge_answers_and_both_are_charged(mode):
     sandbox.inject("sandbox/fast", ["slow_first:5"])  # its answer would come after 5 s
     with capture_records() as records:
         msg = ask(llm, mode)
-    summary = msg.response_metadata["coffee_nb"]
+    summary = CallSummary.of(msg)
     assert summary.model == "sandbox/echo" and summary.role == "hedge"
     assert [(r.model, r.role.value, r.outcome.value) for r in records] == [
         ("sandbox/fast", "primary", "cancelled"),  # the loser is settled first: the answer's record is last

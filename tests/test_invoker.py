@@ -19,6 +19,7 @@ from coffee_nb import (
     AllModelsFailedError,
     AutoPicker,
     BudgetExceededError,
+    CallSummary,
     ConfigError,
     ModelSpec,
     Policy,
@@ -55,7 +56,7 @@ def test_prices_flow_into_record_and_metadata():
         msg = llm.invoke("one two")
     # scripted usage: input = words + 3 = 5, output = 4 words
     expected = (Decimal(5) * 2 + Decimal(4) * 10) / Decimal(1_000_000)
-    assert msg.response_metadata["coffee_nb"]["cost"] == expected
+    assert CallSummary.of(msg).cost == expected and msg.response_metadata["coffee_nb"]["cost"] == float(expected)
     assert records[-1].cost == expected and records[-1].price_source == "custom"
 
 
@@ -159,16 +160,26 @@ def test_stream_broken_after_first_chunk_raises_with_the_partial_text_when_asked
     assert records[-1].tokens_estimated
 
 
-def test_stream_broken_after_first_chunk_restarts_on_the_fallback_with_a_marker():
-    broken = ScriptedChatModel(model_name="m0", script=["a b c d"], fail_after_chunks=2)
-    fallback = ScriptedChatModel(model_name="m1", script=["whole answer here"])
-    llm = AutoPicker(broken, [fallback], policy=Policy(max_retries=0))  # no prefill: restart
-    chunks = list(llm.stream("hi"))
-    markers = [c for c in chunks if c.response_metadata.get("coffee_nb", {}).get("restart") is True]
-    assert len(markers) == 1 and markers[0].response_metadata["coffee_nb"]["to_model"] == "fake/m1"
-    final = coffee_nb.collect(chunks)
+def test_stream_broken_after_first_chunk_restarts_only_for_a_consumer_that_handles_it():
+    def chain(**policy: Any) -> AutoPicker:
+        broken = ScriptedChatModel(model_name="m0", script=["a b c d"], fail_after_chunks=2)
+        fallback = ScriptedChatModel(model_name="m1", script=["whole answer here"])  # takes no prefill
+        return AutoPicker(broken, [fallback], policy=Policy(max_retries=0, **policy))
+
+    # a plain consumer: the partial text and an error, never a spliced answer
+    seen: list[str] = []
+    with pytest.raises(StreamInterruptedError) as info:
+        seen.extend(c.text for c in chain().stream("hi"))
+    assert "".join(seen) == info.value.partial_text == "a b" and "can continue" in str(info.value)
+    # collect() handles the restart marker: the fallback's whole answer
+    final = coffee_nb.collect(chain().stream("hi"))
     assert final.content == "whole answer here"
     assert final.response_metadata["coffee_nb"]["model"] == "fake/m1"
+    # an explicit restart policy: the marker reaches a plain consumer too
+    chunks = list(chain(stream_recovery="restart").stream("hi"))
+    markers = [c for c in chunks if c.response_metadata.get("coffee_nb", {}).get("restart") is True]
+    assert len(markers) == 1 and markers[0].response_metadata["coffee_nb"]["to_model"] == "fake/m1"
+    assert coffee_nb.collect(chunks).content == "whole answer here"
 
 
 def test_astream_falls_back():
@@ -528,7 +539,7 @@ def test_a_budget_of_its_own_kind_gets_decimal_amounts():
     register_price("fake/m0", input=1_000_000, output=1_000_000)  # $1 per token
     envelope = Envelope()
     msg = picker(["two words"], budget=envelope, max_tokens=5).invoke("hello")
-    cost = msg.response_metadata["coffee_nb"]["cost"]
+    cost = CallSummary.of(msg).cost
     assert envelope.committed == [cost] and isinstance(cost, Decimal) and cost > 0
     assert isinstance(envelope.reserved[0], Decimal) and envelope.reserved[0] >= Decimal(5)  # worst case
 
@@ -557,18 +568,25 @@ def test_restart_is_announced_to_callback_handlers():
             if isinstance(meta, dict) and meta.get("restart") and "call_id" not in meta:
                 seen.append(("token", meta["to_model"]))
 
+    class Custom(BaseCallbackHandler):  # hears no tokens: only the custom event
+        def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+            seen.append((name, data["to_model"]))
+
     def chain() -> AutoPicker:
         broken = ScriptedChatModel(model_name="m0", script=["a b c d"], fail_after_chunks=2)
         fallback = ScriptedChatModel(model_name="m1", script=["whole answer"])
         return AutoPicker(broken, [fallback], policy=Policy(max_retries=0))
 
     final = coffee_nb.collect(chain().stream("hi", config={"callbacks": [Listener()]}))
-    assert final.content == "whole answer" and seen == [("token", "fake/m1")]
+    assert final.content == "whole answer" and seen == [("coffee_nb_restart", "fake/m1"), ("token", "fake/m1")]
     seen.clear()
     streaming = chain().model_copy(update={"streaming": True})  # LangChain's invoke-by-streaming
-    answer = streaming.invoke("hi", config={"callbacks": [Listener()]})
+    answer = streaming.invoke("hi", config={"callbacks": [Custom()]})
     assert answer.content == "whole answer"  # not the broken text plus the new one
     assert answer.response_metadata["coffee_nb"]["model"] == "fake/m1"
-    assert seen == [("token", "fake/m1")]
+    assert seen == [("coffee_nb_restart", "fake/m1")]
+    # a token consumer already heard the first model's text: no restart under it, an error instead
+    with pytest.raises(StreamInterruptedError):
+        chain().model_copy(update={"streaming": True}).invoke("hi", config={"callbacks": [Listener()]})
     answer = asyncio.run(chain().model_copy(update={"streaming": True}).ainvoke("hi"))
     assert answer.content == "whole answer"

@@ -79,9 +79,10 @@ def test_unknown_exception_raised_as_is_when_the_policy_says_so():
 
 def test_unknown_exception_of_a_candidate_falls_back_and_names_its_class():
     llm, _primary, _fallback = chain([TypeError("__init__() got an unexpected keyword argument 'temperature'")])
-    msg = llm.invoke("hi")
+    with capture_records() as records:
+        msg = llm.invoke("hi")
     assert msg.content == "fallback answer"
-    first = msg.response_metadata["coffee_nb"].records[0]
+    first = records[0]
     assert first.error_class == "unknown" and first.error_message.startswith("TypeError: ")
 
 

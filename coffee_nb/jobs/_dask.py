@@ -4,18 +4,20 @@ Every worker builds its own AutoPicker from a picklable :class:`JobSpec` (model 
 budget's limits and its Redis ledger's URL, the response cache's path) and charges the same Redis
 ledger, so one hard budget holds across workers and machines (reservations are atomic there). Workers
 report progress to Redis a couple of times a second; the notebook sums the partitions into one view
-and, on an interrupt, raises a stop flag there that every worker's job obeys (rows in flight cancelled,
-their reservations released, the rest "not run"). The cache file must be reachable from the workers
-(the same machine, or a shared disk) for a re-run to resume at $0.
+(and an ``on_progress`` hook) and, on an interrupt, raises a stop flag there that every worker's job
+obeys (rows in flight cancelled, their reservations released, the rest "not run"). The cache file must
+be reachable from the workers (the same machine, or a shared disk) for a re-run to resume at $0.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +34,7 @@ __all__ = ["JobSpec", "map_dask"]
 
 _INSTALL = "map_rows on a Dask DataFrame needs dask and distributed: pip install 'coffee_nb[dask]'"
 _REFRESH = 0.25  # seconds between progress view refreshes
+log = logging.getLogger("coffee_nb.jobs")
 
 
 def map_dask(
@@ -52,12 +55,20 @@ def map_dask(
     progress: Any,
     namespace: Any,
     compute: bool,
+    on_progress: Callable[[JobStatus], Any] | None = None,
 ) -> Any:
     """The Dask side of ``map_rows``: checks on the client, a lazy ``map_partitions``, computed on request."""
     try:
         import dask.dataframe  # noqa: F401 - the extra's presence, checked up front with the pip line
     except ImportError as exc:
         raise ImportError(_INSTALL) from exc
+    if on_progress is not None and not callable(on_progress):
+        raise ConfigError(f"on_progress must be a function of a JobStatus, got {on_progress!r}")
+    if on_progress is not None and not compute and not dry_run:
+        raise ConfigError(
+            "on_progress on a Dask DataFrame needs compute=True: progress is read while map_rows computes the "
+            "job, and a lazy result is computed later, by you (or leave on_progress out)"
+        )
     import pandas as pd
 
     from coffee_nb._session import get_session
@@ -92,9 +103,10 @@ def map_dask(
     result = ddf.map_partitions(partition, spec, meta=meta)
     if not compute:
         return result
-    projection = _projection(ddf, spec) if progress else None  # shown before anything is called
+    # shown before anything is called (and the total an on_progress hook's statuses count to)
+    projection = _projection(ddf, spec) if progress or on_progress is not None else None
     view = make_view(progress, projection.rows) if projection is not None else None
-    return _compute(result, spec, view, projection)
+    return _compute(result, spec, view, projection, on_progress)
 
 
 def _chain(models: Any, session: Any) -> list[Any]:
@@ -209,7 +221,34 @@ def _projection(ddf: Any, spec: JobSpec) -> Projection:
 
 
 # -- on the client --------------------------------------------------------------------------------------------
-def _compute(result: Any, spec: JobSpec, view: View | None, projection: Projection | None) -> Any:
+class _Hook:
+    """``on_progress`` on the client: called with the summed status when the workers' reports show more
+    rows finished (each worker reports a couple of times a second), and once at the end. A hook that
+    raises is logged and switched off, as on a pandas job; a KeyboardInterrupt from it interrupts the job."""
+
+    def __init__(self, hook: Callable[[JobStatus], Any] | None) -> None:
+        self.hook = hook
+        self.finished = 0
+
+    def __call__(self, status: JobStatus, *, last: bool = False) -> None:
+        hook = self.hook
+        if hook is None or (not last and status.finished <= self.finished):
+            return
+        self.finished = status.finished
+        try:
+            hook(status)
+        except Exception:
+            log.exception("coffee_nb: map_rows on_progress hook failed; it is switched off")
+            self.hook = None
+
+
+def _compute(
+    result: Any,
+    spec: JobSpec,
+    view: View | None,
+    projection: Projection | None,
+    on_progress: Callable[[JobStatus], Any] | None = None,
+) -> Any:
     """Compute ``result``, showing the workers' progress summed; an interrupt stops every worker's job."""
     import redis
 
@@ -229,23 +268,29 @@ def _compute(result: Any, spec: JobSpec, view: View | None, projection: Projecti
     if view is not None and projection is not None:
         view.start(projection)
     total = projection.rows if projection is not None else 0
+    source = projection.price_source if projection is not None else "unpriced"
+    hook = _Hook(on_progress)
     started = time.monotonic()
     interrupted = False
     try:
         thread.start()
         try:
             while not finished.wait(_REFRESH):
-                if view is not None:
-                    view.update(_summed(r, spec, total, "running", started))
-        except KeyboardInterrupt:
+                if view is not None or hook.hook is not None:
+                    running = _summed(r, spec, total, "running", started, source)
+                    if view is not None:
+                        view.update(running)
+                    hook(running)
+        except KeyboardInterrupt:  # Ctrl-C, a kernel interrupt, or one the hook raised
             interrupted = True
             r.set(spec.key("stop"), 1, ex=KEY_TTL)  # every worker's job stops at its next tick
             finished.wait()
-        status = _summed(r, spec, total, "interrupted" if interrupted else "done", started)
+        status = _summed(r, spec, total, "interrupted" if interrupted else "done", started, source)
     finally:
         r.delete(spec.key("progress"), spec.key("stop"))
         r.close()
     if "error" in box:
+        hook(replace(status, status="error"), last=True)
         raise box["error"]
     frame = box["frame"]
     not_run = int(frame["error"].astype(str).str.startswith("not run").sum()) if len(frame) else 0
@@ -257,8 +302,11 @@ def _compute(result: Any, spec: JobSpec, view: View | None, projection: Projecti
             "run the same call again to resume: answered rows come from the cache at $0."
         )
         print(f"coffee_nb: {note}", file=sys.stderr)
+        if not interrupted:
+            status = replace(status, status="budget")
     if view is not None:
         view.finish(status, note)
+    hook(status, last=True)
     frame.attrs["coffee_nb"] = {
         "status": "interrupted" if interrupted else ("budget" if not_run else "done"),
         "rows": len(frame),
@@ -272,7 +320,7 @@ def _compute(result: Any, spec: JobSpec, view: View | None, projection: Projecti
     return frame
 
 
-def _summed(r: Any, spec: JobSpec, total: int, state: str, started: float) -> JobStatus:
+def _summed(r: Any, spec: JobSpec, total: int, state: str, started: float, source: str = "unpriced") -> JobStatus:
     """The partitions' latest reports, added up."""
     raw = r.hgetall(spec.key("progress"))
     sums = dict.fromkeys(STATUS_FIELDS, 0)
@@ -303,4 +351,5 @@ def _summed(r: Any, spec: JobSpec, total: int, state: str, started: float) -> Jo
         concurrency=sums["concurrency"],
         rate_limits=sums["rate_limits"],
         waited_s=waited,
+        price_source=source,
     )

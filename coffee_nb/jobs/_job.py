@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coffee_nb._format import content_text
+from coffee_nb._summary import CallSummary
 from coffee_nb.jobs._columns import Columns
 from coffee_nb.jobs._progress import JobStatus, Progress, Projection
 
@@ -294,13 +295,13 @@ class Job:
 
     def answered(self, i: int, message: Any, latency: float) -> bool:
         """Record row ``i``'s answer; False when it doesn't fit the schema (then it is the row's error)."""
-        summary = message.response_metadata.get("coffee_nb")
-        records = summary.records
-        final = records[-1]
-        cost = final.cost
-        if cost is not None and len(records) > 1:  # a broken stream's partial is billed too
-            cost = sum((r.cost for r in records if r.cost is not None), _ZERO)
-        tokens = (final.input_tokens, final.output_tokens)
+        summary = CallSummary.of(message)
+        cost = summary.cost
+        if cost is not None and len(summary["attempts"]) > 1:  # a broken stream's partial is billed too
+            cost = summary.total_cost
+        model = summary.model
+        fallback_from = summary.primary_model if summary.role == "fallback" else None
+        tokens = (summary.tokens.input, summary.tokens.output)
         text = content_text(message.content)
         progress = self.progress
         if cost is None:
@@ -311,14 +312,12 @@ class Job:
             try:
                 values: dict[str, Any] | str = self.schema.parse(text)
             except ValueError as exc:
-                self.columns.failed(
-                    i, f"InvalidAnswer: {exc}", model=final.model, tokens=tokens, cost=cost, latency=latency
-                )
+                self.columns.failed(i, f"InvalidAnswer: {exc}", model=model, tokens=tokens, cost=cost, latency=latency)
                 progress.failed += 1
                 return False
         else:
             values = text
-        self.columns.answered(i, values, final.model, final.fallback_from, tokens, cost, latency, False)
+        self.columns.answered(i, values, model, fallback_from, tokens, cost, latency, False)
         progress.answered += 1
         progress.called += 1
         if cost is not None:
@@ -328,10 +327,10 @@ class Job:
             if self.writer is None:
                 self.writer = CacheWriter(self.cache)
             meta = {
-                "model": final.model,
-                "provider": final.provider,
+                "model": model,
+                "provider": summary.provider,
                 "tokens": {"input": tokens[0], "output": tokens[1]},
-                "fallback_from": final.fallback_from,
+                "fallback_from": fallback_from,
             }
             self.writer.put(key, message, meta)
         return True

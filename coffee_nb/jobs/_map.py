@@ -78,7 +78,8 @@ def map_rows(
     without calling. ``progress``: a live bar (the widget in a notebook, tqdm elsewhere), False, or your
     own view; ``on_progress(status)`` hears every finished row. A Dask DataFrame runs per partition on the
     cluster, every worker charging the budget's Redis ledger; it returns a lazy Dask DataFrame, or a
-    pandas one with ``compute=True`` (then with the workers' progress summed in one view).
+    pandas one with ``compute=True`` (then with the workers' progress summed in one view, and
+    ``on_progress`` hearing each of their reports that finished rows, a few times a second, then the end).
     ``cassette``: the job's own cassette, a path (``replay``: answered from it when recorded, else called
     and recorded) or a :class:`~coffee_nb.Cassette` in any mode; without it, the cassette in force
     (``with coffee_nb.cassette(...)``, ``%llm_cassette``) applies.
@@ -106,7 +107,14 @@ def map_rows(
                 "run the job on a pandas DataFrame to record it (df.compute()), or leave cassette out"
             )
         return map_dask(
-            df, template, dry_run=dry_run, progress=progress, namespace=namespace, compute=compute, **options
+            df,
+            template,
+            dry_run=dry_run,
+            progress=progress,
+            on_progress=on_progress,
+            namespace=namespace,
+            compute=compute,
+            **options,
         )
     with _tape(cassette):
         return _map_here(

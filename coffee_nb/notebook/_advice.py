@@ -50,6 +50,8 @@ _BY_CLASS = {
     "shows when), or add another model.",
     "cost": "Skipped for costing more than allowed (max_cost / Policy(fallback_cost=...)): raise the limit or "
     "pick a cheaper model.",
+    "capability": "Skipped: that model can't do what the call needs (e.g. continue a partial answer): add a "
+    "model that can (ModelSpec(..., prefill=True)) or let the answer restart (Policy(stream_recovery='restart')).",
     "unknown": "An unexpected error: run the cell again; if it persists, the message above says what failed.",
 }
 

@@ -3,8 +3,9 @@
 Each module registers its provider through the same public hook as anyone's
 (:func:`coffee_nb.register_provider`): a builder, the variables it reads, its slice of the error table
 and its capabilities. Nothing here imports an SDK: builders import theirs when a model is first built.
-:class:`Params` (how a model takes call parameters) and :class:`Setting` (what it needs besides a key)
-are the data a provider of your own can declare too.
+:class:`Params` (how a model takes call parameters), :class:`Setting` (what it needs besides a key) and
+:class:`AsyncClients` (how a user's own instance gets a fresh async client on another event loop) are the
+data a provider of your own can declare too.
 
 ========================  ====================================================  ==========================
 spec                      key / settings                                        extra
@@ -32,9 +33,10 @@ from __future__ import annotations
 import importlib
 
 from coffee_nb.providers._base import Setting
+from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
 
-__all__ = ["Params", "Setting", "register_builtin"]
+__all__ = ["AsyncClients", "Params", "Setting", "register_builtin"]
 
 _MODULES = ("_openai", "_anthropic", "_ollama", "_google", "_azure", "_bedrock", "_mistral", "_groq", "_compatible")
 

@@ -4,15 +4,19 @@ ChatAnthropic builds its anthropic clients itself, on httpx2 clients of its own;
 builds is a ChatAnthropic whose clients get an httpx2 client over :mod:`coffee_nb.providers._bridge`
 instead, so its requests ride coffee_nb's pool (``configure_http``, one connection pool per process and
 per event loop) like every other provider's. Built only from its public fields (key, URL, headers,
-timeout, ``max_retries``); a user's own ChatAnthropic instance is left as it is.
+timeout, ``max_retries``); a user's own ChatAnthropic instance is left as it is, but on an event loop other
+than its first it is called through a copy whose async client (a ``cached_property`` built over
+langchain-anthropic's shared, cached httpx2 client) is a fresh one over the bridge (:data:`ASYNC_CLIENTS`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb.providers._base import missing_extra
+from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
 
 if TYPE_CHECKING:
@@ -69,6 +73,34 @@ def _pooled(base: type[Any]) -> type[Any]:
     return ChatAnthropic
 
 
+def _held_by(model: Any) -> Any:
+    return getattr(model._async_client, "_client", None)
+
+
+def _renew(model: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    """``model`` whose anthropic async client is the same client (``copy``: key, URL, timeout, retries,
+    headers) on a fresh httpx2 client: over the bridge to the pool, or its own proxy's."""
+    import httpx2
+
+    proxy = getattr(model, "anthropic_proxy", None)
+    if proxy:
+        import anthropic
+
+        http: Any = anthropic.DefaultAsyncHttpxClient(proxy=proxy)
+    else:
+        from coffee_nb.providers._bridge import AsyncBridge
+
+        http = httpx2.AsyncClient(transport=AsyncBridge())  # the pool of the loop that sends
+    copy = model.model_copy()
+    # the cached_property's slot (model_copy copied the original's): set, as functools would
+    copy.__dict__["_async_client"] = model._async_client.copy(http_client=http)
+    return copy
+
+
+# ChatAnthropic takes no async client from the user: the one it holds is always its own
+ASYNC_CLIENTS = AsyncClients(held_by=_held_by, theirs=lambda model: False, renew=_renew)
+
+
 def register() -> None:
     from coffee_nb._models import register_provider
 
@@ -80,6 +112,7 @@ def register() -> None:
         finish_reason=True,
         params=PARAMS,
         classes=("ChatAnthropic",),
+        async_clients=ASYNC_CLIENTS,
         extra="anthropic",
         needs="langchain_anthropic",
         examples=("claude-3-5-haiku-latest", "claude-sonnet-4-5"),

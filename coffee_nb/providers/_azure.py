@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from coffee_nb.providers._base import Setting
-from coffee_nb.providers._openai import PARAMS, REASONING
+from coffee_nb.providers._openai import ASYNC_CLIENTS, PARAMS, REASONING
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -50,6 +50,7 @@ def register() -> None:
         finish_reason=True,
         params=AZURE_PARAMS,
         classes=("AzureChatOpenAI",),
+        async_clients=ASYNC_CLIENTS,  # AsyncAzureOpenAI.copy keeps the endpoint, version and AD token
         model_param="model",
         needs="langchain_openai",
         examples=("gpt-4o-mini", "gpt-4.1-mini"),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._errors import ErrorClass
 from coffee_nb.providers._base import missing_extra
+from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
 
 if TYPE_CHECKING:
@@ -57,6 +59,27 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     return ChatGroq(**guarded(kwargs))
 
 
+def _root(model: Any) -> Any:
+    """The AsyncGroq client behind ``model.async_client`` (its chat completions resource)."""
+    return getattr(getattr(model, "async_client", None), "_client", None)
+
+
+def _renew(model: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    """``model`` with its AsyncGroq client copied (key, URL, timeout, retries, headers) onto the loop's pool."""
+    from coffee_nb import _http
+
+    http = _http.get_async_http_client(loop)
+    root = _root(model).copy(http_client=http)
+    return model.model_copy(update={"async_client": root.chat.completions, "http_async_client": http})
+
+
+ASYNC_CLIENTS = AsyncClients(
+    held_by=lambda model: getattr(_root(model), "_client", None),
+    theirs=lambda model: getattr(model, "http_async_client", None) is not None or _root(model) is None,
+    renew=_renew,
+)
+
+
 def register() -> None:
     from coffee_nb._models import register_provider
 
@@ -69,6 +92,7 @@ def register() -> None:
         errors=ERRORS,
         params=PARAMS,
         classes=("ChatGroq",),
+        async_clients=ASYNC_CLIENTS,
         extra="groq",
         needs="langchain_groq",
         examples=("llama-3.3-70b-versatile", "llama-3.1-8b-instant", "openai/gpt-oss-120b"),

@@ -6,11 +6,13 @@ langchain-mistralai talks HTTP itself and raises ``httpx.HTTPStatusError`` (in t
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._errors import ErrorClass
 from coffee_nb.providers._base import missing_extra, secret
+from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
 
 if TYPE_CHECKING:
@@ -76,6 +78,31 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     return ChatMistralAI(**guarded(kwargs))
 
 
+def _theirs(model: Any) -> bool:
+    """Is ``model.async_client`` one the user gave? langchain-mistralai makes its own on httpx's default
+    transport; one on any other transport (a mock, a proxy, ours) is left alone."""
+    import httpx
+
+    client = getattr(model, "async_client", None)
+    return not isinstance(client, httpx.AsyncClient) or type(client._transport) is not httpx.AsyncHTTPTransport
+
+
+def _renew(model: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    """``model`` with an async client of the same URL, headers (key) and timeout, sending through the pool."""
+    import httpx
+
+    from coffee_nb.providers._transport import AsyncPooledTransport
+
+    old = model.async_client
+    fresh = httpx.AsyncClient(
+        base_url=old.base_url, headers=old.headers, timeout=old.timeout, transport=AsyncPooledTransport()
+    )
+    return model.model_copy(update={"async_client": fresh})
+
+
+ASYNC_CLIENTS = AsyncClients(held_by=lambda model: getattr(model, "async_client", None), theirs=_theirs, renew=_renew)
+
+
 def register() -> None:
     from coffee_nb._models import register_provider
 
@@ -87,6 +114,7 @@ def register() -> None:
         errors=ERRORS,
         params=PARAMS,
         classes=("ChatMistralAI",),
+        async_clients=ASYNC_CLIENTS,
         extra="mistral",
         needs="langchain_mistralai",
         examples=("mistral-small-latest", "mistral-large-latest", "open-mistral-nemo"),

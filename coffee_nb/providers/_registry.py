@@ -15,12 +15,14 @@ from coffee_nb import _config
 from coffee_nb._errors import ConfigError, ErrorClass
 from coffee_nb._pricing import ModelFacts, prices_changed
 from coffee_nb.providers._base import Setting
+from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
 __all__ = [
+    "PREFILL_STYLES",
     "PROVIDERS",
     "BuildSettings",
     "Provider",
@@ -33,6 +35,9 @@ __all__ = [
 ]
 
 _NO_PARAMS = Params()
+# How a server is asked to continue a final assistant message: as it is (Anthropic, Bedrock, llama.cpp),
+# marked ``prefix: true`` (Mistral, DeepSeek's beta), or with vLLM's ``continue_final_message``.
+PREFILL_STYLES = ("message", "prefix", "vllm")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +48,8 @@ class Provider:
     ``model_info(model)`` (optional) gives the provider's own price and context window of a model
     (a ``ModelFacts``, or None when unknown), for providers that know their models better than
     genai-prices does; ``encoding`` (optional) names the tiktoken encoding its server counts tokens with.
+    ``async_clients`` (optional) says how a user's instance of one of its ``classes`` gets a fresh async
+    client on another event loop (see :class:`~coffee_nb.providers.AsyncClients`).
     """
 
     name: str
@@ -51,7 +58,9 @@ class Provider:
     timeout_kwarg: bool = False  # accepts a per-call ``timeout=`` (Stainless SDKs do)
     model_info: Callable[[str], ModelFacts | None] | None = None
     encoding: str | None = None
-    prefill: bool | Callable[[str], bool] = False  # continues a final assistant message (per model, if callable)
+    # continues a final assistant message (per model, if callable): True, or how it is asked for
+    # ("prefix": the message is marked ``prefix: true``, Mistral/DeepSeek; "vllm": vLLM's continue_final_message)
+    prefill: bool | str | Callable[[str], bool | str] = False
     finish_reason: bool = False  # streams end with a finish reason: one without it was cut off
     key_vars: tuple[str, ...] = ()  # the key's variables, first set wins (GOOGLE_API_KEY, GEMINI_API_KEY)
     key_params: tuple[str, ...] = ("api_key",)  # params that stand in for the key (Azure AD tokens)
@@ -61,6 +70,7 @@ class Provider:
     codes: Mapping[str, ErrorClass] = field(default_factory=dict)  # structured error codes (lower-case)
     params: Params = _NO_PARAMS  # how its chat model takes call parameters
     classes: tuple[str, ...] = ()  # chat model classes it builds: instances of them get its ``params``
+    async_clients: AsyncClients | None = None  # how instances of ``classes`` get a fresh async client per loop
     model_param: str | None = None  # the param naming the underlying model (Azure: a deployment's model)
     extra: str | None = None  # the pip extra its builder needs
     needs: str | None = None  # the module its builder imports (is the extra installed?)
@@ -152,7 +162,7 @@ def register_provider(
     timeout_kwarg: bool = False,
     model_info: Callable[[str], ModelFacts | None] | None = None,
     encoding: str | None = None,
-    prefill: bool | Callable[[str], bool] = False,
+    prefill: bool | str | Callable[[str], bool | str] = False,
     finish_reason: bool = False,
     settings: Sequence[Setting] = (),
     key_params: Sequence[str] = ("api_key",),
@@ -161,6 +171,7 @@ def register_provider(
     codes: Mapping[str, ErrorClass] | None = None,
     params: Params | None = None,
     classes: Sequence[str] = (),
+    async_clients: AsyncClients | None = None,
     model_param: str | None = None,
     extra: str | None = None,
     needs: str | None = None,
@@ -174,10 +185,13 @@ def register_provider(
     param). ``model_info(model)`` may give the provider's
     own prices and context windows (see ``Provider``); ``encoding`` names the tiktoken encoding its
     server counts with, making token counts exact; ``prefill`` says its models continue a final assistant
-    message (used to resume broken streams; a callable decides per model); ``finish_reason`` that its
+    message (used to resume broken streams; a callable decides per model; ``"prefix"`` or ``"vllm"`` say how
+    the server is asked to, see :class:`~coffee_nb.ModelSpec`); ``finish_reason`` that its
     streams always end with a finish reason (so one without it was cut off). ``errors`` maps its SDK's
     exception classes (``"package.ClassName"``) to an ``ErrorClass`` (None: by HTTP status), ``codes``
     its structured error codes; ``params`` says how its model takes call parameters (:class:`Params`).
+    ``async_clients`` how a user's own instance of one of its ``classes`` is copied with a fresh async
+    client for another event loop (:class:`AsyncClients`; without it such instances are used as they are).
     """
     if not isinstance(name, str) or not _PROVIDER_NAME.fullmatch(name):
         raise ConfigError(f"provider name must be a simple name (letters, digits, '_', '-'), got {name!r}")
@@ -207,6 +221,15 @@ def register_provider(
         raise ConfigError(f"codes for provider {name!r} map error codes to an ErrorClass, got {codes!r}")
     if params is not None and not isinstance(params, Params):
         raise ConfigError(f"params for provider {name!r} must be a Params(...), got {params!r}")
+    if async_clients is not None and not isinstance(async_clients, AsyncClients):
+        raise ConfigError(
+            f"async_clients for provider {name!r} must be an AsyncClients(held_by=, theirs=, renew=), "
+            f"got {async_clients!r}"
+        )
+    if isinstance(prefill, str) and prefill not in PREFILL_STYLES:
+        raise ConfigError(
+            f"prefill for provider {name!r} must be True/False or one of {PREFILL_STYLES}, got {prefill!r}"
+        )
     registry = providers()
     registry[name] = Provider(
         name=name,
@@ -215,7 +238,7 @@ def register_provider(
         timeout_kwarg=bool(timeout_kwarg),
         model_info=model_info,
         encoding=encoding,
-        prefill=prefill if callable(prefill) else bool(prefill),
+        prefill=prefill if callable(prefill) or isinstance(prefill, str) else bool(prefill),
         finish_reason=bool(finish_reason),
         key_vars=key_vars,
         settings=tuple(settings),
@@ -225,6 +248,7 @@ def register_provider(
         codes={k.lower(): v for k, v in (codes or {}).items()},
         params=params or _NO_PARAMS,
         classes=tuple(classes),
+        async_clients=async_clients,
         model_param=model_param,
         extra=extra,
         needs=needs,

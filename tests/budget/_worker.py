@@ -12,6 +12,7 @@ import threading
 import time
 from decimal import Decimal
 
+import coffee_nb
 from coffee_nb import AutoPicker, Budget, BudgetExceededError, register_price
 from coffee_nb.testing import ScriptedChatModel
 
@@ -32,9 +33,9 @@ def main() -> None:
                 msg = llm.invoke("two words")
             except BudgetExceededError:
                 return
-            meta = msg.response_metadata["coffee_nb"]
+            meta = coffee_nb.CallSummary.of(msg)
             with lock:
-                print(f"ok {meta['call_id']} {meta['cost']}", flush=True)
+                print(f"ok {meta.call_id} {meta.cost}", flush=True)
 
     workers = [threading.Thread(target=run, args=(i * delay / threads,)) for i in range(threads)]
     for w in workers:

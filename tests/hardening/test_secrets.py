@@ -98,7 +98,7 @@ def test_no_key_in_any_artifact(canaries, caplog, tmp_path):
         # 4. a fallback that succeeds after an echoing failure: the answer's trace
         ok = AutoPicker(echoing_openai(401), ["sandbox/fast"], budget=budget, metrics=[local, prom])
         answer = ok.invoke("hello")
-        texts.append(("the answer's trace", json.dumps(answer.response_metadata["coffee_nb"].as_dict(), default=str)))
+        texts.append(("the answer's trace", json.dumps(answer.response_metadata["coffee_nb"])))
     assert len(records) >= 7
     texts.append(("CallRecords", json.dumps([r.as_dict() for r in records], default=str)))
     texts.append(("reprs", "\n".join([str(chain), repr(chain), str(ok), repr(echoing_openai(400))])))

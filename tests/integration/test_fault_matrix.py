@@ -172,13 +172,26 @@ def test_cut_stream_whose_fallback_rejects_prefill_restarts_without_showing_the_
     llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(max_retries=0, deadline=20))
     sandbox.inject("sandbox/fast", ["cut:3"])
     sandbox.inject("sandbox/echo", ["no_prefill"])
+    # a plain consumer: the partial text and why, not the prefill's 400
+    with capture_records() as records, pytest.raises(StreamInterruptedError) as info:
+        call(llm, mode)
+    assert "can continue" in str(info.value).splitlines()[0] and "400" not in str(info.value).splitlines()[0]
+    assert [r.error_class for r in records] == ["connection", "bad_request"]  # the refusal is learned
+    # collect() takes a restart: the fallback (now known not to take a prefill) answers whole, at once
+    sandbox.inject("sandbox/fast", ["cut:3"])
     with capture_records() as records:
-        msg, chunks = call(llm, mode)
+        if mode == "stream":
+            chunks = []
+            msg = coffee_nb.collect(c for c in llm.stream("hello there friend") if chunks.append(c) or True)
+        else:
+
+            async def go() -> Any:
+                return await coffee_nb.acollect(llm.astream("hello there friend"))
+
+            msg, chunks = asyncio.run(go()), None
     assert msg.content == reference("sandbox/echo")  # the fallback's whole answer
-    markers = [c for c in chunks if coffee_nb.is_restart(c)]
-    assert len(markers) == 1
-    assert [r.error_class for r in records] == ["connection", "bad_request", None]
-    assert records[-1].model == "sandbox/echo"
+    assert chunks is None or sum(coffee_nb.is_restart(c) for c in chunks) == 1
+    assert [r.error_class for r in records] == ["connection", None] and records[-1].model == "sandbox/echo"
 
 
 @pytest.mark.parametrize("mode", STREAMS)

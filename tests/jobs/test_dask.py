@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import threading
@@ -120,3 +121,59 @@ def test_dask_needs_specs_and_a_shared_budget(redis_url):
         map_rows(ddf, "{nope}", models=["sandbox/fast"], budget=shared)
     projection = map_rows(ddf, "{q}", models=["sandbox/fast"], budget=shared, dry_run=True)
     assert isinstance(projection, Projection) and projection.to_call == 4 and projection.budget_left == 1
+
+
+def test_on_progress_hears_the_workers_reports_as_rows_finish_and_the_end(redis_url):
+    """The hook runs on the client, fed by the partitions' Redis reports: the rows after the first few wait
+    until it has heard a running job with rows finished (so the test needs no timing), then one final call."""
+    import asyncio
+
+    from coffee_nb import register_price, register_provider
+    from coffee_nb.testing import ScriptedChatModel
+
+    heard, unheard = threading.Event(), threading.Event()
+
+    class Gated(ScriptedChatModel):
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+            # no partition finishes before the client has heard rows finish (the bound only keeps a broken
+            # hook from hanging the test: then the rows go on, and the assertions below say what went wrong)
+            if self.steps_taken >= 4 and not await asyncio.to_thread(heard.wait, 30):
+                unheard.set()
+                heard.set()
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+    gated = Gated(script=["fine"], model_name="gated")
+    register_provider("gated", lambda model, key, settings: gated)
+    register_price("gated/m", input=1, output=1)
+    statuses: list = []
+
+    def on_progress(status) -> None:
+        statuses.append(status)
+        if status.status == "running" and status.finished:
+            heard.set()
+
+    ddf = dd.from_pandas(frame(24), npartitions=2)  # no distributed client: partitions run in threads here
+    budget = Budget(total=1, ledger=redis_url, name="dask-hook")
+    result = map_rows(
+        ddf,
+        "{q}",
+        models=["gated/m"],
+        budget=budget,
+        concurrency=2,
+        compute=True,
+        progress=False,
+        on_progress=on_progress,
+    )
+    assert result["error"].isna().all() and not unheard.is_set()
+    running, last = statuses[:-1], statuses[-1]
+    assert running and all(s.status == "running" and s.total == 24 for s in running)
+    assert all(0 < a.finished < b.finished for a, b in itertools.pairwise(running))  # called as more rows finished
+    assert (last.status, last.total, last.answered, last.finished, last.failed) == ("done", 24, 24, 24, 0)
+    assert last.spent == budget.spent() > 0 and last.price_source == "custom"
+
+
+def test_on_progress_on_a_lazy_dask_result_is_refused_up_front(redis_url):
+    ddf = dd.from_pandas(frame(4), npartitions=2)
+    shared = Budget(total=1, ledger=redis_url, name="dask-lazy-hook")
+    with pytest.raises(ConfigError, match="on_progress on a Dask DataFrame needs compute=True"):
+        map_rows(ddf, "{q}", models=["sandbox/fast"], budget=shared, on_progress=print)

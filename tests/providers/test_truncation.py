@@ -11,7 +11,7 @@ import httpx
 import pytest
 from langchain_core.messages import AIMessage
 
-from coffee_nb import AutoPicker, ModelSpec, capture_records
+from coffee_nb import AutoPicker, CallSummary, ModelSpec, capture_records
 from coffee_nb._answer import Answer
 from coffee_nb._finish import finish_reason
 
@@ -48,13 +48,13 @@ def cut_reply(name: str, model: str) -> httpx.Response:
 
 
 def _footer(message: AIMessage) -> str:
-    meta = message.response_metadata["coffee_nb"].as_dict()
+    meta = message.response_metadata["coffee_nb"]
     answer = Answer(
         message=message,
         model=meta["model"],
         provider=meta["provider"],
         attempts=meta["attempts"],
-        cost=meta["cost"],
+        cost=CallSummary.of(message).cost,
         price_source=meta["price_source"],
         tokens=meta["tokens"],
         latency_s=meta["latency_s"],
@@ -68,7 +68,7 @@ def test_every_http_provider_says_the_output_limit_was_hit(name, wire, keys):
     wire.script(case.host, cut_reply(name, case.model))
     with capture_records():
         message = _picker(case).invoke("Say hello.", max_tokens=OUT)
-    summary = message.response_metadata["coffee_nb"]
+    summary = CallSummary.of(message)
     assert summary.finish_reason == "length" and summary.truncated and summary["finish_reason"] == "length"
     assert f"stopped at the {OUT}-token limit" in _footer(message)
 
@@ -78,7 +78,7 @@ def test_a_complete_answer_is_not_called_truncated(name, wire, keys):
     case = CASES[name]
     wire.script(case.host, case.reply("ok", case.model))
     message = _picker(case).invoke("Say hello.")
-    summary = message.response_metadata["coffee_nb"]
+    summary = CallSummary.of(message)
     assert summary.finish_reason == "stop" and not summary.truncated
     assert "token limit" not in _footer(message)
 
@@ -92,7 +92,7 @@ def test_bedrock_says_it_too(keys):
         stubber.add_response("converse", shapes.converse_ok(stop="max_tokens"))
         picker = AutoPicker(ModelSpec(model="bedrock/amazon.nova-lite-v1:0", params={"client": client}))
         message = picker.invoke("Say hello.", max_tokens=OUT)
-    assert message.response_metadata["coffee_nb"].finish_reason == "length"
+    assert message.response_metadata["coffee_nb"]["finish_reason"] == "length"
     assert f"stopped at the {OUT}-token limit" in _footer(message)
 
 
