@@ -99,6 +99,7 @@ class Call:
         "watched",
         "restarts_ok",
         "nested",
+        "broke",
     )
 
     def __init__(
@@ -145,6 +146,7 @@ class Call:
         self.tape = active_cassette()  # None almost always: then nothing below costs anything
         self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
         self.nested: Mapping[str, Any] | None = None  # a nested AutoPicker's summary of the current attempt
+        self.broke: Exception | None = None  # what broke the stream mid-answer (the cause an error chains)
         # May a stream broken mid-answer start over on a model that can't continue it? Only for consumers
         # that said they handle the restart marker: collect()/%%llm, or LangChain's own invoke-by-streaming
         # when no token consumer (LangGraph, astream_events) has heard the first model's text.
@@ -361,12 +363,13 @@ class Call:
             # continues, or this one starts over where the consumer handles that); never surface that 400
             attempt.candidate.prefill = False
             self.plan.requeue(attempt.candidate)
-            return self._recover(exc)
+            return self._recover(self.broke or exc)  # an error then chains the stream's own failure
         if not self.delivered:
             return action is not Action.RAISE
         mode = self.plan.policy.stream_recovery
         if action is Action.RAISE or mode == "raise":
             raise StreamInterruptedError(self.plan.records, self.delivered, str(classify(exc).message)) from exc
+        self.broke = exc
         return self._recover(exc)
 
     def _recover(self, exc: Exception) -> bool:
@@ -385,7 +388,7 @@ class Call:
         """What to raise when the plan has nothing left: with text delivered, a StreamInterruptedError."""
         if self.delivered and not isinstance(exc, StreamInterruptedError):
             error = StreamInterruptedError(self.plan.records, self.delivered, "no model could finish it")
-            error.__cause__ = exc
+            error.__cause__ = self.broke or exc
             return error
         return exc
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from coffee_nb import AutoPicker, Policy, capture_records, count_message_tokens, sandbox
+from coffee_nb import AutoPicker, CallSummary, Policy, capture_records, count_message_tokens, sandbox
 from coffee_nb._pricing import price_for
 
 
@@ -51,7 +51,7 @@ def test_cost_recorded_and_positive():
     expected = price.cost(record.input_tokens, record.output_tokens)
     assert record.cost == expected > 0
     assert record.price_source == "sandbox"
-    assert msg.response_metadata["coffee_nb"]["cost"] == expected
+    assert CallSummary.of(msg).cost == expected and msg.response_metadata["coffee_nb"]["cost"] == float(expected)
     assert isinstance(record.cost, Decimal)
 
 

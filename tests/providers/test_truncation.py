@@ -98,7 +98,7 @@ def test_bedrock_says_it_too(keys):
 
 def test_the_sandbox_streamed_says_it_too():
     chunks = list(AutoPicker("sandbox/echo").stream("one two three four five six", max_tokens=3))
-    summary = next(c.response_metadata["coffee_nb"] for c in chunks if "coffee_nb" in c.response_metadata)
+    summary = next(CallSummary.of(c) for c in chunks if "coffee_nb" in c.response_metadata)
     assert summary.finish_reason == "length"
 
 
