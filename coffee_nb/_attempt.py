@@ -170,7 +170,7 @@ class Call:
         """The candidate's chat model. Building it the first time (SDK imports, a client, the sandbox
         server starting) is not the model's latency: the attempt's clock starts again after it."""
         cand = attempt.candidate
-        if cand.instance is not None:
+        if cand.instance is not None and loop is None:  # async: a copy with a fresh client on another loop
             return cand.instance
         clock = self.plan.clock
         before = clock()

@@ -216,6 +216,16 @@ class AutoPicker(BaseChatModel):
         self._core = Core(candidates, policy, sinks, random.Random(self.seed))
 
     # -- LangChain plumbing ------------------------------------------------------------------------
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """``dumpd``/``load`` round-trip an AutoPicker built from specs (a chain of model instances, a budget
+        or metrics object serialize as their own classes allow)."""
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["coffee_nb"]
+
     @property
     def _llm_type(self) -> str:
         return "coffee_nb-autopicker"

@@ -41,6 +41,8 @@ def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, Decimal):
         return value
     if isinstance(value, float):
+        if value.is_integer():
+            return Decimal(int(value))  # $0, not $0.0
         return Decimal(repr(value))  # the shortest repr is the decimal the float was made from
     try:
         return Decimal(str(value))

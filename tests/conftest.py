@@ -76,3 +76,15 @@ def ip(quiet_sandbox):
     coffee_nb.reset()
     yield shell
     coffee_nb.reset()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.endswith("test_langchain_standard.py::TestAutoPickerStandard::test_serdes"):
+            item.add_marker(
+                pytest.mark.xfail(
+                    strict=True,
+                    reason="langchain-core's load(allowed_objects='all') allows only classes in its own mapping; "
+                    "the same case with AutoPicker allowed runs as test_serdes_with_autopicker_allowed",
+                )
+            )

@@ -52,33 +52,8 @@ def openai_on_sandbox(**kwargs: Any) -> ChatOpenAI:
     return ChatOpenAI(base_url=sandbox.server().url, api_key=KEY, model="fast", max_retries=0, **kwargs)
 
 
-def driver_asks_candidate() -> bool:
-    """Does the async driver ask ``Candidate.chat_model(loop=...)`` for a user's instance? (``Call._chat_model``
-    in coffee_nb/_attempt.py returned ``cand.instance`` before the loop mattered for instances.)"""
-    from coffee_nb.testing import ScriptedChatModel
-
-    picker = AutoPicker(ScriptedChatModel())
-    cand = picker._core.candidates[0]
-    asked: list[Any] = []
-    chat_model = cand.chat_model
-
-    def recording(*, loop: Any = None) -> Any:
-        asked.append(loop)
-        return chat_model(loop=loop)
-
-    cand.chat_model = recording  # type: ignore[method-assign]
-    asyncio.run(picker.ainvoke("x"))
-    return any(loop is not None for loop in asked)
-
-
-def needs_driver() -> None:
-    if not driver_asks_candidate():
-        pytest.xfail("Call._chat_model (coffee_nb/_attempt.py) returns a user's instance without asking the candidate")
-
-
 # -- through AutoPicker and map_rows ------------------------------------------------------------------------
 def test_two_asyncio_runs_on_one_autopicker_over_a_users_chatopenai_both_answer():
-    needs_driver()
     picker = AutoPicker(openai_on_sandbox(), fallbacks=[])
     first = asyncio.run(picker.ainvoke("hi"))
     second = asyncio.run(picker.ainvoke("hi"))
@@ -89,7 +64,6 @@ def test_two_asyncio_runs_on_one_autopicker_over_a_users_chatopenai_both_answer(
 
 
 def test_two_map_rows_runs_on_one_users_chatopenai_answer_every_row():
-    needs_driver()
     from coffee_nb.jobs import map_rows
 
     picker = AutoPicker(openai_on_sandbox(), fallbacks=[])

@@ -471,10 +471,10 @@ how it runs in CI. The cassette was recorded from the **sandbox posing as OpenAI
 %llm_cassette strict 06_real_providers.llm-cassette.jsonl
 """),
     code("""
-from coffee_nb import AutoPicker
+from coffee_nb import AutoPicker, CallSummary
 llm = AutoPicker("openai/gpt-4o-mini", ["anthropic/claude-3-5-haiku-latest", "sandbox/fast"], max_tokens=50)
 msg = llm.invoke("Say hello in French.")
-summary = msg.response_metadata["coffee_nb"]
+summary = CallSummary.of(msg)  # the plain metadata's typed view: Decimal money
 msg.content, summary.model, summary.replayed, summary.cost
 """),
     code("""
