@@ -211,11 +211,14 @@ class Plan:
             role = self._role(cand)
             if role is Role.FALLBACK and self.records:
                 tell("fallback", cand.name)
+            timeout = min(cand.attempt_limit(self.policy.attempt_timeout), remaining)
+            if self.queue and cand.breaker.probing:  # probing a model that was failing: keep half for the rest
+                timeout = min(timeout, remaining / 2)
             return Attempt(
                 candidate=cand,
                 index=len(self.records),
                 role=role,
-                timeout=min(cand.attempt_limit(self.policy.attempt_timeout), remaining),
+                timeout=timeout,
                 lease=lease,
                 started_at=datetime.now(UTC),
                 started=now,

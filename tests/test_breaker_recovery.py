@@ -18,7 +18,7 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import Field
 
-from coffee_nb import AutoPicker, ConfigError, ModelSpec, Policy, capture_records, sandbox
+from coffee_nb import AutoPicker, CallSummary, ConfigError, ModelSpec, Policy, capture_records, sandbox
 from coffee_nb._health import ModelHealth
 from coffee_nb._models import Candidate
 from coffee_nb._plan import Attempt, Core, Plan
@@ -267,3 +267,23 @@ def test_the_default_first_token_limit_moves_on_within_10_s_and_stays_configurab
     assert Policy().first_token_limit(reasoning=False) < 10
     assert Policy().first_token_limit(reasoning=True) >= 60  # reasoning models think before they speak
     assert Policy(first_token_timeout=3).first_token_limit(reasoning=True) == 3
+
+
+def test_a_silent_probe_leaves_the_caller_time_for_the_fallback():
+    """The probe of a model that was failing gets half of what is left of the deadline when another model
+    remains: a silent probe re-opens the breaker and the call still answers, not DeadlineExceededError."""
+    from coffee_nb import sandbox
+
+    sandbox.set_latency_scale(0)
+    sandbox.inject("sandbox/fast", ["503", "silent:10"])
+    policy = Policy(
+        cooldown_after=1, cooldown_min=0.05, cooldown_max=0.05, deadline=3, attempt_timeout=60, max_retries=0
+    )
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=policy)
+    assert CallSummary.of(llm.invoke("first")).model == "sandbox/echo"  # the 503 opens the breaker
+    time.sleep(0.1)  # past the cooldown: the next call probes
+    with capture_records() as records:
+        msg = llm.invoke("second")
+    assert CallSummary.of(msg).model == "sandbox/echo"
+    assert [(r.model, r.error_class) for r in records] == [("sandbox/fast", "timeout"), ("sandbox/echo", None)]
+    assert llm.health()["sandbox/fast"].state == "open"  # the failed probe re-opened it

@@ -110,9 +110,14 @@ class _Tree(BaseTracer):
     def __init__(self) -> None:
         super().__init__()
         self.ended: list[Any] = []
+        self.started: list[Any] = []
 
     def _persist_run(self, run: Any) -> None:
         pass
+
+    def _start_trace(self, run: Any) -> None:
+        super()._start_trace(run)
+        self.started.append(run)
 
     def _end_trace(self, run: Any) -> None:
         super()._end_trace(run)
@@ -176,3 +181,31 @@ def test_a_printing_handler_hears_each_token_once():
     answer = "".join(c.text for c in llm.stream("hello", {"callbacks": [printer]}))
     assert printer.text == answer  # once, not once per run
     assert printer.starts["coffee_nb-autopicker"] == 1 and sum(printer.starts.values()) == 3  # and sees the tree
+
+
+def test_a_hedged_stream_under_langgraph_streams_only_the_winner_once():
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    sandbox.inject(PRIMARY, ["slow_first:3"])  # no first token for 3 s: the hedge starts at 0.3 s and wins
+    llm = AutoPicker(PRIMARY, [FALLBACK], policy=Policy(hedge_after=0.3, max_retries=0))
+
+    class Printer(BaseCallbackHandler):
+        text = ""
+
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            self.text += token
+
+    printer, tracer = Printer(), _Tree()
+    agent = create_agent(model=llm, tools=[])
+    streamed = ""
+    for chunk, _meta in agent.stream(
+        {"messages": [("user", "hello")]}, {"callbacks": [printer, tracer]}, stream_mode="messages"
+    ):
+        if isinstance(chunk, AIMessageChunk) and isinstance(chunk.content, str):
+            streamed += chunk.content
+    picker_runs = [r for r in tracer.ended if r.name == "AutoPicker"]
+    assert len(picker_runs) == 1
+    answer = picker_runs[0].outputs["generations"][0][0]["text"]
+    assert streamed == printer.text == answer and answer  # the winner's tokens, once
+    children = [r for r in tracer.started if r.parent_run_id == picker_runs[0].id]
+    assert len(children) == 2  # the loser (it ends when its request is closed) and the winner, both under ours
