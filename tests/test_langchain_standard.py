@@ -35,7 +35,6 @@ class TestAutoPickerStandard(ChatModelUnitTests):
         )
 
 
-
 def test_serdes_with_autopicker_allowed(snapshot: Any) -> None:
     """langchain-tests' serialization case (``ChatModelUnitTests.test_serdes``) with AutoPicker named in
     ``allowed_objects``: ``load``'s ``allowed_objects="all"`` means the classes in langchain-core's own mapping,
