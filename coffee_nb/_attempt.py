@@ -97,7 +97,6 @@ class Call:
         "tape",
         "request",
         "watched",
-        "restarts_ok",
         "nested",
         "broke",
     )
@@ -128,7 +127,10 @@ class Call:
         parent = PARENT.get() if run_manager is None else None
         if parent is not None and parent.picker is not picker:
             parent = None  # another AutoPicker's run (this one is its candidate): ours has a manager or none
-        self.config, self.watched = child_config(run_manager, parent, is_async=is_async)
+        if run_manager is None and parent is None:  # nobody listening (the fast path): nothing to nest
+            self.config, self.watched = None, False
+        else:
+            self.config, self.watched = child_config(run_manager, parent, is_async=is_async)
         self.run_manager = run_manager
         self.kwargs = kwargs
         self.streaming = streaming
@@ -147,15 +149,6 @@ class Call:
         self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
         self.nested: Mapping[str, Any] | None = None  # a nested AutoPicker's summary of the current attempt
         self.broke: Exception | None = None  # what broke the stream mid-answer (the cause an error chains)
-        # May a stream broken mid-answer start over on a model that can't continue it? Only for consumers
-        # that said they handle the restart marker: collect()/%%llm, or LangChain's own invoke-by-streaming
-        # when no token consumer (LangGraph, astream_events) has heard the first model's text.
-        mode = self.plan.policy.stream_recovery
-        self.restarts_ok = mode == "restart" or (
-            mode == "continue"
-            and streaming
-            and (RESTARTS_OK.get() or (RESTARTED.get() is not None and not self.watched))
-        )
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -375,7 +368,7 @@ class Call:
     def _recover(self, exc: Exception) -> bool:
         """Go on after a stream broke mid-answer: by prefill only, unless the consumer handles a restart."""
         self.recovering = True
-        if not self.restarts_ok and not self.plan.require_prefill():
+        if not self._restarts_ok() and not self.plan.require_prefill():
             raise StreamInterruptedError(
                 self.plan.records,
                 self.delivered,
@@ -383,6 +376,20 @@ class Call:
                 "coffee_nb.collect(...) or Policy(stream_recovery='restart') lets another model start it over",
             ) from exc
         return True
+
+    def _restarts_ok(self) -> bool:
+        """May a stream broken mid-answer start over on a model that can't continue it? Only for consumers
+        that said they handle the restart marker: collect()/%%llm, or LangChain's own invoke-by-streaming
+        when no token consumer (LangGraph, astream_events) has heard the first model's text. (Read when a
+        stream breaks, inside the consumer's own read.)"""
+        mode = self.plan.policy.stream_recovery
+        if mode == "restart":
+            return True
+        return (
+            mode == "continue"
+            and self.streaming
+            and (RESTARTS_OK.get() or (RESTARTED.get() is not None and not self.watched))
+        )
 
     def give_up(self, exc: BaseException) -> BaseException:
         """What to raise when the plan has nothing left: with text delivered, a StreamInterruptedError."""

@@ -196,15 +196,25 @@ _T = TypeVar("_T")
 
 def scoped(inner: Iterator[_T], parent: RunParent) -> Iterator[_T]:
     """``inner``'s items, with ``parent`` current while each is produced (never across a yield)."""
+    return _each_with(PARENT, parent, inner)
+
+
+def scoped_async(inner: AsyncIterator[_T], parent: RunParent) -> AsyncIterator[_T]:
+    """:func:`scoped` for an async iterator."""
+    return _aeach_with(PARENT, parent, inner)
+
+
+def _each_with(var: ContextVar[Any], value: Any, inner: Iterator[_T]) -> Iterator[_T]:
+    """``inner``'s items, each produced with ``var`` set to ``value`` (reset before it is handed on)."""
     try:
         while True:
-            token = PARENT.set(parent)
+            token = var.set(value)
             try:
                 item = next(inner)
             except StopIteration:
                 return
             finally:
-                PARENT.reset(token)
+                var.reset(token)
             yield item
     finally:
         close = getattr(inner, "close", None)
@@ -212,17 +222,17 @@ def scoped(inner: Iterator[_T], parent: RunParent) -> Iterator[_T]:
             close()
 
 
-async def scoped_async(inner: AsyncIterator[_T], parent: RunParent) -> AsyncIterator[_T]:
-    """:func:`scoped` for an async iterator."""
+async def _aeach_with(var: ContextVar[Any], value: Any, inner: AsyncIterator[_T]) -> AsyncIterator[_T]:
+    """:func:`_each_with` for an async iterator."""
     try:
         while True:
-            token = PARENT.set(parent)
+            token = var.set(value)
             try:
                 item = await anext(inner)
             except StopAsyncIteration:
                 return
             finally:
-                PARENT.reset(token)
+                var.reset(token)
             yield item
     finally:
         close = getattr(inner, "aclose", None)
@@ -288,44 +298,10 @@ class InConfig:
             inner = self.model.stream(input, config, **kwargs)
         finally:
             _child_config_var.reset(token)
-        return _in_config(inner, config)
+        return _each_with(_child_config_var, config, inner)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:  # noqa: A002
-        return _ain_config(self.model.astream(input, config, **kwargs), config)
-
-
-def _in_config(inner: Iterator[_T], config: Any) -> Iterator[_T]:
-    try:
-        while True:
-            token = _child_config_var.set(config)
-            try:
-                item = next(inner)
-            except StopIteration:
-                return
-            finally:
-                _child_config_var.reset(token)
-            yield item
-    finally:
-        close = getattr(inner, "close", None)
-        if close is not None:
-            close()
-
-
-async def _ain_config(inner: AsyncIterator[_T], config: Any) -> AsyncIterator[_T]:
-    try:
-        while True:
-            token = _child_config_var.set(config)
-            try:
-                item = await anext(inner)
-            except StopAsyncIteration:
-                return
-            finally:
-                _child_config_var.reset(token)
-            yield item
-    finally:
-        close = getattr(inner, "aclose", None)
-        if close is not None:
-            await close()
+        return _aeach_with(_child_config_var, config, self.model.astream(input, config, **kwargs))
 
 
 class Untokened:

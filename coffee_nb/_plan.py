@@ -211,7 +211,10 @@ class Plan:
             role = self._role(cand)
             if role is Role.FALLBACK and self.records:
                 tell("fallback", cand.name)
-            timeout = min(cand.attempt_limit(self.policy.attempt_timeout), remaining)
+            timeout = self.policy.attempt_timeout
+            if cand.own_timeout is not None:  # a user's instance with its own, maybe stricter, timeout
+                timeout = cand.attempt_limit(timeout)
+            timeout = min(timeout, remaining)
             if self.queue and cand.breaker.probing:  # probing a model that was failing: keep half for the rest
                 timeout = min(timeout, remaining / 2)
             return Attempt(

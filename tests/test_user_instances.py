@@ -12,11 +12,8 @@ from coffee_nb import AutoPicker, Budget, CallSummary, Policy, capture_records, 
 
 
 @pytest.fixture(autouse=True)
-def _quick():
-    sandbox.set_latency_scale(0)
-    sandbox.clear_faults()
+def _quiet(quiet_sandbox):  # no simulated latency, no leftover faults (tests/conftest.py)
     yield
-    sandbox.clear_faults()
 
 
 def _users_chat_openai(**kwargs: object) -> ChatOpenAI:

@@ -29,11 +29,8 @@ def add_numbers(a: int, b: int) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _quick_sandbox():
-    sandbox.set_latency_scale(0)
-    sandbox.clear_faults()
+def _quiet(quiet_sandbox):  # no simulated latency, no leftover faults (tests/conftest.py)
     yield
-    sandbox.clear_faults()
 
 
 def _picker() -> AutoPicker:

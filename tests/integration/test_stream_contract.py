@@ -24,11 +24,8 @@ CONSUMERS = ["plain", "collect", "llm_magic", "langgraph"]
 
 
 @pytest.fixture(autouse=True)
-def _quick():
-    sandbox.set_latency_scale(0)
-    sandbox.clear_faults()
+def _quiet(quiet_sandbox):  # no simulated latency, no leftover faults (tests/conftest.py)
     yield
-    sandbox.clear_faults()
 
 
 def _chain(ability: str) -> list[Any]:
