@@ -14,9 +14,11 @@ sync calls that can't bound themselves run in a worker thread the caller stops w
 
 A stream that breaks after its first chunk is recovered as ``Policy(stream_recovery=...)`` says:
 ``continue`` sends the text already delivered as an assistant prefill to the next model that takes
-one (the caller's concatenation stays one answer); ``restart`` (and ``continue`` when no prefill is
-possible) yields a restart marker chunk, then the next model's whole answer; ``raise`` raises
-:class:`StreamInterruptedError` with the partial text.
+one (the caller's concatenation stays one answer); where none can, the answer starts over (a restart
+marker chunk, then the next model's whole answer) only for a consumer that handles the marker
+(``collect``, ``%%llm``, ``handles_restarts()``, LangChain's invoke-by-streaming nobody watches), and
+anyone else gets :class:`StreamInterruptedError` with the partial text; ``restart`` always starts over;
+``raise`` raises at once.
 """
 
 from __future__ import annotations

@@ -146,8 +146,10 @@ class AutoPicker(BaseChatModel):
     fallback_llms=[(llm2, "anthropic/claude-3-5-haiku-latest")], metrics_strategy=metrics,
     budget_enforcer=budget)``; ``AutoPickerLLM`` and ``AutoPickerLLMRefactored`` are aliases.
 
-    Streaming falls back only before the first chunk; an error after it propagates (the caller
-    has already seen text from that model).
+    A stream that breaks mid-answer continues on a model that takes the text so far as a prefill, or
+    starts over for a consumer that handles that (``coffee_nb.collect``), or raises
+    ``StreamInterruptedError``: never spliced text. Wrapping a model changes what happens on failure and
+    nothing else: the summary on a message is plain data, the chosen model's run is a child of this one.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)

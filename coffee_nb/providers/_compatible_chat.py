@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import LangSmithParams
+from langchain_core.messages import AIMessage
 from langchain_openai.chat_models.base import BaseChatOpenAI
 
 __all__ = ["ChatOpenAICompatible"]
@@ -27,3 +28,14 @@ class ChatOpenAICompatible(BaseChatOpenAI):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = self.provider
         return params
+
+    def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """The request, with a final assistant message marked ``prefix: true`` when it asks for that (DeepSeek's
+        prefix completion; coffee_nb continues a broken stream so with ``ModelSpec(prefill="prefix")``)."""
+        payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
+        sent = payload.get("messages")
+        if sent and sent[-1].get("role") == "assistant":
+            last = self._convert_input(input_).to_messages()[-1]
+            if isinstance(last, AIMessage) and last.additional_kwargs.get("prefix") is True:
+                sent[-1]["prefix"] = True
+        return payload

@@ -111,6 +111,7 @@ def register() -> None:
         _build,
         env_var="MISTRAL_API_KEY",
         finish_reason=True,
+        prefill="prefix",  # a final assistant message marked ``prefix: true`` is continued
         errors=ERRORS,
         params=PARAMS,
         classes=("ChatMistralAI",),
