@@ -7,6 +7,7 @@ empty), and the fast path switches itself off (with one warning) when anything i
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -318,8 +319,8 @@ class Untokened:
         self.handler = handler
 
     def __getattr__(self, name: str) -> Any:
-        if name in _TOKEN_EVENTS:
-            return _ignore
+        if name in _TOKEN_EVENTS:  # awaited in place for an async handler (no executor hop per token)
+            return _aignore if inspect.iscoroutinefunction(getattr(self.handler, name, None)) else _ignore
         if name in _STREAM_TAPS:  # not a streaming handler itself: the candidate's invoke is not turned into a stream
             raise AttributeError(name)
         return getattr(self.handler, name)
@@ -333,6 +334,10 @@ _STREAM_TAPS = frozenset({"tap_output_aiter", "tap_output_iter"})
 
 
 def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+async def _aignore(*args: Any, **kwargs: Any) -> None:
     return None
 
 
