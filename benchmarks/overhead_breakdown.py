@@ -34,7 +34,8 @@ FEATURES: dict[str, tuple[str, str]] = {
 
 
 def switch_off(name: str) -> None:
-    from coffee_nb import _attempt, _errors, _health, _plan, _redact
+    from coffee_nb.errors import _errors, _redact
+    from coffee_nb.invoke import _attempt, _health, _plan
 
     if name == "health":
         _health.RecentAttempts.add = lambda self, record: None  # type: ignore[method-assign]

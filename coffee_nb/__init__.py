@@ -16,58 +16,58 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "AllModelsFailedError": "coffee_nb._errors",
-    "BudgetExceededError": "coffee_nb._errors",
-    "CoffeeError": "coffee_nb._errors",
-    "ConfigError": "coffee_nb._errors",
-    "DeadlineExceededError": "coffee_nb._errors",
-    "ErrorClass": "coffee_nb._errors",
-    "MissingAPIKeyError": "coffee_nb._errors",
-    "AutoPicker": "coffee_nb._invoker",
-    "AutoPickerLLM": "coffee_nb._invoker",
-    "AutoPickerLLMRefactored": "coffee_nb._invoker",
-    "CallSummary": "coffee_nb._summary",
-    "Cassette": "coffee_nb._cassette",
-    "CassetteError": "coffee_nb._cassette",
-    "CassetteMissError": "coffee_nb._cassette",
-    "cassette": "coffee_nb._cassette",
-    "Comparison": "coffee_nb._comparison",
-    "acompare": "coffee_nb._compare",
-    "compare": "coffee_nb._compare",
-    "Health": "coffee_nb._health",
-    "ModelHealth": "coffee_nb._health",
-    "health": "coffee_nb._health",
-    "StreamInterruptedError": "coffee_nb._errors",
-    "acollect": "coffee_nb._streams",
-    "collect": "coffee_nb._streams",
-    "handles_restarts": "coffee_nb._streams",
-    "is_restart": "coffee_nb._streams",
-    "ModelSpec": "coffee_nb._models",
-    "aliases": "coffee_nb._aliases",
-    "remove_alias": "coffee_nb._aliases",
-    "set_alias": "coffee_nb._aliases",
-    "register_provider": "coffee_nb._models",
-    "Action": "coffee_nb._policy",
-    "Policy": "coffee_nb._policy",
-    "RateLimit": "coffee_nb._policy",
-    "Rule": "coffee_nb._policy",
-    "Trip": "coffee_nb._policy",
-    "Price": "coffee_nb._pricing",
-    "price_for": "coffee_nb._pricing",
-    "register_price": "coffee_nb._pricing",
-    "reset_prices": "coffee_nb._pricing",
-    "CallRecord": "coffee_nb._records",
-    "Outcome": "coffee_nb._records",
-    "RecordSink": "coffee_nb._records",
-    "Role": "coffee_nb._records",
-    "capture_records": "coffee_nb._records",
-    "TokenCount": "coffee_nb._tokens",
-    "count_message_tokens": "coffee_nb._tokens",
-    "count_tokens": "coffee_nb._tokens",
-    "configure_http": "coffee_nb._http",
-    "get_async_http_client": "coffee_nb._http",
-    "get_http_client": "coffee_nb._http",
-    "close_http_clients": "coffee_nb._http",
+    "AllModelsFailedError": "coffee_nb.errors._errors",
+    "BudgetExceededError": "coffee_nb.errors._errors",
+    "CoffeeError": "coffee_nb.errors._errors",
+    "ConfigError": "coffee_nb.errors._errors",
+    "DeadlineExceededError": "coffee_nb.errors._errors",
+    "ErrorClass": "coffee_nb.errors._errors",
+    "MissingAPIKeyError": "coffee_nb.errors._errors",
+    "AutoPicker": "coffee_nb.invoke._invoker",
+    "AutoPickerLLM": "coffee_nb.invoke._invoker",
+    "AutoPickerLLMRefactored": "coffee_nb.invoke._invoker",
+    "CallSummary": "coffee_nb.invoke._summary",
+    "Cassette": "coffee_nb.replay._cassette",
+    "CassetteError": "coffee_nb.replay._cassette",
+    "CassetteMissError": "coffee_nb.replay._cassette",
+    "cassette": "coffee_nb.replay._cassette",
+    "Comparison": "coffee_nb.comparison._comparison",
+    "acompare": "coffee_nb.comparison._compare",
+    "compare": "coffee_nb.comparison._compare",
+    "Health": "coffee_nb.invoke._health",
+    "ModelHealth": "coffee_nb.invoke._health",
+    "health": "coffee_nb.invoke._health",
+    "StreamInterruptedError": "coffee_nb.errors._errors",
+    "acollect": "coffee_nb.invoke._streams",
+    "collect": "coffee_nb.invoke._streams",
+    "handles_restarts": "coffee_nb.invoke._streams",
+    "is_restart": "coffee_nb.invoke._streams",
+    "ModelSpec": "coffee_nb.invoke._models",
+    "aliases": "coffee_nb.session._aliases",
+    "remove_alias": "coffee_nb.session._aliases",
+    "set_alias": "coffee_nb.session._aliases",
+    "register_provider": "coffee_nb.invoke._models",
+    "Action": "coffee_nb.invoke._policy",
+    "Policy": "coffee_nb.invoke._policy",
+    "RateLimit": "coffee_nb.invoke._policy",
+    "Rule": "coffee_nb.invoke._policy",
+    "Trip": "coffee_nb.invoke._policy",
+    "Price": "coffee_nb.pricing._pricing",
+    "price_for": "coffee_nb.pricing._pricing",
+    "register_price": "coffee_nb.pricing._pricing",
+    "reset_prices": "coffee_nb.pricing._pricing",
+    "CallRecord": "coffee_nb._shared._records",
+    "Outcome": "coffee_nb._shared._records",
+    "RecordSink": "coffee_nb._shared._records",
+    "Role": "coffee_nb._shared._records",
+    "capture_records": "coffee_nb._shared._records",
+    "TokenCount": "coffee_nb.pricing._tokens",
+    "count_message_tokens": "coffee_nb.pricing._tokens",
+    "count_tokens": "coffee_nb.pricing._tokens",
+    "configure_http": "coffee_nb._shared._http",
+    "get_async_http_client": "coffee_nb._shared._http",
+    "get_http_client": "coffee_nb._shared._http",
+    "close_http_clients": "coffee_nb._shared._http",
     "Budget": "coffee_nb.budget",
     "BudgetEvent": "coffee_nb.budget",
     "BudgetWarning": "coffee_nb.budget",
@@ -77,12 +77,12 @@ _EXPORTS: dict[str, str] = {
     "NoOpMetrics": "coffee_nb.metrics",
     "PrometheusMetrics": "coffee_nb.metrics",
     "create_metrics_strategy": "coffee_nb.metrics",
-    "Answer": "coffee_nb._session",
-    "Session": "coffee_nb._session",
-    "ask": "coffee_nb._session",
-    "configure": "coffee_nb._session",
-    "get_session": "coffee_nb._session",
-    "reset": "coffee_nb._session",
+    "Answer": "coffee_nb.session._session",
+    "Session": "coffee_nb.session._session",
+    "ask": "coffee_nb.session._session",
+    "configure": "coffee_nb.session._session",
+    "get_session": "coffee_nb.session._session",
+    "reset": "coffee_nb.session._session",
     "dashboard": "coffee_nb.notebook",
     "map_rows": "coffee_nb.jobs",
     "HealthPanel": "coffee_nb.notebook.health_panel",
@@ -190,11 +190,13 @@ def load_ipython_extension(ipython: Any) -> None:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily above
     from coffee_nb import sandbox
-    from coffee_nb._aliases import aliases, remove_alias, set_alias
-    from coffee_nb._cassette import Cassette, CassetteError, CassetteMissError, cassette
-    from coffee_nb._compare import acompare, compare
-    from coffee_nb._comparison import Comparison
-    from coffee_nb._errors import (
+    from coffee_nb._shared._http import close as close_http_clients
+    from coffee_nb._shared._http import configure_http, get_async_http_client, get_http_client
+    from coffee_nb._shared._records import CallRecord, Outcome, RecordSink, Role, capture_records
+    from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
+    from coffee_nb.comparison._compare import acompare, compare
+    from coffee_nb.comparison._comparison import Comparison
+    from coffee_nb.errors._errors import (
         AllModelsFailedError,
         BudgetExceededError,
         CoffeeError,
@@ -204,20 +206,18 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
         MissingAPIKeyError,
         StreamInterruptedError,
     )
-    from coffee_nb._health import Health, ModelHealth, health
-    from coffee_nb._http import close as close_http_clients
-    from coffee_nb._http import configure_http, get_async_http_client, get_http_client
-    from coffee_nb._invoker import AutoPicker, AutoPickerLLM, AutoPickerLLMRefactored
-    from coffee_nb._models import ModelSpec, register_provider
-    from coffee_nb._policy import Action, Policy, RateLimit, Rule, Trip
-    from coffee_nb._pricing import Price, price_for, register_price, reset_prices
-    from coffee_nb._records import CallRecord, Outcome, RecordSink, Role, capture_records
-    from coffee_nb._session import Answer, Session, ask, configure, get_session, reset
-    from coffee_nb._streams import acollect, collect, handles_restarts, is_restart
-    from coffee_nb._summary import CallSummary
-    from coffee_nb._tokens import TokenCount, count_message_tokens, count_tokens
-    from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
+    from coffee_nb.invoke._health import Health, ModelHealth, health
+    from coffee_nb.invoke._invoker import AutoPicker, AutoPickerLLM, AutoPickerLLMRefactored
+    from coffee_nb.invoke._models import ModelSpec, register_provider
+    from coffee_nb.invoke._policy import Action, Policy, RateLimit, Rule, Trip
+    from coffee_nb.invoke._streams import acollect, collect, handles_restarts, is_restart
+    from coffee_nb.invoke._summary import CallSummary
     from coffee_nb.jobs import map_rows
     from coffee_nb.metrics import LocalMetrics, NoOpMetrics, PrometheusMetrics, create_metrics_strategy
     from coffee_nb.notebook import dashboard
     from coffee_nb.notebook.health_panel import HealthPanel
+    from coffee_nb.pricing._pricing import Price, price_for, register_price, reset_prices
+    from coffee_nb.pricing._tokens import TokenCount, count_message_tokens, count_tokens
+    from coffee_nb.replay._cassette import Cassette, CassetteError, CassetteMissError, cassette
+    from coffee_nb.session._aliases import aliases, remove_alias, set_alias
+    from coffee_nb.session._session import Answer, Session, ask, configure, get_session, reset

@@ -26,8 +26,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from coffee_nb._config import isolated
-from coffee_nb._records import capture_records
+from coffee_nb._shared._config import isolated
+from coffee_nb._shared._records import capture_records
 
 __all__ = [
     "ScriptedChatModel",

@@ -19,10 +19,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import Field
 
 from coffee_nb import AutoPicker, CallSummary, ConfigError, ModelSpec, Policy, capture_records, sandbox
-from coffee_nb._health import ModelHealth
-from coffee_nb._models import Candidate
-from coffee_nb._plan import Attempt, Core, Plan
-from coffee_nb._policy import PROBE_LOST_AFTER, CircuitBreaker, Trip
+from coffee_nb.invoke._health import ModelHealth
+from coffee_nb.invoke._models import Candidate
+from coffee_nb.invoke._plan import Attempt, Core, Plan
+from coffee_nb.invoke._policy import PROBE_LOST_AFTER, CircuitBreaker, Trip
 from coffee_nb.testing import ScriptedChatModel, http_error
 
 NO_WAIT = Policy(backoff_base=0, backoff_cap=0)  # retries at once: the fake clock alone says what time it is

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from coffee_nb._cache import ResponseCache, request_key
+from coffee_nb.replay._cache import ResponseCache, request_key
 
 
 def test_the_key_is_the_exact_request():

@@ -196,4 +196,4 @@ def test_replayed_answers_say_so_in_the_footer(tmp_path, no_keys):
     with coffee_nb.cassette(path, mode="strict"):
         replay = coffee_nb.ask("a footer, please", cache=False)
     assert replay.text == paid.text and replay.cost == 0 and replay.replayed
-    assert f"replayed from the cassette; recorded cost {coffee_nb._format.money(paid.cost)}" in replay.footer()
+    assert f"replayed from the cassette; recorded cost {coffee_nb._shared._format.money(paid.cost)}" in replay.footer()

@@ -6,7 +6,8 @@ import warnings
 
 import pytest
 
-from coffee_nb import AutoPicker, _compat, _fastpath
+from coffee_nb import AutoPicker
+from coffee_nb.invoke import _compat, _fastpath
 from coffee_nb.testing import ScriptedChatModel
 
 

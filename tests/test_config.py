@@ -1,4 +1,4 @@
-"""Global state lives in coffee_nb._config: one reset_defaults(), one isolated(), nothing at import.
+"""Global state lives in coffee_nb._shared._config: one reset_defaults(), one isolated(), nothing at import.
 
 Every test here already runs inside conftest's ``isolated()``; these check that machinery itself.
 """
@@ -17,10 +17,14 @@ import httpx
 import pytest
 
 import coffee_nb
-from coffee_nb import _config, _http, _models, _pricing, _records, _session, sandbox
-from coffee_nb._pricing import generation, model_info, price_for, register_price, reset_prices
-from coffee_nb._records import capture_records, global_sinks
-from coffee_nb._session import get_session
+from coffee_nb import sandbox
+from coffee_nb._shared import _config, _http, _records
+from coffee_nb._shared._records import capture_records, global_sinks
+from coffee_nb.invoke import _models
+from coffee_nb.pricing import _pricing
+from coffee_nb.pricing._pricing import generation, model_info, price_for, register_price, reset_prices
+from coffee_nb.session import _session
+from coffee_nb.session._session import get_session
 from coffee_nb.testing import ScriptedChatModel, isolated
 
 PACKAGE = Path(coffee_nb.__file__).parent
@@ -161,7 +165,10 @@ def test_a_picker_survives_a_reset_and_talks_to_the_new_sandbox():
 def test_importing_registers_and_starts_nothing():
     code = (
         "import sys, coffee_nb\n"
-        "from coffee_nb import _config, sandbox, _models, _pricing\n"
+        "from coffee_nb import sandbox\n"
+        "from coffee_nb._shared import _config\n"
+        "from coffee_nb.invoke import _models\n"
+        "from coffee_nb.pricing import _pricing\n"
         "assert not _config.PROVIDERS._loaded and not _config.PROVIDERS, dict(_config.PROVIDERS)\n"
         "assert _config.SANDBOX.server is None\n"
         "assert 'coffee_nb.sandbox._server' not in sys.modules\n"
@@ -187,18 +194,18 @@ def _imports(relative: str) -> set[str]:
 @pytest.mark.parametrize(
     ("module", "forbidden"),
     [
-        ("_cache.py", "coffee_nb.budget"),
-        ("_pricing.py", "coffee_nb.sandbox"),
-        ("_tokens.py", "coffee_nb.sandbox"),
-        ("_models.py", "coffee_nb.sandbox"),
-        ("budget/_budget.py", "coffee_nb._session"),
-        ("sandbox/__init__.py", "coffee_nb._models._build_openai"),
-        ("sandbox/_provider.py", "coffee_nb._models._build_openai"),
-        ("_config.py", "coffee_nb."),  # the bottom layer: it names its loaders, never imports them at top
+        ("replay/_cache.py", "coffee_nb.budget"),
+        ("pricing/_pricing.py", "coffee_nb.sandbox"),
+        ("pricing/_tokens.py", "coffee_nb.sandbox"),
+        ("invoke/_models.py", "coffee_nb.sandbox"),
+        ("budget/_budget.py", "coffee_nb.session._session"),
+        ("sandbox/__init__.py", "coffee_nb.invoke._models._build_openai"),
+        ("sandbox/_provider.py", "coffee_nb.invoke._models._build_openai"),
+        ("_shared/_config.py", "coffee_nb."),  # the bottom layer: it names its loaders, never imports them at top
     ],
 )
 def test_imports_follow_the_layers(module, forbidden):
-    if module == "_config.py":
+    if module == "_shared/_config.py":
         tree = ast.parse((PACKAGE / module).read_text())
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert not [n for n in top if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("coffee_nb")]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from langchain_core import exceptions as lc_exceptions
 
 from coffee_nb import ErrorClass, MissingAPIKeyError
-from coffee_nb._errors import classify, lookup, redact
+from coffee_nb.errors._errors import classify, lookup, redact
 from coffee_nb.testing import http_error
 
 
@@ -224,7 +224,7 @@ def test_every_modelled_bedrock_error_has_its_own_class():
     """botocore raises a service's modelled errors as classes named after their codes: each of
     bedrock-runtime's is mapped by name (not only through ClientError's status)."""
     boto3 = pytest.importorskip("boto3")
-    from coffee_nb._errors import _Slices
+    from coffee_nb.errors._errors import _Slices
 
     client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     modelled = list(client.exceptions._code_to_exception.values())
@@ -338,7 +338,7 @@ def test_mistralai_and_groq_errors():
 
 
 def test_a_registered_providers_slice_joins_the_table_and_leaves_with_it():
-    from coffee_nb import _models
+    from coffee_nb.invoke import _models
     from coffee_nb.testing import ScriptedChatModel, isolated
 
     class HouseError(Exception):

@@ -23,8 +23,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_openai import ChatOpenAI
 
 from coffee_nb import AutoPicker, ErrorClass, sandbox
-from coffee_nb._errors import classify
-from coffee_nb._models import Candidate
+from coffee_nb.errors._errors import classify
+from coffee_nb.invoke._models import Candidate
 from coffee_nb.providers._loops import ClientLoopError, connections
 
 KEY = "sk-test-not-a-real-key-0123"
@@ -76,7 +76,7 @@ def test_two_map_rows_runs_on_one_users_chatopenai_answer_every_row():
 
 # -- the candidate's model per loop -------------------------------------------------------------------------
 def test_the_first_loop_keeps_the_instance_and_another_gets_a_copy_with_only_a_fresh_async_client():
-    from coffee_nb import _http
+    from coffee_nb._shared import _http
 
     class Handler(BaseCallbackHandler):
         pass

@@ -7,9 +7,10 @@ from decimal import Decimal
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from coffee_nb import _format, _session
-from coffee_nb._format import content_text, money, parse_json
-from coffee_nb._session import Answer
+from coffee_nb._shared import _format
+from coffee_nb._shared._format import content_text, money, parse_json
+from coffee_nb.session import _session
+from coffee_nb.session._session import Answer
 
 
 @pytest.mark.parametrize(
@@ -54,7 +55,7 @@ def test_one_flattening_for_tokens_server_and_answers():
     """The token counter, the sandbox server and Answer.text all read content the same way."""
     import importlib
 
-    from coffee_nb import _tokens
+    from coffee_nb.pricing import _tokens
 
     _server = importlib.import_module("coffee_nb.sandbox._replies")  # where the sandbox reads messages
     assert _tokens.content_text is content_text and _server.content_text is content_text

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import coffee_nb
-from coffee_nb import _http
+from coffee_nb._shared import _http
 
 
 @pytest.fixture(autouse=True)

@@ -94,8 +94,8 @@ def test_instance_max_tokens_caps_the_worst_case_reservation():
     from langchain_openai import ChatOpenAI
 
     from coffee_nb import Budget
-    from coffee_nb._models import Candidate
-    from coffee_nb._plan import Attempt, Plan
+    from coffee_nb.invoke._models import Candidate
+    from coffee_nb.invoke._plan import Attempt, Plan
 
     capped = ChatOpenAI(
         model="gpt-4o", max_tokens=10, api_key="sk-test-000000000000000000", base_url="http://127.0.0.1:9"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from coffee_nb import _models, _tokens, sandbox
-from coffee_nb._pricing import model_info, price_for, register_price
+from coffee_nb import sandbox
+from coffee_nb.invoke import _models
+from coffee_nb.pricing import _tokens
+from coffee_nb.pricing._pricing import model_info, price_for, register_price
 from coffee_nb.testing import ScriptedChatModel
 
 
@@ -18,7 +20,7 @@ def test_the_sandbox_is_a_provider_like_any_other():
 
 
 def test_a_provider_can_declare_prices_and_encoding():
-    from coffee_nb._pricing import ModelFacts, Price
+    from coffee_nb.pricing._pricing import ModelFacts, Price
 
     facts = ModelFacts(Price(Decimal(1), Decimal(2), source="house"), 4096)
     _models.register_provider(

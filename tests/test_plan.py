@@ -10,17 +10,18 @@ from decimal import Decimal
 import pytest
 
 from coffee_nb import register_price
-from coffee_nb._errors import AllModelsFailedError, BudgetExceededError, ErrorClass
-from coffee_nb._models import Candidate
-from coffee_nb._plan import Attempt, Core, Plan, Usage
-from coffee_nb._policy import Action, Policy
-from coffee_nb._records import Outcome, Role
+from coffee_nb._shared._records import Outcome, Role
+from coffee_nb.errors._errors import AllModelsFailedError, BudgetExceededError, ErrorClass
+from coffee_nb.invoke._models import Candidate
+from coffee_nb.invoke._plan import Attempt, Core, Plan, Usage
+from coffee_nb.invoke._policy import Action, Policy
 from coffee_nb.testing import http_error
 
 
 def test_plan_imports_no_langchain():
     code = (
-        "import sys, coffee_nb._plan; print(sorted(m for m in sys.modules if m.startswith(('langchain', 'pydantic'))))"
+        "import sys, coffee_nb.invoke._plan; "
+        "print(sorted(m for m in sys.modules if m.startswith(('langchain', 'pydantic'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -18,7 +18,7 @@ from coffee_nb import (
     RateLimit,
     capture_records,
 )
-from coffee_nb._policy import DEFAULT_RULES, CircuitBreaker, RateLimiter, Trip
+from coffee_nb.invoke._policy import DEFAULT_RULES, CircuitBreaker, RateLimiter, Trip
 from coffee_nb.testing import ScriptedChatModel, http_error
 
 FAST = Policy(backoff_base=0.001, backoff_cap=0.002, deadline=10)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coffee_nb import ConfigError, price_for, register_price
-from coffee_nb._pricing import Price, model_info, to_pico
+from coffee_nb.pricing._pricing import Price, model_info, to_pico
 
 MODELS = [
     ("openai", "gpt-4o-mini"),

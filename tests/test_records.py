@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from coffee_nb import ConfigError
-from coffee_nb._records import (
+from coffee_nb._shared._records import (
     CallRecord,
     Outcome,
     RecordSink,

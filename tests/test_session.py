@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import coffee_nb
-from coffee_nb._session import Session
 from coffee_nb.budget import Budget
+from coffee_nb.session._session import Session
 
 
 def test_session_reset_closes_its_ledger_and_cache_connections():

@@ -71,8 +71,8 @@ def test_typed_view_gives_exact_decimals(message):
 @pytest.mark.parametrize("pico", [1, 7, 123_456_789, 999_999_999_999_999, 21_300_000, 10**12 + 1])
 def test_money_floats_give_the_exact_decimal_back(pico):
     """Below $1,000 a cost has at most 15 significant digits: the float's repr is that decimal."""
-    from coffee_nb._pricing import from_pico
-    from coffee_nb._summary import _decimal
+    from coffee_nb.invoke._summary import _decimal
+    from coffee_nb.pricing._pricing import from_pico
 
     exact = from_pico(pico)
     assert _decimal(float(exact)) == exact

@@ -6,7 +6,7 @@ import bpe_openai
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from coffee_nb import count_message_tokens, count_tokens
-from coffee_nb._tokens import encoding_for
+from coffee_nb.pricing._tokens import encoding_for
 
 TEXT = "The quick brown fox jumps over the lazy dog. Ünïcödé, emoji 🎉, code: def f(x): return {x: 1}"
 
@@ -44,7 +44,7 @@ def test_multimodal_content_blocks_count_their_text():
 
 
 def test_very_long_texts_are_counted_in_pieces_never_failing():
-    from coffee_nb._tokens import count_prompt
+    from coffee_nb.pricing._tokens import count_prompt
 
     text = "word " * 300_000  # 1.5 M characters: one encode call of this refuses ("too long to encode safely")
     assert 300_000 <= count_tokens(text, "o200k_base") <= 300_010  # a cut between pieces costs a token or two
@@ -56,7 +56,7 @@ def test_bound_and_estimate_cost_no_tokenizer():
     import sys
 
     code = (
-        "from coffee_nb._tokens import prompt_bound, estimate_prompt, _encoding\n"
+        "from coffee_nb.pricing._tokens import prompt_bound, estimate_prompt, _encoding\n"
         "from coffee_nb import AutoPicker, Budget, register_price\n"
         "from coffee_nb.testing import ScriptedChatModel\n"
         "register_price('fake/m', input=1, output=1)\n"

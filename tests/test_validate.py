@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 
 from coffee_nb import ConfigError, ModelSpec, Policy, RateLimit, configure_http, register_price, sandbox
-from coffee_nb import _validate as v
-from coffee_nb._session import Session
+from coffee_nb._shared import _validate as v
 from coffee_nb.budget import Budget, Limit
+from coffee_nb.session._session import Session
 
 NAN, INF = float("nan"), float("inf")
 

@@ -16,9 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from coffee_nb._errors import BudgetExceededError, ConfigError
-from coffee_nb._format import money
-from coffee_nb._validate import flag, fraction, positive_number, usd
+from coffee_nb._shared._format import money
+from coffee_nb._shared._validate import flag, fraction, positive_number, usd
 from coffee_nb.budget._ledger import CallRow, Ledger, LimitHit, from_pico, to_pico
 from coffee_nb.budget._open import open_ledger
 from coffee_nb.budget._periods import Period, period_window, resolve_timezone
@@ -34,6 +33,7 @@ from coffee_nb.budget._rules import (
 )
 from coffee_nb.budget._unsaved import Unsaved
 from coffee_nb.budget._warnings import BudgetEvent, BudgetWarning, _Alerts
+from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 
 __all__ = ["DEFAULT_LEASE_TTL", "DEFAULT_WARN_AT", "Budget", "BudgetEvent", "BudgetWarning", "Lease", "Limit"]
 

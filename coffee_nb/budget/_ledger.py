@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
-from coffee_nb._pricing import from_pico, to_pico
+from coffee_nb.pricing._pricing import from_pico, to_pico
 
 __all__ = ["CallRow", "Ledger", "LimitHit", "MemoryLedger", "from_pico", "to_pico"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coffee_nb._errors import ConfigError, redact, remember_secret
 from coffee_nb.budget._ledger import Ledger, MemoryLedger
+from coffee_nb.errors._errors import ConfigError, redact, remember_secret
 
 __all__ = ["open_ledger"]
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from coffee_nb._errors import ConfigError
+from coffee_nb.errors._errors import ConfigError
 
 __all__ = ["Period", "bucket", "period_window", "resolve_timezone"]
 

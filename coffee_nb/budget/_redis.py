@@ -11,9 +11,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from coffee_nb._errors import ConfigError, remember_secret
-from coffee_nb._paths import StorageError
+from coffee_nb._shared._paths import StorageError
 from coffee_nb.budget._ledger import CallRow, LimitHit
+from coffee_nb.errors._errors import ConfigError, remember_secret
 
 _T = TypeVar("_T")
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from coffee_nb._pricing import to_pico
-from coffee_nb._validate import fraction, optional_flag, usd
+from coffee_nb._shared._validate import fraction, optional_flag, usd
 from coffee_nb.budget._periods import PERIODS, Period, bucket, period_window
+from coffee_nb.pricing._pricing import to_pico
 
 __all__ = ["DEFAULT_LEASE_TTL", "DEFAULT_WARN_AT", "MAX_CALL_PICO", "Limit"]
 

@@ -35,8 +35,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar, cast
 
-from coffee_nb._errors import ConfigError
-from coffee_nb._paths import StorageError, data_dir, open_sqlite, prepare_path, storage_error
+from coffee_nb._shared._paths import StorageError, data_dir, open_sqlite, prepare_path, storage_error
 from coffee_nb.budget import _sqlite_blocks as _blk
 from coffee_nb.budget._ledger import CallRow, LimitHit
 from coffee_nb.budget._sqlite_blocks import Blocks, Key
@@ -51,6 +50,7 @@ from coffee_nb.budget._sqlite_file import (
     take,
 )
 from coffee_nb.budget._sqlite_hot import BlockOps
+from coffee_nb.errors._errors import ConfigError
 
 __all__ = ["SQLiteLedger", "default_path"]
 
@@ -194,8 +194,8 @@ class SQLiteLedger(BlockOps):
             raise self._fail(exc, "carrying spend to a new ledger file") from None
         self._db, self._ident, self._ex, self._carried = new, ident, new.execute, None
         if carried.total or carried.calls:
-            from coffee_nb._pricing import from_pico
             from coffee_nb.budget._warnings import BudgetWarning, _user_stacklevel
+            from coffee_nb.pricing._pricing import from_pico
 
             warnings.warn(
                 f"coffee_nb: the ledger file {self.path} was deleted or replaced while in use; the "

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from coffee_nb._paths import StorageError
-from coffee_nb._pricing import from_pico
+from coffee_nb._shared._paths import StorageError
+from coffee_nb.pricing._pricing import from_pico
 
 if TYPE_CHECKING:
     from coffee_nb.budget._ledger import CallRow, Ledger

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._format import money
-from coffee_nb._pricing import from_pico
+from coffee_nb._shared._format import money
 from coffee_nb.budget._periods import period_window
+from coffee_nb.pricing._pricing import from_pico
 
 if TYPE_CHECKING:
     from types import FrameType

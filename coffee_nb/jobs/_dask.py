@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from coffee_nb._errors import ConfigError
+from coffee_nb.errors._errors import ConfigError
 from coffee_nb.jobs._job import budget_left
 from coffee_nb.jobs._options import check_options
 from coffee_nb.jobs._progress import JobStatus, Projection, View, make_view
@@ -71,9 +71,9 @@ def map_dask(
         )
     import pandas as pd
 
-    from coffee_nb._session import get_session
-    from coffee_nb._validate import positive_int
-    from coffee_nb._validate import temperature as check_temperature
+    from coffee_nb._shared._validate import positive_int
+    from coffee_nb._shared._validate import temperature as check_temperature
+    from coffee_nb.session._session import get_session
 
     _, _, dtypes = check_options(list(ddf.columns), concurrency=concurrency, on_error=on_error, out=out, schema=schema)
     tmpl = Template.compile(template, list(ddf.columns), namespace, stacklevel=4)
@@ -110,7 +110,7 @@ def map_dask(
 
 
 def _chain(models: Any, session: Any) -> list[Any]:
-    from coffee_nb._models import ModelSpec
+    from coffee_nb.invoke._models import ModelSpec
 
     chain: list[Any]
     if models is None:
@@ -164,7 +164,7 @@ def _budget_spec(budget: Any) -> dict[str, Any]:
 
 
 def _cache_path(cache: Any, session: Any) -> str | None:
-    from coffee_nb._cache import ResponseCache
+    from coffee_nb.replay._cache import ResponseCache
 
     if cache is True:
         return str(session.cache.path) if session.cache_enabled else None
@@ -180,8 +180,8 @@ def _cache_path(cache: Any, session: Any) -> str | None:
 def _projection(ddf: Any, spec: JobSpec) -> Projection:
     import pandas as pd
 
-    from coffee_nb._pricing import from_pico
     from coffee_nb.budget import Budget
+    from coffee_nb.pricing._pricing import from_pico
 
     meta = pd.DataFrame(
         {

@@ -18,10 +18,10 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._errors import ConfigError
-from coffee_nb._format import money
-from coffee_nb._validate import positive_int
-from coffee_nb._validate import temperature as check_temperature
+from coffee_nb._shared._format import money
+from coffee_nb._shared._validate import positive_int
+from coffee_nb._shared._validate import temperature as check_temperature
+from coffee_nb.errors._errors import ConfigError
 from coffee_nb.jobs._columns import Columns
 from coffee_nb.jobs._job import Job, KeyMessage
 from coffee_nb.jobs._options import caller_namespace, check_options, is_dask
@@ -33,7 +33,7 @@ from coffee_nb.jobs._template import NOT_DEFINED, Template, unfilled_field
 if TYPE_CHECKING:
     import pandas as pd
 
-    from coffee_nb._cassette import Cassette
+    from coffee_nb.replay._cassette import Cassette
 
 __all__ = ["DEFAULT_CONCURRENCY", "amap_rows", "map_rows"]
 
@@ -126,7 +126,7 @@ def _tape(cassette: str | os.PathLike[str] | Cassette | None) -> AbstractContext
     """The job's cassette in force while it runs (the worker thread gets it with the caller's context)."""
     if cassette is None:
         return nullcontext()
-    from coffee_nb._cassette import cassette as scope
+    from coffee_nb.replay._cassette import cassette as scope
 
     return scope(cassette, "replay")
 
@@ -224,7 +224,7 @@ def prepare(
         list(df.columns), concurrency=concurrency, on_error=on_error, out=out, schema=schema
     )
     tmpl = Template.compile(template, list(df.columns), namespace, stacklevel=3)
-    from coffee_nb._session import get_session
+    from coffee_nb.session._session import get_session
 
     session = get_session()
     if temperature is not None:
@@ -266,7 +266,7 @@ def prepare(
             prompts.append(prompt + suffix)
     keys: list[str | None] = [None] * len(prompts)
     if store is not None:
-        from coffee_nb._cache import request_key
+        from coffee_nb.replay._cache import request_key
 
         names = list(picker.model_names)
         head = [KeyMessage("system", system)] if system else []
@@ -285,7 +285,7 @@ def prepare(
         on_error=on_error,
         on_progress=on_progress,
     )
-    from coffee_nb._records import global_sinks
+    from coffee_nb._shared._records import global_sinks
 
     sinks = (session.metrics.emit, *session.sinks, *global_sinks())
     job.prepare(sinks)
@@ -345,7 +345,7 @@ def _note(reason: str | None, status: JobStatus, error: BaseException | None, *,
 
 
 def _picker(models: Any, budget: Any, session: Any) -> Any:
-    from coffee_nb._invoker import AutoPicker
+    from coffee_nb.invoke._invoker import AutoPicker
 
     if isinstance(models, AutoPicker):
         if budget is None:
@@ -366,7 +366,7 @@ def _picker(models: Any, budget: Any, session: Any) -> Any:
 
 def _cache(cache: Any, session: Any) -> tuple[Any, Any]:
     """The response cache to use, and the one this call opened (closed after the job)."""
-    from coffee_nb._cache import ResponseCache
+    from coffee_nb.replay._cache import ResponseCache
 
     if cache is True:
         return (session.cache if session.cache_enabled else None), None
@@ -415,7 +415,7 @@ def _run_in_thread(scheduler: Scheduler, view: View | None) -> None:
 
 
 async def _run_and_close(scheduler: Scheduler) -> None:
-    from coffee_nb._http import get_async_http_client
+    from coffee_nb._shared._http import get_async_http_client
 
     try:
         await scheduler.run()

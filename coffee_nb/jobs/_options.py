@@ -7,7 +7,7 @@ from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._errors import ConfigError
+from coffee_nb.errors._errors import ConfigError
 from coffee_nb.jobs._columns import output_dtypes
 from coffee_nb.jobs._schema import Schema
 

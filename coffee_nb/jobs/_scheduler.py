@@ -26,12 +26,12 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
-from coffee_nb import _config
-from coffee_nb._errors import BudgetExceededError, ConfigError
+from coffee_nb._shared import _config
+from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 from coffee_nb.jobs._job import held_elsewhere
 
 if TYPE_CHECKING:
-    from coffee_nb._records import CallRecord
+    from coffee_nb._shared._records import CallRecord
     from coffee_nb.jobs._job import Job
     from coffee_nb.jobs._progress import JobStatus
 

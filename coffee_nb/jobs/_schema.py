@@ -15,8 +15,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
-from coffee_nb._errors import ConfigError
-from coffee_nb._format import parse_json
+from coffee_nb._shared._format import parse_json
+from coffee_nb.errors._errors import ConfigError
 
 __all__ = ["Schema"]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coffee_nb._errors import ConfigError
+from coffee_nb.errors._errors import ConfigError
 from coffee_nb.notebook import interpolate as _rules  # %%llm's interpolation rules, imported, not copied
 from coffee_nb.notebook.interpolate import interpolate
 

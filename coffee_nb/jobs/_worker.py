@@ -57,9 +57,9 @@ class JobSpec:
 
 # -- on the workers -------------------------------------------------------------------------------------------
 def _open(spec: JobSpec) -> tuple[Any, Any, Any]:
-    from coffee_nb._cache import ResponseCache
-    from coffee_nb._invoker import AutoPicker
     from coffee_nb.budget import Budget
+    from coffee_nb.invoke._invoker import AutoPicker
+    from coffee_nb.replay._cache import ResponseCache
 
     budget = Budget(**spec.budget)
     picker = AutoPicker(spec.models[0], spec.models[1:], budget=budget, policy=spec.policy)
@@ -130,7 +130,7 @@ def project(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
     """One partition's projection, as a one-row frame the client sums."""
     import pandas as pd
 
-    from coffee_nb._pricing import to_pico
+    from coffee_nb.pricing._pricing import to_pico
 
     picker, budget, cache = _open(spec)
     try:

@@ -41,7 +41,7 @@ def __getattr__(name: str) -> Any:
 
 def create_metrics_strategy(name: str = "local", **kwargs: Any) -> Any:
     """The seed's factory: ``"local"``, ``"prometheus"`` or ``"noop"``."""
-    from coffee_nb._errors import ConfigError
+    from coffee_nb.errors._errors import ConfigError
 
     key = name.strip().lower() if isinstance(name, str) else name
     if key == "local":

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._errors import ConfigError
-from coffee_nb._records import CallRecord, Outcome, Role
+from coffee_nb._shared._records import CallRecord, Outcome, Role
+from coffee_nb.errors._errors import ConfigError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from coffee_nb._records import Outcome, Role
+from coffee_nb._shared._records import Outcome, Role
 
 if TYPE_CHECKING:
     import numpy as np

@@ -30,8 +30,8 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
-    from coffee_nb._session import get_session
     from coffee_nb.notebook.widgets import Dashboard
+    from coffee_nb.session._session import get_session
 
     session = get_session()
     kwargs.setdefault("health", True)  # router health: breaker states, countdowns to reopening

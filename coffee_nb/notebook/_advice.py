@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from coffee_nb._errors import (
+from coffee_nb._shared._format import money
+from coffee_nb.errors._errors import (
     AllModelsFailedError,
     BudgetExceededError,
     CoffeeError,
     DeadlineExceededError,
     classify,
 )
-from coffee_nb._format import money
 
 __all__ = ["advice", "box_lines", "cell_budget_message"]
 

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from coffee_nb._errors import CoffeeError
-from coffee_nb._format import money
+from coffee_nb._shared._format import money
+from coffee_nb.errors._errors import CoffeeError
 
 if TYPE_CHECKING:
-    from coffee_nb._records import CallRecord
+    from coffee_nb._shared._records import CallRecord
 
 __all__ = ["CellInterrupted", "RequestRefusedError", "charged", "shown", "warnings_as_notices"]
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._format import money
+from coffee_nb._shared._format import money
 from coffee_nb.notebook._live import HTML, _View
 from coffee_nb.notebook.widgets import BudgetGauge, CostTable, LatencyHistogram, _title, table_html
 

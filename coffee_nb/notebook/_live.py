@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from coffee_nb._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
+from coffee_nb._shared._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
 
 __all__ = ["HTML", "NO_MATH", "Bar", "Box", "Choice", "Image", "_Live", "_View", "live_views"]
 

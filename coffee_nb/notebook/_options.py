@@ -14,8 +14,8 @@ from IPython.core import magic, magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
 
-from coffee_nb._errors import ConfigError
-from coffee_nb._validate import MAX_USD, usd
+from coffee_nb._shared._validate import MAX_USD, usd
+from coffee_nb.errors._errors import ConfigError
 
 if TYPE_CHECKING:
     import argparse
@@ -132,7 +132,7 @@ def _models(values: list[str]) -> list[str] | None:
     specs = [s.strip() for v in values for s in v.split(",") if s.strip()]
     if not specs:
         return None
-    from coffee_nb._models import parse_spec
+    from coffee_nb.invoke._models import parse_spec
 
     for spec in specs:
         try:

@@ -28,13 +28,13 @@ _last: threading.Thread | None = None
 def _imports() -> None:
     import langchain_core.messages  # noqa: F401 - imported for its side effect: loaded once, here
 
-    import coffee_nb._invoker
-    import coffee_nb._streams
+    import coffee_nb.invoke._invoker
+    import coffee_nb.invoke._streams
     import coffee_nb.notebook.render  # noqa: F401
 
 
 def _session_parts() -> None:
-    from coffee_nb._session import get_session
+    from coffee_nb.session._session import get_session
 
     session = get_session()
     session.budget.status()  # opens the ledger file (and creates it on a first run)
@@ -44,8 +44,8 @@ def _session_parts() -> None:
 def _clients() -> None:
     from langchain_core.messages import HumanMessage
 
-    from coffee_nb._session import get_session
-    from coffee_nb._tokens import count_message_tokens
+    from coffee_nb.pricing._tokens import count_message_tokens
+    from coffee_nb.session._session import get_session
 
     picker = get_session().picker()  # the default chain's picker, kept for the first cell
     for cand in picker.candidates:
@@ -58,8 +58,8 @@ def _clients() -> None:
 
 
 def _sandbox() -> None:
-    from coffee_nb._aliases import resolve
-    from coffee_nb._session import get_session
+    from coffee_nb.session._aliases import resolve
+    from coffee_nb.session._session import get_session
 
     chain, _ = get_session().chain()
     if any(isinstance(m, str) and str(resolve(m)).startswith("sandbox/") for m in chain):

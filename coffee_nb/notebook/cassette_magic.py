@@ -1,4 +1,4 @@
-"""``%llm_cassette``: record and replay every model call of this notebook (see ``coffee_nb._cassette``)."""
+"""``%llm_cassette``: record and replay every model call of this notebook (see ``coffee_nb.replay._cassette``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shlex
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
-from coffee_nb._cassette import MODES, CassetteError, active, use_cassette
+from coffee_nb.replay._cassette import MODES, CassetteError, active, use_cassette
 
 
 @magics_class

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.notebook.tables import MISSING, Column, StyledFrame, count, styled, usd
 
 if TYPE_CHECKING:
-    from coffee_nb._pricing import Rate
-    from coffee_nb._session import Session
+    from coffee_nb.pricing._pricing import Rate
+    from coffee_nb.session._session import Session
 
 __all__ = ["models_frame"]
 
@@ -42,11 +42,11 @@ def models_frame(session: Session, search: str | None = None) -> StyledFrame:
     ``search``: only rows whose model, provider, alias or price source holds it (any case)."""
     import pandas as pd
 
-    from coffee_nb._aliases import aliases, resolve
-    from coffee_nb._models import PROVIDERS, Candidate, parse_spec
-    from coffee_nb._settings import KNOWN_MODELS
+    from coffee_nb.invoke._models import PROVIDERS, Candidate, parse_spec
     from coffee_nb.providers._base import installed
     from coffee_nb.sandbox import MODELS as SANDBOX
+    from coffee_nb.session._aliases import aliases, resolve
+    from coffee_nb.session._settings import KNOWN_MODELS
 
     parse_spec("sandbox/fast")  # the registry's default entries load on first use
     named: dict[str, list[str]] = {}

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
 
-from coffee_nb._errors import BudgetExceededError, ConfigError
+from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 from coffee_nb.notebook._options import ShellMagics
 from coffee_nb.notebook.interpolate import fill
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
 
 if TYPE_CHECKING:
-    from coffee_nb._comparison import Comparison
+    from coffee_nb.comparison._comparison import Comparison
 
 __all__ = ["CompareMagics"]
 
@@ -106,7 +106,7 @@ class CompareMagics(ShellMagics):
             source = fill(cell, ns, allow_missing=args.allow_missing)  # an undefined {name}: nothing is sent
         from IPython.display import display
 
-        from coffee_nb._compare import compare
+        from coffee_nb.comparison._compare import compare
 
         progress = _progress(f"{len(models)} models")
         display(progress)

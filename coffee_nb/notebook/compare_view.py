@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._format import money
-from coffee_nb._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
+from coffee_nb._shared._format import money
+from coffee_nb._shared._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
 
 if TYPE_CHECKING:
-    from coffee_nb._comparison import Comparison
+    from coffee_nb.comparison._comparison import Comparison
 
 __all__ = ["CompareView", "text_summary"]
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.notebook._live import HTML, _View
 
 if TYPE_CHECKING:
-    from coffee_nb._health import Health, ModelHealth
-    from coffee_nb._records import CallRecord
+    from coffee_nb._shared._records import CallRecord
+    from coffee_nb.invoke._health import Health, ModelHealth
 
 __all__ = ["HealthPanel", "countdown", "health_html"]
 
@@ -29,7 +29,7 @@ _STATE_COLOURS = {"closed": "#2e7d32", "open": "#c62828", "half-open": "#ef6c00"
 def _reader(source: Any) -> Callable[[], Health]:
     """What to read: the session (None), an AutoPicker or Session (its ``health()``), a function, or a Health."""
     if source is None:
-        from coffee_nb._health import health
+        from coffee_nb.invoke._health import health
 
         return health
     read = getattr(source, "health", None)  # an AutoPicker's or a Session's health()
@@ -114,7 +114,7 @@ class HealthPanel(_View):
 
     def _watch_records(self) -> None:
         """Every record (of any AutoPicker) pokes the panel; a weak reference, so a panel nobody holds goes."""
-        from coffee_nb import _config
+        from coffee_nb._shared import _config
 
         live = weakref.ref(self._live)
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from IPython.core.error import UsageError
 
-from coffee_nb._redact import redact
+from coffee_nb.errors._redact import redact
 
 __all__ = ["ErrorLog", "Unfilled", "describe", "fill", "interpolate", "last_error"]
 

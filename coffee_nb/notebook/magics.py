@@ -10,11 +10,8 @@ from typing import TYPE_CHECKING
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
 
-from coffee_nb._answer import AnswerError
-
-# "x as x": re-exported for the other magic modules (map_magic), which import them from here
-from coffee_nb._cassette import CELL
-from coffee_nb._errors import (
+from coffee_nb._shared._validate import max_tokens, temperature
+from coffee_nb.errors._errors import (
     AllModelsFailedError,
     BudgetExceededError,
     CoffeeError,
@@ -22,8 +19,6 @@ from coffee_nb._errors import (
     ErrorClass,
     classify,
 )
-from coffee_nb._session import FORMATS, Session, get_session
-from coffee_nb._validate import max_tokens, temperature
 from coffee_nb.notebook._advice import cell_budget_message
 from coffee_nb.notebook._cell import CellInterrupted, RequestRefusedError, charged, shown, warnings_as_notices
 from coffee_nb.notebook._options import ShellMagics, _cell_key, _sendable
@@ -35,14 +30,19 @@ from coffee_nb.notebook._options import _parse as _parse
 from coffee_nb.notebook._options import _positive_money as _positive_money
 from coffee_nb.notebook.interpolate import fill
 
+# "x as x": re-exported for the other magic modules (map_magic), which import them from here
+from coffee_nb.replay._cassette import CELL
+from coffee_nb.session._answer import AnswerError
+from coffee_nb.session._session import FORMATS, Session, get_session
+
 if TYPE_CHECKING:
     import argparse
     from decimal import Decimal
 
-    from coffee_nb._records import CallRecord
-    from coffee_nb._session import Answer
+    from coffee_nb._shared._records import CallRecord
     from coffee_nb.budget import Budget
     from coffee_nb.notebook.render import AnswerView
+    from coffee_nb.session._session import Answer
 
 __all__ = ["LLMMagics"]
 
@@ -142,8 +142,8 @@ class LLMMagics(ShellMagics):
         key: str,
     ) -> tuple[Answer, str | None]:
         """The answer and a one-line warning to show with it; an error is shown (once) and raised."""
-        from coffee_nb._events import listening
-        from coffee_nb._records import capture_records
+        from coffee_nb._shared._records import capture_records
+        from coffee_nb.invoke._events import listening
 
         started = time.monotonic()
         records: list[CallRecord] = []

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
 
-from coffee_nb._errors import BudgetExceededError, ConfigError
-from coffee_nb._format import money
+from coffee_nb._shared._format import money
+from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """How answers, tables and errors look in a notebook: rich reprs with a plain-text twin for nbval.
 
-Every ``$`` we show stays a dollar: markdown goes through :func:`~coffee_nb._markdown.markdown_safe`
+Every ``$`` we show stays a dollar: markdown goes through :func:`~coffee_nb._shared._markdown.markdown_safe`
 (amounts literal, real math kept) and HTML we build carries the classes MathJax skips.
 """
 
@@ -15,12 +15,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._markdown import NO_MATH, literal_dollars, markdown_safe
-from coffee_nb._session import Answer, money
+from coffee_nb._shared._markdown import NO_MATH, literal_dollars, markdown_safe
 from coffee_nb.notebook._advice import advice, box_lines
+from coffee_nb.session._session import Answer, money
 
 if TYPE_CHECKING:
-    from coffee_nb._events import CallEvent
+    from coffee_nb.invoke._events import CallEvent
 
 __all__ = ["AnswerView", "ErrorBox", "Notice", "Rendered", "Table"]
 
@@ -242,7 +242,7 @@ class AnswerView:
             self._update(markup)
 
     def event(self, event: CallEvent) -> None:
-        """A step of the call (``coffee_nb._events``), shown with :meth:`status` (a model that failed after
+        """A step of the call (``coffee_nb.invoke._events``), shown with :meth:`status` (a model that failed after
         its retries were said needs no second line)."""
         if event.kind == "failed" and f"retry:{event.model}" in self._steps:
             return

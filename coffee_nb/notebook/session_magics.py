@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
 
-from coffee_nb._errors import ConfigError
-from coffee_nb._session import get_session, money
+from coffee_nb.errors._errors import ConfigError
 from coffee_nb.notebook._options import ShellMagics, _argument, _line_magic, _magic_arguments, _parse, _positive_money
+from coffee_nb.session._session import get_session, money
 
 if TYPE_CHECKING:
     from coffee_nb.notebook.render import Table
@@ -154,8 +154,8 @@ class SessionMagics(ShellMagics):
         """Short names for models, usable anywhere a model spec is (``%%llm fast``, ``--models fast,smart``,
         ``%%llm_compare fast smart``): ``%llm_alias fast=openai/gpt-4o-mini`` sets one, ``%llm_alias``
         lists them, ``%llm_alias --remove fast`` forgets one. Kept until the kernel restarts."""
-        from coffee_nb._aliases import aliases, check_alias, remove_alias, set_alias
         from coffee_nb.notebook.tables import alias_frame
+        from coffee_nb.session._aliases import aliases, check_alias, remove_alias, set_alias
 
         args = _parse(self.llm_alias, line)
         words = list(args.assignments)

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from coffee_nb._errors import redact
-from coffee_nb._format import money
-from coffee_nb._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
+from coffee_nb._shared._format import money
+from coffee_nb._shared._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
+from coffee_nb.errors._errors import redact
 
 if TYPE_CHECKING:
-    from coffee_nb._session import Session
     from coffee_nb.budget import Ledger
+    from coffee_nb.session._session import Session
 
 __all__ = [
     "Column",
@@ -331,8 +331,8 @@ def ledger_text(ledger: Ledger) -> str:
 
 def config_frame(session: Session) -> StyledFrame:
     """``%llm_config``: the session's settings, one row each (``setting`` → ``value``, as text)."""
-    from coffee_nb._aliases import aliases
-    from coffee_nb._errors import ConfigError
+    from coffee_nb.errors._errors import ConfigError
+    from coffee_nb.session._aliases import aliases
 
     chain, notice = session.chain()
     try:
@@ -360,7 +360,7 @@ def config_frame(session: Session) -> StyledFrame:
 # -- %llm_alias --------------------------------------------------------------------------------------
 def alias_frame() -> StyledFrame:
     """``%llm_alias``: every alias and the model it stands for."""
-    from coffee_nb._aliases import aliases
+    from coffee_nb.session._aliases import aliases
 
     named = aliases()
     frame = pd.DataFrame({"model": list(named.values())}, index=pd.Index(list(named), name="alias"))

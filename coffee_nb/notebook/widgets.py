@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._format import money
+from coffee_nb._shared._format import money
 from coffee_nb.metrics._snapshot import model_frame
 from coffee_nb.notebook._histogram import histogram_data, render_png
 from coffee_nb.notebook._live import HTML, Bar, Box, Choice, Image, _Live, _View

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from coffee_nb._errors import CoffeeError, MissingAPIKeyError
+from coffee_nb.errors._errors import CoffeeError, MissingAPIKeyError
 
 __all__ = ["ContentFilteredError", "MissingSettingError", "Setting", "installed", "missing_extra", "secret"]
 

@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._errors import ErrorClass
+from coffee_nb.errors._errors import ErrorClass
 from coffee_nb.providers._base import MissingSettingError, Setting, missing_extra
 from coffee_nb.providers._params import Params
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb._models import BuildSettings
+    from coffee_nb.invoke._models import BuildSettings
 
 __all__ = ["CODES", "ERRORS", "register"]
 
@@ -169,7 +169,7 @@ def _prefill(model: str) -> bool:
 
 
 def register() -> None:
-    from coffee_nb._models import register_provider
+    from coffee_nb.invoke._models import register_provider
 
     register_provider(
         "bedrock",

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import httpx2  # comes with the SDKs that need it (anthropic); this module is imported only by their builders
 
-from coffee_nb import _http
+from coffee_nb._shared import _http
 
 __all__ = ["AsyncBridge", "Bridge"]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._errors import CoffeeError, MissingAPIKeyError
+from coffee_nb.errors._errors import CoffeeError, MissingAPIKeyError
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -1,5 +1,5 @@
 """The provider registry: ``Provider`` (a provider as data), ``register_provider``, spec parsing, and the
-OpenAI-compatible builder most providers share. ``coffee_nb._models`` re-exports all of it.
+OpenAI-compatible builder most providers share. ``coffee_nb.invoke._models`` re-exports all of it.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb import _config
-from coffee_nb._errors import ConfigError, ErrorClass
-from coffee_nb._pricing import ModelFacts, prices_changed
+from coffee_nb._shared import _config
+from coffee_nb.errors._errors import ConfigError, ErrorClass
+from coffee_nb.pricing._pricing import ModelFacts, prices_changed
 from coffee_nb.providers._base import Setting
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
@@ -111,7 +111,7 @@ def build_openai_compatible(
     """
     from langchain_openai import ChatOpenAI
 
-    from coffee_nb import _http
+    from coffee_nb._shared import _http
     from coffee_nb.providers._guard import guarded
 
     kwargs: dict[str, Any] = {
@@ -278,7 +278,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """``"openai/gpt-4o-mini"`` → ``("openai", "gpt-4o-mini")``; a bad spec is a ConfigError."""
     if not isinstance(spec, str):
         raise ConfigError(f"a model must be a 'provider/model' string or a chat model, got {spec!r}")
-    from coffee_nb._aliases import resolve
+    from coffee_nb.session._aliases import resolve
 
     spec = str(resolve(spec))  # an alias ("fast") stands for the spec it names
     provider, sep, model = spec.strip().partition("/")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from coffee_nb import _http
+from coffee_nb._shared import _http
 
 __all__ = ["AsyncPooledTransport", "PooledTransport"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb import _config
+from coffee_nb._shared import _config
 from coffee_nb.sandbox._catalog import MODELS, SandboxModel, add_model
 from coffee_nb.sandbox._provider import build_chat_model
 
@@ -88,7 +88,7 @@ def stop() -> None:
 
 def set_latency_scale(scale: float) -> None:
     """Multiply every simulated latency (0 turns latency off; tests use it)."""
-    from coffee_nb._validate import non_negative_number
+    from coffee_nb._shared._validate import non_negative_number
 
     value = float(non_negative_number("latency scale", scale))
     with _SANDBOX.lock:
@@ -99,7 +99,7 @@ def set_latency_scale(scale: float) -> None:
 
 
 def _name(model: str) -> str:
-    from coffee_nb._errors import ConfigError
+    from coffee_nb.errors._errors import ConfigError
 
     name = model.removeprefix("sandbox/")
     if name not in MODELS:

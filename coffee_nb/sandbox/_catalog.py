@@ -1,6 +1,6 @@
 """The sandbox's ready-made models: pure data (prices, windows, latency, behaviour), no server.
 
-The served models live in ``coffee_nb._config`` (``MODELS`` here is that dict); the built-in ones are
+The served models live in ``coffee_nb._shared._config`` (``MODELS`` here is that dict); the built-in ones are
 registered there when this module is imported, and ``reset_defaults()`` brings them back.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from coffee_nb import _config
+from coffee_nb._shared import _config
 
 __all__ = ["ENCODING", "MODELS", "SandboxModel", "add_model", "get_model"]
 
@@ -40,7 +40,7 @@ MODELS: dict[str, SandboxModel] = _SANDBOX.models
 
 def add_model(model: SandboxModel) -> SandboxModel:
     """Serve another sandbox model (replaces one of the same name)."""
-    from coffee_nb._errors import ConfigError
+    from coffee_nb.errors._errors import ConfigError
     from coffee_nb.sandbox._faults import check_fault_name
 
     if not model.name or "/" in model.name or any(c.isspace() for c in model.name):
@@ -51,7 +51,7 @@ def add_model(model: SandboxModel) -> SandboxModel:
             raise ConfigError(f"failure rate for {fault!r} must be within [0, 1], got {p!r}")
     with _SANDBOX.lock:
         MODELS[model.name] = model
-    from coffee_nb._pricing import prices_changed
+    from coffee_nb.pricing._pricing import prices_changed
 
     prices_changed()  # a replaced model may have new prices: resolved ones are dropped
     return model

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from coffee_nb._errors import ConfigError
+from coffee_nb.errors._errors import ConfigError
 
 __all__ = ["FAULTS", "Fault", "FaultBook", "check_fault_name", "parse_fault"]
 

@@ -1,6 +1,6 @@
 """The sandbox as a provider, registered through the same public hook as any other.
 
-``coffee_nb._config`` lists :func:`register` among the provider registry's default loaders, so it runs
+``coffee_nb._shared._config`` lists :func:`register` among the provider registry's default loaders, so it runs
 the first time any spec is resolved (never at ``import coffee_nb``), and again after a reset. The
 sandbox's prices and context windows are not registered model by model: the catalog is the one source
 (``add_model`` may add or replace models at any time, and ``reset_prices()`` must not lose them), so the
@@ -17,8 +17,8 @@ from coffee_nb.sandbox._catalog import ENCODING, get_model
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb._models import BuildSettings
-    from coffee_nb._pricing import ModelFacts
+    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.pricing._pricing import ModelFacts
 
 __all__ = ["build_chat_model", "model_info", "register"]
 
@@ -27,7 +27,7 @@ _NO_KEY = "sandbox-no-key-needed"  # the OpenAI client insists on some key
 
 def register() -> None:
     """Register the ``sandbox`` provider (a default entry of the provider registry)."""
-    from coffee_nb._models import register_provider
+    from coffee_nb.invoke._models import register_provider
 
     register_provider(
         "sandbox",
@@ -42,7 +42,7 @@ def register() -> None:
 
 def build_chat_model(model: str, settings: BuildSettings) -> BaseChatModel:
     """A real ChatOpenAI pointed at this process's sandbox (started on first use), on pooled HTTP clients."""
-    from coffee_nb._models import build_openai_compatible
+    from coffee_nb.invoke._models import build_openai_compatible
     from coffee_nb.sandbox import server
 
     return build_openai_compatible(model, _NO_KEY, settings, base_url=server().url)
@@ -54,7 +54,7 @@ def _build(model: str, key: str | None, settings: BuildSettings) -> BaseChatMode
 
 def model_info(model: str) -> ModelFacts | None:
     """Sandbox prices (labelled ``"sandbox"`` wherever shown) and window of a served model; None if unknown."""
-    from coffee_nb._pricing import ModelFacts, Price
+    from coffee_nb.pricing._pricing import ModelFacts, Price
 
     m = get_model(model)
     if m is None:

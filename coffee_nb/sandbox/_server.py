@@ -23,8 +23,8 @@ from typing import Any
 
 import h11
 
-from coffee_nb._errors import ConfigError
-from coffee_nb._tokens import count_prompt, count_tokens
+from coffee_nb.errors._errors import ConfigError
+from coffee_nb.pricing._tokens import count_prompt, count_tokens
 from coffee_nb.sandbox._catalog import ENCODING, MODELS, SandboxModel
 from coffee_nb.sandbox._faults import Fault, FaultBook
 from coffee_nb.sandbox._replies import (

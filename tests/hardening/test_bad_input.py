@@ -11,9 +11,9 @@ from IPython.core.error import UsageError
 
 import coffee_nb
 from coffee_nb import AutoPicker, BudgetExceededError, ConfigError, ModelSpec, register_price
-from coffee_nb._session import Session
-from coffee_nb._validate import price_rate, spec_name
+from coffee_nb._shared._validate import price_rate, spec_name
 from coffee_nb.budget import Budget, Limit
+from coffee_nb.session._session import Session
 from coffee_nb.testing import ScriptedChatModel
 
 NAN, INF = float("nan"), float("inf")

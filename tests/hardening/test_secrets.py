@@ -178,7 +178,7 @@ def test_no_key_in_a_saved_executed_notebook(canaries, tmp_path, monkeypatch):
 def test_a_key_set_changed_or_removed_mid_session_is_redacted_from_the_next_failure_on(monkeypatch):
     """Key values are read again whenever a key variable changes (a cheap check on every failure)."""
     from coffee_nb import AutoPicker
-    from coffee_nb._errors import classify
+    from coffee_nb.errors._errors import classify
     from coffee_nb.testing import http_error
 
     AutoPicker("sandbox/fast")  # the providers (and their key variables) are registered
@@ -195,8 +195,9 @@ def test_a_key_set_changed_or_removed_mid_session_is_redacted_from_the_next_fail
 def test_a_providers_key_variable_is_redacted_from_the_first_failure_and_after_it_is_replaced(monkeypatch):
     """The key variables come from the provider registry: its built-in providers are counted even before
     anything loaded them, and a provider registered (or replaced) later adds its own at once."""
-    from coffee_nb import _config, _models
-    from coffee_nb._errors import classify
+    from coffee_nb._shared import _config
+    from coffee_nb.errors._errors import classify
+    from coffee_nb.invoke import _models
     from coffee_nb.testing import ScriptedChatModel, http_error, isolated
 
     with isolated():
@@ -221,7 +222,7 @@ def test_a_providers_key_variable_is_redacted_from_the_first_failure_and_after_i
 def test_scrub_reaches_every_place_an_exception_keeps_text(canaries):
     """The attributes a reply's text is kept in: in the instance, behind a property, in a builtin's slot
     (OSError.strerror), made up by __getattr__, and the message SDK errors keep twice."""
-    from coffee_nb._redact import scrub
+    from coffee_nb.errors._redact import scrub
 
     class HeldError(Exception):
         def __init__(self, text: str) -> None:

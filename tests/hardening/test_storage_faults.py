@@ -18,9 +18,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 import coffee_nb
 from coffee_nb import AutoPicker, ConfigError, ModelSpec
-from coffee_nb._cache import CacheWarning, ResponseCache
-from coffee_nb._paths import StorageError
+from coffee_nb._shared._paths import StorageError
 from coffee_nb.budget import Budget, BudgetWarning
+from coffee_nb.replay._cache import CacheWarning, ResponseCache
 from coffee_nb.testing import ScriptedChatModel, capture_records, fill_disk, sqlite_fault
 
 

@@ -14,7 +14,7 @@ from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, HumanMessage
 
 from coffee_nb import AutoPicker, StreamInterruptedError
-from coffee_nb._errors import ErrorClass, classify
+from coffee_nb.errors._errors import ErrorClass, classify
 from tests.integration.anthropic_server import (
     CANONICAL,
     Answer,

@@ -177,7 +177,7 @@ def test_cut_stream_whose_fallback_rejects_prefill_restarts_without_showing_the_
         call(llm, mode)
     assert "can continue" in str(info.value).splitlines()[0] and "400" not in str(info.value).splitlines()[0]
     assert [r.error_class for r in records] == ["connection", "bad_request"]  # the refusal is learned
-    from coffee_nb._errors import classify
+    from coffee_nb.errors._errors import classify
 
     assert classify(info.value.__cause__).error_class == "connection"  # it chains the cut, not the 400
     # collect() takes a restart: the fallback (now known not to take a prefill) answers whole, at once

@@ -206,3 +206,31 @@ def test_a_hedged_stream_under_langgraph_streams_only_the_winner_once():
     assert streamed == printer.text == answer and answer  # the winner's tokens, once
     children = [r for r in tracer.started if r.parent_run_id == picker_runs[0].id]
     assert len(children) == 2  # the loser (it ends when its request is closed) and the winner, both under ours
+
+
+def test_a_candidate_finishing_before_its_tokens_are_relayed_is_not_streamed_again():
+    """The candidate's stream is read ahead on a worker thread and can end before AutoPicker's run has relayed
+    its tokens: LangGraph must not emit the candidate's whole message then (it would be the answer twice)."""
+    import time as _time
+
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class SlowReader(BaseCallbackHandler):  # holds the relay of the first token, on the caller's thread
+        first = True
+
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            if self.first:
+                self.first = False
+                _time.sleep(0.5)  # meanwhile the candidate's stream ends on its worker thread
+
+    agent = create_agent(model=_picker(), tools=[])
+    seen: Counter[str] = Counter()
+    text = ""
+    for chunk, meta in agent.stream(
+        {"messages": [("user", "hello there")]}, {"callbacks": [SlowReader()]}, stream_mode="messages"
+    ):
+        if isinstance(chunk, AIMessage | AIMessageChunk):
+            seen[meta.get("ls_provider")] += 1
+            text += chunk.content if isinstance(chunk.content, str) else ""
+    assert set(seen) == {"coffee_nb"}, seen  # AutoPicker's run only: the candidate's is left to it
+    assert text and text.count(text[:40]) == 1  # the answer once

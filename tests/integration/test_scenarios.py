@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from coffee_nb import AutoPicker, CallSummary, Policy, capture_records, count_message_tokens, sandbox
-from coffee_nb._pricing import price_for
+from coffee_nb.pricing._pricing import price_for
 
 
 def test_simple_invoke():

@@ -286,7 +286,7 @@ async def test_amap_rows_runs_on_the_running_loop(tickets):
 
 
 def test_a_cache_that_fails_is_dropped_with_a_warning_and_every_row_is_called(tmp_path):
-    from coffee_nb._cache import ResponseCache
+    from coffee_nb.replay._cache import ResponseCache
 
     broken = ResponseCache(tmp_path / "cache.sqlite3")
     broken.close()  # every read now fails

@@ -14,7 +14,7 @@ from IPython.utils.capture import capture_output
 
 import coffee_nb
 from coffee_nb import AllModelsFailedError, BudgetExceededError, BudgetWarning, sandbox
-from coffee_nb._markdown import LITERAL_DOLLAR, markdown_safe
+from coffee_nb._shared._markdown import LITERAL_DOLLAR, markdown_safe
 from coffee_nb.notebook import render
 from coffee_nb.notebook.render import ErrorBox, Notice, Rendered
 

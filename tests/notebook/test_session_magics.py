@@ -14,13 +14,13 @@ from IPython.utils.capture import capture_output
 import coffee_nb
 import coffee_nb.testing
 from coffee_nb import sandbox
-from coffee_nb._format import money
+from coffee_nb._shared._format import money
 from coffee_nb.testing import ScriptedChatModel
 
 
 @pytest.fixture(autouse=True)
 def no_aliases():
-    from coffee_nb import _config
+    from coffee_nb._shared import _config
 
     _config.ALIASES.reset()
     yield
@@ -162,14 +162,14 @@ def test_bad_aliases_change_nothing(ip):
         ip.run_line_magic("llm_alias", "justaname")
     with pytest.raises(UsageError, match=r"no alias 'ghost' \(aliases: keep\)"):
         ip.run_line_magic("llm_alias", "--remove keep ghost")
-    from coffee_nb._aliases import aliases
+    from coffee_nb.session._aliases import aliases
 
     assert aliases() == {"keep": "sandbox/fast"}  # nothing half-applied
 
 
 def test_aliases_are_forgotten_by_reset_defaults():
-    from coffee_nb import _config
-    from coffee_nb._aliases import aliases, set_alias
+    from coffee_nb._shared import _config
+    from coffee_nb.session._aliases import aliases, set_alias
 
     with coffee_nb.testing.isolated():
         set_alias("quick", "sandbox/fast")

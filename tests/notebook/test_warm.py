@@ -48,8 +48,8 @@ def test_load_ext_returns_while_warming_then_the_first_cell_finds_everything_rea
         before = set(sys.modules)
         gate.set()
         thread.join(60)
-        from coffee_nb import _config
-        from coffee_nb._session import get_session
+        from coffee_nb._shared import _config
+        from coffee_nb.session._session import get_session
         server = _config.SANDBOX.server
         session = get_session()
         warmed = {
@@ -57,7 +57,9 @@ def test_load_ext_returns_while_warming_then_the_first_cell_finds_everything_rea
             "done": not thread.is_alive(),
             "sandbox_up": server is not None,
             "requests_while_warming": dict(server.requests) if server else None,
-            "imported": sorted(m for m in ("langchain_openai", "openai", "coffee_nb._invoker") if m in sys.modules),
+            "imported": sorted(
+                m for m in ("langchain_openai", "openai", "coffee_nb.invoke._invoker") if m in sys.modules
+            ),
             "pickers": len(session._pickers),
             "ledger_open": session._ledger is not None,
         }
@@ -71,7 +73,7 @@ def test_load_ext_returns_while_warming_then_the_first_cell_finds_everything_rea
     )
     assert found["returned_while_warming"] and found["done"]
     assert found["sandbox_up"] and sum(found["requests_while_warming"].values()) == 0  # no model was called
-    assert found["imported"] == ["coffee_nb._invoker", "langchain_openai", "openai"]
+    assert found["imported"] == ["coffee_nb.invoke._invoker", "langchain_openai", "openai"]
     assert found["pickers"] == 1 and found["ledger_open"]
     assert found["model"] == "sandbox/fast" and "first question" in found["answer"]
     assert set(found["connects"]) <= {"127.0.0.1", "::1", "localhost"}  # loopback only, ever
@@ -83,8 +85,8 @@ def test_with_a_key_the_client_is_built_but_nothing_is_sent(tmp_path):
         """
         ip.run_line_magic("load_ext", "coffee_nb")
         _warm.last_thread().join(60)
-        from coffee_nb import _config
-        from coffee_nb._session import get_session
+        from coffee_nb._shared import _config
+        from coffee_nb.session._session import get_session
         picker = next(iter(get_session()._pickers.values()))
         print(json.dumps({
             "built": [c.name for c in picker.candidates if c._sync is not None],
@@ -103,7 +105,8 @@ def test_off_by_environment(tmp_path):
         tmp_path,
         """
         ip.run_line_magic("load_ext", "coffee_nb")
-        print(json.dumps({"thread": _warm.last_thread() is not None, "invoker": "coffee_nb._invoker" in sys.modules}))
+        invoker = "coffee_nb.invoke._invoker" in sys.modules
+        print(json.dumps({"thread": _warm.last_thread() is not None, "invoker": invoker}))
         """,
         COFFEE_NB_WARM="0",
     )

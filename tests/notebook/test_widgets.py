@@ -457,7 +457,7 @@ def test_the_first_sandbox_call_does_not_count_server_start_up_as_latency():
     code = (
         "from datetime import UTC, datetime\n"
         "from coffee_nb import AutoPicker, capture_records, sandbox\n"
-        "from coffee_nb._tokens import _encoding\n"
+        "from coffee_nb.pricing._tokens import _encoding\n"
         "from coffee_nb.sandbox._server import SandboxServer\n"
         "ready = []\n"
         "real = SandboxServer.start\n"

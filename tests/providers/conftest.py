@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from coffee_nb import Policy, _config
+from coffee_nb import Policy
+from coffee_nb._shared import _config
 
 Reply = httpx.Response | Callable[[httpx.Request], httpx.Response]
 

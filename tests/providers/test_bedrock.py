@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from coffee_nb import AutoPicker, Budget, ErrorClass, ModelSpec, Policy, capture_records
-from coffee_nb._errors import classify
-from coffee_nb._pricing import price_for
+from coffee_nb.errors._errors import classify
+from coffee_nb.pricing._pricing import price_for
 
 from . import shapes
 from .conftest import POLICY
@@ -150,7 +150,7 @@ def test_no_region_is_an_error_of_the_attempt(monkeypatch, tmp_path, keys):
 
 
 def test_the_client_is_built_without_retries_and_with_the_attempt_timeout(keys):
-    from coffee_nb._models import Candidate
+    from coffee_nb.invoke._models import Candidate
 
     cand = Candidate(SPEC, cooldown_after=1, cooldown=0, client_timeout=7.5)
     model = cand.chat_model()

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from coffee_nb import AutoPicker, Budget, ErrorClass, Policy, capture_records
-from coffee_nb._errors import classify
-from coffee_nb._models import parse_spec
-from coffee_nb._pricing import price_for
+from coffee_nb.errors._errors import classify
+from coffee_nb.invoke._models import parse_spec
+from coffee_nb.pricing._pricing import price_for
 
 from . import shapes
 from .conftest import POLICY

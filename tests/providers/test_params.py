@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from coffee_nb import AutoPicker, ModelSpec, capture_records
-from coffee_nb._models import Candidate
+from coffee_nb.invoke._models import Candidate
 
 from . import shapes
 from .conftest import POLICY

@@ -8,7 +8,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 import coffee_nb
 from coffee_nb import AutoPicker, ConfigError, ModelSpec, StreamInterruptedError
-from coffee_nb._models import Candidate
+from coffee_nb.invoke._models import Candidate
 
 PROMPT = "tell me about espresso crema"
 

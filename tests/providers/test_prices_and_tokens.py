@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from coffee_nb import ModelSpec
-from coffee_nb._models import Candidate
-from coffee_nb._pricing import model_info
-from coffee_nb._tokens import encoding_for
+from coffee_nb.invoke._models import Candidate
+from coffee_nb.pricing._pricing import model_info
+from coffee_nb.pricing._tokens import encoding_for
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from coffee_nb import AutoPicker, ConfigError, ModelSpec, capture_records
-from coffee_nb._models import PROVIDERS, Candidate, parse_spec
+from coffee_nb.invoke._models import PROVIDERS, Candidate, parse_spec
 
 from . import shapes
 from .conftest import KEYS, POLICY

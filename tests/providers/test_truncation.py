@@ -12,8 +12,8 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from coffee_nb import AutoPicker, CallSummary, ModelSpec, capture_records
-from coffee_nb._answer import Answer
-from coffee_nb._finish import finish_reason
+from coffee_nb._shared._finish import finish_reason
+from coffee_nb.session._answer import Answer
 
 from . import shapes
 from .shapes import IN, OUT, TEXT

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from coffee_nb import sandbox
-from coffee_nb._pricing import price_for
+from coffee_nb.pricing._pricing import price_for
 
 
 def test_added_sandbox_models_are_priced_and_replacements_re_resolve():

@@ -1,0 +1,143 @@
+"""``CallRecord``: one frozen record per attempt, and the one-method protocol that receives them.
+
+Everything that watches calls (metrics, ledgers, widgets, user callbacks) is a :class:`RecordSink`:
+an object with ``emit(record)``, or a plain callable taking the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from coffee_nb._shared import _config
+from coffee_nb.errors._errors import ConfigError
+
+__all__ = ["CallRecord", "Outcome", "RecordSink", "Role", "capture_records"]
+
+log = logging.getLogger("coffee_nb")
+
+
+class Role(StrEnum):
+    """Why this attempt happened."""
+
+    PRIMARY = "primary"  # first try of the first candidate tried
+    RETRY = "retry"  # same model again after a transient failure
+    FALLBACK = "fallback"  # first try of a later candidate
+    HEDGE = "hedge"  # a later candidate started alongside a slow one (Policy(hedge_after=...)): first answer wins
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    SKIPPED = "skipped"  # not called: cooling down, context too small, budget, rate limit wait too long
+    CANCELLED = "cancelled"
+
+
+class CallRecord(NamedTuple):
+    """What happened in one attempt of one call. Money is ``Decimal``; ``cost`` is None when unpriced.
+
+    Immutable. A named tuple rather than a dataclass: one is built per attempt on the hot path, and a
+    frozen dataclass with this many fields costs several times more to construct.
+    """
+
+    call_id: str
+    attempt: int  # 0-based index within the call
+    role: Role
+    provider: str
+    model: str  # "provider/model" as configured
+    outcome: Outcome
+    started_at: datetime  # UTC
+    latency_s: float
+    error_class: str | None = None
+    error_message: str | None = None  # redacted: never holds a key
+    ttft_s: float | None = None  # time to first token, streams only
+    input_tokens: int = 0  # includes cached input tokens
+    output_tokens: int = 0  # includes reasoning tokens
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    tokens_estimated: bool = False  # True: counted offline, not reported by the provider
+    cost: Decimal | None = None  # None: unpriced (never silently $0)
+    price_source: str = "unpriced"  # "genai-prices", "custom", "sandbox", "unpriced"
+    cache_hit: bool = False
+    streamed: bool = False
+    fallback_from: str | None = None  # role "fallback": the first model this call tried
+    fallback_reason: str | None = None  # role "fallback": the error class that moved the call on
+    replayed: bool = False  # answered from a cassette: no model was called, nothing spent
+
+    @property
+    def priced(self) -> bool:
+        return self.cost is not None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+@runtime_checkable
+class RecordSink(Protocol):
+    """Anything that wants to see every attempt. ``emit`` must be cheap and must not raise."""
+
+    def emit(self, record: CallRecord) -> None: ...
+
+
+SinkLike = RecordSink | Callable[[CallRecord], Any]
+
+
+def as_sinks(value: SinkLike | Iterable[SinkLike] | None) -> tuple[Callable[[CallRecord], Any], ...]:
+    """Normalize sinks to a tuple of callables (``emit`` methods or plain functions); anything else is a
+    ``ConfigError`` naming it."""
+    if value is None:
+        return ()
+    hint = "give an object with emit(record) (e.g. coffee_nb.LocalMetrics()), a function, or a list of them"
+    if isinstance(value, RecordSink) or callable(value):
+        items: list[Any] = [value]
+    elif isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+        items = list(value)
+    else:
+        raise ConfigError(f"not a record sink: {value!r} ({hint})")
+    out: list[Callable[[CallRecord], Any]] = []
+    for item in items:
+        if isinstance(item, RecordSink):
+            out.append(item.emit)
+        elif callable(item):
+            out.append(item)
+        else:
+            raise ConfigError(f"not a record sink: {item!r} ({hint})")
+    return tuple(out)
+
+
+def publish(sinks: Iterable[Callable[[CallRecord], Any]], record: CallRecord) -> None:
+    """Send ``record`` to every sink; a failing sink is logged, never allowed to break the call."""
+    for emit in sinks:
+        try:
+            emit(record)
+        except Exception:
+            log.exception("coffee_nb: record sink %r failed", emit)
+
+
+_SINKS = _config.SINKS  # the global sinks live in _config (reset with everything else)
+
+
+def global_sinks() -> tuple[Callable[[CallRecord], Any], ...]:
+    """Sinks every AutoPicker publishes to, besides its own (a tuple: read without a lock)."""
+    return _SINKS.sinks
+
+
+@contextmanager
+def capture_records() -> Iterator[list[CallRecord]]:
+    """Collect every CallRecord emitted by any AutoPicker while the block runs (handy in tests)."""
+    seen: list[CallRecord] = []
+    sink = seen.append
+    _SINKS.add(sink)
+    try:
+        yield seen
+    finally:
+        _SINKS.remove(sink)

@@ -1,0 +1,468 @@
+"""The attempt runner: one :class:`Call` per AutoPicker call.
+
+:class:`Call` holds everything around an attempt that does not depend on sync vs. async: building
+the candidate's runnable and kwargs, the time limits, relaying stream chunks, recovering a broken
+stream, and settling success, failure and cancellation with the plan. The drivers that do its I/O,
+:func:`~coffee_nb.invoke._drivers.drive` (sync) and :func:`~coffee_nb.invoke._drivers.adrive` (async), are in
+``_drivers.py``; hedged races in ``_hedge.py``; cassette replays in ``_replay.py``.
+
+Time limits, the same in every driver: an invoke attempt gets ``attempt.timeout``; a stream gets the
+first-token limit to its first chunk (the attempt timeout when no other model is left) and the idle
+limit between chunks; the call's deadline bounds all of it. Async awaits are cancelled at the limit;
+sync calls that can't bound themselves run in a worker thread the caller stops waiting for
+(``_timeouts.py``).
+
+A stream that breaks after its first chunk is recovered as ``Policy(stream_recovery=...)`` says:
+``continue`` sends the text already delivered as an assistant prefill to the next model that takes
+one (the caller's concatenation stays one answer); where none can, the answer starts over (a restart
+marker chunk, then the next model's whole answer) only for a consumer that handles the marker
+(``collect``, ``%%llm``, ``handles_restarts()``, LangChain's invoke-by-streaming nobody watches), and
+anyone else gets :class:`StreamInterruptedError` with the partial text; ``restart`` always starts over;
+``raise`` raises at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGenerationChunk
+
+from coffee_nb._shared._finish import finish_reason
+from coffee_nb._shared._format import content_text
+from coffee_nb._shared._validate import usd
+from coffee_nb.errors._errors import (
+    CoffeeError,
+    ConfigError,
+    EmptyResponseError,
+    ErrorClass,
+    StreamInterruptedError,
+    classify,
+)
+from coffee_nb.invoke._compat import PARENT, InConfig, as_message, child_config, private_state, shared_output, usage_of
+from coffee_nb.invoke._plan import Attempt, Core, Plan, Usage
+from coffee_nb.invoke._policy import Action
+from coffee_nb.invoke._replay import taped
+from coffee_nb.invoke._streams import RESTARTS_OK
+from coffee_nb.invoke._summary import CallSummary, keep_structured, summary_data
+from coffee_nb.invoke._timeouts import AttemptTimeoutError, FirstTokenTimeoutError, IdleTimeoutError
+from coffee_nb.pricing._pricing import to_pico
+from coffee_nb.replay._cassette import CassetteError
+from coffee_nb.replay._cassette import active as active_cassette
+
+if TYPE_CHECKING:
+    from coffee_nb.invoke._invoker import AutoPicker
+
+log = logging.getLogger("coffee_nb")
+
+__all__ = ["RESTARTED", "Call", "IncompleteStreamError"]
+
+# Our private kwargs (set by bind_tools/with_structured_output) and tracing-only ones: never sent to candidates.
+_CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_output_format", "max_cost"})
+# Raised while preparing a call (binding tools, a schema), before any candidate is called: the caller's
+# input or a bug, the same for every model; shown at once, not routed around.
+_PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, ValueError)
+_FINISH_KEYS = ("finish_reason", "stop_reason", "done_reason")
+
+
+# LangChain's own invoke-by-streaming (``streaming=True``, astream_events) adds every chunk up with ``+``,
+# which can't honour a restart marker: AutoPicker.invoke collects the restarted answer here instead.
+RESTARTED: ContextVar[list[AIMessage] | None] = ContextVar("coffee_nb_restarted", default=None)
+
+
+class IncompleteStreamError(ConnectionError):
+    """A stream ended without a finish reason: cut off, not complete (classified as ``connection``)."""
+
+
+class Call:
+    """One call in progress: the plan, and what happens around each attempt, for every driver alike."""
+
+    __slots__ = (
+        "picker",
+        "plan",
+        "messages",
+        "stop",
+        "config",
+        "kwargs",
+        "streaming",
+        "attempt",
+        "ttft",
+        "total",
+        "calling",
+        "delivered",
+        "recovering",
+        "prefilled",
+        "marker",
+        "restarted",
+        "finished",
+        "run_manager",
+        "restart_chunk",
+        "tape",
+        "request",
+        "watched",
+        "nested",
+        "broke",
+    )
+
+    def __init__(
+        self,
+        picker: AutoPicker,
+        messages: Sequence[BaseMessage] | str,
+        stop: list[str] | None,
+        run_manager: Any,
+        kwargs: dict[str, Any],
+        *,
+        streaming: bool = False,
+        is_async: bool = False,
+    ) -> None:
+        if "model" in kwargs:
+            raise ConfigError(
+                f"AutoPicker chooses the model itself; a per-call model={kwargs['model']!r} is not supported. "
+                "Build another AutoPicker for another chain, e.g. AutoPicker('sandbox/smart', ['sandbox/fast'])."
+            )
+        core: Core = private_state(picker, "_core")
+        self.picker = picker
+        ceiling = kwargs.get("max_cost")
+        max_cost = None if ceiling is None else to_pico(usd("max_cost", ceiling))
+        self.plan = Plan(core, picker.budget, messages, kwargs.get("max_tokens", picker.max_tokens), max_cost)
+        self.messages = messages
+        self.stop = stop or picker.stop or None
+        parent = PARENT.get() if run_manager is None else None
+        if parent is not None and parent.picker is not picker:
+            parent = None  # another AutoPicker's run (this one is its candidate): ours has a manager or none
+        if run_manager is None and parent is None:  # nobody listening (the fast path): nothing to nest
+            self.config, self.watched = None, False
+        else:
+            self.config, self.watched = child_config(run_manager, parent, is_async=is_async)
+        self.run_manager = run_manager
+        self.kwargs = kwargs
+        self.streaming = streaming
+        self.attempt: Attempt | None = None
+        self.ttft: float | None = None
+        self.total: AIMessageChunk | None = None
+        self.calling = False  # False while our own code prepares the attempt
+        self.delivered = ""  # text the caller has seen of the answer (across a continued stream)
+        self.recovering = False  # the last attempt broke mid-stream; the next one resumes or restarts
+        self.prefilled = False  # this attempt continues from ``delivered`` as an assistant prefill
+        self.marker: ChatGenerationChunk | None = None  # a restart marker to yield before the next chunk
+        self.restarted = False
+        self.finished = False  # the provider said the answer is complete (finish reason seen)
+        self.restart_chunk: ChatGenerationChunk | None = None  # the last restart marker handed out
+        self.tape = active_cassette()  # None almost always: then nothing below costs anything
+        self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
+        self.nested: Mapping[str, Any] | None = None  # a nested AutoPicker's summary of the current attempt
+        self.broke: Exception | None = None  # what broke the stream mid-answer (the cause an error chains)
+
+    # -- before an attempt ---------------------------------------------------------------------------
+    def next(self) -> Attempt | float:
+        """The plan's next step: an attempt (now current) or seconds to wait."""
+        step = self.plan.next()
+        if isinstance(step, Attempt):
+            self.attempt, self.ttft, self.total, self.calling, self.finished = step, None, None, False, False
+            self.nested = None
+        return step
+
+    def _chat_model(self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None) -> Any:
+        """The candidate's chat model. Building it the first time (SDK imports, a client, the sandbox
+        server starting) is not the model's latency: the attempt's clock starts again after it."""
+        cand = attempt.candidate
+        if cand.instance is not None and loop is None:  # async: a copy with a fresh client on another loop
+            return cand.instance
+        clock = self.plan.clock
+        before = clock()
+        model = cand.chat_model(loop=loop)
+        spent = clock() - before
+        if spent > 0.001:  # a cached client takes microseconds: only a first build moves the clock
+            attempt.started += spent
+            attempt.started_at += timedelta(seconds=spent)
+        return model
+
+    def target(
+        self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None = None
+    ) -> tuple[Any, Any, dict[str, Any]]:
+        """The runnable to call for ``attempt``, the input to give it, and the kwargs."""
+        picker, cand, call_kwargs = self.picker, attempt.candidate, self.kwargs
+        model: Any = self._chat_model(attempt, loop)
+        kwargs = {k: v for k, v in call_kwargs.items() if k not in _CALL_KEYS}
+        if cand.instance is None:  # built by us from a spec: the picker's defaults apply
+            if picker.temperature is not None:
+                kwargs.setdefault("temperature", picker.temperature)
+            if picker.max_tokens is not None:
+                kwargs.setdefault("max_tokens", picker.max_tokens)
+        if kwargs:  # each provider's own spelling (max_output_tokens, num_predict, ...), refused ones dropped
+            kwargs = cand.call_kwargs(kwargs, model, self.stop)
+        if cand.timeout_kwarg and loop is None:  # the client's own bound (per read, for a stream)
+            kwargs["timeout"] = attempt.timeout
+        tools = call_kwargs.get("coffee_tools")
+        if tools is not None:
+            model = model.bind_tools(list(tools[0]), **tools[1])
+        structured = call_kwargs.get("coffee_structured")
+        if structured is not None:
+            model = model.with_structured_output(structured[0], include_raw=True, **structured[1])
+        messages: Any = self.messages
+        self.prefilled = False
+        if self.recovering:
+            self.recovering = False
+            if self.picker_policy().stream_recovery == "continue" and cand.prefill and self.delivered:
+                self.prefilled = True
+                base = [HumanMessage(messages)] if isinstance(messages, str) else list(messages)
+                messages = [*base, cand.prefill_message(self.delivered)]
+                kwargs.update(cand.prefill_kwargs(kwargs))
+            else:
+                self._restart(attempt)
+        self.calling = True
+        if self.config is not None:  # traced: the candidate runs with its config current, like a child runnable
+            model = InConfig(model)
+        return model, messages, kwargs
+
+    def picker_policy(self) -> Any:
+        return self.plan.policy
+
+    def invoke_limit(self, attempt: Attempt) -> float | None:
+        """Seconds a sync invoke may take, when we must enforce it (None: the call bounds itself)."""
+        return None if attempt.candidate.bounds_itself(attempt.timeout) else attempt.timeout
+
+    def hedge_delay(self, attempt: Attempt) -> float | None:
+        """Seconds after which this attempt gets a hedge (``Policy(hedge_after=...)``), or None.
+
+        An invoke is hedged when it has not answered by then, a stream when it has not produced its first
+        token (a ``"pNN"`` delay reads the model's recent times to first token). A stream that resumes or
+        restarts a broken one is not hedged: the text already delivered belongs to it.
+        """
+        policy, recent = self.plan.policy, attempt.candidate.recent
+        if policy.hedge_after is None or not self.plan.has_alternative():
+            return None
+        if not self.streaming:
+            return policy.hedge_delay(recent.latencies())
+        if self.prefilled or self.marker is not None or self.delivered:
+            return None
+        return policy.hedge_delay(recent.ttfts())
+
+    def first_token_limit(self, attempt: Attempt) -> float:
+        """Seconds from now a stream attempt may take to its first chunk, within the deadline."""
+        plan = self.plan
+        cand = attempt.candidate
+        limit = attempt.timeout  # the first token never waits longer than the attempt may take (a user's own timeout)
+        if plan.has_alternative():
+            limit = min(limit, plan.policy.first_token_limit(cand.reasoning))
+        return max(0.0, min(limit, plan.deadline - plan.clock()))
+
+    def wait_limit(self) -> float:
+        """Seconds to wait for the next stream chunk: the first-token or idle limit, within the deadline."""
+        attempt = self._current()
+        if self.ttft is None:
+            return self.first_token_limit(attempt)
+        plan = self.plan
+        limit = plan.policy.idle_limit(attempt.candidate.reasoning)
+        return max(0.0, min(limit, plan.deadline - plan.clock()))
+
+    def timed_out(self) -> AttemptTimeoutError:
+        """The error for a limit that ran out (what ``wait_limit`` / ``invoke_limit`` said)."""
+        attempt = self._current()
+        name = attempt.candidate.name
+        elapsed = self.plan.clock() - attempt.started
+        if not self.streaming:
+            return AttemptTimeoutError("no answer", elapsed, name)
+        if self.ttft is None:
+            return FirstTokenTimeoutError("no first token", elapsed, name)
+        return IdleTimeoutError("stream stalled, no chunk", self.wait_limit() or elapsed, name)
+
+    # -- during a stream -------------------------------------------------------------------------------
+    def relay(self, chunk: AIMessageChunk) -> Iterator[ChatGenerationChunk]:
+        """Pass one chunk on to the caller (after a pending restart marker), keeping the running total."""
+        if self.ttft is None:
+            self.ttft = self.plan.clock() - self._current().started
+        meta = chunk.response_metadata
+        if meta and "coffee_nb" in meta:
+            ours = meta["coffee_nb"]
+            if isinstance(ours, Mapping) and "call_id" in ours:  # a nested AutoPicker's closing summary: for us
+                self.nested = ours
+                return
+        if self.marker is not None:
+            marker, self.marker = self.marker, None
+            self.restart_chunk = marker
+            yield marker
+        self.total = chunk if self.total is None else self.total + chunk
+        text = chunk.content
+        if text:
+            self.delivered += text if isinstance(text, str) else content_text(text)
+        if meta and any(meta.get(k) for k in _FINISH_KEYS):
+            self.finished = True
+        yield ChatGenerationChunk(message=chunk)
+
+    @staticmethod
+    def starts_answer(chunk: AIMessageChunk) -> bool:
+        """Is this a first token (text, a tool call, or the answer's end), not a bare opening (role) chunk?"""
+        if chunk.content or chunk.tool_call_chunks or chunk.usage_metadata:
+            return True
+        meta = chunk.response_metadata
+        return bool(meta) and any(meta.get(k) for k in _FINISH_KEYS)
+
+    def complete(self) -> bool:
+        """The answer is complete and its usage is in: stop reading (a server may never send ``[DONE]``)."""
+        total = self.total
+        return self.finished and total is not None and bool(total.usage_metadata)
+
+    # -- how an attempt ended ----------------------------------------------------------------------------
+    def answered(self, output: Any) -> AIMessage:
+        """Settle a successful invoke; the answer carries ``response_metadata["coffee_nb"]``."""
+        attempt = self._current()
+        message, structured = as_message(output)
+        summary = self._succeeded(attempt, message, structured)
+        response_metadata = {**message.response_metadata, "coffee_nb": summary}  # plain data (checkpointers)
+        if shared_output(attempt.candidate.instance):  # a cache may hand the same object to later calls
+            return message.model_copy(update={"response_metadata": response_metadata})
+        message.response_metadata = response_metadata  # ours alone (LangChain sets this field per call)
+        return message
+
+    def streamed(self) -> ChatGenerationChunk:
+        """Settle a finished stream; the closing chunk carries only the summary."""
+        attempt = self._current()
+        if self.total is None:
+            raise EmptyResponseError(f"{attempt.candidate.name} ended its stream without a single chunk")
+        if attempt.candidate.reports_finish and not self.finished:
+            raise IncompleteStreamError(f"{attempt.candidate.name} ended its stream without a finish reason (cut off)")
+        if self.marker is not None:  # a restart whose model answered nothing: still tell the consumer
+            self.marker = None
+        total = self.total
+        summary = self._succeeded(attempt, total, None)
+        if self.restarted:
+            summary["restarted"] = True
+            collected = RESTARTED.get()
+            if collected is not None:  # an invoke that streams: the answer is this attempt's alone
+                collected.append(
+                    AIMessage(
+                        content=total.content,
+                        response_metadata={**total.response_metadata, "coffee_nb": summary},
+                        usage_metadata=total.usage_metadata,
+                        tool_calls=total.tool_calls,
+                        id=total.id,
+                    )
+                )
+        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"coffee_nb": summary}))
+
+    def failed(self, exc: Exception) -> bool:
+        """Report a failure; True when the driver should go on with the plan, False to raise ``exc``.
+
+        Raises :class:`StreamInterruptedError` instead when text has reached the caller and the stream
+        can't be recovered: never a truncated "success".
+        """
+        attempt = self._current()
+        ours = not self.calling
+        partial = self._partial_usage(attempt)
+        prefilled, delivered_here = self.prefilled, self.ttft is not None
+        action = self.plan.failed(attempt, exc, ttft=self.ttft, partial=partial)
+        if ours and isinstance(exc, _PROGRAMMING_ERRORS) and not isinstance(exc, CoffeeError):
+            return False  # a bug in preparing the call, not the provider's failure: show it
+        if prefilled and not delivered_here and classify(exc).error_class is ErrorClass.BAD_REQUEST:
+            # the model turned the assistant prefill down: remember it, and go on without it (another model
+            # continues, or this one starts over where the consumer handles that); never surface that 400
+            attempt.candidate.prefill = False
+            self.plan.requeue(attempt.candidate)
+            return self._recover(self.broke or exc)  # an error then chains the stream's own failure
+        if not self.delivered:
+            return action is not Action.RAISE
+        mode = self.plan.policy.stream_recovery
+        if action is Action.RAISE or mode == "raise":
+            raise StreamInterruptedError(self.plan.records, self.delivered, str(classify(exc).message)) from exc
+        self.broke = exc
+        return self._recover(exc)
+
+    def _recover(self, exc: Exception) -> bool:
+        """Go on after a stream broke mid-answer: by prefill only, unless the consumer handles a restart."""
+        self.recovering = True
+        if not self._restarts_ok() and not self.plan.require_prefill():
+            raise StreamInterruptedError(
+                self.plan.records,
+                self.delivered,
+                "no model left can continue the answer (none takes an assistant prefill); "
+                "coffee_nb.collect(...) or Policy(stream_recovery='restart') lets another model start it over",
+            ) from exc
+        return True
+
+    def _restarts_ok(self) -> bool:
+        """May a stream broken mid-answer start over on a model that can't continue it? Only for consumers
+        that said they handle the restart marker: collect()/%%llm, or LangChain's own invoke-by-streaming
+        when no token consumer (LangGraph, astream_events) has heard the first model's text. (Read when a
+        stream breaks, inside the consumer's own read.)"""
+        mode = self.plan.policy.stream_recovery
+        if mode == "restart":
+            return True
+        return (
+            mode == "continue"
+            and self.streaming
+            and (RESTARTS_OK.get() or (RESTARTED.get() is not None and not self.watched))
+        )
+
+    def give_up(self, exc: BaseException) -> BaseException:
+        """What to raise when the plan has nothing left: with text delivered, a StreamInterruptedError."""
+        if self.delivered and not isinstance(exc, StreamInterruptedError):
+            error = StreamInterruptedError(self.plan.records, self.delivered, "no model could finish it")
+            error.__cause__ = self.broke or exc
+            return error
+        return exc
+
+    def cancelled(self) -> None:
+        """The caller stopped the attempt (KeyboardInterrupt, task cancelled, stream closed early)."""
+        attempt = self.attempt
+        if attempt is None:
+            return
+        self.plan.cancelled(attempt, ttft=self.ttft, partial=self._partial_usage(attempt))
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _current(self) -> Attempt:
+        attempt = self.attempt
+        if attempt is None:
+            raise RuntimeError("no attempt in progress")
+        return attempt
+
+    def _restart(self, attempt: Attempt) -> None:
+        """The next model starts the answer over: queue an in-band marker for the caller."""
+        first = self.plan.records[0].model if self.plan.records else attempt.candidate.name
+        reason = next((r.error_class for r in reversed(self.plan.records) if r.error_class), None)
+        meta = {
+            "coffee_nb": {"restart": True, "from_model": first, "to_model": attempt.candidate.name, "reason": reason}
+        }
+        self.marker = ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=meta))
+        self.delivered = ""
+        self.restarted = True
+
+    def _succeeded(self, attempt: Attempt, message: BaseMessage, structured: dict[str, Any] | None) -> dict[str, Any]:
+        plan = self.plan
+        cand = attempt.candidate
+        usage = usage_of(message) or plan.estimate(cand, content_text(message.content))
+        nested = None
+        if cand.inner is not None:  # another AutoPicker answered: its own summary says who and for how much
+            said = self.nested or message.response_metadata.get("coffee_nb")
+            nested = CallSummary(said) if isinstance(said, Mapping) and "call_id" in said else None
+        record = plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming, nested=nested)
+        self.attempt = None
+        if self.tape is not None:
+            try:
+                taped(self, message, usage, record.cost)
+            except CassetteError as exc:  # the answer is paid for: keep it, say the cassette missed it
+                log.warning("coffee_nb: %s", exc)
+                warnings.warn(f"coffee_nb: this answer was not recorded: {exc}", RuntimeWarning, stacklevel=2)
+        if structured is not None:  # parsed objects aren't plain data: they travel beside the message
+            keep_structured(record.call_id, structured)
+        return summary_data(
+            plan.records,
+            latency_s=plan.elapsed(),
+            ttft_s=self.ttft,
+            primary_cost=plan.primary_cost(cand, usage),
+            finish_reason=finish_reason(message.response_metadata),
+        )
+
+    def _partial_usage(self, attempt: Attempt) -> Usage | None:
+        """What a broken stream delivered (the provider bills it), or None before the first chunk."""
+        self.attempt = None
+        total = self.total
+        if total is None:
+            return None
+        return usage_of(total) or self.plan.estimate(attempt.candidate, content_text(total.content))

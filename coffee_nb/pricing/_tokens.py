@@ -1,0 +1,174 @@
+"""Offline token counting: exact for OpenAI encodings (o200k_base, cl100k_base), a labelled estimate otherwise.
+
+Uses ``bpe-openai`` (tiktoken-compatible, ships its encodings; nothing downloads). Loaded on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coffee_nb._shared import _config
+from coffee_nb._shared._format import content_text
+
+__all__ = [
+    "TokenCount",
+    "count_message_tokens",
+    "count_prompt",
+    "count_tokens",
+    "encoding_for",
+    "estimate_prompt",
+    "estimate_tokens",
+    "prompt_bound",
+]
+
+# OpenAI's chat format: every message costs a few tokens of framing, the reply is primed with 3.
+_TOKENS_PER_MESSAGE = 3
+_REPLY_PRIMING = 3
+
+_O200K = re.compile(r"^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o\d|chatgpt-4o|gpt-oss|codex)")
+_CL100K = re.compile(r"^(gpt-4|gpt-3\.?5|text-embedding-3|text-embedding-ada)")  # Azure spells it gpt-35
+_OPENAI_FAMILY = ("openai", "azure")  # whose model names say which encoding they use
+
+log = logging.getLogger("coffee_nb")
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    tokens: int
+    exact: bool  # True: the model's own encoding; False: an estimate with a stand-in encoding
+    encoding: str
+
+    def __int__(self) -> int:
+        return self.tokens
+
+
+def encoding_for(provider: str, model: str) -> tuple[str, bool]:
+    """The encoding used to count for ``provider/model`` and whether the count is exact.
+
+    OpenAI's models by name (also when another provider serves them under ``openai/``); else the encoding
+    a provider declared it counts with (``register_provider(..., encoding="o200k_base")``, as the sandbox
+    does); else an estimate.
+    """
+    vendor, _, name = model.lower().rpartition("/")
+    # OpenAI's own, Azure's deployments of them, and OpenAI models served by others ("openai/gpt-4o-mini"
+    # on OpenRouter, "openai/gpt-oss-120b" on Groq): counted as OpenAI counts
+    if provider in _OPENAI_FAMILY or vendor.endswith("openai"):
+        if _O200K.match(name):
+            return "o200k_base", True
+        if _CL100K.match(name):
+            return "cl100k_base", True
+    declared = getattr(_config.PROVIDERS.ready().get(provider), "encoding", None)
+    if declared:
+        return declared, True
+    return "o200k_base", False  # a good stand-in for modern tokenizers, labelled as an estimate
+
+
+@functools.cache
+def _encoding(name: str) -> Any:
+    with _lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # bpe-openai uses importlib.resources.open_binary
+        import bpe_openai
+
+        return bpe_openai.get_encoding(name)
+
+
+def count_tokens(text: str, encoding: str = "o200k_base") -> int:
+    """Tokens in ``text`` with ``encoding``. Never fails: long texts are counted in pieces, and if the
+    tokenizer can't count at all the answer is :func:`estimate_tokens` (logged)."""
+    if not text:
+        return 0
+    try:
+        if len(text) <= _CACHE_MAX_CHARS:
+            return _cached_count(text, encoding)
+        enc = _encoding(encoding)
+        return sum(len(enc.encode_ordinary(piece)) for piece in _pieces(text))
+    except Exception:
+        log.warning("coffee_nb: could not count tokens with %s; estimating instead", encoding, exc_info=True)
+        return estimate_tokens(text)
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap estimate (about 4 bytes of UTF-8 per token), for numbers nothing depends on."""
+    return -(-len(text.encode("utf-8", "surrogatepass")) // 4) if text else 0
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut at whitespace into parts of at most about ``_PIECE_CHARS`` (the tokenizer refuses
+    very long inputs: "Input too long to encode safely"); a cut costs at most a token or two."""
+    out: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + _PIECE_CHARS)
+        if end < len(text):
+            space = text.rfind(" ", start + _PIECE_CHARS // 2, end)
+            end = space if space > start else end
+        out.append(text[start:end])
+        start = end
+    return out
+
+
+_CACHE_MAX_CHARS = 20_000
+_PIECE_CHARS = 50_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_count(text: str, encoding: str) -> int:
+    # Chats re-send the same system prompt and history every turn, and retries re-send everything:
+    # count each distinct message once.
+    return len(_encoding(encoding).encode_ordinary(text))
+
+
+def count_message_tokens(messages: Sequence[Any] | str, provider: str, model: str) -> TokenCount:
+    """Estimated prompt tokens of chat ``messages`` (LangChain messages or OpenAI dicts) for ``provider/model``.
+
+    A plain string counts as one user message, as LangChain turns it into one.
+    """
+    encoding, exact = encoding_for(provider, model)
+    return TokenCount(count_prompt(messages, encoding), exact, encoding)
+
+
+def _texts(messages: Sequence[Any] | str) -> list[str]:
+    """The texts of a prompt: each message's content and tool calls (LangChain messages or OpenAI dicts)."""
+    if isinstance(messages, str):
+        return [messages]
+    out: list[str] = []
+    for m in messages:
+        if isinstance(m, dict):  # OpenAI wire format (the sandbox counts this way)
+            out.append(content_text(m.get("content")))
+            tool_calls = m.get("tool_calls")
+        else:
+            out.append(content_text(getattr(m, "content", m)))
+            tool_calls = getattr(m, "tool_calls", None)
+        if tool_calls:
+            out.append(repr(tool_calls))
+    return out
+
+
+def _framing(messages: Sequence[Any] | str) -> int:
+    # OpenAI's chat format: a few tokens per message, and the reply is primed with 3. Framing differs
+    # by provider; our count for non-OpenAI models is an estimate either way.
+    return _REPLY_PRIMING + _TOKENS_PER_MESSAGE * (1 if isinstance(messages, str) else len(messages))
+
+
+def count_prompt(messages: Sequence[Any] | str, encoding: str) -> int:
+    """Prompt tokens of ``messages`` with ``encoding``, OpenAI's chat framing included (exact for OpenAI)."""
+    return _framing(messages) + sum(count_tokens(t, encoding) for t in _texts(messages))
+
+
+def prompt_bound(messages: Sequence[Any] | str) -> int:
+    """An upper bound on the prompt tokens for any byte-level tokenizer: every token is at least one
+    byte of UTF-8. Costs no tokenizer: when the bound settles a question, nothing is counted."""
+    return _framing(messages) + sum(len(t.encode("utf-8", "surrogatepass")) for t in _texts(messages))
+
+
+def estimate_prompt(messages: Sequence[Any] | str) -> int:
+    """A cheap estimate of the prompt tokens (labelled as such wherever shown)."""
+    return _framing(messages) + sum(estimate_tokens(t) for t in _texts(messages))
