@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports  # the layers (contracts in pyproject.toml)
 
 # Rewrite in place what the tools can fix; `make lint` shows what is left.
 fmt: $(STAMP)

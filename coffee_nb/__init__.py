@@ -36,16 +36,16 @@ _EXPORTS: dict[str, str] = {
     "compare": "coffee_nb.comparison._compare",
     "Health": "coffee_nb.invoke._health",
     "ModelHealth": "coffee_nb.invoke._health",
-    "health": "coffee_nb.invoke._health",
+    "health": "coffee_nb.session._session",
     "StreamInterruptedError": "coffee_nb.errors._errors",
     "acollect": "coffee_nb.invoke._streams",
     "collect": "coffee_nb.invoke._streams",
     "handles_restarts": "coffee_nb.invoke._streams",
     "is_restart": "coffee_nb.invoke._streams",
     "ModelSpec": "coffee_nb.invoke._models",
-    "aliases": "coffee_nb.session._aliases",
-    "remove_alias": "coffee_nb.session._aliases",
-    "set_alias": "coffee_nb.session._aliases",
+    "aliases": "coffee_nb.providers._aliases",
+    "remove_alias": "coffee_nb.providers._aliases",
+    "set_alias": "coffee_nb.providers._aliases",
     "register_provider": "coffee_nb.invoke._models",
     "Action": "coffee_nb.invoke._policy",
     "Policy": "coffee_nb.invoke._policy",
@@ -206,7 +206,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
         MissingAPIKeyError,
         StreamInterruptedError,
     )
-    from coffee_nb.invoke._health import Health, ModelHealth, health
+    from coffee_nb.invoke._health import Health, ModelHealth
     from coffee_nb.invoke._invoker import AutoPicker, AutoPickerLLM, AutoPickerLLMRefactored
     from coffee_nb.invoke._models import ModelSpec, register_provider
     from coffee_nb.invoke._policy import Action, Policy, RateLimit, Rule, Trip
@@ -218,6 +218,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb.notebook.health_panel import HealthPanel
     from coffee_nb.pricing._pricing import Price, price_for, register_price, reset_prices
     from coffee_nb.pricing._tokens import TokenCount, count_message_tokens, count_tokens
+    from coffee_nb.providers._aliases import aliases, remove_alias, set_alias
     from coffee_nb.replay._cassette import Cassette, CassetteError, CassetteMissError, cassette
-    from coffee_nb.session._aliases import aliases, remove_alias, set_alias
-    from coffee_nb.session._session import Answer, Session, ask, configure, get_session, reset
+    from coffee_nb.session._session import Answer, Session, ask, configure, get_session, health, reset

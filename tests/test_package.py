@@ -38,6 +38,41 @@ def test_core_never_imports_notebook_libraries():
     assert out == "[]"
 
 
+_PER_MODULE = """
+import importlib, json, os, pkgutil, sys
+import coffee_nb
+names = sorted(m.name for m in pkgutil.walk_packages(coffee_nb.__path__, "coffee_nb."))
+core = [n for n in names if not n.startswith(("coffee_nb.notebook", "coffee_nb.demo", "coffee_nb.testing"))]
+heavy = ("IPython", "ipywidgets", "matplotlib", "pandas")
+found = {}
+for name in core:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a fresh copy of this process: import the one module, say what it loaded
+        os.close(read)
+        importlib.import_module(name)
+        os.write(write, json.dumps([m for m in heavy if m in sys.modules]).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        loaded = json.loads(pipe.read() or "[]")
+    os.waitpid(pid, 0)
+    if loaded:
+        found[name] = loaded
+print(json.dumps({"checked": len(core), "found": found}))
+"""
+
+
+def test_no_core_module_loads_the_notebook_stack_or_pandas_at_import():
+    """Every module outside ``notebook/`` (and the demo and test helpers), imported alone: module-level
+    imports only (function bodies don't run), so pandas and the notebook stack stay behind a call."""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _PER_MODULE], capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["checked"] > 80 and result["found"] == {}
+
+
 def test_import_does_no_network(monkeypatch):
     code = (
         "import socket\n"

@@ -7,7 +7,7 @@ an object with ``emit(record)``, or a plain callable taking the record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from coffee_nb._shared import _config
 from coffee_nb.errors._errors import ConfigError
 
-__all__ = ["CallRecord", "Outcome", "RecordSink", "Role", "capture_records"]
+__all__ = ["CallRecord", "Outcome", "RecordSink", "Role", "capture_records", "summary_data"]
 
 log = logging.getLogger("coffee_nb")
 
@@ -141,3 +141,81 @@ def capture_records() -> Iterator[list[CallRecord]]:
         yield seen
     finally:
         _SINKS.remove(sink)
+
+
+# -- a call's records as plain data: AIMessage.response_metadata["coffee_nb"] (typed view: invoke/_summary) --
+# an enum member's plain str (``member.value`` goes through a descriptor: a dict is ~10× cheaper, per answer)
+_PLAIN_NAME: dict[Any, str] = {m: m.value for m in (*Role, *Outcome)}
+
+
+def _usd(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def summary_data(
+    records: Sequence[CallRecord],
+    *,
+    latency_s: float,
+    ttft_s: float | None = None,
+    cache_hit: bool = False,
+    replayed: bool = False,
+    primary_cost: Decimal | None = None,
+    recorded_cost: Decimal | None = None,
+    finish_reason: str | None = None,
+) -> dict[str, Any]:
+    """The plain ``response_metadata["coffee_nb"]`` of a call whose last record answered."""
+    if not records:
+        raise ValueError("a call summary needs the call's records")
+    final = records[-1]
+    cost = final.cost
+    usd = None if cost is None else float(cost)
+    total = usd
+    name = _PLAIN_NAME
+    attempts = [
+        {
+            "model": r.model,
+            "role": name[r.role],
+            "outcome": name[r.outcome],
+            "error_class": r.error_class,
+            "latency_s": r.latency_s,
+            "cost": usd if r is final else _usd(r.cost),
+        }
+        for r in records
+    ]
+    fallback_reason = None
+    if len(records) > 1:
+        spent = sum((r.cost for r in records if r.cost is not None), Decimal(0))
+        total = None if cost is None else float(spent)
+        if final.role is Role.FALLBACK:
+            fallback_reason = next((r.error_class for r in records if r.error_class), None)
+    data: dict[str, Any] = {
+        "call_id": final.call_id,
+        "model": final.model,
+        "provider": final.provider,
+        "role": name[final.role],
+        "fallback_reason": fallback_reason,
+        "attempts": attempts,
+        "tokens": {
+            "input": final.input_tokens,
+            "output": final.output_tokens,
+            "cached": final.cached_tokens,
+            "reasoning": final.reasoning_tokens,
+            "estimated": final.tokens_estimated,
+        },
+        "cost": usd,
+        "total_cost": total,
+        "priced": cost is not None,
+        "price_source": final.price_source,
+        "latency_s": latency_s,
+        "ttft_s": ttft_s,
+        "cache_hit": cache_hit,
+        "primary_model": records[0].model,
+        "primary_cost": _usd(primary_cost),
+        "saved": None if cost is None or primary_cost is None else float(primary_cost - cost),
+    }
+    if replayed:
+        data["replayed"] = True
+        data["recorded_cost"] = _usd(recorded_cost)
+    if finish_reason is not None:
+        data["finish_reason"] = finish_reason
+    return data

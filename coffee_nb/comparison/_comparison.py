@@ -191,7 +191,7 @@ class Comparison:
 
     def view(self, *, diff: bool = False, rows: int = 10) -> Any:
         """The display of this comparison (``diff=True`` marks where each answer departs from the first model's)."""
-        from coffee_nb.notebook.compare_view import CompareView
+        from coffee_nb.comparison._view import CompareView
 
         return CompareView(self, diff=diff, rows=rows)
 
@@ -199,7 +199,7 @@ class Comparison:
         return str(self.view()._repr_markdown_())
 
     def __repr__(self) -> str:
-        from coffee_nb.notebook.compare_view import text_summary
+        from coffee_nb.comparison._view import text_summary
 
         return text_summary(self)
 
@@ -257,7 +257,7 @@ def read_prompts(source: Any, template: str | None, namespace: Mapping[str, Any]
         raise ConfigError("comparing over a DataFrame needs template=, e.g. 'Summarise: {text}'")
     if len(source) == 0:
         raise ConfigError("the DataFrame has no rows")
-    from coffee_nb.notebook.interpolate import interpolate  # %%llm's rules, shared
+    from coffee_nb.session._interpolate import interpolate  # %%llm's rules, shared
 
     variables = cast("MutableMapping[str, Any]", namespace)  # only read
     out = []

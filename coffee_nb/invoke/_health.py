@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from coffee_nb.invoke._models import Candidate
 
-__all__ = ["Health", "ModelHealth", "RecentAttempts", "health", "picker_health"]
+__all__ = ["Health", "ModelHealth", "RecentAttempts", "picker_health"]
 
 RECENT = 100  # attempts remembered per model
 
@@ -190,10 +190,3 @@ class Health(Sequence[ModelHealth]):
 def picker_health(candidates: Iterable[Candidate]) -> Health:
     now = time.monotonic()
     return Health(ModelHealth.of(c, now) for c in candidates)
-
-
-def health() -> Health:
-    """The session's router health (``%%llm`` and ``coffee_nb.ask`` chains)."""
-    from coffee_nb.session._session import get_session
-
-    return get_session().health()

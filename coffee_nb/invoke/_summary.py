@@ -17,21 +17,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from coffee_nb._shared._records import CallRecord, Outcome, Role
+from coffee_nb._shared._records import summary_data
 
 __all__ = ["AttemptSummary", "CallSummary", "TokenSummary", "summary_data", "take_structured"]
-
-
-# an enum member's plain str (``member.value`` goes through a descriptor: a dict is ~10× cheaper, per answer)
-_PLAIN_NAME: dict[Any, str] = {m: m.value for m in (*Role, *Outcome)}
-
-
-def _usd(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)
 
 
 def _text(value: Any) -> str | None:
@@ -52,75 +44,6 @@ def _decimal(value: Any) -> Decimal | None:
         return Decimal(str(value))
     except ArithmeticError:
         return None
-
-
-def summary_data(
-    records: Sequence[CallRecord],
-    *,
-    latency_s: float,
-    ttft_s: float | None = None,
-    cache_hit: bool = False,
-    replayed: bool = False,
-    primary_cost: Decimal | None = None,
-    recorded_cost: Decimal | None = None,
-    finish_reason: str | None = None,
-) -> dict[str, Any]:
-    """The plain ``response_metadata["coffee_nb"]`` of a call whose last record answered."""
-    if not records:
-        raise ValueError("a call summary needs the call's records")
-    final = records[-1]
-    cost = final.cost
-    usd = None if cost is None else float(cost)
-    total = usd
-    name = _PLAIN_NAME
-    attempts = [
-        {
-            "model": r.model,
-            "role": name[r.role],
-            "outcome": name[r.outcome],
-            "error_class": r.error_class,
-            "latency_s": r.latency_s,
-            "cost": usd if r is final else _usd(r.cost),
-        }
-        for r in records
-    ]
-    fallback_reason = None
-    if len(records) > 1:
-        spent = sum((r.cost for r in records if r.cost is not None), Decimal(0))
-        total = None if cost is None else float(spent)
-        if final.role is Role.FALLBACK:
-            fallback_reason = next((r.error_class for r in records if r.error_class), None)
-    data: dict[str, Any] = {
-        "call_id": final.call_id,
-        "model": final.model,
-        "provider": final.provider,
-        "role": name[final.role],
-        "fallback_reason": fallback_reason,
-        "attempts": attempts,
-        "tokens": {
-            "input": final.input_tokens,
-            "output": final.output_tokens,
-            "cached": final.cached_tokens,
-            "reasoning": final.reasoning_tokens,
-            "estimated": final.tokens_estimated,
-        },
-        "cost": usd,
-        "total_cost": total,
-        "priced": cost is not None,
-        "price_source": final.price_source,
-        "latency_s": latency_s,
-        "ttft_s": ttft_s,
-        "cache_hit": cache_hit,
-        "primary_model": records[0].model,
-        "primary_cost": _usd(primary_cost),
-        "saved": None if cost is None or primary_cost is None else float(primary_cost - cost),
-    }
-    if replayed:
-        data["replayed"] = True
-        data["recorded_cost"] = _usd(recorded_cost)
-    if finish_reason is not None:
-        data["finish_reason"] = finish_reason
-    return data
 
 
 class _View(Mapping[str, Any]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -241,15 +242,24 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+# The live view a notebook offers for a job (``coffee_nb.notebook.map_magic`` registers it when the extension
+# loads: the notebook layer sits above jobs, so it hands its view down instead of being imported from here).
+_KERNEL_VIEW: list[Callable[[int], View]] = []
+
+
+def use_in_kernel(factory: Callable[[int], View]) -> None:
+    """Show jobs run in a Jupyter kernel with ``factory(total_rows)`` (the notebook's live view)."""
+    _KERNEL_VIEW[:] = [factory]
+
+
 def make_view(progress: Any, total: int) -> View | None:
-    """``True``: the widget in a notebook, tqdm elsewhere; ``False``/None: none; or a View object."""
+    """``True``: the notebook's view in a kernel (tqdm there too until ``%load_ext coffee_nb`` offers it), tqdm
+    elsewhere; ``False``/None: none; or a View object."""
     if progress is None or progress is False:
         return None
     if progress is True:
-        if in_kernel():
-            from coffee_nb.notebook.map_magic import progress_view  # in a notebook: IPython is loaded already
-
-            return progress_view(total)
+        if _KERNEL_VIEW and in_kernel():
+            return _KERNEL_VIEW[0](total)
         return TqdmView(total)
     if all(hasattr(progress, m) for m in ("start", "update", "finish")):
         view: View = progress

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coffee_nb.errors._errors import ConfigError
-from coffee_nb.notebook import interpolate as _rules  # %%llm's interpolation rules, imported, not copied
-from coffee_nb.notebook.interpolate import interpolate
+from coffee_nb.session import _interpolate as _rules  # %%llm's interpolation rules, imported, not copied
+from coffee_nb.session._interpolate import interpolate
 
 __all__ = ["NOT_DEFINED", "SamePromptWarning", "Template", "unfilled_field"]
 

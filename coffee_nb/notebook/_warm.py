@@ -58,7 +58,7 @@ def _clients() -> None:
 
 
 def _sandbox() -> None:
-    from coffee_nb.session._aliases import resolve
+    from coffee_nb.providers._aliases import resolve
     from coffee_nb.session._session import get_session
 
     chain, _ = get_session().chain()

@@ -43,9 +43,9 @@ def models_frame(session: Session, search: str | None = None) -> StyledFrame:
     import pandas as pd
 
     from coffee_nb.invoke._models import PROVIDERS, Candidate, parse_spec
+    from coffee_nb.providers._aliases import aliases, resolve
     from coffee_nb.providers._base import installed
     from coffee_nb.sandbox import MODELS as SANDBOX
-    from coffee_nb.session._aliases import aliases, resolve
     from coffee_nb.session._settings import KNOWN_MODELS
 
     parse_spec("sandbox/fast")  # the registry's default entries load on first use

@@ -29,7 +29,7 @@ _STATE_COLOURS = {"closed": "#2e7d32", "open": "#c62828", "half-open": "#ef6c00"
 def _reader(source: Any) -> Callable[[], Health]:
     """What to read: the session (None), an AutoPicker or Session (its ``health()``), a function, or a Health."""
     if source is None:
-        from coffee_nb.invoke._health import health
+        from coffee_nb.session._session import health
 
         return health
     read = getattr(source, "health", None)  # an AutoPicker's or a Session's health()

@@ -1,187 +1,56 @@
-"""Prompt interpolation for ``%%llm``: ``{name}``, ``{name.attr}``, ``{name[key]}``, ``{In[3]}``, ``{Out[3]}``,
-and the notebook's exceptions: ``{err}`` (the last one; a variable named ``err`` wins) and ``{Err[3]}``
-(the one cell 3 raised), as type, message and the traceback's frames in the notebook's own code.
-
-Done exactly once, left to right. Only fields that look like a Python name followed by ``.attr`` /
-``[index]`` are candidates, so code, JSON and tracebacks full of braces pass through untouched; a
-candidate that can't be filled is left as is and reported with the reason. ``{{name}}`` is the escape
-for a literal ``{name}``; other doubled braces (JSON's ``}}``, Jinja's ``{{ x }}``) are left alone. No
-expression is evaluated: attributes and items are looked up one by one.
-
-A prompt leaves the machine, so what it may reach is limited: no private or dunder attributes (the
-kernel's signing key is ``exit._ip.kernel.session.key``), no root name starting with ``__``, nothing
-read through ``os.environ``, and no value holding an API key in use. An exception raised by the
-user's own object (a property that raises) is a one-line ``UsageError`` naming the field.
-"""
+"""The prompt interpolation rules (``coffee_nb.session._interpolate``) as the magics use them: a field that
+can't be filled is a ``UsageError``, which IPython shows as one line, without a traceback."""
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-import traceback
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from IPython.core.error import UsageError
 
-from coffee_nb.errors._redact import redact
+from coffee_nb.session import _interpolate as _rules
+from coffee_nb.session._interpolate import (
+    ENVIRON,
+    NO_ERROR,
+    NOT_DEFINED,
+    PRIVATE,
+    SECRET,
+    ErrorLog,
+    FieldError,
+    Unfilled,
+    describe,
+    last_error,
+)
 
-__all__ = ["ErrorLog", "Unfilled", "describe", "fill", "interpolate", "last_error"]
-
-# {name(.attr | [int] | ['key'] | ["key"])*} — nothing else is a field; {{field}} is its escape
-_PATH = r"""[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:-?\d+|'[^'\]]*'|"[^"\]]*")\])*"""
-_FIELD = re.compile(r"\{\{(?P<esc>" + _PATH + r")\}\}|\{(?P<expr>" + _PATH + r")\}")
-_PART = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+|'[^']*'|"[^"]*")\]""")
-
-# why a field is left as written, read as "{field} <reason>; left as written."
-NOT_DEFINED = "is not defined here"
-NO_ERROR = "is not set: no cell has raised an exception yet"
-PRIVATE = "is not read: private attributes are not interpolated"
-ENVIRON = "is not read: environment variables are not interpolated"
-SECRET = "is not used: its value holds an API key"
-
-
-class Unfilled(NamedTuple):
-    """A field left as written, and why."""
-
-    field: str
-    reason: str
-
-
-class _Refused(Exception):  # noqa: N818 - internal signal, never leaves this module
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _resolve(expr: str, namespace: Mapping[str, Any]) -> Any:
-    root = re.match(r"[A-Za-z_][A-Za-z0-9_]*", expr)
-    assert root is not None
-    name = root.group(0)
-    if name.startswith("__"):
-        raise _Refused(PRIVATE)
-    parts = _PART.findall(expr[root.end() :])
-    if any(attr.startswith("_") for attr, _ in parts):  # checked before any lookup runs user code
-        raise _Refused(PRIVATE)
-    if name not in namespace:
-        if name != "err":
-            raise _Refused(NOT_DEFINED)
-        value: Any = last_error(namespace)
-        if value is None:
-            raise _Refused(NO_ERROR)
-    else:
-        value = namespace[name]
-    for attr, index in parts:
-        if isinstance(value, os._Environ):
-            raise _Refused(ENVIRON)
-        if attr:
-            try:
-                value = getattr(value, attr)
-            except AttributeError:
-                raise _Refused(NOT_DEFINED) from None
-        else:
-            key: Any = int(index) if index.lstrip("-").isdigit() else index[1:-1]
-            try:
-                value = value[key]
-            except (KeyError, IndexError, TypeError):
-                raise _Refused(NOT_DEFINED) from None
-    if isinstance(value, os._Environ):
-        raise _Refused(ENVIRON)
-    if isinstance(value, BaseException):
-        return describe(value)
-    return value
-
-
-def last_error(namespace: Mapping[str, Any]) -> BaseException | None:
-    """The exception the most recent failing cell raised (``Err``, kept by ``ErrorLog``), if any."""
-    errors = namespace.get("Err")
-    if not isinstance(errors, Mapping) or not errors:
-        return None
-    found = errors[max(errors)]
-    return found if isinstance(found, BaseException) else None
-
-
-def describe(exc: BaseException, frames: int = 8) -> str:
-    """An exception as a prompt needs it: its last frames (the notebook's code, not IPython's), then
-    ``Type: message``. Keys are taken out."""
-    summary = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in summary if "/IPython/" not in f.filename.replace("\\", "/")]
-    lines = traceback.format_list(own[-frames:])
-    text = "".join(["Traceback (most recent call last):\n", *lines] if lines else [])
-    text += "".join(traceback.format_exception_only(type(exc), exc))
-    return redact(text.rstrip("\n"))
-
-
-class ErrorLog:
-    """A ``post_run_cell`` hook keeping each failing cell's exception in the user's ``Err`` dict (by
-    execution count), as ``In`` / ``Out`` keep cells: ``{Err[3]}`` / ``{err}`` in a prompt."""
-
-    def __init__(self, shell: Any) -> None:
-        self.shell = shell
-
-    def __call__(self, result: Any) -> None:
-        exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
-        if exc is None:
-            return
-        ns = self.shell.user_ns
-        errors = ns.get("Err")
-        if not isinstance(errors, dict):
-            if "Err" in ns:
-                return  # the user's own Err: left alone
-            errors = ns["Err"] = {}
-        count = getattr(result, "execution_count", None) or getattr(self.shell, "execution_count", 0)
-        errors[count] = exc
-
-    @classmethod
-    def install(cls, shell: Any) -> None:
-        """Register once per shell (a reloaded extension does not add a second hook)."""
-        events = getattr(shell, "events", None)
-        if events is None:
-            return
-        if not any(isinstance(cb, cls) for cb in events.callbacks.get("post_run_cell", [])):
-            events.register("post_run_cell", cls(shell))
+__all__ = [
+    "ENVIRON",
+    "NOT_DEFINED",
+    "NO_ERROR",
+    "PRIVATE",
+    "SECRET",
+    "ErrorLog",
+    "FieldError",
+    "Unfilled",
+    "describe",
+    "fill",
+    "interpolate",
+    "last_error",
+]
 
 
 def interpolate(text: str, namespace: Mapping[str, Any]) -> tuple[str, list[Unfilled]]:
-    """``text`` with fields filled from ``namespace``, and the fields left as written (with why).
-
-    Raises ``UsageError`` naming the field when the user's own object raises while being read."""
-    unfilled: list[Unfilled] = []
-
-    def fill(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if match.group("esc") is not None:
-            return "{" + match.group("esc") + "}"
-        expr = match.group("expr")
-        try:
-            value = str(_resolve(expr, namespace))
-        except _Refused as refused:
-            unfilled.append(Unfilled(expr, refused.reason))
-            return token
-        except Exception as exc:  # noqa: BLE001 - the user's object raised: say which field, in one line
-            detail = redact(f"{type(exc).__name__}: {exc}").splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"{{{expr}}} could not be filled: reading it raised {detail}") from None
-        if redact(value) != value:
-            unfilled.append(Unfilled(expr, SECRET))
-            return token
-        return value
-
-    return _FIELD.sub(fill, text), unfilled
+    try:
+        return _rules.interpolate(text, namespace)
+    except FieldError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def fill(text: str, namespace: Mapping[str, Any], *, allow_missing: bool = False) -> str:
-    """``text`` interpolated for sending. A field naming nothing defined is a ``UsageError`` (nothing is
-    sent) unless ``allow_missing``: then it is left as written, like refused fields, with a note each."""
-    filled, unfilled = interpolate(text, namespace)
-    missing = [u for u in unfilled if u.reason in (NOT_DEFINED, NO_ERROR)]
-    if missing and not allow_missing:
-        first = missing[0].field
-        names = ", ".join(f"{{{u.field}}} {u.reason}" for u in missing)
-        raise UsageError(
-            f"{names}: nothing was sent. Define it, write {{{{{first}}}}} for a literal {{{first}}}, "
-            "or add --allow-missing to send such fields as written"
-        )
-    for field, reason in unfilled:
-        print(f"coffee_nb: {{{field}}} {reason}; left as written.", file=sys.stderr)
-    return filled
+    try:
+        return _rules.fill(text, namespace, allow_missing=allow_missing)
+    except FieldError as exc:
+        raise UsageError(str(exc)) from None
+
+
+interpolate.__doc__ = _rules.interpolate.__doc__
+fill.__doc__ = _rules.fill.__doc__

@@ -11,6 +11,7 @@ from IPython.core.magic import Magics, magics_class
 
 from coffee_nb._shared._format import money
 from coffee_nb.errors._errors import BudgetExceededError, ConfigError
+from coffee_nb.jobs._progress import use_in_kernel
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
 
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ def _lookup(ns: dict[str, Any], name: str, what: str, hint: str = "") -> Any:
             raise UsageError(f"{what} {name!r}: {attr!r} not found")
         value = getattr(value, attr)
     return value
+
+
+use_in_kernel(progress_view)  # map_rows(progress=True) in this kernel shows this view
 
 
 @magics_class

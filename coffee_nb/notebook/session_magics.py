@@ -155,7 +155,7 @@ class SessionMagics(ShellMagics):
         ``%%llm_compare fast smart``): ``%llm_alias fast=openai/gpt-4o-mini`` sets one, ``%llm_alias``
         lists them, ``%llm_alias --remove fast`` forgets one. Kept until the kernel restarts."""
         from coffee_nb.notebook.tables import alias_frame
-        from coffee_nb.session._aliases import aliases, check_alias, remove_alias, set_alias
+        from coffee_nb.providers._aliases import aliases, check_alias, remove_alias, set_alias
 
         args = _parse(self.llm_alias, line)
         words = list(args.assignments)

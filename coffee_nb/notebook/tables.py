@@ -332,7 +332,7 @@ def ledger_text(ledger: Ledger) -> str:
 def config_frame(session: Session) -> StyledFrame:
     """``%llm_config``: the session's settings, one row each (``setting`` → ``value``, as text)."""
     from coffee_nb.errors._errors import ConfigError
-    from coffee_nb.session._aliases import aliases
+    from coffee_nb.providers._aliases import aliases
 
     chain, notice = session.chain()
     try:
@@ -360,7 +360,7 @@ def config_frame(session: Session) -> StyledFrame:
 # -- %llm_alias --------------------------------------------------------------------------------------
 def alias_frame() -> StyledFrame:
     """``%llm_alias``: every alias and the model it stands for."""
-    from coffee_nb.session._aliases import aliases
+    from coffee_nb.providers._aliases import aliases
 
     named = aliases()
     frame = pd.DataFrame({"model": list(named.values())}, index=pd.Index(list(named), name="alias"))

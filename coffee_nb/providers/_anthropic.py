@@ -22,7 +22,7 @@ from coffee_nb.providers._params import Params
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["register"]
 
@@ -102,7 +102,7 @@ ASYNC_CLIENTS = AsyncClients(held_by=_held_by, theirs=lambda model: False, renew
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     register_provider(
         "anthropic",

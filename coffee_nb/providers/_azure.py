@@ -15,7 +15,7 @@ from coffee_nb.providers._openai import ASYNC_CLIENTS, PARAMS, REASONING
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["register"]
 
@@ -31,14 +31,14 @@ SETTINGS = (
 def _build(deployment: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     from langchain_openai import AzureChatOpenAI
 
-    from coffee_nb.invoke._models import BuildSettings, build_openai_compatible
+    from coffee_nb.providers._registry import BuildSettings, build_openai_compatible
 
     params = {"azure_deployment": deployment, **s.params}
     return build_openai_compatible(deployment, key, BuildSettings(s.timeout, params, s.loop), cls=AzureChatOpenAI)
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     register_provider(
         "azure",

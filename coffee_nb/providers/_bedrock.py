@@ -21,7 +21,7 @@ from coffee_nb.providers._params import Params
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["CODES", "ERRORS", "register"]
 
@@ -169,7 +169,7 @@ def _prefill(model: str) -> bool:
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     register_provider(
         "bedrock",

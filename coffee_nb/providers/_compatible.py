@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["BASE_URL_VAR", "HOSTS", "Host", "register"]
 
@@ -82,8 +82,8 @@ HOSTS: dict[str, Host] = {
 
 def _builder(name: str, host: Host) -> Callable[[str, str | None, BuildSettings], BaseChatModel]:
     def build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-        from coffee_nb.invoke._models import BuildSettings, build_openai_compatible
         from coffee_nb.providers._compatible_chat import ChatOpenAICompatible
+        from coffee_nb.providers._registry import BuildSettings, build_openai_compatible
 
         params: dict[str, Any] = {"provider": name, **s.params}
         base_url = host.base_url or os.environ.get(BASE_URL_VAR)  # params' base_url wins over both
@@ -97,7 +97,7 @@ def _builder(name: str, host: Host) -> Callable[[str, str | None, BuildSettings]
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     for name, host in HOSTS.items():
         register_provider(

@@ -17,7 +17,7 @@ from coffee_nb.providers._params import SAMPLING, Params
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["ERRORS", "register"]
 
@@ -79,7 +79,7 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     register_provider(
         "google",

@@ -13,7 +13,7 @@ from coffee_nb.providers._params import Params
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["ERRORS", "register"]
 
@@ -81,7 +81,7 @@ ASYNC_CLIENTS = AsyncClients(
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     register_provider(
         "groq",

@@ -18,7 +18,7 @@ from coffee_nb.providers._params import Params
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["ERRORS", "register"]
 
@@ -104,7 +104,7 @@ ASYNC_CLIENTS = AsyncClients(held_by=lambda model: getattr(model, "async_client"
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     register_provider(
         "mistral",

@@ -14,8 +14,8 @@ from coffee_nb.providers._params import Params
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
     from coffee_nb.pricing._pricing import ModelFacts
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["register"]
 
@@ -73,7 +73,7 @@ def _info(model: str) -> ModelFacts:
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     register_provider(
         "ollama",

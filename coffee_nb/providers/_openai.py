@@ -16,7 +16,7 @@ from coffee_nb.providers._params import Params
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.invoke._models import BuildSettings
+    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["ASYNC_CLIENTS", "PARAMS", "REASONING", "register"]
 
@@ -29,7 +29,7 @@ PARAMS = Params(sampling=SAMPLING, refuses=((REASONING, _REFUSED),))
 
 
 def _build(model: str, key: str | None, settings: BuildSettings) -> BaseChatModel:
-    from coffee_nb.invoke._models import build_openai_compatible
+    from coffee_nb.providers._registry import build_openai_compatible
 
     return build_openai_compatible(model, key, settings)
 
@@ -66,7 +66,7 @@ ASYNC_CLIENTS = AsyncClients(held_by=_held_by, theirs=_theirs, renew=_renew)
 
 
 def register() -> None:
-    from coffee_nb.invoke._models import register_provider
+    from coffee_nb.providers._registry import register_provider
 
     register_provider(
         "openai",

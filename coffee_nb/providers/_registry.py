@@ -274,12 +274,20 @@ _GUESSES = (
 )
 
 
+def resolve(spec: object) -> object:
+    """The spec an alias names (``fast`` → ``openai/gpt-4o-mini``, see ``_aliases``); anything else unchanged.
+    Readers take no lock."""
+    if isinstance(spec, str):
+        target = _config.ALIASES.names.get(spec.strip())
+        if target is not None:
+            return target
+    return spec
+
+
 def parse_spec(spec: str) -> tuple[str, str]:
     """``"openai/gpt-4o-mini"`` → ``("openai", "gpt-4o-mini")``; a bad spec is a ConfigError."""
     if not isinstance(spec, str):
         raise ConfigError(f"a model must be a 'provider/model' string or a chat model, got {spec!r}")
-    from coffee_nb.session._aliases import resolve
-
     spec = str(resolve(spec))  # an alias ("fast") stands for the spec it names
     provider, sep, model = spec.strip().partition("/")
     if not sep or not provider or not model or any(c.isspace() for c in spec.strip()):

@@ -150,7 +150,7 @@ def replay(message: _M, stored: dict[str, Any], latency: float) -> tuple[CallRec
         price_source="cache",
         cache_hit=True,
     )
-    from coffee_nb.invoke._summary import summary_data
+    from coffee_nb._shared._records import summary_data
 
     meta = summary_data((record,), latency_s=latency, cache_hit=True)
     return record, message.model_copy(update={"response_metadata": {**message.response_metadata, "coffee_nb": meta}})

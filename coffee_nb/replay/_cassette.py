@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -298,11 +299,9 @@ def default_path() -> Path:
 
 
 def _ipython_session() -> str | None:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    ip = get_ipython()
+    """The running IPython's ``__session__`` (the notebook's path), asking only an IPython already loaded."""
+    ipython = sys.modules.get("IPython")
+    ip = ipython.get_ipython() if ipython is not None else None
     value = ip.user_ns.get("__session__") if ip is not None else None
     return value if isinstance(value, str) else None
 

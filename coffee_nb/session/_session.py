@@ -20,7 +20,7 @@ from coffee_nb._shared._format import money, parse_json
 from coffee_nb._shared._paths import StorageError
 from coffee_nb.errors._errors import CoffeeError, ConfigError, is_clean, redact, scrub
 from coffee_nb.invoke._summary import CallSummary
-from coffee_nb.session._aliases import resolve
+from coffee_nb.providers._aliases import resolve
 from coffee_nb.session._answer import Answer, AnswerError
 from coffee_nb.session._settings import ASKING, SessionSettings
 
@@ -34,8 +34,20 @@ if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, BaseMessage
 
     from coffee_nb.budget import Budget
+    from coffee_nb.invoke._health import Health
 
-__all__ = ["Answer", "AnswerError", "Session", "ask", "configure", "get_session", "money", "parse_json", "reset"]
+__all__ = [
+    "Answer",
+    "AnswerError",
+    "Session",
+    "ask",
+    "configure",
+    "get_session",
+    "health",
+    "money",
+    "parse_json",
+    "reset",
+]
 
 FORMATS = ("markdown", "text", "code", "json", "html")
 
@@ -282,3 +294,8 @@ def reset() -> None:
 def ask(prompt: str, **kwargs: Any) -> Answer:
     """Ask the session's chain from Python (same cache, budget and metrics as ``%%llm``)."""
     return get_session().ask(prompt, **kwargs)
+
+
+def health() -> Health:
+    """The session's router health (``%%llm`` and ``coffee_nb.ask`` chains)."""
+    return get_session().health()

@@ -358,7 +358,7 @@ class SessionSettings:
     def picker(self, models: Sequence[Any] | None = None, budget: Budget | None = None) -> AutoPicker:
         """The AutoPicker for ``models`` (default chain when None); cached so cooldowns persist across cells."""
         from coffee_nb.invoke._invoker import AutoPicker
-        from coffee_nb.session._aliases import resolve
+        from coffee_nb.providers._aliases import resolve
 
         chain = [resolve(m) for m in (list(models) if models else self.chain()[0])]  # an alias: its model now
         key = tuple(m if isinstance(m, str) else id(m) for m in chain)

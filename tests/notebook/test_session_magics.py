@@ -162,14 +162,14 @@ def test_bad_aliases_change_nothing(ip):
         ip.run_line_magic("llm_alias", "justaname")
     with pytest.raises(UsageError, match=r"no alias 'ghost' \(aliases: keep\)"):
         ip.run_line_magic("llm_alias", "--remove keep ghost")
-    from coffee_nb.session._aliases import aliases
+    from coffee_nb.providers._aliases import aliases
 
     assert aliases() == {"keep": "sandbox/fast"}  # nothing half-applied
 
 
 def test_aliases_are_forgotten_by_reset_defaults():
     from coffee_nb._shared import _config
-    from coffee_nb.session._aliases import aliases, set_alias
+    from coffee_nb.providers._aliases import aliases, set_alias
 
     with coffee_nb.testing.isolated():
         set_alias("quick", "sandbox/fast")

@@ -12,6 +12,7 @@ import re
 
 from coffee_nb._shared import _config
 from coffee_nb.errors._errors import ConfigError
+from coffee_nb.providers._registry import parse_spec, resolve
 
 __all__ = ["aliases", "check_alias", "remove_alias", "resolve", "set_alias"]
 
@@ -24,15 +25,6 @@ def aliases() -> dict[str, str]:
         return dict(_config.ALIASES.names)
 
 
-def resolve(spec: object) -> object:
-    """The spec an alias names; anything else (a spec, a chat model) unchanged. Readers take no lock."""
-    if isinstance(spec, str):
-        target = _config.ALIASES.names.get(spec.strip())
-        if target is not None:
-            return target
-    return spec
-
-
 def check_alias(name: str, spec: str) -> str:
     """The spec ``name`` would stand for (an alias as ``spec`` is followed); a ConfigError if either is bad."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -42,8 +34,6 @@ def check_alias(name: str, spec: str) -> str:
     target = resolve(spec.strip()) if isinstance(spec, str) else spec
     if not isinstance(target, str):
         raise ConfigError(f"an alias names a 'provider/model' spec, like 'openai/gpt-4o-mini', got {spec!r}")
-    from coffee_nb.invoke._models import parse_spec
-
     provider, model = parse_spec(target)  # a clear error for a bad spec, before anything changes
     return f"{provider}/{model}"
 
