@@ -73,8 +73,12 @@ def encoding_for(provider: str, model: str) -> tuple[str, bool]:
 
 @functools.cache
 def _encoding(name: str) -> Any:
-    with _lock, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # bpe-openai uses importlib.resources.open_binary
+    # bpe-openai uses importlib.resources.open_binary (deprecated): a filter for that warning alone, added
+    # once. Not warnings.catch_warnings(): it restores the whole filter list on exit, which, on the %load_ext
+    # warm-up thread, undid filters other threads added meanwhile (urllib3's, whose SOCKS warning then
+    # landed in a notebook cell)
+    warnings.filterwarnings("ignore", message=r".*open_binary", category=DeprecationWarning)
+    with _lock:
         import bpe_openai
 
         return bpe_openai.get_encoding(name)
