@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from coffee_nb.notebook.widgets import Dashboard
+    from coffee_nb.notebook._dashboard import Dashboard
 
 __all__ = ["dashboard", "load_ipython_extension"]
 
@@ -30,7 +30,7 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
-    from coffee_nb.notebook.widgets import Dashboard
+    from coffee_nb.notebook._dashboard import Dashboard
     from coffee_nb.session._session import get_session
 
     session = get_session()

@@ -13,9 +13,9 @@ from coffee_nb.notebook._options import ShellMagics, _argument, _line_magic, _ma
 from coffee_nb.session._session import get_session, money
 
 if TYPE_CHECKING:
+    from coffee_nb.notebook._dashboard import Dashboard
     from coffee_nb.notebook.render import Table
     from coffee_nb.notebook.tables import StyledFrame
-    from coffee_nb.notebook.widgets import Dashboard
 
 __all__ = ["SessionMagics"]
 

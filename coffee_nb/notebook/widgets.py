@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from coffee_nb.metrics import MetricsSnapshot, Samples
 
-__all__ = ["BudgetGauge", "CostTable", "Dashboard", "LatencyHistogram", "_Live", "_View"]
+__all__ = ["BudgetGauge", "CostTable", "LatencyHistogram", "_Live", "_View"]  # Dashboard: notebook._dashboard
 
 DEFAULT_MAX_REDRAWS_PER_SECOND = 2.0
 TABLE = "border-collapse:collapse"
@@ -261,6 +261,3 @@ class CostTable(_View):
             )
         columns = ["model", "attempts", "errors", "fallbacks", "tokens in", "tokens out", "cost", "share"]
         self.table.value = table_html(columns, rows, "coffee-nb-costs", bold_last=True)
-
-
-from coffee_nb.notebook._dashboard import Dashboard  # noqa: E402 - it builds on the views above

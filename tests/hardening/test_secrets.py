@@ -108,7 +108,7 @@ def test_no_key_in_any_artifact(canaries, caplog, tmp_path):
     texts.append(("LocalMetrics DataFrame", local.to_dataframe().to_csv() + local.summary().to_csv()))
     texts.append(("get_metrics", json.dumps(local.get_metrics(), default=str)))
     texts.append(("Prometheus", prom.exposition()))
-    from coffee_nb.notebook.widgets import Dashboard
+    from coffee_nb.notebook._dashboard import Dashboard
 
     board = Dashboard(local, budget, health=ok)
     board.redraw(force=True)

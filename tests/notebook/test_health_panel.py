@@ -9,8 +9,8 @@ import pytest
 
 import coffee_nb
 from coffee_nb import AutoPicker, HealthPanel, LocalMetrics, Policy, sandbox
+from coffee_nb.notebook._dashboard import Dashboard
 from coffee_nb.notebook.health_panel import countdown, health_html
-from coffee_nb.notebook.widgets import Dashboard
 from coffee_nb.testing import ScriptedChatModel, http_error
 
 pytestmark = pytest.mark.usefixtures("quiet_sandbox")

@@ -22,7 +22,8 @@ from coffee_nb import (
     sandbox,
 )
 from coffee_nb.metrics import MetricsSnapshot
-from coffee_nb.notebook.widgets import BudgetGauge, CostTable, Dashboard, LatencyHistogram, _Live
+from coffee_nb.notebook._dashboard import Dashboard
+from coffee_nb.notebook.widgets import BudgetGauge, CostTable, LatencyHistogram, _Live
 from coffee_nb.testing import ScriptedChatModel, http_error
 
 pytestmark = pytest.mark.usefixtures("quiet_sandbox")
@@ -389,7 +390,7 @@ def test_no_ipywidgets_behind_the_views():
     code = (
         "import sys\n"
         "from coffee_nb import AutoPicker, Budget, HealthPanel, LocalMetrics\n"
-        "from coffee_nb.notebook.widgets import Dashboard\n"
+        "from coffee_nb.notebook._dashboard import Dashboard\n"
         "from coffee_nb.notebook.map_magic import progress_view\n"
         "m = LocalMetrics()\n"
         "AutoPicker('sandbox/echo', metrics=m).invoke('x')\n"
