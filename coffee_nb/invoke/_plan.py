@@ -553,19 +553,18 @@ class Plan:
         price = attempt.price
         if nested is not None:  # the inner AutoPicker's exact cost, not an estimate from a made-up price
             cost = nested.total_cost
-            pico = None if cost is None else to_pico(cost)
-            price = None if cost is None else _NESTED
+            pico, source = (None, "unpriced") if cost is None else (to_pico(cost), "nested")
+        elif price is None:
+            pico, source = None, "unpriced"
         else:
-            pico = None if price is None else price.pico(usage.input, usage.output, usage.cached, usage.cache_write)
+            pico, source = price.pico(usage.input, usage.output, usage.cached, usage.cache_write), price.source
         if lease is not None and budget is not None:
             fast = getattr(budget, "commit_pico", None)
             if fast is not None:
                 fast(lease, pico)
             else:
                 budget.commit(lease, None if pico is None else from_pico(pico))
-        if price is None or pico is None:
-            return None, "unpriced"
-        return from_pico(pico), price.source
+        return (None, "unpriced") if pico is None else (from_pico(pico), source)
 
     def _settled(
         self,
@@ -701,13 +700,6 @@ class Nested(Protocol):
     def provider(self) -> str: ...
     @property
     def total_cost(self) -> Decimal | None: ...
-
-
-class _NestedSource:
-    source = "nested"  # the record's price source: the inner AutoPicker priced it
-
-
-_NESTED: Any = _NestedSource()
 
 
 def _said(failure: Failure) -> str:
