@@ -24,7 +24,7 @@ from typing import Any
 FEATURES: dict[str, tuple[str, str]] = {
     "health": ("health(): each model's recent attempts", "RecentAttempts.add"),
     "finish": ("finish reason / truncation in the footer", "finish_reason"),
-    "saved": ("what a fallback saved against the primary", "Plan.primary_cost"),
+    "saved": ("what a fallback saved against the primary", "Spend.primary_cost"),
     "cassette": ("cassettes: is one active?", "the cassette lookup"),
     "events": ("live retry status in %%llm", "tell"),
     "scrub": ("keys taken out of the provider's exception itself", "scrub"),
@@ -35,14 +35,14 @@ FEATURES: dict[str, tuple[str, str]] = {
 
 def switch_off(name: str) -> None:
     from coffee_nb.errors import _errors, _redact
-    from coffee_nb.invoke import _attempt, _health, _plan
+    from coffee_nb.invoke import _attempt, _health, _plan, _spend
 
     if name == "health":
         _health.RecentAttempts.add = lambda self, record: None  # type: ignore[method-assign]
     elif name == "finish":
-        _attempt.finish_reason = lambda metadata: None  # type: ignore[assignment]
+        _spend.finish_reason = lambda metadata: None  # type: ignore[assignment]
     elif name == "saved":
-        _plan.Plan.primary_cost = lambda self, cand, usage: None  # type: ignore[method-assign]
+        _spend.Spend.primary_cost = lambda self, cand, usage: None  # type: ignore[method-assign]
     elif name == "cassette":
         _attempt.active_cassette = lambda: None  # type: ignore[assignment]
     elif name == "events":

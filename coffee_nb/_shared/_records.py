@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from coffee_nb._shared import _config
 from coffee_nb.errors._errors import ConfigError
 
-__all__ = ["CallRecord", "Outcome", "RecordSink", "Role", "capture_records", "summary_data"]
+__all__ = ["CallRecord", "Outcome", "RecordSink", "Role", "Usage", "capture_records", "summary_data"]
 
 log = logging.getLogger("coffee_nb")
 
@@ -36,6 +36,17 @@ class Outcome(StrEnum):
     ERROR = "error"
     SKIPPED = "skipped"  # not called: cooling down, context too small, budget, rate limit wait too long
     CANCELLED = "cancelled"
+
+
+class Usage(NamedTuple):
+    """Tokens one attempt used. ``input`` includes cached and cache-write tokens (OpenAI/LangChain style)."""
+
+    input: int
+    output: int
+    cached: int = 0
+    reasoning: int = 0
+    cache_write: int = 0
+    estimated: bool = False  # counted offline, not reported by the provider
 
 
 class CallRecord(NamedTuple):

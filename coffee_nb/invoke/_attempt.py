@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
 
-from coffee_nb._shared._finish import finish_reason
 from coffee_nb._shared._format import content_text
+from coffee_nb._shared._records import Role
 from coffee_nb._shared._validate import usd
 from coffee_nb.errors._errors import (
     CoffeeError,
@@ -50,7 +50,7 @@ from coffee_nb.invoke._plan import Attempt, Core, Plan, Usage
 from coffee_nb.invoke._policy import Action
 from coffee_nb.invoke._replay import taped
 from coffee_nb.invoke._streams import RESTARTS_OK
-from coffee_nb.invoke._summary import CallSummary, keep_structured, summary_data
+from coffee_nb.invoke._summary import CallSummary, keep_structured
 from coffee_nb.invoke._timeouts import AttemptTimeoutError, FirstTokenTimeoutError, IdleTimeoutError
 from coffee_nb.pricing._pricing import to_pico
 from coffee_nb.replay._cassette import CassetteError
@@ -69,6 +69,9 @@ _CALL_KEYS = frozenset({"coffee_tools", "coffee_structured", "ls_structured_outp
 # input or a bug, the same for every model; shown at once, not routed around.
 _PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, ValueError)
 _FINISH_KEYS = ("finish_reason", "stop_reason", "done_reason")
+# Seconds a stream that is complete (finish reason and usage in) may take to end: read to its end, so the
+# candidate's own run ends cleanly in traces; a server that holds it open past this is left.
+_GRACE = 1.0
 
 
 # LangChain's own invoke-by-streaming (``streaming=True``, astream_events) adds every chunk up with ``+``,
@@ -86,6 +89,7 @@ class Call:
     __slots__ = (
         "picker",
         "plan",
+        "clock",
         "messages",
         "stop",
         "config",
@@ -101,6 +105,7 @@ class Call:
         "marker",
         "restarted",
         "finished",
+        "idle",
         "run_manager",
         "restart_chunk",
         "tape",
@@ -131,6 +136,7 @@ class Call:
         ceiling = kwargs.get("max_cost")
         max_cost = None if ceiling is None else to_pico(usd("max_cost", ceiling))
         self.plan = Plan(core, picker.budget, messages, kwargs.get("max_tokens", picker.max_tokens), max_cost)
+        self.clock = core.clock
         self.messages = messages
         self.stop = stop or picker.stop or None
         parent = PARENT.get() if run_manager is None else None
@@ -153,6 +159,7 @@ class Call:
         self.marker: ChatGenerationChunk | None = None  # a restart marker to yield before the next chunk
         self.restarted = False
         self.finished = False  # the provider said the answer is complete (finish reason seen)
+        self.idle: float | None = None  # the attempt's idle limit between chunks
         self.restart_chunk: ChatGenerationChunk | None = None  # the last restart marker handed out
         self.tape = active_cassette()  # None almost always: then nothing below costs anything
         self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
@@ -165,7 +172,7 @@ class Call:
         step = self.plan.next()
         if isinstance(step, Attempt):
             self.attempt, self.ttft, self.total, self.calling, self.finished = step, None, None, False, False
-            self.nested = None
+            self.nested = self.idle = None
         return step
 
     def _chat_model(self, attempt: Attempt, loop: asyncio.AbstractEventLoop | None) -> Any:
@@ -174,7 +181,7 @@ class Call:
         cand = attempt.candidate
         if cand.instance is not None and loop is None:  # async: a copy with a fresh client on another loop
             return cand.instance
-        clock = self.plan.clock
+        clock = self.clock
         before = clock()
         model = cand.chat_model(loop=loop)
         spent = clock() - before
@@ -258,15 +265,23 @@ class Call:
         attempt = self._current()
         if self.ttft is None:
             return self.first_token_limit(attempt)
-        plan = self.plan
-        limit = plan.policy.idle_limit(attempt.candidate.reasoning)
-        return max(0.0, min(limit, plan.deadline - plan.clock()))
+        idle = self.idle
+        if idle is None:  # once per attempt: the same for every chunk
+            idle = self.idle = self.plan.policy.idle_limit(attempt.candidate.reasoning)
+        return max(0.0, min(idle, self.plan.deadline - self.clock()))
+
+    def read_limit(self) -> tuple[float, bool]:
+        """Seconds to wait for the next stream chunk, and whether the answer is complete already (its
+        finish reason and usage are in): then only a short grace, as a server may hold it open."""
+        if self.finished and (total := self.total) is not None and total.usage_metadata:
+            return _GRACE, True
+        return self.wait_limit(), False
 
     def timed_out(self) -> AttemptTimeoutError:
         """The error for a limit that ran out (what ``wait_limit`` / ``invoke_limit`` said)."""
         attempt = self._current()
         name = attempt.candidate.name
-        elapsed = self.plan.clock() - attempt.started
+        elapsed = self.clock() - attempt.started
         if not self.streaming:
             return AttemptTimeoutError("no answer", elapsed, name)
         if self.ttft is None:
@@ -277,7 +292,7 @@ class Call:
     def relay(self, chunk: AIMessageChunk) -> Iterator[ChatGenerationChunk]:
         """Pass one chunk on to the caller (after a pending restart marker), keeping the running total."""
         if self.ttft is None:
-            self.ttft = self.plan.clock() - self._current().started
+            self.ttft = self.clock() - self._current().started
         meta = chunk.response_metadata
         if meta and "coffee_nb" in meta:
             ours = meta["coffee_nb"]
@@ -303,11 +318,6 @@ class Call:
             return True
         meta = chunk.response_metadata
         return bool(meta) and any(meta.get(k) for k in _FINISH_KEYS)
-
-    def complete(self) -> bool:
-        """The answer is complete and its usage is in: stop reading (a server may never send ``[DONE]``)."""
-        total = self.total
-        return self.finished and total is not None and bool(total.usage_metadata)
 
     # -- how an attempt ended ----------------------------------------------------------------------------
     def answered(self, output: Any) -> AIMessage:
@@ -434,14 +444,21 @@ class Call:
         self.restarted = True
 
     def _succeeded(self, attempt: Attempt, message: BaseMessage, structured: dict[str, Any] | None) -> dict[str, Any]:
-        plan = self.plan
+        """Settle the answer with the plan in one step; the summary it carries back."""
         cand = attempt.candidate
-        usage = usage_of(message) or plan.estimate(cand, content_text(message.content))
         nested = None
         if cand.inner is not None:  # another AutoPicker answered: its own summary says who and for how much
             said = self.nested or message.response_metadata.get("coffee_nb")
             nested = CallSummary(said) if isinstance(said, Mapping) and "call_id" in said else None
-        record = plan.succeeded(attempt, usage, ttft=self.ttft, streamed=self.streaming, nested=nested)
+        record, usage, summary = self.plan.answered(
+            attempt,
+            usage_of(message),
+            message.response_metadata,
+            ttft=self.ttft,
+            streamed=self.streaming,
+            nested=nested,
+            content=message.content,
+        )
         self.attempt = None
         if self.tape is not None:
             try:
@@ -451,13 +468,7 @@ class Call:
                 warnings.warn(f"coffee_nb: this answer was not recorded: {exc}", RuntimeWarning, stacklevel=2)
         if structured is not None:  # parsed objects aren't plain data: they travel beside the message
             keep_structured(record.call_id, structured)
-        return summary_data(
-            plan.records,
-            latency_s=plan.elapsed(),
-            ttft_s=self.ttft,
-            primary_cost=plan.primary_cost(cand, usage),
-            finish_reason=finish_reason(message.response_metadata),
-        )
+        return summary
 
     def _partial_usage(self, attempt: Attempt) -> Usage | None:
         """What a broken stream delivered (the provider bills it), or None before the first chunk."""
@@ -465,4 +476,24 @@ class Call:
         total = self.total
         if total is None:
             return None
-        return usage_of(total) or self.plan.estimate(attempt.candidate, content_text(total.content))
+        return usage_of(total) or self.plan.spend.estimate(total.content)
+
+    # -- for a hedged race (``_hedge.py`` does its I/O; what each racer's end means is settled here) -----
+    def hedge(self) -> Attempt | None:
+        """The hedge delay passed: the next candidate to race alongside (reserved), or None."""
+        return self.plan.hedge()
+
+    def racer_failed(self, attempt: Attempt, exc: BaseException) -> None:
+        """One racer failed while another still runs: recorded; the race goes on."""
+        self.plan.failed(attempt, exc)
+
+    def lost(self, attempt: Attempt, text: str = "", *, streamed: bool = False) -> None:
+        """A racer lost (or the race was interrupted): settled as cancelled, charged its prompt and the
+        text it had sent (estimated)."""
+        self.plan.abandoned(attempt, text, streamed=streamed)
+
+    def won(self, attempt: Attempt) -> None:
+        """A racer won a stream race: its attempt is the current one (a hedge's model becomes current)."""
+        self.attempt = attempt
+        if attempt.role is Role.HEDGE:
+            self.plan.hedge_won(attempt)

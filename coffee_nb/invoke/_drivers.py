@@ -29,10 +29,6 @@ from coffee_nb.invoke._timeouts import AttemptTimeoutError, Pump, call_within
 
 __all__ = ["adrive", "arun", "drive", "is_summary", "run"]
 
-# Seconds a stream that is complete (finish reason and usage in) may take to end: read to its end, so the
-# candidate's own run ends cleanly in traces; a server that holds it open past this is left.
-_GRACE = 1.0
-
 
 def drive(call: Call) -> Generator[Any, None, None]:
     """The sync driver: do what the plan says until an answer comes back or the plan gives up."""
@@ -61,9 +57,9 @@ def drive(call: Call) -> Generator[Any, None, None]:
                 )
                 try:
                     while True:
-                        complete = call.complete()
+                        limit, complete = call.read_limit()
                         try:
-                            chunk = pump.next(_GRACE if complete else call.wait_limit(), call.timed_out)
+                            chunk = pump.next(limit, call.timed_out)
                         except AttemptTimeoutError:
                             if complete:  # a server that holds a complete stream open: stop reading it
                                 break
@@ -81,12 +77,12 @@ def drive(call: Call) -> Generator[Any, None, None]:
                 prepared = (model, messages, kwargs)
                 result = race(call, step, sync_starter(call, step, prepared, config, stop), delay)
             else:
-                limit = call.invoke_limit(step)
-                if limit is None:
+                bound = call.invoke_limit(step)
+                if bound is None:
                     output = model.invoke(messages, config, stop=stop, **kwargs)
                 else:
                     output = call_within(
-                        partial(model.invoke, messages, config, stop=stop, **kwargs), limit, call.timed_out
+                        partial(model.invoke, messages, config, stop=stop, **kwargs), bound, call.timed_out
                     )
                 result = call.answered(output)
         except Exception as exc:
@@ -126,9 +122,9 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
                     chunks = await astream_race(call, step, chunks, delay, loop)
                 try:
                     while True:
-                        complete = call.complete()
+                        limit, complete = call.read_limit()
                         try:
-                            chunk = await _within(anext(chunks, None), _GRACE if complete else call.wait_limit(), call)
+                            chunk = await _within(anext(chunks, None), limit, call)
                         except AttemptTimeoutError:
                             if complete:  # a server that holds a complete stream open: stop reading it
                                 break

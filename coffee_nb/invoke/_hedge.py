@@ -32,11 +32,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared._format import content_text
-from coffee_nb._shared._records import Role
 from coffee_nb.errors._errors import EmptyResponseError
-from coffee_nb.invoke._plan import Attempt, Usage
+from coffee_nb.invoke._spend import Attempt
 from coffee_nb.invoke._timeouts import AttemptTimeoutError, FirstTokenTimeoutError, Pump, submit
-from coffee_nb.pricing._tokens import estimate_tokens
 
 if TYPE_CHECKING:
     from langchain_core.messages import AIMessage, AIMessageChunk
@@ -53,7 +51,7 @@ def _timeout(attempt: Attempt) -> AttemptTimeoutError:
 def _settle_failure(call: Call, attempt: Attempt, error: BaseException, running: Sized) -> None:
     """One racer failed: record it while another still runs; re-raise it when it was the last."""
     if running:
-        call.plan.failed(attempt, error)  # recorded; the race goes on with the others
+        call.racer_failed(attempt, error)  # recorded; the race goes on with the others
         return
     call.attempt = attempt  # the driver settles the last failure and decides what comes next
     raise error
@@ -62,19 +60,19 @@ def _settle_failure(call: Call, attempt: Attempt, error: BaseException, running:
 def _start_hedge(call: Call, start: Callable[[Attempt], object]) -> None:
     """The hedge delay has passed: start the next candidate alongside, if the plan grants one (reserved on
     the budget). Preparing it can fail (a missing key): then the hedge lost and the race goes on."""
-    extra = call.plan.hedge()
+    extra = call.hedge()
     if extra is None:
         return
     try:
         start(extra)
     except Exception as exc:  # noqa: BLE001 - a hedge that can't start is a failed attempt of its own
-        call.plan.failed(extra, exc)
+        call.racer_failed(extra, exc)
 
 
 def race(call: Call, first: Attempt, start: Callable[[Attempt], Callable[[], Any]], delay: float) -> AIMessage:
     """The sync race: ``start(attempt)`` gives the blocking call for an attempt; each runs on a worker."""
     done: queue.SimpleQueue[tuple[Attempt, Any, BaseException | None]] = queue.SimpleQueue()
-    clock = call.plan.clock
+    clock = call.clock
 
     def launch(attempt: Attempt) -> Any:
         fn = start(attempt)
@@ -115,14 +113,14 @@ def race(call: Call, first: Attempt, start: Callable[[Attempt], Callable[[], Any
                 continue
             for loser, job in running.items():
                 job.abandoned = True
-                call.plan.abandoned(loser)
+                call.lost(loser)
             running.clear()
             call.attempt = attempt
             return call.answered(value)
     except BaseException:
         for loser, job in running.items():  # interrupted: give up on every racer still out
             job.abandoned = True
-            call.plan.abandoned(loser)
+            call.lost(loser)
         if running:
             call.attempt = None  # settled here: nothing left for the driver to cancel
         raise
@@ -131,7 +129,7 @@ def race(call: Call, first: Attempt, start: Callable[[Attempt], Callable[[], Any
 
 async def arace(call: Call, first: Attempt, start: Callable[[Attempt], Any], delay: float) -> AIMessage:
     """The async race: ``start(attempt)`` gives the coroutine of an attempt; losers are cancelled."""
-    clock = call.plan.clock
+    clock = call.clock
     running: dict[Attempt, asyncio.Task[Any]] = {first: asyncio.ensure_future(start(first))}
     hedged = False
     try:
@@ -161,14 +159,14 @@ async def arace(call: Call, first: Attempt, start: Callable[[Attempt], Any], del
                     continue
                 for loser, other in running.items():
                     other.cancel()
-                    call.plan.abandoned(loser)
+                    call.lost(loser)
                 running.clear()
                 call.attempt = attempt
                 return call.answered(task.result())
     except BaseException:
         for loser, task in running.items():
             task.cancel()
-            call.plan.abandoned(loser)
+            call.lost(loser)
         if running:
             call.attempt = None  # settled here: nothing left for the driver to cancel
         raise
@@ -221,7 +219,7 @@ class _Racer:
 
 
 def _no_first_token(racer: _Racer, call: Call) -> FirstTokenTimeoutError:
-    elapsed = call.plan.clock() - racer.attempt.started
+    elapsed = call.clock() - racer.attempt.started
     return FirstTokenTimeoutError("no first token", elapsed, racer.attempt.candidate.name)
 
 
@@ -232,15 +230,7 @@ def _ended(racer: _Racer) -> EmptyResponseError:
 def _lost(call: Call, racer: _Racer) -> None:
     """Settle a racer that lost as cancelled: charged its prompt, plus the text it had sent (estimated)."""
     text = "".join(content_text(chunk.content) for chunk in racer.early if chunk.content)
-    plan = call.plan
-    usage = Usage(plan.prompt_estimate(), estimate_tokens(text), estimated=True)
-    plan.cancelled(racer.attempt, partial=usage, streamed=True)  # it was a stream, even without a first token
-
-
-def _won(call: Call, racer: _Racer) -> None:
-    call.attempt = racer.attempt
-    if racer.attempt.role is Role.HEDGE:
-        call.plan.hedge_won(racer.attempt)
+    call.lost(racer.attempt, text, streamed=True)  # it was a stream, even without a first token
 
 
 class Primed:
@@ -271,7 +261,7 @@ def stream_race(call: Call, first: Attempt, make: Callable[[], Any], delay: floa
     raises the last failure when every racer failed before its first token.
     """
     ready: queue.SimpleQueue[Pump[AIMessageChunk]] = queue.SimpleQueue()  # a pump with an item waiting
-    clock = call.plan.clock
+    clock = call.clock
     racers: dict[Pump[AIMessageChunk], _Racer] = {}
 
     def launch(attempt: Attempt, start: Callable[[], Any]) -> None:
@@ -326,7 +316,7 @@ def stream_race(call: Call, first: Attempt, make: Callable[[], Any], delay: floa
                 other.close()
                 _lost(call, loser)
             racers.clear()
-            _won(call, sender)
+            call.won(sender.attempt)
             return Primed(pump, sender.early, chunk is None)
     except BaseException:
         for other, loser in racers.items():  # interrupted: give up on every racer still out
@@ -391,7 +381,7 @@ async def astream_race(
     """The async stream race: ``chunks`` is ``first``'s stream. Returns the winner's stream once it has
     produced its first token (``call.attempt`` is the winner); the losers' tasks are cancelled and their
     streams closed before it returns. Raises the last failure when every racer failed first."""
-    clock = call.plan.clock
+    clock = call.clock
     racers: list[_Racer] = []
 
     def launch(attempt: Attempt, source: AsyncIterator[AIMessageChunk]) -> None:
@@ -455,7 +445,7 @@ async def astream_race(
                 for loser in racers:
                     _lost(call, loser)
                 racers.clear()
-                _won(call, racer)
+                call.won(racer.attempt)
                 return _primed(racer.early, racer.source, chunk is _END)
     except BaseException:
         for loser in racers:  # interrupted: give up on every racer still out (settled first: that can't fail)

@@ -22,7 +22,7 @@ from coffee_nb._shared._validate import optional_positive_int
 from coffee_nb.errors._errors import ConfigError, MissingAPIKeyError, remember_secret
 from coffee_nb.invoke._health import RecentAttempts
 from coffee_nb.invoke._policy import CircuitBreaker, RateLimit, RateLimiter
-from coffee_nb.pricing._pricing import ModelFacts, generation, model_info
+from coffee_nb.pricing._pricing import PRICES, ModelFacts, model_info
 from coffee_nb.pricing._tokens import encoding_for
 from coffee_nb.providers._base import MissingSettingError, Setting
 from coffee_nb.providers._params import Params
@@ -283,19 +283,19 @@ class Candidate:
     def facts(self) -> ModelFacts:
         """Price and context window, resolved once (again after ``register_price``)."""
         cached = self._facts
-        if cached is not None and cached[0] == generation():
+        if cached is not None and cached[0] == PRICES.generation:  # read, not called: on every attempt
             return cached[1]
         return self._resolve()[1]
 
     @property
     def context_window(self) -> int | None:
         cached = self._facts
-        if cached is not None and cached[0] == generation():
+        if cached is not None and cached[0] == PRICES.generation:
             return cached[2]
         return self._resolve()[2]
 
     def _resolve(self) -> tuple[int, ModelFacts, int | None]:
-        gen = generation()
+        gen = PRICES.generation
         inner = self.inner
         if inner is not None:  # another AutoPicker: its dearest model bounds a reservation, it reports the cost
             facts = _chain_facts(inner.candidates)

@@ -15,6 +15,7 @@ from coffee_nb._shared import _config
 from coffee_nb._shared._validate import optional_positive_int, price_rate, spec_name, usd
 
 __all__ = [
+    "PRICES",
     "ModelFacts",
     "Price",
     "from_pico",
@@ -190,7 +191,7 @@ class ModelFacts:
 _UNKNOWN = ModelFacts(None, None)
 
 
-_PRICES = _config.PRICES  # registered prices, resolved facts and their generation live in _config
+PRICES = _PRICES = _config.PRICES  # registered prices, resolved facts and their generation live in _config
 
 
 def generation() -> int:

@@ -18,6 +18,7 @@ from coffee_nb._shared import _config
 from coffee_nb._shared._format import content_text
 
 __all__ = [
+    "DEFAULT_OUTPUT_ESTIMATE",
     "TokenCount",
     "count_message_tokens",
     "count_prompt",
@@ -27,6 +28,8 @@ __all__ = [
     "estimate_tokens",
     "prompt_bound",
 ]
+
+DEFAULT_OUTPUT_ESTIMATE = 4096  # worst-case output tokens when neither max_tokens nor the model says
 
 # OpenAI's chat format: every message costs a few tokens of framing, the reply is primed with 3.
 _TOKENS_PER_MESSAGE = 3
