@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports  # the layers (contracts in pyproject.toml)
+	$(PY) -m deptry .  # every import declared, every declared package used ([tool.deptry] in pyproject.toml)
 
 # Rewrite in place what the tools can fix; `make lint` shows what is left.
 fmt: $(STAMP)
