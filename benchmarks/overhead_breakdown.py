@@ -34,7 +34,8 @@ FEATURES: dict[str, tuple[str, str]] = {
 
 
 def switch_off(name: str) -> None:
-    from coffee_nb.errors import _errors, _redact
+    from coffee_nb._shared import _redact
+    from coffee_nb.errors import _errors
     from coffee_nb.invoke import _attempt, _health, _plan, _spend
 
     if name == "health":

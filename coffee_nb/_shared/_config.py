@@ -23,11 +23,14 @@ Rules that keep the hot path cheap: readers take no lock (a sink tuple is replac
 the price generation is an int), and the containers here are never rebound, only changed in place,
 so modules may keep a direct reference (``_models.PROVIDERS is _config.PROVIDERS``).
 
-Nothing here runs at import and nothing here imports the rest of coffee_nb at import. Defaults that
-live elsewhere come in on first use: the provider registry calls its *loaders* (``"module:function"``
-paths: the built-in providers in ``_models``, the sandbox's own entry in ``coffee_nb.sandbox``), each
-registering through the public ``register_provider`` hook, and again on first use after a reset; the
-sandbox's served models are registered by ``coffee_nb.sandbox._catalog`` when it is imported.
+Nothing here runs at import and nothing here imports the rest of coffee_nb, not even to name a type:
+the containers are generic over what they hold, and each owner reads its own through a typed alias
+(``_pricing.PRICES: PriceState[Price, ModelFacts]``); what this module calls on a held object (a
+session's ``reset``, a server's ``stop``) is a protocol declared here. Defaults that live elsewhere come
+in on first use: the provider registry calls its *loaders* (``"module:function"`` paths, which the
+package root declares: the built-in providers, the sandbox's own entry), each registering through the
+public ``register_provider`` hook, and again on first use after a reset; the sandbox's served models
+are registered by ``coffee_nb.sandbox._catalog`` when it is imported.
 
 Over ~400 lines by design: it is the one home of process-global state, so that nothing else keeps any.
 """
@@ -41,7 +44,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
@@ -49,11 +52,6 @@ if TYPE_CHECKING:
     import httpx
 
     from coffee_nb._shared._records import CallRecord
-    from coffee_nb.invoke._models import Provider
-    from coffee_nb.pricing._pricing import ModelFacts, Price
-    from coffee_nb.sandbox._catalog import SandboxModel
-    from coffee_nb.sandbox._server import SandboxServer
-    from coffee_nb.session._session import Session
 
 __all__ = [
     "ALIASES",
@@ -72,17 +70,37 @@ log = logging.getLogger("coffee_nb")
 _Saved = TypeVar("_Saved")
 
 
+class Resets(Protocol):
+    """A held object that closes what it opened on :func:`reset_defaults` (the notebook session)."""
+
+    def reset(self) -> None: ...
+
+
+class Stops(Protocol):
+    """A held server this process started, stopped on reset (the sandbox server)."""
+
+    def stop(self) -> None: ...
+
+
+_Price = TypeVar("_Price")  # pricing's Price
+_Facts = TypeVar("_Facts")  # pricing's ModelFacts
+_Entry = TypeVar("_Entry")  # a provider registry's Provider
+_Session = TypeVar("_Session", bound=Resets)
+_Server = TypeVar("_Server", bound=Stops)
+_Model = TypeVar("_Model")  # a sandbox model
+
+
 # -- prices ------------------------------------------------------------------------------------------
-class PriceState:
+class PriceState(Generic[_Price, _Facts]):
     """User-registered prices and windows (by spec or name), resolved facts, and their generation."""
 
     __slots__ = ("lock", "custom", "windows", "resolved", "generation")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.custom: dict[str, Price] = {}  # by spec or name
+        self.custom: dict[str, _Price] = {}  # by spec or name
         self.windows: dict[str, int] = {}  # spec or name -> context window
-        self.resolved: dict[tuple[str, str], ModelFacts] = {}  # by (name, spec)
+        self.resolved: dict[tuple[str, str], _Facts] = {}  # by (name, spec)
         # Bumped on every change, never reset: holders of resolved facts compare it to know they're stale.
         self.generation = 0
 
@@ -99,13 +117,13 @@ class PriceState:
             self.resolved.clear()
             self.generation += 1
 
-    def take(self) -> tuple[dict[str, Price], dict[str, int]]:
+    def take(self) -> tuple[dict[str, _Price], dict[str, int]]:
         with self.lock:
             saved = (dict(self.custom), dict(self.windows))
         self.reset()
         return saved
 
-    def put(self, saved: tuple[dict[str, Price], dict[str, int]]) -> None:
+    def put(self, saved: tuple[dict[str, _Price], dict[str, int]]) -> None:
         with self.lock:
             self.custom.clear()
             self.custom.update(saved[0])
@@ -116,23 +134,24 @@ class PriceState:
 
 
 # -- registries with lazily loaded defaults ------------------------------------------------------------
-class Registry(dict[str, "Provider"]):
+class Registry(dict[str, _Entry]):
     """A name → entry dict whose default entries are registered on first :meth:`ready` by ``loaders``
-    (``"module:function"`` paths, imported then), and again on first use after :meth:`reset`.
+    (``"module:function"`` paths, imported then), and again on first use after :meth:`reset`. The
+    loaders are declared by whoever composes the package (``coffee_nb/__init__``), never here.
 
     Readers call ``ready()`` before looking up; it is one attribute test once loaded. Every change bumps
     ``generation``, so a reader's derived tables (error slices, key variables) check one int, not the entries.
     """
 
-    def __init__(self, loaders: tuple[str, ...]) -> None:
+    def __init__(self, loaders: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self._loaders = loaders
+        self.loaders = loaders
         self._loaded = False
         self._loading = False
         self._lock = threading.RLock()
         self.generation = 0
 
-    def __setitem__(self, key: str, value: Provider) -> None:
+    def __setitem__(self, key: str, value: _Entry) -> None:
         super().__setitem__(key, value)
         self.generation += 1
 
@@ -140,7 +159,7 @@ class Registry(dict[str, "Provider"]):
         super().__delitem__(key)
         self.generation += 1
 
-    def __ior__(self, other: Any) -> Registry:  # type: ignore[override,misc]  # dict's |= would skip the count
+    def __ior__(self, other: Any) -> Registry[_Entry]:  # type: ignore[override,misc]  # dict's |= would skip the count
         self.update(other)
         return self
 
@@ -152,7 +171,7 @@ class Registry(dict[str, "Provider"]):
         self.generation += 1
         return super().pop(*args)
 
-    def popitem(self) -> tuple[str, Provider]:
+    def popitem(self) -> tuple[str, _Entry]:
         self.generation += 1
         return super().popitem()
 
@@ -164,7 +183,7 @@ class Registry(dict[str, "Provider"]):
         super().clear()
         self.generation += 1
 
-    def ready(self) -> Registry:
+    def ready(self) -> Registry[_Entry]:
         if self._loaded:
             return self
         with self._lock:
@@ -172,7 +191,7 @@ class Registry(dict[str, "Provider"]):
             if not self._loaded and not self._loading:
                 self._loading = True
                 try:
-                    for path in self._loaders:
+                    for path in self.loaders:
                         module, _, function = path.partition(":")
                         getattr(importlib.import_module(module), function)()
                     self._loaded = True
@@ -185,13 +204,13 @@ class Registry(dict[str, "Provider"]):
             self.clear()
             self._loaded = False
 
-    def take(self) -> tuple[dict[str, Provider], bool]:
+    def take(self) -> tuple[dict[str, _Entry], bool]:
         with self._lock:
             saved = (dict(self), self._loaded)
             self.reset()
         return saved
 
-    def put(self, saved: tuple[dict[str, Provider], bool]) -> None:
+    def put(self, saved: tuple[dict[str, _Entry], bool]) -> None:
         with self._lock:
             self.clear()
             self.update(saved[0])
@@ -315,14 +334,14 @@ def _close_http(sync: httpx.Client | None, pairs: list[tuple[asyncio.AbstractEve
 
 
 # -- the notebook session ----------------------------------------------------------------------------
-class SessionState:
+class SessionState(Generic[_Session]):
     """The process-wide ``Session`` (created on first ``get_session()``)."""
 
     __slots__ = ("lock", "session")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.session: Session | None = None
+        self.session: _Session | None = None
 
     def reset(self) -> None:
         with self.lock:
@@ -330,12 +349,12 @@ class SessionState:
         if session is not None:
             session.reset()  # closes its ledger and cache connections; a stale reference still works
 
-    def take(self) -> Session | None:
+    def take(self) -> _Session | None:
         with self.lock:
             saved, self.session = self.session, None
         return saved
 
-    def put(self, saved: Session | None) -> None:
+    def put(self, saved: _Session | None) -> None:
         with self.lock:
             self.session = saved
 
@@ -351,17 +370,17 @@ def env_latency_scale() -> float:
     return value if value >= 0 else 1.0
 
 
-class SandboxState:
+class SandboxState(Generic[_Server, _Model]):
     """The sandbox server this process started, its latency scale, and the models it serves."""
 
     __slots__ = ("lock", "server", "latency_scale", "models", "builtin_models", "exit_hook")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.server: SandboxServer | None = None  # started by coffee_nb.sandbox.server()
+        self.server: _Server | None = None  # started by coffee_nb.sandbox.server()
         self.latency_scale: float | None = None  # None: read the environment on first use
-        self.models: dict[str, SandboxModel] = {}  # by name; filled when the catalog is imported
-        self.builtin_models: dict[str, SandboxModel] = {}  # what a reset brings back
+        self.models: dict[str, _Model] = {}  # by name; filled when the catalog is imported
+        self.builtin_models: dict[str, _Model] = {}  # what a reset brings back
         self.exit_hook = False  # atexit registered once, not once per started server
 
     def scale(self) -> float:
@@ -383,7 +402,7 @@ class SandboxState:
             self.models.clear()
             self.models.update(self.builtin_models)
 
-    def take(self) -> tuple[SandboxServer | None, float | None, dict[str, SandboxModel]]:
+    def take(self) -> tuple[_Server | None, float | None, dict[str, _Model]]:
         with self.lock:
             saved = (self.server, self.latency_scale, dict(self.models))
             self.server = None
@@ -392,7 +411,7 @@ class SandboxState:
             self.models.update(self.builtin_models)
         return saved
 
-    def put(self, saved: tuple[SandboxServer | None, float | None, dict[str, SandboxModel]]) -> None:
+    def put(self, saved: tuple[_Server | None, float | None, dict[str, _Model]]) -> None:
         with self.lock:
             self.server, self.latency_scale, models = saved
             self.models.clear()
@@ -459,12 +478,13 @@ class _State(Protocol[_Saved]):
 
 
 # -- the one instance of each ------------------------------------------------------------------------
-PRICES = PriceState()
-PROVIDERS = Registry(("coffee_nb.invoke._models:register_builtin_providers", "coffee_nb.sandbox._provider:register"))
+# Typed Any here: each owner reads its own through an alias typed with its classes.
+PRICES: PriceState[Any, Any] = PriceState()
+PROVIDERS: Registry[Any] = Registry()  # loaders: declared by coffee_nb/__init__
 SINKS = SinkState()
 HTTP = HttpState()
-SESSION = SessionState()
-SANDBOX = SandboxState()
+SESSION: SessionState[Any] = SessionState()
+SANDBOX: SandboxState[Any, Any] = SandboxState()
 CASSETTE = CassetteState()
 ALIASES = AliasState()
 

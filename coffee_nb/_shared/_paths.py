@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from coffee_nb.errors._errors import ConfigError
+from coffee_nb._shared._exceptions import ConfigError
 
 __all__ = ["StorageError", "data_dir", "open_sqlite", "prepare_path", "storage_error"]
 

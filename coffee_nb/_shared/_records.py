@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from coffee_nb._shared import _config
-from coffee_nb.errors._errors import ConfigError
+from coffee_nb._shared._exceptions import ConfigError
 
 __all__ = ["CallRecord", "Outcome", "RecordSink", "Role", "Usage", "capture_records", "summary_data"]
 

@@ -12,7 +12,7 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
 
-from coffee_nb.errors._errors import ConfigError
+from coffee_nb._shared._exceptions import ConfigError
 
 __all__ = [
     "MAX_TOKENS",

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Sequence
 from typing import Any
+
+from coffee_nb._shared._redact import chained
 
 __all__ = ["chained", "codes_of", "retry_after", "status_of"]
 
@@ -39,23 +40,6 @@ def _own_status(exc: BaseException) -> int | None:
         if isinstance(status, int):
             return status
     return None
-
-
-def chained(exc: BaseException, most: int) -> Sequence[BaseException]:
-    """``exc`` and the exceptions chained to it (causes and contexts, each once, at most ``most + 1``)."""
-    if exc.__cause__ is None and exc.__context__ is None:
-        return (exc,)  # nearly always: no set, no list
-    out: list[BaseException] = []
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen or len(seen) > most:
-            continue
-        seen.add(id(e))
-        out.append(e)
-        todo += [e.__cause__, e.__context__]
-    return out
 
 
 def codes_of(exc: BaseException) -> str:

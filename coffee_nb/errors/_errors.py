@@ -1,4 +1,5 @@
-"""coffee_nb's exceptions and the one place provider errors are classified.
+"""coffee_nb's exceptions and the one place provider errors are classified (``CoffeeError`` and
+``ConfigError`` are defined in ``_shared/_exceptions.py``, below every layer that raises them).
 
 Exception tree::
 
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from coffee_nb.errors._error_probe import chained, codes_of, retry_after, status_of
+from coffee_nb._shared._exceptions import CoffeeError, ConfigError
+from coffee_nb._shared._redact import chained, is_clean, redact, remember_secret, scrub, secret_values
+from coffee_nb.errors._error_probe import codes_of, retry_after, status_of
 from coffee_nb.errors._error_tables import (  # noqa: F401 - _SDK_TABLE, _Slices: where tests and docs look them up
     _CONTEXT_CODES,
     _CONTEXT_MARKERS,
@@ -34,7 +37,6 @@ from coffee_nb.errors._error_tables import (  # noqa: F401 - _SDK_TABLE, _Slices
     _Slices,
     lookup,
 )
-from coffee_nb.errors._redact import is_clean, redact, remember_secret, scrub, secret_values
 
 if TYPE_CHECKING:
     from coffee_nb._shared._records import CallRecord
@@ -56,23 +58,6 @@ __all__ = [
     "remember_secret",
     "scrub",
 ]
-
-
-class CoffeeError(Exception):
-    """Root of every exception coffee_nb raises itself. Its text never holds a key (see :func:`redact`)."""
-
-    def __str__(self) -> str:
-        # messages repeat values users gave (specs, URLs, provider replies): the last line of defence
-        return redact(super().__str__())
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython shows these lines instead of a traceback wall: what happened, not where in our code.
-        lines = str(self).splitlines() or [""]
-        return [f"{type(self).__name__}: {lines[0]}", *lines[1:]]
-
-
-class ConfigError(CoffeeError, ValueError):
-    """A bad model spec, limit or option. Raised at construction, naming the value and the accepted forms."""
 
 
 class MissingAPIKeyError(CoffeeError):

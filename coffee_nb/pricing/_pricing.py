@@ -191,7 +191,9 @@ class ModelFacts:
 _UNKNOWN = ModelFacts(None, None)
 
 
-PRICES = _PRICES = _config.PRICES  # registered prices, resolved facts and their generation live in _config
+# registered prices, resolved facts and their generation live in _config: this is the same object, typed
+PRICES: _config.PriceState[Price, ModelFacts] = _config.PRICES
+_PRICES = PRICES
 
 
 def generation() -> int:

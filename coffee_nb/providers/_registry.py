@@ -142,12 +142,12 @@ def register_builtin_providers() -> None:
 
 # The registry itself lives in _config (reset with the rest of the global state); this is the same dict.
 # Its default entries load on first use: read it through providers() here.
-PROVIDERS: dict[str, Provider] = _config.PROVIDERS
+PROVIDERS: _config.Registry[Provider] = _config.PROVIDERS
 
 
 def providers() -> dict[str, Provider]:
     """The registry, its default entries loaded."""
-    return _config.PROVIDERS.ready()
+    return PROVIDERS.ready()
 
 
 _PROVIDER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")

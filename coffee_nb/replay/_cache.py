@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coffee_nb._shared._paths import data_dir, open_sqlite, storage_error
-from coffee_nb.errors._redact import redact
+from coffee_nb._shared._redact import redact
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage

@@ -40,8 +40,8 @@ from typing import Any
 
 from coffee_nb._shared import _config
 from coffee_nb._shared._format import content_text
+from coffee_nb._shared._redact import redact
 from coffee_nb.errors._errors import CoffeeError, ConfigError
-from coffee_nb.errors._redact import redact
 
 __all__ = ["MODES", "Cassette", "CassetteError", "CassetteMissError", "active", "cassette", "use_cassette"]
 

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # The server handle, latency scale and served models live in _config: reset_defaults() stops the server.
-_SANDBOX = _config.SANDBOX
+_SANDBOX: _config.SandboxState[SandboxServer, SandboxModel] = _config.SANDBOX
 # the server, its faults and the asyncio machinery load with the first server, not with this package
 _LAZY = {
     "FAULTS": "coffee_nb.sandbox._faults",

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from coffee_nb._shared import _config
+
+if TYPE_CHECKING:
+    from coffee_nb.sandbox._server import SandboxServer
 
 __all__ = ["ENCODING", "MODELS", "SandboxModel", "add_model", "get_model"]
 
@@ -34,7 +38,7 @@ class SandboxModel:
     failure_rates: dict[str, float] = field(default_factory=dict)  # fault name -> probability
 
 
-_SANDBOX = _config.SANDBOX
+_SANDBOX: _config.SandboxState[SandboxServer, SandboxModel] = _config.SANDBOX
 MODELS: dict[str, SandboxModel] = _SANDBOX.models
 
 

@@ -25,8 +25,8 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from coffee_nb._shared._redact import redact
 from coffee_nb.errors._errors import ConfigError
-from coffee_nb.errors._redact import redact
 
 __all__ = ["ErrorLog", "FieldError", "Unfilled", "describe", "fill", "interpolate", "last_error"]
 

@@ -267,7 +267,8 @@ class Session(SessionSettings):
         return dry_run(self, prompt, models=models, system=system, max_tokens=max_tokens, chat=chat)
 
 
-_SESSION = _config.SESSION  # the process-wide session lives in _config (reset_defaults() closes it)
+# the process-wide session lives in _config (reset_defaults() closes it): the same object, typed
+_SESSION: _config.SessionState[Session] = _config.SESSION
 
 
 def get_session() -> Session:

@@ -222,7 +222,7 @@ def test_a_providers_key_variable_is_redacted_from_the_first_failure_and_after_i
 def test_scrub_reaches_every_place_an_exception_keeps_text(canaries):
     """The attributes a reply's text is kept in: in the instance, behind a property, in a builtin's slot
     (OSError.strerror), made up by __getattr__, and the message SDK errors keep twice."""
-    from coffee_nb.errors._redact import scrub
+    from coffee_nb._shared._redact import scrub
 
     class HeldError(Exception):
         def __init__(self, text: str) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coffee_nb._shared import _config  # imports nothing of coffee_nb itself: no cycle
-from coffee_nb.errors._error_probe import chained
 
 __all__ = ["is_clean", "redact", "remember_secret", "scrub", "secret_values"]
 
@@ -192,3 +191,20 @@ def is_clean(exc: BaseException) -> bool:
         if redact(text, secrets) != text:
             return False
     return True
+
+
+def chained(exc: BaseException, most: int) -> Sequence[BaseException]:
+    """``exc`` and the exceptions chained to it (causes and contexts, each once, at most ``most + 1``)."""
+    if exc.__cause__ is None and exc.__context__ is None:
+        return (exc,)  # nearly always: no set, no list
+    out: list[BaseException] = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > most:
+            continue
+        seen.add(id(e))
+        out.append(e)
+        todo += [e.__cause__, e.__context__]
+    return out
