@@ -342,3 +342,17 @@ def test_a_hedge_that_cannot_start_lost_and_the_primary_still_answers(mode, no_k
         ("sandbox/fast", "primary", "ok", None),
     ]
     assert budget.status()["total"]["reserved"] == 0  # the hedge's hold was given back
+
+
+def test_the_race_speaks_only_to_the_call():
+    """The hedge does the racing I/O; what each racer's end means (recorded, charged, won) is the Call's to
+    settle with its plan: no hop from the race past the Call into the plan or the spend."""
+    import ast
+    import inspect
+
+    from coffee_nb.invoke import _hedge
+
+    tree = ast.parse(inspect.getsource(_hedge))
+    reached = sorted({n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr in ("plan", "spend")})
+    assert reached == []
+    assert "coffee_nb.invoke._plan" not in {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

@@ -451,13 +451,7 @@ class Call:
             said = self.nested or message.response_metadata.get("coffee_nb")
             nested = CallSummary(said) if isinstance(said, Mapping) and "call_id" in said else None
         record, usage, summary = self.plan.answered(
-            attempt,
-            usage_of(message),
-            message.response_metadata,
-            ttft=self.ttft,
-            streamed=self.streaming,
-            nested=nested,
-            content=message.content,
+            attempt, usage_of(message), message.response_metadata, self.ttft, self.streaming, nested, message.content
         )
         self.attempt = None
         if self.tape is not None:

@@ -86,9 +86,7 @@ class Plan:
         policy = self.policy = core.policy
         self.clock = core.clock
         cost_rule, primary = policy.fallback_cost, core.candidates[0]
-        self.spend = spend = Spend(
-            budget, messages, max_tokens, primary, fallback_cost=cost_rule, sinks=core.sinks, max_cost=max_cost
-        )
+        self.spend = spend = Spend(budget, messages, max_tokens, primary, cost_rule, core.sinks, max_cost)
         self.size = spend.size
         self.records = spend.records  # the same list: the spend appends, routing and the runner read
         self.call_id = spend.call_id
@@ -237,26 +235,26 @@ class Plan:
         spend = self.spend
         if usage is None:
             usage = spend.estimate(content)
-        return spend.settle(attempt, Outcome.OK, usage, self.clock(), ttft=ttft, streamed=streamed, nested=nested)
+        return spend.settle(attempt, Outcome.OK, usage, self.clock(), ttft, None, streamed, nested)
 
     def answered(
         self,
         attempt: Attempt,
         usage: Usage | None,
         response_metadata: Any,
-        *,
         ttft: float | None = None,
         streamed: bool = False,
         nested: Nested | None = None,
         content: Any = "",
     ) -> tuple[CallRecord, Usage, dict[str, Any]]:
         """:meth:`succeeded`, and the answer's summary (``response_metadata["coffee_nb"]``), in one step."""
-        spend = self.spend
+        cand, spend = attempt.candidate, self.spend
+        cand.breaker.success()
         if usage is None:
             usage = spend.estimate(content)
-        record = self.succeeded(attempt, usage, ttft=ttft, streamed=streamed, nested=nested)
-        summary = spend.summary(attempt.candidate, usage, self.clock() - self.start, ttft, response_metadata)
-        return record, usage, summary
+        end = self.clock()
+        record = spend.settle(attempt, Outcome.OK, usage, end, ttft, None, streamed, nested)
+        return record, usage, spend.summary(cand, usage, end - self.start, ttft, response_metadata)
 
     def failed(
         self, attempt: Attempt, exc: BaseException, *, ttft: float | None = None, partial: Usage | None = None
