@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb.jobs._columns import output_dtypes
+from coffee_nb.jobs._local import DEFAULT_CONCURRENCY, finish, prepare, run_in_thread
+from coffee_nb.jobs._scheduler import Scheduler
 from coffee_nb.jobs._schema import Schema
+from coffee_nb.jobs._template import SamePromptWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,9 +71,6 @@ def _open(spec: JobSpec) -> tuple[Any, Any, Any]:
 
 
 def _prepared(pdf: pd.DataFrame, spec: JobSpec, picker: Any, cache: Any) -> Any:
-    from coffee_nb.jobs._map import prepare
-    from coffee_nb.jobs._template import SamePromptWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamePromptWarning)  # the client warned once already
         return prepare(
@@ -91,9 +91,6 @@ def _prepared(pdf: pd.DataFrame, spec: JobSpec, picker: Any, cache: Any) -> Any:
 
 def partition(pdf: pd.DataFrame, spec: JobSpec, partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
     """One partition, as a local job on this worker."""
-    from coffee_nb.jobs._map import DEFAULT_CONCURRENCY, _run_in_thread, finish
-    from coffee_nb.jobs._scheduler import Scheduler
-
     number = (partition_info or {}).get("number")
     if number is None:  # a scheduler that doesn't say which partition: any unique name keeps reports apart
         number = uuid.uuid4().hex
@@ -106,7 +103,7 @@ def partition(pdf: pd.DataFrame, spec: JobSpec, partition_info: dict[str, Any] |
         scheduler = Scheduler(job, concurrency=spec.concurrency or DEFAULT_CONCURRENCY, tick=report)
         if report is not None and report(job.progress.snapshot()):
             scheduler.interrupt()  # stopped before this partition began
-        _run_in_thread(scheduler, None)
+        run_in_thread(scheduler, None)
         result = finish(job, scheduler, frame, dtypes, None)
         if report is not None:
             report(job.progress.snapshot())
