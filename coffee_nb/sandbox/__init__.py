@@ -12,7 +12,6 @@ exit) and the model is a real ``langchain_openai.ChatOpenAI`` talking HTTP to it
 
 from __future__ import annotations
 
-import atexit
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb._shared import _config
 from coffee_nb.sandbox._catalog import MODELS, SandboxModel, add_model
 from coffee_nb.sandbox._provider import build_chat_model
+from coffee_nb.sandbox._running import server, stop
 
 if TYPE_CHECKING:
     from coffee_nb.sandbox._faults import FAULTS, Fault
@@ -63,27 +63,6 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
-
-
-def server() -> SandboxServer:
-    """This process's sandbox server, started on first use."""
-    srv = _SANDBOX.server
-    if srv is not None:
-        return srv
-    from coffee_nb.sandbox._server import SandboxServer
-
-    with _SANDBOX.lock:
-        if _SANDBOX.server is None:
-            _SANDBOX.server = SandboxServer(latency_scale=_SANDBOX.scale()).start()
-            if not _SANDBOX.exit_hook:  # once, not once per server started
-                atexit.register(stop)
-                _SANDBOX.exit_hook = True
-        return _SANDBOX.server
-
-
-def stop() -> None:
-    """Stop this process's sandbox server (a later use starts a new one)."""
-    _SANDBOX.stop()
 
 
 def set_latency_scale(scale: float) -> None:

@@ -43,7 +43,7 @@ def register() -> None:
 def build_chat_model(model: str, settings: BuildSettings) -> BaseChatModel:
     """A real ChatOpenAI pointed at this process's sandbox (started on first use), on pooled HTTP clients."""
     from coffee_nb.invoke._models import build_openai_compatible
-    from coffee_nb.sandbox import server
+    from coffee_nb.sandbox._running import server
 
     return build_openai_compatible(model, _NO_KEY, settings, base_url=server().url)
 
