@@ -32,6 +32,7 @@ from coffee_nb.providers._registry import (
     BuildSettings,
     Provider,
     accepted,
+    async_clients_of,
     build_openai_compatible,
     parse_spec,
     providers,
@@ -454,7 +455,7 @@ def _instance_on(cand: Candidate, loop: asyncio.AbstractEventLoop) -> BaseChatMo
     with cand._lock:
         found = cand._async.get(loop)
         if found is None or _closed_async(found):
-            found = for_loop(cand.instance, loop)
+            found = for_loop(cand.instance, loop, async_clients_of)
             cand._async[loop] = found
     return found
 

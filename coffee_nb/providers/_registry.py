@@ -27,6 +27,7 @@ __all__ = [
     "BuildSettings",
     "Provider",
     "accepted",
+    "async_clients_of",
     "build_openai_compatible",
     "parse_spec",
     "providers",
@@ -148,6 +149,15 @@ PROVIDERS: dict[str, Provider] = _config.PROVIDERS
 def providers() -> dict[str, Provider]:
     """The registry, its default entries loaded."""
     return _config.PROVIDERS.ready()
+
+
+def async_clients_of(model: Any) -> AsyncClients | None:
+    """The :class:`AsyncClients` a provider declares for ``model``'s class (or a base class of it)."""
+    names = {cls.__name__ for cls in type(model).__mro__}
+    return next(
+        (p.async_clients for p in providers().values() if p.async_clients is not None and names & set(p.classes)),
+        None,
+    )
 
 
 _PROVIDER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
