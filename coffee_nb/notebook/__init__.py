@@ -30,14 +30,6 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
-    from coffee_nb.notebook._dashboard import Dashboard
-    from coffee_nb.session._session import get_session
+    from coffee_nb.notebook._dashboard import dashboard as board
 
-    session = get_session()
-    kwargs.setdefault("health", True)  # router health: breaker states, countdowns to reopening
-    board = Dashboard(session.metrics, session.budget, **kwargs)
-    if display:
-        from IPython.display import display as show
-
-        show(board)
-    return board
+    return board(display=display, **kwargs)

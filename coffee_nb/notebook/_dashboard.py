@@ -16,7 +16,7 @@ from coffee_nb.notebook.widgets import BudgetGauge, CostTable, LatencyHistogram,
 if TYPE_CHECKING:
     from coffee_nb.metrics import MetricsSnapshot
 
-__all__ = ["Dashboard"]
+__all__ = ["Dashboard", "dashboard"]
 
 LAST_CALLS_COLUMNS = ["time", "model", "role", "outcome", "latency", "tokens in→out", "cost"]
 
@@ -180,3 +180,17 @@ def _health_panel(health: Any) -> Any:
     from coffee_nb.notebook.health_panel import HealthPanel  # it builds on _View, defined above
 
     return HealthPanel(None if health is True else health, rate=0, watch=False)
+
+
+def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
+    """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
+    from coffee_nb.session._session import get_session
+
+    session = get_session()
+    kwargs.setdefault("health", True)  # router health: breaker states, countdowns to reopening
+    board = Dashboard(session.metrics, session.budget, **kwargs)
+    if display:
+        from IPython.display import display as show
+
+        show(board)
+    return board

@@ -202,7 +202,7 @@ class SessionMagics(ShellMagics):
     @_line_magic("llm_dashboard")
     def llm_dashboard(self, line: str) -> Dashboard:
         """The live dashboard: budget bars, latency histogram, cost table, counters, last calls."""
-        from coffee_nb.notebook import dashboard
+        from coffee_nb.notebook._dashboard import dashboard
 
         try:
             return dashboard(display=False)
