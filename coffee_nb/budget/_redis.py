@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from coffee_nb._shared._paths import StorageError
 from coffee_nb.budget._ledger import CallRow, LimitHit
@@ -112,8 +113,6 @@ class RedisLedger:
         self.ns = namespace
         self.prefix = f"coffee_nb:{namespace}"
         self._errors: type[Exception] = redis.RedisError
-        from urllib.parse import urlsplit
-
         password = urlsplit(url).password
         if password:
             remember_secret(password)  # never in an error, a log or a record
@@ -131,8 +130,6 @@ class RedisLedger:
 
     def __str__(self) -> str:
         # the URL without credentials
-        from urllib.parse import urlsplit
-
         parts = urlsplit(self.url)
         if parts.scheme == "unix":
             return f"unix://{parts.path}"

@@ -26,7 +26,10 @@ from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.config import var_child_runnable_config as _child_config_var
+from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
+from langchain_core.utils.uuid import uuid7
 
 from coffee_nb.invoke._plan import Usage
 
@@ -183,9 +186,6 @@ PARENT: ContextVar[RunParent | None] = ContextVar("coffee_nb_parent_run", defaul
 
 def own_run(picker: Any, config: Any) -> tuple[dict[str, Any], RunParent]:
     """``config`` with the id AutoPicker's run will have (the caller's, or a new one), and that run."""
-    from langchain_core.runnables.config import ensure_config
-    from langchain_core.utils.uuid import uuid7
-
     config = dict(ensure_config(config))
     run_id = config.get("run_id") or uuid7()
     config["run_id"] = run_id
@@ -261,8 +261,6 @@ def hears_tokens(handler: Any) -> bool:
     """
     if _STREAMING_HANDLERS and isinstance(handler, _STREAMING_HANDLERS):
         return True
-    from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
-
     if isinstance(handler, (BaseTracer, AsyncBaseTracer)):
         return False
     return getattr(type(handler), "on_llm_new_token", None) not in _NO_TOKENS

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared._format import money
+from coffee_nb._shared._records import global_sinks
 from coffee_nb._shared._validate import positive_int
 from coffee_nb._shared._validate import temperature as check_temperature
 from coffee_nb.errors._errors import ConfigError
@@ -24,6 +25,7 @@ from coffee_nb.jobs._progress import JobStatus, View
 from coffee_nb.jobs._scheduler import Scheduler
 from coffee_nb.jobs._schema import Schema
 from coffee_nb.jobs._template import NOT_DEFINED, Template, unfilled_field
+from coffee_nb.session._session import get_session
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,8 +71,6 @@ def prepare(
         list(df.columns), concurrency=concurrency, on_error=on_error, out=out, schema=schema
     )
     tmpl = Template.compile(template, list(df.columns), namespace, stacklevel=3)
-    from coffee_nb.session._session import get_session
-
     session = get_session()
     if temperature is not None:
         temperature = check_temperature(temperature)
@@ -130,8 +130,6 @@ def prepare(
         on_error=on_error,
         on_progress=on_progress,
     )
-    from coffee_nb._shared._records import global_sinks
-
     sinks = (session.metrics.emit, *session.sinks, *global_sinks())
     job.prepare(sinks)
     return job, df, dtypes, opened

@@ -20,6 +20,7 @@ from coffee_nb.jobs._local import DEFAULT_CONCURRENCY, REFRESH, finish, prepare,
 from coffee_nb.jobs._options import caller_namespace, is_dask
 from coffee_nb.jobs._progress import JobStatus, View, make_view
 from coffee_nb.jobs._scheduler import Scheduler
+from coffee_nb.replay._cassette import cassette as scope
 
 if TYPE_CHECKING:
     from coffee_nb.replay._cassette import Cassette
@@ -112,8 +113,6 @@ def _tape(cassette: str | os.PathLike[str] | Cassette | None) -> AbstractContext
     """The job's cassette in force while it runs (the worker thread gets it with the caller's context)."""
     if cassette is None:
         return nullcontext()
-    from coffee_nb.replay._cassette import cassette as scope
-
     return scope(cassette, "replay")
 
 

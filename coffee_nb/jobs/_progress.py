@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from coffee_nb._shared._format import money
+from coffee_nb.errors._errors import ConfigError
 
 __all__ = ["JobStatus", "Progress", "Projection", "TqdmView", "View", "make_view"]
 
@@ -264,6 +265,4 @@ def make_view(progress: Any, total: int) -> View | None:
     if all(hasattr(progress, m) for m in ("start", "update", "finish")):
         view: View = progress
         return view
-    from coffee_nb.errors._errors import ConfigError
-
     raise ConfigError(f"progress must be True, False or a view with start/update/finish, got {progress!r}")

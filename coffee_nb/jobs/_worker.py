@@ -13,11 +13,14 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb.budget import Budget
 from coffee_nb.jobs._columns import output_dtypes
 from coffee_nb.jobs._local import DEFAULT_CONCURRENCY, finish, prepare, run_in_thread
 from coffee_nb.jobs._scheduler import Scheduler
 from coffee_nb.jobs._schema import Schema
 from coffee_nb.jobs._template import SamePromptWarning
+from coffee_nb.pricing._pricing import to_pico
+from coffee_nb.replay._cache import ResponseCache
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,9 +63,7 @@ class JobSpec:
 
 # -- on the workers -------------------------------------------------------------------------------------------
 def _open(spec: JobSpec) -> tuple[Any, Any, Any]:
-    from coffee_nb.budget import Budget
     from coffee_nb.invoke._invoker import AutoPicker
-    from coffee_nb.replay._cache import ResponseCache
 
     budget = Budget(**spec.budget)
     picker = AutoPicker(spec.models[0], spec.models[1:], budget=budget, policy=spec.policy)
@@ -126,8 +127,6 @@ def _empty(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
 def project(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
     """One partition's projection, as a one-row frame the client sums."""
     import pandas as pd
-
-    from coffee_nb.pricing._pricing import to_pico
 
     picker, budget, cache = _open(spec)
     try:

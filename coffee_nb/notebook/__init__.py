@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb.notebook._warm import warm_up
+
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -23,8 +25,6 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
     ipython.register_magics(LLMMagics, CassetteMagics, MapMagics)
     ipython.register_magics(CompareMagics, SessionMagics)
-    from coffee_nb.notebook._warm import warm_up
-
     warm_up()  # a background thread readies the first %%llm (imports, ledger, sandbox); never blocks this
 
 

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared._format import money
 from coffee_nb.notebook._live import HTML, _View
+from coffee_nb.notebook.health_panel import HealthPanel
 from coffee_nb.notebook.widgets import BudgetGauge, CostTable, LatencyHistogram, _title, table_html
+from coffee_nb.session._session import get_session
 
 if TYPE_CHECKING:
     from coffee_nb.metrics import MetricsSnapshot
@@ -177,15 +179,11 @@ def _health_panel(health: Any) -> Any:
     """The Dashboard's router-health part (``health``: what HealthPanel reads), or None without one."""
     if health is None or health is False:
         return None
-    from coffee_nb.notebook.health_panel import HealthPanel  # it builds on _View, defined above
-
     return HealthPanel(None if health is True else health, rate=0, watch=False)
 
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
-    from coffee_nb.session._session import get_session
-
     session = get_session()
     kwargs.setdefault("health", True)  # router health: breaker states, countdowns to reopening
     board = Dashboard(session.metrics, session.budget, **kwargs)

@@ -20,6 +20,7 @@ import atexit
 import base64
 import html
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -246,8 +247,6 @@ def live_views() -> list[_View]:
 
 def _current_cell() -> tuple[str, int] | None:
     """(which cell is running, its execution count) in an IPython shell; None outside one."""
-    import sys
-
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None:
@@ -267,8 +266,6 @@ _SETTLING: list[bool] = []
 
 def _settle_after_cells() -> None:
     """Once per shell: after every cell, each shown live view that changed draws a complete picture."""
-    import sys
-
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None or _SETTLING:

@@ -18,6 +18,9 @@ import os
 import threading
 from collections.abc import Callable
 
+from coffee_nb.providers._aliases import resolve
+from coffee_nb.session._session import get_session
+
 __all__ = ["ENV", "STEPS", "last_thread", "warm_up"]
 
 ENV = "COFFEE_NB_WARM"
@@ -34,8 +37,6 @@ def _imports() -> None:
 
 
 def _session_parts() -> None:
-    from coffee_nb.session._session import get_session
-
     session = get_session()
     session.budget.status()  # opens the ledger file (and creates it on a first run)
     session.cache  # noqa: B018 - the property opens the response cache
@@ -45,7 +46,6 @@ def _clients() -> None:
     from langchain_core.messages import HumanMessage
 
     from coffee_nb.pricing._tokens import count_message_tokens
-    from coffee_nb.session._session import get_session
 
     picker = get_session().picker()  # the default chain's picker, kept for the first cell
     for cand in picker.candidates:
@@ -58,9 +58,6 @@ def _clients() -> None:
 
 
 def _sandbox() -> None:
-    from coffee_nb.providers._aliases import resolve
-    from coffee_nb.session._session import get_session
-
     chain, _ = get_session().chain()
     if any(isinstance(m, str) and str(resolve(m)).startswith("sandbox/") for m in chain):
         from coffee_nb import sandbox

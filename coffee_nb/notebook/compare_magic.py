@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
+from IPython.display import display
 
 from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 from coffee_nb.notebook._options import ShellMagics
@@ -104,8 +105,6 @@ class CompareMagics(ShellMagics):
             source, template = ns[args.over], cell
         else:
             source = fill(cell, ns, allow_missing=args.allow_missing)  # an undefined {name}: nothing is sent
-        from IPython.display import display
-
         from coffee_nb.comparison._compare import compare
 
         progress = _progress(f"{len(models)} models")

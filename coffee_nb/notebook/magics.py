@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
+from IPython.display import display
 
+from coffee_nb._shared._records import capture_records
 from coffee_nb._shared._validate import max_tokens, temperature
 from coffee_nb.errors._errors import (
     AllModelsFailedError,
@@ -119,8 +121,6 @@ class LLMMagics(ShellMagics):
             self._store(answer, args.out)
         finally:
             if said:
-                from IPython.display import display
-
                 for text in dict.fromkeys(said):
                     display(Notice(text))
         if args.format == "code" and args.next_cell:
@@ -142,7 +142,6 @@ class LLMMagics(ShellMagics):
         key: str,
     ) -> tuple[Answer, str | None]:
         """The answer and a one-line warning to show with it; an error is shown (once) and raised."""
-        from coffee_nb._shared._records import capture_records
         from coffee_nb.invoke._events import listening
 
         started = time.monotonic()
@@ -205,8 +204,6 @@ class LLMMagics(ShellMagics):
         self, session: Session, prompt: str, models: list[str] | None, args: argparse.Namespace, chat: str | None
     ) -> None:
         """Tokens, worst-case cost and budget left per model; works without the ledger (budget left: ?)."""
-        from IPython.display import display
-
         from coffee_nb.notebook.render import dry_run_table
 
         try:

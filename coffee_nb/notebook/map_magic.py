@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
+from IPython.display import display
 
 from coffee_nb._shared._format import money
 from coffee_nb.errors._errors import BudgetExceededError, ConfigError
+from coffee_nb.jobs import map_rows
 from coffee_nb.jobs._progress import use_in_kernel
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
 
@@ -43,8 +45,6 @@ def progress_view(total: int) -> View:
             pass  # the job sets the parts' values in update()
 
         def start(self, projection: Projection) -> None:
-            from IPython.display import display
-
             self.head.value = f"<span style='opacity:.75'>{html.escape(projection.line())}</span>"
             display(self)
 
@@ -141,8 +141,6 @@ class MapMagics(Magics):
             from coffee_nb.budget import Budget
 
             budget = Budget(total=cap, ledger="memory", name="cell")
-        from coffee_nb.jobs import map_rows
-
         try:
             result = map_rows(
                 df,

@@ -10,6 +10,8 @@ from IPython.core.magic import magics_class
 
 from coffee_nb.errors._errors import ConfigError
 from coffee_nb.notebook._options import ShellMagics, _argument, _line_magic, _magic_arguments, _parse, _positive_money
+from coffee_nb.notebook.interpolate import ErrorLog
+from coffee_nb.providers._aliases import aliases, check_alias, remove_alias, set_alias
 from coffee_nb.session._session import get_session, money
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ class SessionMagics(ShellMagics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         if shell is not None:
-            from coffee_nb.notebook.interpolate import ErrorLog
-
             ErrorLog.install(shell)  # {err} / {Err[n]} in prompts: each failing cell's exception
 
     @_magic_arguments()
@@ -155,7 +155,6 @@ class SessionMagics(ShellMagics):
         ``%%llm_compare fast smart``): ``%llm_alias fast=openai/gpt-4o-mini`` sets one, ``%llm_alias``
         lists them, ``%llm_alias --remove fast`` forgets one. Kept until the kernel restarts."""
         from coffee_nb.notebook.tables import alias_frame
-        from coffee_nb.providers._aliases import aliases, check_alias, remove_alias, set_alias
 
         args = _parse(self.llm_alias, line)
         words = list(args.assignments)

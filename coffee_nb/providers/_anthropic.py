@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.providers._base import missing_extra
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -102,8 +103,6 @@ ASYNC_CLIENTS = AsyncClients(held_by=_held_by, theirs=lambda model: False, renew
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "anthropic",
         _build,

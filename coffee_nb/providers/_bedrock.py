@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.errors._errors import ErrorClass
 from coffee_nb.providers._base import MissingSettingError, Setting, missing_extra
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -169,8 +170,6 @@ def _prefill(model: str) -> bool:
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "bedrock",
         _build,

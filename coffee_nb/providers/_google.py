@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.errors._errors import ErrorClass
 from coffee_nb.providers._base import missing_extra
 from coffee_nb.providers._params import SAMPLING, Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -79,8 +80,6 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "google",
         _build,

@@ -14,6 +14,7 @@ from coffee_nb.errors._errors import ErrorClass
 from coffee_nb.providers._base import missing_extra, secret
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -104,8 +105,6 @@ ASYNC_CLIENTS = AsyncClients(held_by=lambda model: getattr(model, "async_client"
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "mistral",
         _build,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb._shared import _config
 from coffee_nb.errors._errors import ConfigError, ErrorClass
 from coffee_nb.pricing._pricing import ModelFacts, prices_changed
+from coffee_nb.providers import register_builtin
 from coffee_nb.providers._base import Setting
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
@@ -136,8 +137,6 @@ def build_openai_compatible(
 def register_builtin_providers() -> None:
     """The providers coffee_nb knows out of the box (``coffee_nb.providers``; the sandbox registers
     itself: ``coffee_nb.sandbox``)."""
-    from coffee_nb.providers import register_builtin
-
     register_builtin()
 
 

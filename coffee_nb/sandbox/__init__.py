@@ -12,11 +12,14 @@ exit) and the model is a real ``langchain_openai.ChatOpenAI`` talking HTTP to it
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared import _config
+from coffee_nb._shared._validate import non_negative_number
+from coffee_nb.errors._errors import ConfigError
 from coffee_nb.sandbox._catalog import MODELS, SandboxModel, add_model
 from coffee_nb.sandbox._provider import build_chat_model
 from coffee_nb.sandbox._running import server, stop
@@ -58,8 +61,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
@@ -67,8 +68,6 @@ def __getattr__(name: str) -> Any:
 
 def set_latency_scale(scale: float) -> None:
     """Multiply every simulated latency (0 turns latency off; tests use it)."""
-    from coffee_nb._shared._validate import non_negative_number
-
     value = float(non_negative_number("latency scale", scale))
     with _SANDBOX.lock:
         _SANDBOX.latency_scale = value
@@ -78,8 +77,6 @@ def set_latency_scale(scale: float) -> None:
 
 
 def _name(model: str) -> str:
-    from coffee_nb.errors._errors import ConfigError
-
     name = model.removeprefix("sandbox/")
     if name not in MODELS:
         raise ConfigError(f"unknown sandbox model {model!r}: expected one of {sorted('sandbox/' + m for m in MODELS)}")

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from coffee_nb._shared import _config
+from coffee_nb.errors._errors import ConfigError
+from coffee_nb.pricing._pricing import prices_changed
+from coffee_nb.sandbox._faults import check_fault_name
 
 __all__ = ["ENCODING", "MODELS", "SandboxModel", "add_model", "get_model"]
 
@@ -40,9 +43,6 @@ MODELS: dict[str, SandboxModel] = _SANDBOX.models
 
 def add_model(model: SandboxModel) -> SandboxModel:
     """Serve another sandbox model (replaces one of the same name)."""
-    from coffee_nb.errors._errors import ConfigError
-    from coffee_nb.sandbox._faults import check_fault_name
-
     if not model.name or "/" in model.name or any(c.isspace() for c in model.name):
         raise ConfigError(f"sandbox model names are single words like 'fast', got {model.name!r}")
     for fault, p in model.failure_rates.items():
@@ -51,8 +51,6 @@ def add_model(model: SandboxModel) -> SandboxModel:
             raise ConfigError(f"failure rate for {fault!r} must be within [0, 1], got {p!r}")
     with _SANDBOX.lock:
         MODELS[model.name] = model
-    from coffee_nb.pricing._pricing import prices_changed
-
     prices_changed()  # a replaced model may have new prices: resolved ones are dropped
     return model
 

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from coffee_nb._shared import _config
 from coffee_nb._shared._format import money, parse_json
 from coffee_nb._shared._paths import StorageError
+from coffee_nb._shared._records import global_sinks, publish
 from coffee_nb.errors._errors import CoffeeError, ConfigError, is_clean, redact, scrub
 from coffee_nb.invoke._summary import CallSummary
 from coffee_nb.providers._aliases import resolve
+from coffee_nb.replay._cassette import active
 from coffee_nb.session._answer import Answer, AnswerError
 from coffee_nb.session._settings import ASKING, SessionSettings
 
@@ -130,8 +132,6 @@ class Session(SessionSettings):
         names = [m if isinstance(m, str) else repr(m) for m in chain]
         use_cache = self.cache_enabled if cache is None else cache
         if use_cache:
-            from coffee_nb.replay._cassette import active
-
             use_cache = active() is None  # a cassette records and replays every call itself
         key = None
         if use_cache:
@@ -241,7 +241,6 @@ class Session(SessionSettings):
         if found is None:
             return None
         message, stored = found
-        from coffee_nb._shared._records import global_sinks, publish
         from coffee_nb.replay._cache import replay
 
         record, message = replay(message, stored, time.perf_counter() - start)

@@ -14,11 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from coffee_nb._shared._format import money
 from coffee_nb._shared._paths import StorageError
 from coffee_nb._shared._validate import max_tokens as check_max_tokens
 from coffee_nb._shared._validate import optional_flag, text
 from coffee_nb._shared._validate import temperature as check_temperature
 from coffee_nb.errors._errors import ConfigError
+from coffee_nb.providers._aliases import resolve
 from coffee_nb.session._answer import Conversation
 
 if TYPE_CHECKING:
@@ -123,8 +125,6 @@ class SessionSettings:
     def __repr__(self) -> str:
         """What the session will use, on one line (``configure(...)`` returns the session: a cell ending in
         it shows this). Opens nothing; names models, never keys."""
-        from coffee_nb._shared._format import money
-
         models = "the default chain" if self.models is None else ", ".join(_model_name(m) for m in self.models)
         if self._budget is not None:
             rules = self._budget.rules
@@ -358,7 +358,6 @@ class SessionSettings:
     def picker(self, models: Sequence[Any] | None = None, budget: Budget | None = None) -> AutoPicker:
         """The AutoPicker for ``models`` (default chain when None); cached so cooldowns persist across cells."""
         from coffee_nb.invoke._invoker import AutoPicker
-        from coffee_nb.providers._aliases import resolve
 
         chain = [resolve(m) for m in (list(models) if models else self.chain()[0])]  # an alias: its model now
         key = tuple(m if isinstance(m, str) else id(m) for m in chain)
