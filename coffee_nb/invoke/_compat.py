@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from typing import Any, NamedTuple, TypeVar
 
+import langchain_core.globals as lc_globals
 from langchain_core.callbacks import (
     AsyncCallbackHandler,
     AsyncCallbackManager,
@@ -32,6 +33,26 @@ from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 from langchain_core.utils.uuid import uuid7
 
 from coffee_nb.invoke._plan import Usage
+
+# Private internals: an upgrade that moves one turns the fast path off (with one warning; internals_missing()
+# names it), it doesn't break the import.
+try:
+    from langsmith import utils as ls_utils
+    from langsmith._internal import _context as ls_context
+except ImportError as exc:
+    _LANGSMITH_MOVED: str | None = str(exc)
+else:
+    _LANGSMITH_MOVED = None
+try:
+    from langchain_core.tracers import _streaming
+except ImportError:
+    _STREAMING_HANDLERS: tuple[type, ...] = ()
+else:
+    _STREAMING_HANDLERS = tuple(
+        c
+        for n in ("_StreamingCallbackHandler", "_V2StreamingCallbackHandler")
+        if isinstance(c := getattr(_streaming, n, None), type)
+    )
 
 __all__ = [
     "PARENT",
@@ -61,10 +82,12 @@ class _Switches:
     """Where LangChain and LangSmith keep their global "is anyone listening" switches; resolved once."""
 
     def __init__(self) -> None:
-        import langchain_core.globals as lc_globals
-        from langchain_core.tracers.context import _configure_hooks, tracing_v2_callback_var
-        from langsmith import utils as ls_utils
-        from langsmith._internal import _context as ls_context
+        if _LANGSMITH_MOVED is not None:
+            raise ImportError(_LANGSMITH_MOVED)
+        from langchain_core.tracers.context import (  # lazy: tenacity, tornado (langsmith.run_helpers)
+            _configure_hooks,
+            tracing_v2_callback_var,
+        )
 
         self.lc_globals = lc_globals
         self.tracing_var = tracing_v2_callback_var
@@ -241,16 +264,6 @@ async def _aeach_with(var: ContextVar[Any], value: Any, inner: AsyncIterator[_T]
             await close()
 
 
-def _streaming_handlers() -> tuple[type, ...]:
-    try:
-        from langchain_core.tracers import _streaming
-    except ImportError:
-        return ()
-    found = [getattr(_streaming, n, None) for n in ("_StreamingCallbackHandler", "_V2StreamingCallbackHandler")]
-    return tuple(c for c in found if isinstance(c, type))
-
-
-_STREAMING_HANDLERS = _streaming_handlers()
 _NO_TOKENS = (BaseCallbackHandler.on_llm_new_token, AsyncCallbackHandler.on_llm_new_token)
 
 
