@@ -50,7 +50,7 @@ def http_error(
     status: int, message: str = "", *, retry_after: float | None = None, code: str | None = None
 ) -> Exception:
     """An ``openai`` SDK error for ``status``, as the real client would raise it (for scripts)."""
-    import openai
+    import openai  # lazy: openai
 
     headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
     request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")

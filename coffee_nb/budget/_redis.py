@@ -106,7 +106,7 @@ class RedisLedger:
 
     def __init__(self, url: str, *, namespace: str = "default", client: Any = None) -> None:
         try:
-            import redis
+            import redis  # lazy: redis
         except ImportError as exc:
             raise ImportError("Redis ledgers need the redis extra: pip install 'coffee_nb[redis]'") from exc
         self.url = url

@@ -252,7 +252,7 @@ class _Job:
         if call.hit is not None:
             self._replay(call)
             return
-        from coffee_nb.invoke._streams import acollect
+        from coffee_nb.invoke._streams import acollect  # lazy: langchain_core
 
         try:
             # streamed, so each answer has its time to first token

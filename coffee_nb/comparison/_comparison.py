@@ -140,7 +140,7 @@ class Comparison:
         judge_mode: str,
         projection: Projection,
     ) -> None:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         self.source, self.over, self.models, self.runs = source, over, list(models), runs
         self.projection = projection
@@ -157,7 +157,7 @@ class Comparison:
         self.answers = firsts.pivot(index="row", columns="model", values="answer").reindex(index=rows, columns=models)
 
     def _summary(self) -> pd.DataFrame:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         frame, out = self.frame, []
         for m in self.models:
@@ -210,7 +210,7 @@ def _quantile(values: Any, q: float) -> float | None:
 # -- reading what compare is given ------------------------------------------------------------------
 def model_list(models: Any) -> list[Any]:
     """The models to compare, from a list or a comma-separated string; an AutoPicker is not one model."""
-    from coffee_nb.invoke._invoker import AutoPicker
+    from coffee_nb.invoke._invoker import AutoPicker  # lazy: langchain_core
 
     if isinstance(models, str):
         items: list[Any] = [m.strip() for m in models.split(",") if m.strip()]

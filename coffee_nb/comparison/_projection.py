@@ -171,7 +171,7 @@ def refusal(projection: Projection, budgets: Sequence[Any]) -> str | None:
 
 
 def _cap(cand: Any, max_tokens: int | None) -> int:
-    from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE
+    from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE  # lazy: langchain_core
 
     return int(max_tokens or cand.output_cap or DEFAULT_OUTPUT_ESTIMATE)
 

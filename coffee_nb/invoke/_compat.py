@@ -145,7 +145,7 @@ def internals_missing() -> list[str]:
     except (ImportError, AttributeError) as exc:
         missing.append(f"listening switches: {exc}")
     try:
-        from coffee_nb.testing import ScriptedChatModel
+        from coffee_nb.testing import ScriptedChatModel  # lazy: httpx
 
         if not isinstance(getattr(ScriptedChatModel(), "__pydantic_private__", None), dict):
             missing.append("pydantic: BaseModel.__pydantic_private__ is not a dict")

@@ -163,7 +163,7 @@ class Health(Sequence[ModelHealth]):
         return f"Health({'; '.join(parts)})"
 
     def to_dataframe(self) -> pd.DataFrame:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         columns = [f.name for f in fields(ModelHealth)]
         return pd.DataFrame([r.as_dict() for r in self.rows], columns=columns).set_index("model")

@@ -132,7 +132,7 @@ def _params(params: Any, label: str) -> Mapping[str, Any]:
             f"params for {label} must be a dict of constructor arguments with string keys, "
             f"e.g. {{'base_url': 'http://127.0.0.1:8000/v1'}}; got {params!r}"
         )
-    from pydantic import SecretStr
+    from pydantic import SecretStr  # lazy: pydantic
 
     out: dict[str, Any] = {}
     for key, value in params.items():
@@ -251,7 +251,7 @@ class Candidate:
 
     def prefill_message(self, text: str) -> Any:
         """The final assistant message that asks this model to continue ``text``."""
-        from langchain_core.messages import AIMessage
+        from langchain_core.messages import AIMessage  # lazy: langchain_core
 
         if self.prefill_style == "prefix":
             return AIMessage(content=text, additional_kwargs={"prefix": True})

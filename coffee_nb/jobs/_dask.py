@@ -67,7 +67,7 @@ def map_dask(
 ) -> Any:
     """The Dask side of ``map_rows``: checks on the client, a lazy ``map_partitions``, computed on request."""
     try:
-        import dask.dataframe  # noqa: F401 - the extra's presence, checked up front with the pip line
+        import dask.dataframe  # noqa: F401  # lazy: dask (here only to check the extra is installed, up front)
     except ImportError as exc:
         raise ImportError(_INSTALL) from exc
     if on_progress is not None and not callable(on_progress):
@@ -77,7 +77,7 @@ def map_dask(
             "on_progress on a Dask DataFrame needs compute=True: progress is read while map_rows computes the "
             "job, and a lazy result is computed later, by you (or leave on_progress out)"
         )
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     _, _, dtypes = check_options(list(ddf.columns), concurrency=concurrency, on_error=on_error, out=out, schema=schema)
     tmpl = Template.compile(template, list(ddf.columns), namespace, stacklevel=4)
@@ -175,7 +175,7 @@ def _cache_path(cache: Any, session: Any) -> str | None:
 
 
 def _projection(ddf: Any, spec: JobSpec) -> Projection:
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     meta = pd.DataFrame(
         {
@@ -244,7 +244,7 @@ def _compute(
     on_progress: Callable[[JobStatus], Any] | None = None,
 ) -> Any:
     """Compute ``result``, showing the workers' progress summed; an interrupt stops every worker's job."""
-    import redis
+    import redis  # lazy: redis
 
     r = redis.Redis.from_url(spec.redis_url, socket_timeout=5, socket_connect_timeout=5)
     box: dict[str, Any] = {}

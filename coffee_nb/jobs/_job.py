@@ -174,7 +174,7 @@ class Job:
     # -- before the job --------------------------------------------------------------------------------
     def prepare(self, sinks: tuple[Callable[[CallRecord], Any], ...]) -> Projection:
         """Fill the rows the cache answers (hits are published to ``sinks``), list the rest, and cost them."""
-        from coffee_nb.pricing._tokens import estimate_prompt, prompt_bound
+        from coffee_nb.pricing._tokens import estimate_prompt, prompt_bound  # lazy: %load_ext path
 
         cache = self.cache
         cached = unfilled = 0
@@ -193,7 +193,7 @@ class Job:
             self.todo.append(i)
         cands = self.picker.candidates
         max_tokens = self.call_kwargs.get("max_tokens")
-        from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE
+        from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE  # lazy: langchain_core
 
         caps = [max_tokens or c.output_cap or DEFAULT_OUTPUT_ESTIMATE for c in cands]
         prices = [c.facts.price for c in cands]
@@ -286,7 +286,7 @@ class Job:
         prompt = self.prompts[i] or ""
         if not self.system:
             return prompt  # AutoPicker's fast path takes the string as it is
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import HumanMessage, SystemMessage  # lazy: langchain_core
 
         return [SystemMessage(self.system), HumanMessage(prompt)]
 

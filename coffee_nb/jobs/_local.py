@@ -58,7 +58,7 @@ def prepare(
 
     Returns the job, the input frame, the output dtypes, and a cache this call opened (to close after).
     """
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     if not isinstance(df, pd.DataFrame):
         raise ConfigError(f"map_rows needs a pandas (or Dask) DataFrame, got {type(df).__name__}")
@@ -111,7 +111,7 @@ def prepare(
             prompts.append(prompt + suffix)
     keys: list[str | None] = [None] * len(prompts)
     if store is not None:
-        from coffee_nb.replay._cache import request_key
+        from coffee_nb.replay._cache import request_key  # lazy: %load_ext path
 
         names = list(picker.model_names)
         head = [KeyMessage("system", system)] if system else []
@@ -137,7 +137,7 @@ def prepare(
 
 def finish(job: Job, scheduler: Scheduler, frame: Any, dtypes: dict[str, Any], view: View | None) -> Any:
     """The result frame (input columns, then ours), with a note when the job stopped early."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     job.close()  # answers are in the cache before anyone re-runs
     reason = scheduler.stop_reason
@@ -188,12 +188,12 @@ def _note(reason: str | None, status: JobStatus, error: BaseException | None, *,
 
 
 def _picker(models: Any, budget: Any, session: Any) -> Any:
-    from coffee_nb.invoke._invoker import AutoPicker
+    from coffee_nb.invoke._invoker import AutoPicker  # lazy: langchain_core
 
     if isinstance(models, AutoPicker):
         if budget is None:
             return models
-        from coffee_nb.budget import BudgetStack
+        from coffee_nb.budget import BudgetStack  # lazy: %load_ext path
 
         return models.model_copy(update={"budget": BudgetStack(models.budget, budget)})
     if models is None:
@@ -209,7 +209,7 @@ def _picker(models: Any, budget: Any, session: Any) -> Any:
 
 def _cache(cache: Any, session: Any) -> tuple[Any, Any]:
     """The response cache to use, and the one this call opened (closed after the job)."""
-    from coffee_nb.replay._cache import ResponseCache
+    from coffee_nb.replay._cache import ResponseCache  # lazy: %load_ext path
 
     if cache is True:
         return (session.cache if session.cache_enabled else None), None
@@ -258,7 +258,7 @@ def run_in_thread(scheduler: Scheduler, view: View | None) -> None:
 
 
 async def _run_and_close(scheduler: Scheduler) -> None:
-    from coffee_nb._shared._http import get_async_http_client
+    from coffee_nb._shared._http import get_async_http_client  # lazy: %load_ext path
 
     try:
         await scheduler.run()

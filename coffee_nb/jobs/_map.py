@@ -86,7 +86,7 @@ def map_rows(
         "max_tokens": max_tokens,
     }
     if is_dask(df):
-        from coffee_nb.jobs._dask import map_dask
+        from coffee_nb.jobs._dask import map_dask  # lazy: %load_ext path
 
         if cassette is not None:
             raise ConfigError(

@@ -208,7 +208,7 @@ class TqdmView:
         self.bar: Any = None
 
     def start(self, projection: Projection) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # lazy: tqdm (it ships no type information)
 
         print(projection.line(), file=self.file)
         self.bar = tqdm(total=self.total, unit="row", desc="map_rows", file=self.file, mininterval=0.2, leave=True)

@@ -63,7 +63,7 @@ class JobSpec:
 
 # -- on the workers -------------------------------------------------------------------------------------------
 def _open(spec: JobSpec) -> tuple[Any, Any, Any]:
-    from coffee_nb.invoke._invoker import AutoPicker
+    from coffee_nb.invoke._invoker import AutoPicker  # lazy: langchain_core
 
     budget = Budget(**spec.budget)
     picker = AutoPicker(spec.models[0], spec.models[1:], budget=budget, policy=spec.policy)
@@ -118,7 +118,7 @@ def partition(pdf: pd.DataFrame, spec: JobSpec, partition_info: dict[str, Any] |
 
 
 def _empty(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     dtypes = output_dtypes(spec.out or "answer", None if spec.schema is None else Schema(spec.schema))
     return pd.concat([pdf, pd.DataFrame({n: pd.Series(dtype=d) for n, d in dtypes.items()}, index=pdf.index)], axis=1)
@@ -126,7 +126,7 @@ def _empty(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
 
 def project(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
     """One partition's projection, as a one-row frame the client sums."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     picker, budget, cache = _open(spec)
     try:
@@ -156,7 +156,7 @@ class _Reporter:
     """A worker's job reports its counters to Redis and reads the stop flag (in the scheduler's ticker)."""
 
     def __init__(self, spec: JobSpec, number: int | str) -> None:
-        import redis
+        import redis  # lazy: redis
 
         self.spec = spec
         self.field = str(number)

@@ -17,11 +17,11 @@ __all__ = ["dashboard", "load_ipython_extension"]
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics. Cheap: LangChain, pandas and provider SDKs load in a background thread
     (``notebook._warm``; ``COFFEE_NB_WARM=0``: on the first ``%%llm``)."""
-    from coffee_nb.notebook.cassette_magic import CassetteMagics
-    from coffee_nb.notebook.compare_magic import CompareMagics
-    from coffee_nb.notebook.magics import LLMMagics
-    from coffee_nb.notebook.map_magic import MapMagics
-    from coffee_nb.notebook.session_magics import SessionMagics
+    from coffee_nb.notebook.cassette_magic import CassetteMagics  # lazy: IPython
+    from coffee_nb.notebook.compare_magic import CompareMagics  # lazy: IPython
+    from coffee_nb.notebook.magics import LLMMagics  # lazy: IPython
+    from coffee_nb.notebook.map_magic import MapMagics  # lazy: IPython
+    from coffee_nb.notebook.session_magics import SessionMagics  # lazy: IPython
 
     ipython.register_magics(LLMMagics, CassetteMagics, MapMagics)
     ipython.register_magics(CompareMagics, SessionMagics)
@@ -30,6 +30,6 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
-    from coffee_nb.notebook._dashboard import dashboard as board
+    from coffee_nb.notebook._dashboard import dashboard as board  # lazy: %load_ext path
 
     return board(display=display, **kwargs)

@@ -103,7 +103,7 @@ class Dashboard(_View):
         self.recent.value = self._last_calls()
 
     def _last_calls(self) -> str:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         df = self.metrics.to_dataframe(last=self.last_n)
         if not len(df):
@@ -188,7 +188,7 @@ def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     kwargs.setdefault("health", True)  # router health: breaker states, countdowns to reopening
     board = Dashboard(session.metrics, session.budget, **kwargs)
     if display:
-        from IPython.display import display as show
+        from IPython.display import display as show  # lazy: IPython
 
         show(board)
     return board

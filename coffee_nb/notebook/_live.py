@@ -251,7 +251,7 @@ def _current_cell() -> tuple[str, int] | None:
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None:
         return None
-    from coffee_nb.notebook._options import _cell_key
+    from coffee_nb.notebook._options import _cell_key  # lazy: IPython
 
     raw = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
     text = raw[-1] if raw else ""
@@ -357,7 +357,7 @@ class _View:
     # -- the display ---------------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
         """Shown by IPython (a cell's value or ``display(view)``): a display this view's redraws update."""
-        from IPython.display import display
+        from IPython.display import display  # lazy: IPython
 
         self._replace_earlier_runs()
         display(self._repr_mimebundle_(), raw=True, display_id=self._display_id)
@@ -375,7 +375,7 @@ class _View:
 
     def _show_update(self) -> None:
         if self._shown and not self.closed:
-            from IPython.display import update_display
+            from IPython.display import update_display  # lazy: IPython
 
             update_display(self._repr_mimebundle_(), raw=True, display_id=self._display_id)
         for part in self._subviews():  # a part also displayed on its own follows the redraws that drive it

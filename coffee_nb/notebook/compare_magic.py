@@ -22,7 +22,7 @@ __all__ = ["CompareMagics"]
 def _progress(total_hint: str) -> Any:
     """A small live bar of calls finished (static HTML updated in place); its plain text is empty (nothing
     for nbval to compare)."""
-    from coffee_nb.notebook._live import HTML, Bar, Box, _View
+    from coffee_nb.notebook._live import HTML, Bar, Box, _View  # lazy: %load_ext path
 
     class CompareProgress(_View):
         _label = ""
@@ -105,7 +105,7 @@ class CompareMagics(ShellMagics):
             source, template = ns[args.over], cell
         else:
             source = fill(cell, ns, allow_missing=args.allow_missing)  # an undefined {name}: nothing is sent
-        from coffee_nb.comparison._compare import compare
+        from coffee_nb.comparison._compare import compare  # lazy: %load_ext path
 
         progress = _progress(f"{len(models)} models")
         display(progress)
@@ -128,7 +128,7 @@ class CompareMagics(ShellMagics):
                 on_progress=progress.update,
             )
         except BudgetExceededError as exc:
-            from coffee_nb.notebook.render import ErrorBox
+            from coffee_nb.notebook.render import ErrorBox  # lazy: %load_ext path
 
             display(ErrorBox(exc))
             raise  # "Run all" stops here; IPython prints the short message, not a wall

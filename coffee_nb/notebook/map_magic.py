@@ -28,7 +28,7 @@ def progress_view(total: int) -> View:
     concurrency and rate-limit waits. The job only bumps counters; the waiting cell refreshes this view a
     few times a second, each time replacing its output in place (static HTML: a saved notebook keeps the
     last state)."""
-    from coffee_nb.notebook._live import HTML, Bar, Box, _View
+    from coffee_nb.notebook._live import HTML, Bar, Box, _View  # lazy: %load_ext path
 
     class MapProgressView(_View):
         _label = "coffee_nb map_rows progress"
@@ -138,7 +138,7 @@ class MapMagics(Magics):
         budget = None
         cap = _positive_money(args.budget, "--budget")
         if cap is not None:
-            from coffee_nb.budget import Budget
+            from coffee_nb.budget import Budget  # lazy: %load_ext path
 
             budget = Budget(total=cap, ledger="memory", name="cell")
         try:

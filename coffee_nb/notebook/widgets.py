@@ -198,7 +198,7 @@ class LatencyHistogram(_View):
                 "<br><span style='opacity:.75'>time to first token: none — it is measured on streamed answers, "
                 f"and {calls} streamed</span>"
             )
-        import numpy as np
+        import numpy as np  # lazy: numpy
 
         p50, p95 = np.percentile(np.concatenate(values), [50, 95])
         return (

@@ -28,7 +28,7 @@ SETTINGS = (
 
 
 def _build(deployment: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-    from langchain_openai import AzureChatOpenAI
+    from langchain_openai import AzureChatOpenAI  # lazy: langchain_openai
 
     params = {"azure_deployment": deployment, **s.params}
     return build_openai_compatible(deployment, key, BuildSettings(s.timeout, params, s.loop), cls=AzureChatOpenAI)

@@ -81,7 +81,7 @@ HOSTS: dict[str, Host] = {
 
 def _builder(name: str, host: Host) -> Callable[[str, str | None, BuildSettings], BaseChatModel]:
     def build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-        from coffee_nb.providers._compatible_chat import ChatOpenAICompatible
+        from coffee_nb.providers._compatible_chat import ChatOpenAICompatible  # lazy: langchain_openai
 
         params: dict[str, Any] = {"provider": name, **s.params}
         base_url = host.base_url or os.environ.get(BASE_URL_VAR)  # params' base_url wins over both

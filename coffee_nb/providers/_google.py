@@ -50,13 +50,13 @@ PARAMS = Params(max_tokens="max_output_tokens", sampling=SAMPLING)
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from langchain_google_genai import ChatGoogleGenerativeAI
+        from langchain_google_genai import ChatGoogleGenerativeAI  # lazy: langchain_google_genai
     except ImportError as exc:
         raise missing_extra("google", "google") from exc
-    import httpx
+    import httpx  # lazy: httpx
 
-    from coffee_nb.providers._guard import guarded
-    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
+    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport  # lazy: httpx
 
     params = dict(s.params)
     # one model per event loop for async calls (the Candidate builds them so): its transport is the

@@ -42,10 +42,10 @@ PARAMS = Params(sampling=frozenset({"temperature", "top_p", "seed", "presence_pe
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from langchain_groq import ChatGroq
+        from langchain_groq import ChatGroq  # lazy: langchain_groq
     except ImportError as exc:
         raise missing_extra("groq", "groq") from exc
-    from coffee_nb.providers._guard import guarded
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
 
     kwargs: dict[str, Any] = {
         "model": model,

@@ -127,7 +127,7 @@ def _weakly_keyed(client: Any) -> bool:
 
 def _unwrapped(model: Any) -> tuple[Any, Callable[[Any], Any]]:
     """The chat model inside ``.bind(...)`` / ``.with_config(...)`` wrappers, and how to wrap a copy the same."""
-    from langchain_core.runnables.base import RunnableBindingBase
+    from langchain_core.runnables.base import RunnableBindingBase  # lazy: langchain_core
 
     if isinstance(model, RunnableBindingBase):
         inner, wrap = _unwrapped(model.bound)

@@ -53,10 +53,10 @@ PARAMS = Params(
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from langchain_ollama import ChatOllama
+        from langchain_ollama import ChatOllama  # lazy: langchain_ollama
     except ImportError as exc:
         raise missing_extra("ollama", "ollama") from exc
-    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport
+    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport  # lazy: httpx
 
     params = dict(s.params)
     params.setdefault("base_url", os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"))

@@ -48,7 +48,7 @@ def _renew(model: Any, loop: asyncio.AbstractEventLoop) -> Any:
     """``model`` with its SDK client copied (key, URL, timeout, retries, headers, query) onto a fresh httpx client."""
     proxy = getattr(model, "openai_proxy", None)
     if proxy:
-        import openai
+        import openai  # lazy: openai
 
         http: Any = openai.DefaultAsyncHttpxClient(proxy=proxy)
     else:

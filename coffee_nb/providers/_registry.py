@@ -111,10 +111,10 @@ def build_openai_compatible(
     class the same way (``AzureChatOpenAI``, or one that keeps ``max_tokens`` for third-party servers).
     A refusal (``finish_reason: content_filter``) raises instead of passing for an answer.
     """
-    from langchain_openai import ChatOpenAI
+    from langchain_openai import ChatOpenAI  # lazy: langchain_openai
 
-    from coffee_nb._shared import _http
-    from coffee_nb.providers._guard import guarded
+    from coffee_nb._shared import _http  # lazy: %load_ext path
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
 
     kwargs: dict[str, Any] = {
         "model": model,

@@ -70,7 +70,7 @@ class ResponseCache:
 
     def get(self, key: str) -> tuple[Any, dict[str, Any]] | None:
         """The stored answer and its metadata, or None (also for a row that no longer reads back)."""
-        from langchain_core.messages import messages_from_dict
+        from langchain_core.messages import messages_from_dict  # lazy: langchain_core
 
         with self._lock:
             try:
@@ -87,7 +87,7 @@ class ResponseCache:
         return message, meta if isinstance(meta, dict) else {}
 
     def put(self, key: str, message: Any, meta: dict[str, Any]) -> None:
-        from langchain_core.messages import message_to_dict
+        from langchain_core.messages import message_to_dict  # lazy: langchain_core
 
         data = message_to_dict(message)
         data["data"]["response_metadata"] = {

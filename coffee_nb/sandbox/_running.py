@@ -24,7 +24,7 @@ def server() -> SandboxServer:
     srv = _SANDBOX.server
     if srv is not None:
         return srv
-    from coffee_nb.sandbox._server import SandboxServer
+    from coffee_nb.sandbox._server import SandboxServer  # lazy: h11
 
     with _SANDBOX.lock:
         if _SANDBOX.server is None:

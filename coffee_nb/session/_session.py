@@ -88,7 +88,7 @@ class Session(SessionSettings):
 
     # -- asking ------------------------------------------------------------------------------------------
     def messages(self, prompt: str, *, system: str | None = None, chat: str | None = None) -> list[BaseMessage]:
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import HumanMessage, SystemMessage  # lazy: langchain_core
 
         out: list[BaseMessage] = []
         system = system if system is not None else self.system
@@ -135,7 +135,7 @@ class Session(SessionSettings):
             use_cache = active() is None  # a cassette records and replays every call itself
         key = None
         if use_cache:
-            from coffee_nb.replay._cache import request_key
+            from coffee_nb.replay._cache import request_key  # lazy: %load_ext path
 
             key = request_key(names, messages, params)
             hit = self._from_cache(key, format)
@@ -176,7 +176,7 @@ class Session(SessionSettings):
         call_kwargs: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
         if on_token is None:
             return picker.invoke(messages, **call_kwargs)
-        from coffee_nb.invoke._streams import Collector, handles_restarts, is_restart
+        from coffee_nb.invoke._streams import Collector, handles_restarts, is_restart  # lazy: langchain_core
 
         collector = Collector()
         with handles_restarts():  # the cell clears what it showed at a restart marker
@@ -241,7 +241,7 @@ class Session(SessionSettings):
         if found is None:
             return None
         message, stored = found
-        from coffee_nb.replay._cache import replay
+        from coffee_nb.replay._cache import replay  # lazy: %load_ext path
 
         record, message = replay(message, stored, time.perf_counter() - start)
         publish([self.metrics.emit, *self.sinks, self._note_prompt], record)
@@ -261,7 +261,7 @@ class Session(SessionSettings):
     ) -> list[dict[str, Any]]:
         """Per candidate: estimated input tokens, context window, worst-case cost, and budget left after
         (empty when the ledger can't be used). No call."""
-        from coffee_nb.session._dry_run import dry_run
+        from coffee_nb.session._dry_run import dry_run  # lazy: %load_ext path
 
         return dry_run(self, prompt, models=models, system=system, max_tokens=max_tokens, chat=chat)
 
