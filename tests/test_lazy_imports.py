@@ -9,7 +9,8 @@ Every import statement inside a function body in ``coffee_nb/`` ends its (first)
 
 A reason is checked for real, in forks of a Python that imported nothing heavy: the module imported, then
 the import run and what it loads watched. No timing: which modules load is the test (benchmarks/ time them).
-An import to dodge a circle, or of something already loaded or light, has no true reason and fails here.
+An import of something already loaded or light has no true reason and fails here; one to dodge a circle
+fails test_no_import_circle (which follows imports in functions too).
 """
 
 from __future__ import annotations
@@ -273,3 +274,60 @@ def test_each_lazy_import_keeps_out_what_it_says():
             elif not set(result["coffee_nb"]) - path:
                 wrong.append(f"{said}\n    everything it loads is on that path already")
     assert not wrong, "function-level imports that don't keep out what they say:\n" + "\n".join(wrong)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """coffee_nb module -> the coffee_nb modules it imports at run time (module level or in functions; not
+    under ``if TYPE_CHECKING:``)."""
+    files = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+
+    def visit(module: str, node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for other in child.orelse:
+                    visit(module, other)
+                continue
+            if isinstance(child, ast.Import):
+                graph[module] |= {a.name for a in child.names if a.name in files}
+            elif isinstance(child, ast.ImportFrom) and child.module and child.module.startswith("coffee_nb"):
+                for alias in child.names:
+                    target = f"{child.module}.{alias.name}"
+                    graph[module].add(target if target in files else child.module)
+            visit(module, child)
+
+    for module, path in files.items():
+        visit(module, ast.parse(path.read_text()))
+    return {m: targets - {m} for m, targets in graph.items()}
+
+
+def test_no_import_circle():
+    """No module reaches itself through imports, module-level or inside functions (a function-level import
+    is not a way around a circle: cut it, see issue 25)."""
+    graph = _import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def connect(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            if component:
+                circles.append(sorted([v, *component]))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    assert sum(len(t) for t in graph.values()) > 300  # the scan found the imports
+    assert not circles, f"import circles: {circles}"
