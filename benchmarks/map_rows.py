@@ -78,7 +78,7 @@ def throughput(url: str, rows: int, rounds: int) -> pd.DataFrame:
 def bookkeeping(url: str, rows: int) -> None:
     """map_rows with a picker that answers instantly: everything measured is map_rows' own per-row work."""
     from coffee_nb import AutoPicker, ModelSpec
-    from coffee_nb.jobs._map import _run_in_thread, finish, prepare
+    from coffee_nb.jobs._local import finish, prepare, run_in_thread
     from coffee_nb.jobs._progress import TqdmView
     from coffee_nb.jobs._scheduler import Scheduler
 
@@ -103,7 +103,7 @@ def bookkeeping(url: str, rows: int) -> None:
             df, "{prompt}", picker=Instant(), cache=cache, concurrency=CONCURRENCY, namespace={}
         )
         scheduler = Scheduler(job, concurrency=CONCURRENCY)
-        _run_in_thread(scheduler, view)
+        run_in_thread(scheduler, view)
         drain = time.perf_counter()
         job.close()  # the writer thread stores what is queued (one SQLite commit per answer)
         drain = time.perf_counter() - drain

@@ -189,7 +189,7 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext coffee_nb``: register the ``%%llm`` magics (heavy libraries load on first use)."""
-    from coffee_nb.notebook import load_ipython_extension as load
+    from coffee_nb.notebook import load_ipython_extension as load  # lazy: import coffee_nb
 
     load(ipython)
 

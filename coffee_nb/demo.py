@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "artifacts"), help="where to write the executed notebook and HTML")
     args = parser.parse_args(argv)
     try:
-        import nbformat
-        from nbclient import NotebookClient
-        from nbconvert import HTMLExporter
+        import nbformat  # lazy: nbformat
+        from nbclient import NotebookClient  # lazy: nbclient
+        from nbconvert import HTMLExporter  # lazy: nbconvert
     except ImportError:
         print("The demo needs the dev tools: pip install -e '.[dev]' (make demo does this).", file=sys.stderr)
         return 2

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -46,7 +50,7 @@ def http_error(
     status: int, message: str = "", *, retry_after: float | None = None, code: str | None = None
 ) -> Exception:
     """An ``openai`` SDK error for ``status``, as the real client would raise it (for scripts)."""
-    import openai
+    import openai  # lazy: openai
 
     headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
     request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
@@ -190,10 +194,6 @@ def redis_server(*, timeout: float = 20.0, password: str | None = None) -> Itera
 
     Raises FileNotFoundError when redis-server is not installed (``apt-get install redis-server``).
     """
-    import shutil
-    import socket
-    import subprocess
-
     exe = shutil.which("redis-server")
     if exe is None:
         raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
@@ -224,9 +224,6 @@ def redis_server(*, timeout: float = 20.0, password: str | None = None) -> Itera
 
 # -- storage faults, for real (no mocks of coffee_nb): read-only directories, full disks, SQLite refusing
 def _mount(args: list[str], target: Path) -> None:
-    import shutil
-    import subprocess
-
     exe = shutil.which("mount")
     if exe is None:
         raise OSError(f"can't mount a tmpfs on {target}: no mount command")
@@ -236,8 +233,6 @@ def _mount(args: list[str], target: Path) -> None:
 
 
 def _umount(target: Path) -> None:
-    import subprocess
-
     subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
 
 
@@ -249,9 +244,6 @@ def read_only_dir(parent: str | os.PathLike[str] | None = None) -> Iterator[Path
     (root with CAP_SYS_ADMIN, as in most containers and CI runners). ``OSError`` when neither works.
     Put files in it first with :func:`tiny_disk` and ``remount``, or test opening new files in it.
     """
-    import shutil
-    import tempfile
-
     base = Path(tempfile.mkdtemp(dir=parent))
     target = base / "read-only"
     target.mkdir()
@@ -274,9 +266,6 @@ def read_only_dir(parent: str | os.PathLike[str] | None = None) -> Iterator[Path
 def tiny_disk(size_kib: int = 256, parent: str | os.PathLike[str] | None = None) -> Iterator[Path]:
     """A directory on its own tiny filesystem (a tmpfs of ``size_kib``), to fill up: see :func:`fill_disk`.
     Needs root with CAP_SYS_ADMIN; ``OSError`` otherwise (then use :func:`sqlite_fault`)."""
-    import shutil
-    import tempfile
-
     base = Path(tempfile.mkdtemp(dir=parent))
     target = base / "disk"
     target.mkdir()

@@ -316,7 +316,7 @@ def _close_http(sync: httpx.Client | None, pairs: list[tuple[asyncio.AbstractEve
         sync.close()
     if not pairs:
         return
-    import asyncio
+    import asyncio  # lazy: asyncio
 
     for loop, client in pairs:
         if loop.is_closed():

@@ -5,6 +5,8 @@ Pure functions with no coffee_nb imports, so any layer may use them.
 
 from __future__ import annotations
 
+import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -46,9 +48,6 @@ def content_text(content: Any) -> str:
 
 def parse_json(text: str) -> Any:
     """Parse a JSON answer, fenced (```json ... ```) or bare; raise ValueError saying what was wrong."""
-    import json
-    import re
-
     fenced = re.search(r"```(?:json)?\s*\n(.*?)```", text, re.DOTALL)
     body = fenced.group(1) if fenced else text
     try:

@@ -49,7 +49,7 @@ def configure_http(
 
 
 def _limits_and_timeout() -> tuple[httpx.Limits, httpx.Timeout]:
-    import httpx
+    import httpx  # lazy: httpx
 
     s = _HTTP.settings
     limits = httpx.Limits(
@@ -68,7 +68,7 @@ def get_http_client() -> httpx.Client:
     with _HTTP.lock:
         client = _HTTP.sync_client
         if client is None or client.is_closed:
-            import httpx
+            import httpx  # lazy: httpx
 
             limits, timeout = _limits_and_timeout()
             client = _HTTP.sync_client = httpx.Client(limits=limits, timeout=timeout)
@@ -85,7 +85,7 @@ def get_async_http_client(loop: asyncio.AbstractEventLoop | None = None) -> http
     with _HTTP.lock:
         client = _HTTP.async_clients.get(loop)
         if client is None or client.is_closed:
-            import httpx
+            import httpx  # lazy: httpx
 
             limits, timeout = _limits_and_timeout()
             client = httpx.AsyncClient(limits=limits, timeout=timeout)

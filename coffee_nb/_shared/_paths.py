@@ -36,7 +36,7 @@ def data_dir() -> Path:
     env = os.environ.get("COFFEE_NB_DATA_DIR")
     if env:
         return Path(env)
-    from platformdirs import user_data_dir
+    from platformdirs import user_data_dir  # lazy: platformdirs
 
     return Path(user_data_dir("coffee_nb", appauthor=False))
 

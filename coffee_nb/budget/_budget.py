@@ -5,7 +5,9 @@ a call touches in `_rules`, the warnings a budget gives in `_warnings`, opening 
 
 from __future__ import annotations
 
+import html
 import itertools
+import logging
 import time
 import uuid
 import warnings
@@ -131,8 +133,6 @@ class Budget(_Alerts):
 
     def _repr_html_(self) -> str:
         """A status table, so ``budget`` alone in a cell shows well even without widgets."""
-        import html
-
         rows = []
         for name, s in self.status().items():
             pct = min(100.0, s["percentage"])
@@ -235,8 +235,6 @@ class Budget(_Alerts):
         try:
             self.ledger.release(lease.id)
         except Exception:  # a hold that can't be released expires by itself (lease_ttl): log, go on
-            import logging
-
             logging.getLogger("coffee_nb").warning("budget: could not release a reservation", exc_info=True)
 
     # -- queries -----------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ or a ledger object; a spec that is none of these is a ``ConfigError`` naming it.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from coffee_nb.budget._ledger import Ledger, MemoryLedger
+from coffee_nb.budget._redis import RedisLedger
+from coffee_nb.budget._sqlite import SQLiteLedger
 from coffee_nb.errors._errors import ConfigError, redact, remember_secret
 
 __all__ = ["open_ledger"]
@@ -18,8 +21,6 @@ def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
         "'memory', 'sqlite', 'sqlite:///path/to/ledger.db', a path ending .db/.sqlite/.sqlite3, 'redis://host:port/db'"
     )
     if spec is None or spec == "sqlite":
-        from coffee_nb.budget._sqlite import SQLiteLedger
-
         return SQLiteLedger(namespace=namespace)
     if isinstance(spec, Path):
         spec = str(spec)
@@ -30,12 +31,8 @@ def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
     if spec == "memory":
         return MemoryLedger()
     if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
-        from coffee_nb.budget._sqlite import SQLiteLedger
-
         return SQLiteLedger(spec[len("sqlite:///") :], namespace=namespace)
     if spec.startswith(("redis://", "rediss://", "unix://")):
-        from urllib.parse import urlsplit
-
         parts = urlsplit(spec)
         if parts.password:
             remember_secret(parts.password)  # the error below repeats the URL: never its password
@@ -48,11 +45,7 @@ def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
             raise ConfigError(
                 redact(f"malformed ledger URL {spec!r}: expected one of {accepted} or 'unix:///path/to/redis.sock'")
             )
-        from coffee_nb.budget._redis import RedisLedger
-
         return RedisLedger(spec, namespace=namespace)
     if spec.endswith((".db", ".sqlite", ".sqlite3")) and "://" not in spec:
-        from coffee_nb.budget._sqlite import SQLiteLedger
-
         return SQLiteLedger(spec, namespace=namespace)
     raise ConfigError(f"malformed ledger {spec!r}: expected one of {accepted}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from coffee_nb._shared._paths import StorageError
 from coffee_nb.budget._ledger import CallRow, LimitHit
@@ -105,15 +106,13 @@ class RedisLedger:
 
     def __init__(self, url: str, *, namespace: str = "default", client: Any = None) -> None:
         try:
-            import redis
+            import redis  # lazy: redis
         except ImportError as exc:
             raise ImportError("Redis ledgers need the redis extra: pip install 'coffee_nb[redis]'") from exc
         self.url = url
         self.ns = namespace
         self.prefix = f"coffee_nb:{namespace}"
         self._errors: type[Exception] = redis.RedisError
-        from urllib.parse import urlsplit
-
         password = urlsplit(url).password
         if password:
             remember_secret(password)  # never in an error, a log or a record
@@ -131,8 +130,6 @@ class RedisLedger:
 
     def __str__(self) -> str:
         # the URL without credentials
-        from urllib.parse import urlsplit
-
         parts = urlsplit(self.url)
         if parts.scheme == "unix":
             return f"unix://{parts.path}"

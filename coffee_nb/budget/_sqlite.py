@@ -50,7 +50,9 @@ from coffee_nb.budget._sqlite_file import (
     take,
 )
 from coffee_nb.budget._sqlite_hot import BlockOps
+from coffee_nb.budget._warnings import BudgetWarning, _user_stacklevel
 from coffee_nb.errors._errors import ConfigError
+from coffee_nb.pricing._pricing import from_pico
 
 __all__ = ["SQLiteLedger", "default_path"]
 
@@ -194,9 +196,6 @@ class SQLiteLedger(BlockOps):
             raise self._fail(exc, "carrying spend to a new ledger file") from None
         self._db, self._ident, self._ex, self._carried = new, ident, new.execute, None
         if carried.total or carried.calls:
-            from coffee_nb.budget._warnings import BudgetWarning, _user_stacklevel
-            from coffee_nb.pricing._pricing import from_pico
-
             warnings.warn(
                 f"coffee_nb: the ledger file {self.path} was deleted or replaced while in use; the "
                 f"${from_pico(carried.total)} of spend and {len(carried.calls)} call(s) it held were carried "

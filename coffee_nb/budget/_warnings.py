@@ -3,6 +3,8 @@ which warnings are still owed, and the messages of a refused call and of spend t
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import warnings
 from collections import deque
@@ -156,8 +158,6 @@ class _Alerts:
                 try:
                     listener(event)
                 except Exception:  # a broken listener must not break a call
-                    import logging
-
                     logging.getLogger("coffee_nb").exception("budget listener failed")
 
     def _exceeded_message(self, rule: _Rule, hit: LimitHit, model: str, needed: Decimal | None, when: datetime) -> str:
@@ -178,8 +178,6 @@ class _Alerts:
 
 def _user_stacklevel() -> int:
     """Point a warning at the first frame outside coffee_nb and LangChain: the user's own line."""
-    import sys
-
     frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None:

@@ -25,7 +25,9 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coffee_nb._shared._format import content_text
+from coffee_nb._shared._http import get_async_http_client
 from coffee_nb._shared._paths import StorageError
+from coffee_nb._shared._records import global_sinks, publish
 from coffee_nb._shared._validate import max_tokens as check_max_tokens
 from coffee_nb._shared._validate import positive_int
 from coffee_nb._shared._validate import temperature as check_temperature
@@ -34,6 +36,9 @@ from coffee_nb.comparison._judge import JUDGE_MAX_TOKENS, JUDGE_MODES, JudgeRepo
 from coffee_nb.comparison._projection import Projection, project, worst_case
 from coffee_nb.errors._errors import AllModelsFailedError, BudgetExceededError, CoffeeError, ConfigError
 from coffee_nb.invoke._summary import CallSummary
+from coffee_nb.replay._cache import CacheWarning, replay, request_key
+from coffee_nb.replay._cassette import active
+from coffee_nb.session._session import get_session
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -130,8 +135,6 @@ class _Job:
         namespace: Mapping[str, Any] | None = None,
         on_progress: Callable[[int, int], Any] | None = None,
     ) -> None:
-        from coffee_nb.session._session import get_session
-
         self.session = session = get_session()
         self.runs = positive_int("runs", runs)
         self.concurrency = positive_int("concurrency", concurrency)
@@ -157,8 +160,6 @@ class _Job:
         }
         self.params = params
         self.system = system
-        from coffee_nb.replay._cassette import active
-
         # a cassette records and replays every call itself (as for %%llm): the response cache stands aside
         use_cache = cache and session.cache_enabled and active() is None
         self.cache: ResponseCache | None = session.cache if use_cache else None
@@ -181,8 +182,6 @@ class _Job:
         messages = self.session.messages(prompt, system=self.system)
         key = None
         if self.cache is not None and isinstance(spec, str):
-            from coffee_nb.replay._cache import request_key
-
             # run 1 is the request %%llm would make; later runs are requests of their own, so each is a call
             keyed = {**params, "compare_run": run if run > 1 else None}
             key = request_key([spec], messages, keyed)
@@ -205,8 +204,6 @@ class _Job:
             self._cache_failed(exc)
 
     def _cache_failed(self, exc: StorageError) -> None:
-        from coffee_nb.replay._cache import CacheWarning
-
         self.cache = None
         if not self._cache_warned:
             self._cache_warned = True
@@ -255,7 +252,7 @@ class _Job:
         if call.hit is not None:
             self._replay(call)
             return
-        from coffee_nb.invoke._streams import acollect
+        from coffee_nb.invoke._streams import acollect  # lazy: langchain_core
 
         try:
             # streamed, so each answer has its time to first token
@@ -274,9 +271,6 @@ class _Job:
         self._store(call, message, summary)
 
     def _replay(self, call: Call) -> None:
-        from coffee_nb._shared._records import global_sinks, publish
-        from coffee_nb.replay._cache import replay
-
         assert call.hit is not None
         message, stored = call.hit
         record, message = replay(message, stored, 0.0)
@@ -321,8 +315,6 @@ class _Job:
         params = {"temperature": 0.0, "max_tokens": JUDGE_MAX_TOKENS}
         key = None
         if self.cache is not None and isinstance(spec, str):
-            from coffee_nb.replay._cache import request_key
-
             key = request_key([spec], messages, params)
         call = Call(
             model=name,
@@ -364,8 +356,6 @@ def _run_in_thread(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     box: dict[str, Any] = {}
 
     async def main() -> _T:
-        from coffee_nb._shared._http import get_async_http_client
-
         box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
         try:
             return await make()

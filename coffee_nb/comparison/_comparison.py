@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
+from coffee_nb._shared._validate import usd
+from coffee_nb.budget import Budget
+from coffee_nb.comparison._judge import JudgeReport
+from coffee_nb.comparison._view import CompareView, text_summary
 from coffee_nb.errors._errors import ConfigError
+from coffee_nb.session._interpolate import interpolate
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from coffee_nb._shared._records import CallRecord
-    from coffee_nb.comparison._judge import JudgeReport
     from coffee_nb.comparison._projection import Projection
     from coffee_nb.invoke._summary import CallSummary
     from coffee_nb.session._session import Session
@@ -136,9 +140,7 @@ class Comparison:
         judge_mode: str,
         projection: Projection,
     ) -> None:
-        import pandas as pd
-
-        from coffee_nb.comparison._judge import JudgeReport
+        import pandas as pd  # lazy: pandas
 
         self.source, self.over, self.models, self.runs = source, over, list(models), runs
         self.projection = projection
@@ -155,7 +157,7 @@ class Comparison:
         self.answers = firsts.pivot(index="row", columns="model", values="answer").reindex(index=rows, columns=models)
 
     def _summary(self) -> pd.DataFrame:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         frame, out = self.frame, []
         for m in self.models:
@@ -191,16 +193,12 @@ class Comparison:
 
     def view(self, *, diff: bool = False, rows: int = 10) -> Any:
         """The display of this comparison (``diff=True`` marks where each answer departs from the first model's)."""
-        from coffee_nb.comparison._view import CompareView
-
         return CompareView(self, diff=diff, rows=rows)
 
     def _repr_markdown_(self) -> str:
         return str(self.view()._repr_markdown_())
 
     def __repr__(self) -> str:
-        from coffee_nb.comparison._view import text_summary
-
         return text_summary(self)
 
 
@@ -212,7 +210,7 @@ def _quantile(values: Any, q: float) -> float | None:
 # -- reading what compare is given ------------------------------------------------------------------
 def model_list(models: Any) -> list[Any]:
     """The models to compare, from a list or a comma-separated string; an AutoPicker is not one model."""
-    from coffee_nb.invoke._invoker import AutoPicker
+    from coffee_nb.invoke._invoker import AutoPicker  # lazy: langchain_core
 
     if isinstance(models, str):
         items: list[Any] = [m.strip() for m in models.split(",") if m.strip()]
@@ -237,9 +235,6 @@ def cap_budget(budget: Any) -> Any:
     """None, a Budget (anything with reserve/commit/release), or an amount: a hard cap for this comparison."""
     if budget is None or all(callable(getattr(budget, m, None)) for m in ("reserve", "commit", "release")):
         return budget
-    from coffee_nb._shared._validate import usd
-    from coffee_nb.budget import Budget
-
     return Budget(total=usd("budget", budget), ledger="memory", name="compare")
 
 
@@ -257,8 +252,6 @@ def read_prompts(source: Any, template: str | None, namespace: Mapping[str, Any]
         raise ConfigError("comparing over a DataFrame needs template=, e.g. 'Summarise: {text}'")
     if len(source) == 0:
         raise ConfigError("the DataFrame has no rows")
-    from coffee_nb.session._interpolate import interpolate  # %%llm's rules, shared
-
     variables = cast("MutableMapping[str, Any]", namespace)  # only read
     out = []
     for label, values in zip(source.index, source.to_dict("records"), strict=True):

@@ -49,7 +49,7 @@ _ASK = {
 
 def judge_messages(prompt: str, first: str, second: str, mode: str) -> list[Any]:
     """The judge's request for one pair: ``first`` is shown as answer A, ``second`` as answer B."""
-    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_core.messages import HumanMessage, SystemMessage  # lazy: langchain_core
 
     body = (
         f"The request:\n<request>\n{prompt}\n</request>\n\n"
@@ -111,7 +111,7 @@ class JudgeReport:
     """The judge's verdicts: ``frame`` (one row per pair and row), ``standings()`` per model, ``cost``."""
 
     def __init__(self, model: str, mode: str, calls: Sequence[Call]) -> None:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         self.model, self.mode = model, mode
         rows = []
@@ -136,7 +136,7 @@ class JudgeReport:
 
     def standings(self, models: Sequence[str]) -> pd.DataFrame:
         """Per model: pairs judged, wins, losses, ties (pick) or the mean score (score)."""
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         out = []
         for m in models:

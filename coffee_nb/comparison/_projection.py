@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb._shared._format import money
 from coffee_nb.comparison._judge import JUDGE_MAX_TOKENS, judge_messages
 from coffee_nb.errors._errors import BudgetExceededError
+from coffee_nb.pricing._pricing import from_pico
+from coffee_nb.pricing._tokens import count_prompt, prompt_bound
 
 if TYPE_CHECKING:
     from coffee_nb.comparison._comparison import Call
@@ -43,8 +45,6 @@ class Projection:
         judge_worst: int | None,
         budget_left: Mapping[str, Decimal],
     ) -> Projection:
-        from coffee_nb.pricing._pricing import from_pico
-
         return cls(
             calls=calls,
             cached=cached,
@@ -171,15 +171,13 @@ def refusal(projection: Projection, budgets: Sequence[Any]) -> str | None:
 
 
 def _cap(cand: Any, max_tokens: int | None) -> int:
-    from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE
+    from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE  # lazy: langchain_core
 
     return int(max_tokens or cand.output_cap or DEFAULT_OUTPUT_ESTIMATE)
 
 
 def _prompt_tokens(messages: Sequence[Any], cand: Any, exact: bool) -> int:
     """A byte bound (no tokenizer), or a count with the model's encoding (as the invoker counts)."""
-    from coffee_nb.pricing._tokens import count_prompt, prompt_bound
-
     if not exact:
         return prompt_bound(messages)
     tokens = count_prompt(messages, cand.encoding)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from typing import Any, NamedTuple, TypeVar
 
+import langchain_core.globals as lc_globals
 from langchain_core.callbacks import (
     AsyncCallbackHandler,
     AsyncCallbackManager,
@@ -26,9 +27,32 @@ from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.config import var_child_runnable_config as _child_config_var
+from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
+from langchain_core.utils.uuid import uuid7
 
 from coffee_nb.invoke._plan import Usage
+
+# Private internals: an upgrade that moves one turns the fast path off (with one warning; internals_missing()
+# names it), it doesn't break the import.
+try:
+    from langsmith import utils as ls_utils
+    from langsmith._internal import _context as ls_context
+except ImportError as exc:
+    _LANGSMITH_MOVED: str | None = str(exc)
+else:
+    _LANGSMITH_MOVED = None
+try:
+    from langchain_core.tracers import _streaming
+except ImportError:
+    _STREAMING_HANDLERS: tuple[type, ...] = ()
+else:
+    _STREAMING_HANDLERS = tuple(
+        c
+        for n in ("_StreamingCallbackHandler", "_V2StreamingCallbackHandler")
+        if isinstance(c := getattr(_streaming, n, None), type)
+    )
 
 __all__ = [
     "PARENT",
@@ -58,10 +82,12 @@ class _Switches:
     """Where LangChain and LangSmith keep their global "is anyone listening" switches; resolved once."""
 
     def __init__(self) -> None:
-        import langchain_core.globals as lc_globals
-        from langchain_core.tracers.context import _configure_hooks, tracing_v2_callback_var
-        from langsmith import utils as ls_utils
-        from langsmith._internal import _context as ls_context
+        if _LANGSMITH_MOVED is not None:
+            raise ImportError(_LANGSMITH_MOVED)
+        from langchain_core.tracers.context import (  # lazy: tenacity, tornado (langsmith.run_helpers)
+            _configure_hooks,
+            tracing_v2_callback_var,
+        )
 
         self.lc_globals = lc_globals
         self.tracing_var = tracing_v2_callback_var
@@ -119,7 +145,7 @@ def internals_missing() -> list[str]:
     except (ImportError, AttributeError) as exc:
         missing.append(f"listening switches: {exc}")
     try:
-        from coffee_nb.testing import ScriptedChatModel
+        from coffee_nb.testing import ScriptedChatModel  # lazy: httpx
 
         if not isinstance(getattr(ScriptedChatModel(), "__pydantic_private__", None), dict):
             missing.append("pydantic: BaseModel.__pydantic_private__ is not a dict")
@@ -183,9 +209,6 @@ PARENT: ContextVar[RunParent | None] = ContextVar("coffee_nb_parent_run", defaul
 
 def own_run(picker: Any, config: Any) -> tuple[dict[str, Any], RunParent]:
     """``config`` with the id AutoPicker's run will have (the caller's, or a new one), and that run."""
-    from langchain_core.runnables.config import ensure_config
-    from langchain_core.utils.uuid import uuid7
-
     config = dict(ensure_config(config))
     run_id = config.get("run_id") or uuid7()
     config["run_id"] = run_id
@@ -241,16 +264,6 @@ async def _aeach_with(var: ContextVar[Any], value: Any, inner: AsyncIterator[_T]
             await close()
 
 
-def _streaming_handlers() -> tuple[type, ...]:
-    try:
-        from langchain_core.tracers import _streaming
-    except ImportError:
-        return ()
-    found = [getattr(_streaming, n, None) for n in ("_StreamingCallbackHandler", "_V2StreamingCallbackHandler")]
-    return tuple(c for c in found if isinstance(c, type))
-
-
-_STREAMING_HANDLERS = _streaming_handlers()
 _NO_TOKENS = (BaseCallbackHandler.on_llm_new_token, AsyncCallbackHandler.on_llm_new_token)
 
 
@@ -261,8 +274,6 @@ def hears_tokens(handler: Any) -> bool:
     """
     if _STREAMING_HANDLERS and isinstance(handler, _STREAMING_HANDLERS):
         return True
-    from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
-
     if isinstance(handler, (BaseTracer, AsyncBaseTracer)):
         return False
     return getattr(type(handler), "on_llm_new_token", None) not in _NO_TOKENS

@@ -7,6 +7,7 @@ Each candidate keeps a small ring of its recent attempts (fed by the plan as it 
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from collections import deque
@@ -162,14 +163,12 @@ class Health(Sequence[ModelHealth]):
         return f"Health({'; '.join(parts)})"
 
     def to_dataframe(self) -> pd.DataFrame:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         columns = [f.name for f in fields(ModelHealth)]
         return pd.DataFrame([r.as_dict() for r in self.rows], columns=columns).set_index("model")
 
     def _repr_html_(self) -> str:
-        import html
-
         head = (
             "<tr><th>model</th><th>state</th><th>fails in a row</th><th>errors</th><th>p50 / p95</th>"
             "<th>last error</th></tr>"

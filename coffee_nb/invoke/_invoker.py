@@ -18,7 +18,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
-from pydantic import ConfigDict, Field, PrivateAttr
+from langchain_core.utils.function_calling import convert_to_json_schema
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from coffee_nb._shared._records import as_sinks
 from coffee_nb._shared._validate import flag, max_tokens, non_negative_number, positive_number, temperature
@@ -121,8 +122,6 @@ def _check_options(kwargs: dict[str, Any]) -> None:
 
 def _remember_keys(model: Any) -> None:
     """Keys inside a chat model the user built (``ChatOpenAI(api_key=...)``): redacted wherever they echo."""
-    from pydantic import SecretStr
-
     seen = 0
     while model is not None and seen < 4:  # a RunnableBinding wraps the model in ``bound``
         for value in getattr(model, "__dict__", {}).values():
@@ -281,8 +280,6 @@ class AutoPicker(BaseChatModel):
 
     def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Runnable[Any, Any]:
         """Structured output, forwarded to each candidate's own ``with_structured_output`` (same kwargs)."""
-        from langchain_core.utils.function_calling import convert_to_json_schema
-
         so_kwargs = {k: v for k, v in kwargs.items() if v is not None}
         try:
             traced = {"kwargs": so_kwargs, "schema": convert_to_json_schema(schema)}

@@ -18,13 +18,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb._shared import _http
 from coffee_nb._shared._validate import optional_positive_int
 from coffee_nb.errors._errors import ConfigError, MissingAPIKeyError, remember_secret
 from coffee_nb.invoke._health import RecentAttempts
 from coffee_nb.invoke._policy import CircuitBreaker, RateLimit, RateLimiter
-from coffee_nb.pricing._pricing import PRICES, ModelFacts, model_info
+from coffee_nb.pricing._pricing import PRICES, ModelFacts, Price, model_info
 from coffee_nb.pricing._tokens import encoding_for
 from coffee_nb.providers._base import MissingSettingError, Setting
+from coffee_nb.providers._loops import for_loop
 from coffee_nb.providers._params import Params
 from coffee_nb.providers._registry import (
     PREFILL_STYLES,
@@ -32,6 +34,7 @@ from coffee_nb.providers._registry import (
     BuildSettings,
     Provider,
     accepted,
+    async_clients_of,
     build_openai_compatible,
     parse_spec,
     providers,
@@ -129,7 +132,7 @@ def _params(params: Any, label: str) -> Mapping[str, Any]:
             f"params for {label} must be a dict of constructor arguments with string keys, "
             f"e.g. {{'base_url': 'http://127.0.0.1:8000/v1'}}; got {params!r}"
         )
-    from pydantic import SecretStr
+    from pydantic import SecretStr  # lazy: pydantic
 
     out: dict[str, Any] = {}
     for key, value in params.items():
@@ -248,7 +251,7 @@ class Candidate:
 
     def prefill_message(self, text: str) -> Any:
         """The final assistant message that asks this model to continue ``text``."""
-        from langchain_core.messages import AIMessage
+        from langchain_core.messages import AIMessage  # lazy: langchain_core
 
         if self.prefill_style == "prefix":
             return AIMessage(content=text, additional_kwargs={"prefix": True})
@@ -353,8 +356,6 @@ class Candidate:
         if self.instance is not None:
             return self.instance if loop is None else _instance_on(self, loop)
         assert self._provider is not None
-        from coffee_nb._shared import _http
-
         if loop is None:
             pooled = _http.get_http_client() if self._provider.timeout_kwarg else None
             cached = self._sync
@@ -448,13 +449,11 @@ def _instance_on(cand: Candidate, loop: asyncio.AbstractEventLoop) -> BaseChatMo
     found = cand._async.get(loop)
     if found is not None and not _closed_async(found):
         return found
-    from coffee_nb.providers._loops import for_loop
-
     assert cand.instance is not None
     with cand._lock:
         found = cand._async.get(loop)
         if found is None or _closed_async(found):
-            found = for_loop(cand.instance, loop)
+            found = for_loop(cand.instance, loop, async_clients_of)
             cand._async[loop] = found
     return found
 
@@ -462,8 +461,6 @@ def _instance_on(cand: Candidate, loop: asyncio.AbstractEventLoop) -> BaseChatMo
 def _chain_facts(candidates: Any) -> ModelFacts:
     """Facts of a nested AutoPicker's chain for the outer call: per token, the dearest of its models' prices
     (None when any is unpriced), and the largest context window it can route to (None when any is unknown)."""
-    from coffee_nb.pricing._pricing import Price
-
     prices = [c.facts.price for c in candidates]
     windows = [c.context_window for c in candidates]
     price = None

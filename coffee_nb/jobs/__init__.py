@@ -13,7 +13,8 @@ every worker charging one Redis ledger (``pip install 'coffee_nb[dask]'``).
 from __future__ import annotations
 
 from coffee_nb.jobs._job import describe_error
-from coffee_nb.jobs._map import DEFAULT_CONCURRENCY, amap_rows, map_rows
+from coffee_nb.jobs._local import DEFAULT_CONCURRENCY
+from coffee_nb.jobs._map import amap_rows, map_rows
 from coffee_nb.jobs._progress import JobStatus, Projection, TqdmView
 from coffee_nb.jobs._schema import Schema
 from coffee_nb.jobs._template import SamePromptWarning

@@ -26,7 +26,7 @@ _ZERO = Decimal(0)
 
 def _string_dtype() -> Any:
     """What pandas makes of a column of text (``str`` on pandas 3, ``object`` before)."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     return pd.Series(["x"]).dtype
 
@@ -34,7 +34,7 @@ def _string_dtype() -> Any:
 def _names_dtype() -> Any:
     """Categories of text, with their categories always of the text dtype: partitions (some with no value
     at all) concatenate."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     return pd.CategoricalDtype(pd.Index([], dtype=_string_dtype()))
 
@@ -135,8 +135,8 @@ class Columns:
         self.error[i] = f"not run ({reason})"
 
     def frame(self, index: Any, dtypes: dict[str, Any]) -> pd.DataFrame:
-        import numpy as np
-        import pandas as pd
+        import numpy as np  # lazy: numpy
+        import pandas as pd  # lazy: pandas
 
         data: dict[str, Any] = {}
         for name, values in self.values.items():
@@ -153,14 +153,14 @@ class Columns:
 
 
 def _categorical(values: Sequence[Any], index: Any) -> Any:
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     categories = pd.Index(sorted({v for v in values if v is not None}), dtype=_string_dtype())
     return pd.Series(pd.Categorical(values, categories=categories), index=index)
 
 
 def _series(values: Sequence[Any], dtype: Any, index: Any) -> Any:
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     if isinstance(dtype, pd.CategoricalDtype):
         return _categorical(values, index)

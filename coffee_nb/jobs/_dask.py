@@ -23,12 +23,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from coffee_nb._shared._validate import positive_int
+from coffee_nb._shared._validate import temperature as check_temperature
+from coffee_nb.budget import Budget, Limit
+from coffee_nb.budget._redis import RedisLedger
 from coffee_nb.errors._errors import ConfigError
+from coffee_nb.invoke._models import ModelSpec
 from coffee_nb.jobs._job import budget_left
 from coffee_nb.jobs._options import check_options
 from coffee_nb.jobs._progress import JobStatus, Projection, View, make_view
 from coffee_nb.jobs._template import Template
 from coffee_nb.jobs._worker import KEY_TTL, STATUS_FIELDS, JobSpec, partition, project
+from coffee_nb.pricing._pricing import from_pico
+from coffee_nb.replay._cache import ResponseCache
+from coffee_nb.session._session import get_session
 
 __all__ = ["JobSpec", "map_dask"]
 
@@ -59,7 +67,7 @@ def map_dask(
 ) -> Any:
     """The Dask side of ``map_rows``: checks on the client, a lazy ``map_partitions``, computed on request."""
     try:
-        import dask.dataframe  # noqa: F401 - the extra's presence, checked up front with the pip line
+        import dask.dataframe  # noqa: F401  # lazy: dask (here only to check the extra is installed, up front)
     except ImportError as exc:
         raise ImportError(_INSTALL) from exc
     if on_progress is not None and not callable(on_progress):
@@ -69,11 +77,7 @@ def map_dask(
             "on_progress on a Dask DataFrame needs compute=True: progress is read while map_rows computes the "
             "job, and a lazy result is computed later, by you (or leave on_progress out)"
         )
-    import pandas as pd
-
-    from coffee_nb._shared._validate import positive_int
-    from coffee_nb._shared._validate import temperature as check_temperature
-    from coffee_nb.session._session import get_session
+    import pandas as pd  # lazy: pandas
 
     _, _, dtypes = check_options(list(ddf.columns), concurrency=concurrency, on_error=on_error, out=out, schema=schema)
     tmpl = Template.compile(template, list(ddf.columns), namespace, stacklevel=4)
@@ -110,8 +114,6 @@ def map_dask(
 
 
 def _chain(models: Any, session: Any) -> list[Any]:
-    from coffee_nb.invoke._models import ModelSpec
-
     chain: list[Any]
     if models is None:
         chain = list(session.chain()[0])
@@ -135,9 +137,6 @@ def _chain(models: Any, session: Any) -> list[Any]:
 
 def _budget_spec(budget: Any) -> dict[str, Any]:
     """Budget(...) arguments that rebuild ``budget`` on a worker, on the same Redis ledger."""
-    from coffee_nb.budget import Budget, Limit
-    from coffee_nb.budget._redis import RedisLedger
-
     if not isinstance(budget, Budget) or not isinstance(budget.ledger, RedisLedger):
         raise ConfigError(
             "map_rows on a Dask DataFrame needs a budget every worker can share: "
@@ -164,8 +163,6 @@ def _budget_spec(budget: Any) -> dict[str, Any]:
 
 
 def _cache_path(cache: Any, session: Any) -> str | None:
-    from coffee_nb.replay._cache import ResponseCache
-
     if cache is True:
         return str(session.cache.path) if session.cache_enabled else None
     if cache is False or cache is None:
@@ -178,10 +175,7 @@ def _cache_path(cache: Any, session: Any) -> str | None:
 
 
 def _projection(ddf: Any, spec: JobSpec) -> Projection:
-    import pandas as pd
-
-    from coffee_nb.budget import Budget
-    from coffee_nb.pricing._pricing import from_pico
+    import pandas as pd  # lazy: pandas
 
     meta = pd.DataFrame(
         {
@@ -250,7 +244,7 @@ def _compute(
     on_progress: Callable[[JobStatus], Any] | None = None,
 ) -> Any:
     """Compute ``result``, showing the workers' progress summed; an interrupt stops every worker's job."""
-    import redis
+    import redis  # lazy: redis
 
     r = redis.Redis.from_url(spec.redis_url, socket_timeout=5, socket_connect_timeout=5)
     box: dict[str, Any] = {}

@@ -21,12 +21,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coffee_nb._shared._format import content_text
+from coffee_nb._shared._records import CallRecord, Outcome, Role, publish
 from coffee_nb.invoke._summary import CallSummary
 from coffee_nb.jobs._columns import Columns
 from coffee_nb.jobs._progress import JobStatus, Progress, Projection
+from coffee_nb.pricing._pricing import from_pico
 
 if TYPE_CHECKING:
-    from coffee_nb._shared._records import CallRecord
     from coffee_nb.jobs._schema import Schema
     from coffee_nb.replay._cache import ResponseCache
 
@@ -173,7 +174,7 @@ class Job:
     # -- before the job --------------------------------------------------------------------------------
     def prepare(self, sinks: tuple[Callable[[CallRecord], Any], ...]) -> Projection:
         """Fill the rows the cache answers (hits are published to ``sinks``), list the rest, and cost them."""
-        from coffee_nb.pricing._tokens import estimate_prompt, prompt_bound
+        from coffee_nb.pricing._tokens import estimate_prompt, prompt_bound  # lazy: %load_ext path
 
         cache = self.cache
         cached = unfilled = 0
@@ -192,7 +193,7 @@ class Job:
             self.todo.append(i)
         cands = self.picker.candidates
         max_tokens = self.call_kwargs.get("max_tokens")
-        from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE
+        from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE  # lazy: langchain_core
 
         caps = [max_tokens or c.output_cap or DEFAULT_OUTPUT_ESTIMATE for c in cands]
         prices = [c.facts.price for c in cands]
@@ -209,8 +210,6 @@ class Job:
                 worst += max(p.pico(bound, cap) for p, cap in zip(prices, caps, strict=True) if p is not None)
             if expected is not None and primary is not None:
                 expected += primary.pico(estimate_prompt(messages), out)
-        from coffee_nb.pricing._pricing import from_pico
-
         left, label = budget_left(self.picker.budget)
         projection = Projection(
             rows=len(self.prompts),
@@ -263,8 +262,6 @@ class Job:
         model, provider = str(meta.get("model", "?")), str(meta.get("provider", "?"))
         latency = time.perf_counter() - start
         self.columns.answered(i, values, model, meta.get("fallback_from"), (n_in, n_out), _ZERO, latency, True)
-        from coffee_nb._shared._records import CallRecord, Outcome, Role, publish
-
         record = CallRecord(
             call_id=uuid.uuid4().hex,
             attempt=0,
@@ -289,7 +286,7 @@ class Job:
         prompt = self.prompts[i] or ""
         if not self.system:
             return prompt  # AutoPicker's fast path takes the string as it is
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import HumanMessage, SystemMessage  # lazy: langchain_core
 
         return [SystemMessage(self.system), HumanMessage(prompt)]
 

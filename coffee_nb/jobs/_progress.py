@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from coffee_nb._shared._format import money
+from coffee_nb.errors._errors import ConfigError
 
 __all__ = ["JobStatus", "Progress", "Projection", "TqdmView", "View", "make_view"]
 
@@ -207,7 +208,7 @@ class TqdmView:
         self.bar: Any = None
 
     def start(self, projection: Projection) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # tqdm ships no type information
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # lazy: tqdm (it ships no type information)
 
         print(projection.line(), file=self.file)
         self.bar = tqdm(total=self.total, unit="row", desc="map_rows", file=self.file, mininterval=0.2, leave=True)
@@ -264,6 +265,4 @@ def make_view(progress: Any, total: int) -> View | None:
     if all(hasattr(progress, m) for m in ("start", "update", "finish")):
         view: View = progress
         return view
-    from coffee_nb.errors._errors import ConfigError
-
     raise ConfigError(f"progress must be True, False or a view with start/update/finish, got {progress!r}")

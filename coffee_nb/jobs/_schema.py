@@ -75,7 +75,7 @@ class Schema:
 
     def parse(self, text: str) -> dict[str, Any]:
         """The answer's fields; ValueError saying what is wrong (not JSON, a missing or mistyped field)."""
-        from pydantic import ValidationError
+        from pydantic import ValidationError  # lazy: pydantic
 
         data = parse_json(text)
         try:
@@ -101,7 +101,7 @@ class Schema:
 
 
 def _to_model(spec: Any) -> Any:
-    from pydantic import BaseModel
+    from pydantic import BaseModel  # lazy: pydantic
 
     if isinstance(spec, type) and issubclass(spec, BaseModel):
         return spec
@@ -176,7 +176,7 @@ def _json_type(prop: Mapping[str, Any]) -> Any:
 
 
 def _create(name: str, fields: dict[str, Any]) -> Any:
-    from pydantic import create_model
+    from pydantic import create_model  # lazy: pydantic
 
     try:
         return create_model(name, **fields)

@@ -13,8 +13,14 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb.budget import Budget
 from coffee_nb.jobs._columns import output_dtypes
+from coffee_nb.jobs._local import DEFAULT_CONCURRENCY, finish, prepare, run_in_thread
+from coffee_nb.jobs._scheduler import Scheduler
 from coffee_nb.jobs._schema import Schema
+from coffee_nb.jobs._template import SamePromptWarning
+from coffee_nb.pricing._pricing import to_pico
+from coffee_nb.replay._cache import ResponseCache
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,9 +63,7 @@ class JobSpec:
 
 # -- on the workers -------------------------------------------------------------------------------------------
 def _open(spec: JobSpec) -> tuple[Any, Any, Any]:
-    from coffee_nb.budget import Budget
-    from coffee_nb.invoke._invoker import AutoPicker
-    from coffee_nb.replay._cache import ResponseCache
+    from coffee_nb.invoke._invoker import AutoPicker  # lazy: langchain_core
 
     budget = Budget(**spec.budget)
     picker = AutoPicker(spec.models[0], spec.models[1:], budget=budget, policy=spec.policy)
@@ -68,9 +72,6 @@ def _open(spec: JobSpec) -> tuple[Any, Any, Any]:
 
 
 def _prepared(pdf: pd.DataFrame, spec: JobSpec, picker: Any, cache: Any) -> Any:
-    from coffee_nb.jobs._map import prepare
-    from coffee_nb.jobs._template import SamePromptWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamePromptWarning)  # the client warned once already
         return prepare(
@@ -91,9 +92,6 @@ def _prepared(pdf: pd.DataFrame, spec: JobSpec, picker: Any, cache: Any) -> Any:
 
 def partition(pdf: pd.DataFrame, spec: JobSpec, partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
     """One partition, as a local job on this worker."""
-    from coffee_nb.jobs._map import DEFAULT_CONCURRENCY, _run_in_thread, finish
-    from coffee_nb.jobs._scheduler import Scheduler
-
     number = (partition_info or {}).get("number")
     if number is None:  # a scheduler that doesn't say which partition: any unique name keeps reports apart
         number = uuid.uuid4().hex
@@ -106,7 +104,7 @@ def partition(pdf: pd.DataFrame, spec: JobSpec, partition_info: dict[str, Any] |
         scheduler = Scheduler(job, concurrency=spec.concurrency or DEFAULT_CONCURRENCY, tick=report)
         if report is not None and report(job.progress.snapshot()):
             scheduler.interrupt()  # stopped before this partition began
-        _run_in_thread(scheduler, None)
+        run_in_thread(scheduler, None)
         result = finish(job, scheduler, frame, dtypes, None)
         if report is not None:
             report(job.progress.snapshot())
@@ -120,7 +118,7 @@ def partition(pdf: pd.DataFrame, spec: JobSpec, partition_info: dict[str, Any] |
 
 
 def _empty(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     dtypes = output_dtypes(spec.out or "answer", None if spec.schema is None else Schema(spec.schema))
     return pd.concat([pdf, pd.DataFrame({n: pd.Series(dtype=d) for n, d in dtypes.items()}, index=pdf.index)], axis=1)
@@ -128,9 +126,7 @@ def _empty(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
 
 def project(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:
     """One partition's projection, as a one-row frame the client sums."""
-    import pandas as pd
-
-    from coffee_nb.pricing._pricing import to_pico
+    import pandas as pd  # lazy: pandas
 
     picker, budget, cache = _open(spec)
     try:
@@ -160,7 +156,7 @@ class _Reporter:
     """A worker's job reports its counters to Redis and reads the stop flag (in the scheduler's ticker)."""
 
     def __init__(self, spec: JobSpec, number: int | str) -> None:
-        import redis
+        import redis  # lazy: redis
 
         self.spec = spec
         self.field = str(number)

@@ -7,14 +7,13 @@ by ``FallbackRoute``; latency as ``LatencyStats``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from coffee_nb.errors._errors import ConfigError
 from coffee_nb.metrics._local import LocalMetrics
 from coffee_nb.metrics._noop import NoOpMetrics
+from coffee_nb.metrics._prometheus import PrometheusMetrics
 from coffee_nb.metrics._snapshot import FallbackRoute, LatencyStats, MetricsSnapshot, ModelStats, Samples
-
-if TYPE_CHECKING:
-    from coffee_nb.metrics._prometheus import PrometheusMetrics
 
 __all__ = [
     "FallbackRoute",
@@ -31,24 +30,12 @@ __all__ = [
 STRATEGIES = ("local", "prometheus", "noop")
 
 
-def __getattr__(name: str) -> Any:
-    if name == "PrometheusMetrics":  # prometheus_client loads only when asked for
-        from coffee_nb.metrics._prometheus import PrometheusMetrics
-
-        return PrometheusMetrics
-    raise AttributeError(name)
-
-
 def create_metrics_strategy(name: str = "local", **kwargs: Any) -> Any:
     """The seed's factory: ``"local"``, ``"prometheus"`` or ``"noop"``."""
-    from coffee_nb.errors._errors import ConfigError
-
     key = name.strip().lower() if isinstance(name, str) else name
     if key == "local":
         return LocalMetrics(**kwargs)
     if key == "prometheus":
-        from coffee_nb.metrics._prometheus import PrometheusMetrics
-
         return PrometheusMetrics(**kwargs)
     if key == "noop":
         return NoOpMetrics(**kwargs)

@@ -55,7 +55,7 @@ class LocalMetrics(ColumnStore):
 
     def latencies(self, model: str | None = None, *, ttft: bool = False) -> list[float]:
         """Latencies (or times to first token) of answered attempts in the window."""
-        import numpy as np
+        import numpy as np  # lazy: numpy
 
         samples = self.samples()
         by_model = samples.ttft if ttft else samples.latency
@@ -72,8 +72,8 @@ class LocalMetrics(ColumnStore):
         Decimal totals: ``snapshot().cost``); ``priced``, ``tokens_estimated``, ``streamed``,
         ``cache_hit`` bool.
         """
-        import numpy as np
-        import pandas as pd
+        import numpy as np  # lazy: numpy
+        import pandas as pd  # lazy: pandas
 
         counts = self._read(COLUMNS, last)
         cols = counts.columns
@@ -106,7 +106,7 @@ class LocalMetrics(ColumnStore):
 
 def _samples(counts: Counts) -> Samples:
     """Split the window's answered latencies and TTFTs by model (models in the order first seen)."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     keys = [group[0] for group in counts.groups]
     if not keys:
@@ -129,8 +129,8 @@ def _samples(counts: Counts) -> Samples:
 
 
 def _categorical(arr: Any, values: list[Any]) -> Any:
-    import numpy as np
-    import pandas as pd
+    import numpy as np  # lazy: numpy
+    import pandas as pd  # lazy: pandas
 
     values = [None if v is None else str(v) for v in values]  # StrEnum members → plain strings
     if None not in values:

@@ -27,7 +27,7 @@ DEFAULT_MAX_MODELS = 25
 
 def _import_prometheus() -> Any:
     try:
-        import prometheus_client
+        import prometheus_client  # lazy: prometheus_client
     except ImportError as exc:
         raise ImportError("PrometheusMetrics needs the prometheus extra: pip install 'coffee_nb[prometheus]'") from exc
     return prometheus_client
@@ -40,7 +40,7 @@ class _BudgetCollector:
         self.budget = budget
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily  # lazy: prometheus_client
 
         family = GaugeMetricFamily(
             "coffee_nb_budget_remaining_usd", "Budget left in the current period (USD)", labels=["period"]

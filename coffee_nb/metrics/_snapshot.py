@@ -238,7 +238,7 @@ class _Tally:
 
 def build_snapshot(groups: Sequence[tuple[Any, ...]], cache_hits: int, calls: int, samples: Samples) -> MetricsSnapshot:
     """Sum the store's groups (see ``ColumnStore._read``) per model; latency stats from ``samples``."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     tallies: dict[str, _Tally] = {}
     error_classes: dict[str, int] = {}
@@ -339,7 +339,7 @@ _QUANTILES = (50 / 100, 95 / 100, 99 / 100)
 def _percentiles(values: np.ndarray) -> list[float]:
     """``np.percentile(values, [50, 95, 99])`` (linear interpolation), to the last bit, at a third of its
     cost on the small arrays a dashboard redraw sees: numpy's per-call overhead, not the work, dominated."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     last = len(values) - 1
     spots = []
@@ -383,7 +383,7 @@ def model_frame(snapshot: MetricsSnapshot, *, exact_costs: bool = False, totals:
     ``cost_usd`` is a float, NaN for a model without a priced attempt; ``exact_costs=True``: the exact
     ``Decimal`` ($0 when none). ``totals=True`` adds a "total" row.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: pandas
 
     total_cost = snapshot.cost
     rows = []

@@ -22,6 +22,7 @@ from itertools import compress
 from typing import Any, NamedTuple
 
 from coffee_nb._shared._records import CallRecord, Outcome, log
+from coffee_nb.errors._errors import ConfigError
 
 __all__ = ["CATEGORIES", "COLUMNS", "ColumnStore", "Counts", "GroupKey"]
 
@@ -113,8 +114,6 @@ class ColumnStore:
     """Records in, exact counters and a window of columns out (the intake half of ``LocalMetrics``)."""
 
     def __init__(self, *, capacity: int | None = None) -> None:
-        from coffee_nb.errors._errors import ConfigError
-
         if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0):
             raise ConfigError(f"capacity must be a positive number of attempts or None, got {capacity!r}")
         self.capacity = capacity

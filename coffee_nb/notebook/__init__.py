@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb.notebook._warm import warm_up
+
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -15,29 +17,19 @@ __all__ = ["dashboard", "load_ipython_extension"]
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """Register the magics. Cheap: LangChain, pandas and provider SDKs load in a background thread
     (``notebook._warm``; ``COFFEE_NB_WARM=0``: on the first ``%%llm``)."""
-    from coffee_nb.notebook.cassette_magic import CassetteMagics
-    from coffee_nb.notebook.compare_magic import CompareMagics
-    from coffee_nb.notebook.magics import LLMMagics
-    from coffee_nb.notebook.map_magic import MapMagics
-    from coffee_nb.notebook.session_magics import SessionMagics
+    from coffee_nb.notebook.cassette_magic import CassetteMagics  # lazy: IPython
+    from coffee_nb.notebook.compare_magic import CompareMagics  # lazy: IPython
+    from coffee_nb.notebook.magics import LLMMagics  # lazy: IPython
+    from coffee_nb.notebook.map_magic import MapMagics  # lazy: IPython
+    from coffee_nb.notebook.session_magics import SessionMagics  # lazy: IPython
 
     ipython.register_magics(LLMMagics, CassetteMagics, MapMagics)
     ipython.register_magics(CompareMagics, SessionMagics)
-    from coffee_nb.notebook._warm import warm_up
-
     warm_up()  # a background thread readies the first %%llm (imports, ledger, sandbox); never blocks this
 
 
 def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
     """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
-    from coffee_nb.notebook._dashboard import Dashboard
-    from coffee_nb.session._session import get_session
+    from coffee_nb.notebook._dashboard import dashboard as board  # lazy: %load_ext path
 
-    session = get_session()
-    kwargs.setdefault("health", True)  # router health: breaker states, countdowns to reopening
-    board = Dashboard(session.metrics, session.budget, **kwargs)
-    if display:
-        from IPython.display import display as show
-
-        show(board)
-    return board
+    return board(display=display, **kwargs)

@@ -79,7 +79,7 @@ def warnings_as_notices(said: list[str]) -> Iterator[None]:
     """Inside the block, budget warnings that pass the user's filters are collected in ``said`` (to show as
     notices) instead of printed with a file and line. Warnings being recorded (``catch_warnings(record=True)``,
     ``pytest.warns``) are left to the recorder."""
-    from coffee_nb.budget import BudgetWarning
+    from coffee_nb.budget import BudgetWarning  # lazy: %load_ext path
 
     impl = getattr(warnings, "_showwarnmsg_impl", None)
     if getattr(impl, "__name__", "") != "_showwarnmsg_impl":  # someone records them: theirs, as they were

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared._format import money
 from coffee_nb.notebook._live import HTML, _View
+from coffee_nb.notebook.health_panel import HealthPanel
 from coffee_nb.notebook.widgets import BudgetGauge, CostTable, LatencyHistogram, _title, table_html
+from coffee_nb.session._session import get_session
 
 if TYPE_CHECKING:
     from coffee_nb.metrics import MetricsSnapshot
 
-__all__ = ["Dashboard"]
+__all__ = ["Dashboard", "dashboard"]
 
 LAST_CALLS_COLUMNS = ["time", "model", "role", "outcome", "latency", "tokens in→out", "cost"]
 
@@ -101,7 +103,7 @@ class Dashboard(_View):
         self.recent.value = self._last_calls()
 
     def _last_calls(self) -> str:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas
 
         df = self.metrics.to_dataframe(last=self.last_n)
         if not len(df):
@@ -177,6 +179,16 @@ def _health_panel(health: Any) -> Any:
     """The Dashboard's router-health part (``health``: what HealthPanel reads), or None without one."""
     if health is None or health is False:
         return None
-    from coffee_nb.notebook.health_panel import HealthPanel  # it builds on _View, defined above
-
     return HealthPanel(None if health is True else health, rate=0, watch=False)
+
+
+def dashboard(*, display: bool = True, **kwargs: Any) -> Dashboard:
+    """The live dashboard of the notebook session (budget, latency, costs, counters, last calls)."""
+    session = get_session()
+    kwargs.setdefault("health", True)  # router health: breaker states, countdowns to reopening
+    board = Dashboard(session.metrics, session.budget, **kwargs)
+    if display:
+        from IPython.display import display as show  # lazy: IPython
+
+        show(board)
+    return board

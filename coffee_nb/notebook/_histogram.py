@@ -21,7 +21,7 @@ FONT = 10
 
 def histogram_data(by_model: dict[str, Any], max_bins: int) -> dict[str, Any]:
     """Per model the histogram counts over shared bin edges, with p50/p95 of all values."""
-    import numpy as np
+    import numpy as np  # lazy: numpy
 
     values = np.concatenate(list(by_model.values())) if by_model else np.empty(0)
     if not len(values):
@@ -68,9 +68,9 @@ def _render(d: dict[str, Any], what: str, empty_note: str) -> bytes:
 
 def build_figure(d: dict[str, Any], what: str, empty_note: str = "no answered calls yet") -> Any:
     """The matplotlib Figure (Agg canvas) ``render_png`` saves; call it under ``MPL_LOCK`` off the main thread."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: matplotlib
+    from matplotlib.figure import Figure  # lazy: matplotlib
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib
 
     fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     FigureCanvasAgg(fig)

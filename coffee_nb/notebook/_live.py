@@ -20,6 +20,7 @@ import atexit
 import base64
 import html
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -246,13 +247,11 @@ def live_views() -> list[_View]:
 
 def _current_cell() -> tuple[str, int] | None:
     """(which cell is running, its execution count) in an IPython shell; None outside one."""
-    import sys
-
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None:
         return None
-    from coffee_nb.notebook._options import _cell_key
+    from coffee_nb.notebook._options import _cell_key  # lazy: IPython
 
     raw = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
     text = raw[-1] if raw else ""
@@ -267,8 +266,6 @@ _SETTLING: list[bool] = []
 
 def _settle_after_cells() -> None:
     """Once per shell: after every cell, each shown live view that changed draws a complete picture."""
-    import sys
-
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None or _SETTLING:
@@ -360,7 +357,7 @@ class _View:
     # -- the display ---------------------------------------------------------------------------------
     def _ipython_display_(self) -> None:
         """Shown by IPython (a cell's value or ``display(view)``): a display this view's redraws update."""
-        from IPython.display import display
+        from IPython.display import display  # lazy: IPython
 
         self._replace_earlier_runs()
         display(self._repr_mimebundle_(), raw=True, display_id=self._display_id)
@@ -378,7 +375,7 @@ class _View:
 
     def _show_update(self) -> None:
         if self._shown and not self.closed:
-            from IPython.display import update_display
+            from IPython.display import update_display  # lazy: IPython
 
             update_display(self._repr_mimebundle_(), raw=True, display_id=self._display_id)
         for part in self._subviews():  # a part also displayed on its own follows the redraws that drive it

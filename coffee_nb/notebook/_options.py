@@ -132,7 +132,7 @@ def _models(values: list[str]) -> list[str] | None:
     specs = [s.strip() for v in values for s in v.split(",") if s.strip()]
     if not specs:
         return None
-    from coffee_nb.invoke._models import parse_spec
+    from coffee_nb.invoke._models import parse_spec  # lazy: %load_ext path
 
     for spec in specs:
         try:

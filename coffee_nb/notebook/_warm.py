@@ -18,6 +18,9 @@ import os
 import threading
 from collections.abc import Callable
 
+from coffee_nb.providers._aliases import resolve
+from coffee_nb.session._session import get_session
+
 __all__ = ["ENV", "STEPS", "last_thread", "warm_up"]
 
 ENV = "COFFEE_NB_WARM"
@@ -26,26 +29,23 @@ _last: threading.Thread | None = None
 
 
 def _imports() -> None:
-    import langchain_core.messages  # noqa: F401 - imported for its side effect: loaded once, here
+    import langchain_core.messages  # noqa: F401  # lazy: langchain_core (loaded here, in the warm-up thread)
 
-    import coffee_nb.invoke._invoker
-    import coffee_nb.invoke._streams
-    import coffee_nb.notebook.render  # noqa: F401
+    import coffee_nb.invoke._invoker  # lazy: langchain_core
+    import coffee_nb.invoke._streams  # lazy: langchain_core
+    import coffee_nb.notebook.render  # noqa: F401  # lazy: %load_ext path
 
 
 def _session_parts() -> None:
-    from coffee_nb.session._session import get_session
-
     session = get_session()
     session.budget.status()  # opens the ledger file (and creates it on a first run)
     session.cache  # noqa: B018 - the property opens the response cache
 
 
 def _clients() -> None:
-    from langchain_core.messages import HumanMessage
+    from langchain_core.messages import HumanMessage  # lazy: langchain_core
 
-    from coffee_nb.pricing._tokens import count_message_tokens
-    from coffee_nb.session._session import get_session
+    from coffee_nb.pricing._tokens import count_message_tokens  # lazy: %load_ext path
 
     picker = get_session().picker()  # the default chain's picker, kept for the first cell
     for cand in picker.candidates:
@@ -58,12 +58,9 @@ def _clients() -> None:
 
 
 def _sandbox() -> None:
-    from coffee_nb.providers._aliases import resolve
-    from coffee_nb.session._session import get_session
-
     chain, _ = get_session().chain()
     if any(isinstance(m, str) and str(resolve(m)).startswith("sandbox/") for m in chain):
-        from coffee_nb import sandbox
+        from coffee_nb import sandbox  # lazy: %load_ext path
 
         sandbox.server()  # loopback only
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
+from coffee_nb.invoke._models import PROVIDERS, Candidate, parse_spec
 from coffee_nb.notebook.tables import MISSING, Column, StyledFrame, count, styled, usd
+from coffee_nb.providers._aliases import aliases, resolve
+from coffee_nb.providers._base import installed
+from coffee_nb.sandbox import MODELS as SANDBOX
+from coffee_nb.session._settings import KNOWN_MODELS
 
 if TYPE_CHECKING:
     from coffee_nb.pricing._pricing import Rate
@@ -40,14 +47,6 @@ COLUMNS = {
 def models_frame(session: Session, search: str | None = None) -> StyledFrame:
     """One row per model: the session's chain, well-known models and each provider's examples.
     ``search``: only rows whose model, provider, alias or price source holds it (any case)."""
-    import pandas as pd
-
-    from coffee_nb.invoke._models import PROVIDERS, Candidate, parse_spec
-    from coffee_nb.providers._aliases import aliases, resolve
-    from coffee_nb.providers._base import installed
-    from coffee_nb.sandbox import MODELS as SANDBOX
-    from coffee_nb.session._settings import KNOWN_MODELS
-
     parse_spec("sandbox/fast")  # the registry's default entries load on first use
     named: dict[str, list[str]] = {}
     for name, target in aliases().items():

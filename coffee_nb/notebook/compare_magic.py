@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
+from IPython.display import display
 
 from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 from coffee_nb.notebook._options import ShellMagics
@@ -21,7 +22,7 @@ __all__ = ["CompareMagics"]
 def _progress(total_hint: str) -> Any:
     """A small live bar of calls finished (static HTML updated in place); its plain text is empty (nothing
     for nbval to compare)."""
-    from coffee_nb.notebook._live import HTML, Bar, Box, _View
+    from coffee_nb.notebook._live import HTML, Bar, Box, _View  # lazy: %load_ext path
 
     class CompareProgress(_View):
         _label = ""
@@ -104,9 +105,7 @@ class CompareMagics(ShellMagics):
             source, template = ns[args.over], cell
         else:
             source = fill(cell, ns, allow_missing=args.allow_missing)  # an undefined {name}: nothing is sent
-        from IPython.display import display
-
-        from coffee_nb.comparison._compare import compare
+        from coffee_nb.comparison._compare import compare  # lazy: %load_ext path
 
         progress = _progress(f"{len(models)} models")
         display(progress)
@@ -129,7 +128,7 @@ class CompareMagics(ShellMagics):
                 on_progress=progress.update,
             )
         except BudgetExceededError as exc:
-            from coffee_nb.notebook.render import ErrorBox
+            from coffee_nb.notebook.render import ErrorBox  # lazy: %load_ext path
 
             display(ErrorBox(exc))
             raise  # "Run all" stops here; IPython prints the short message, not a wall

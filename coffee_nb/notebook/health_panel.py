@@ -15,7 +15,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb._shared import _config
 from coffee_nb.notebook._live import HTML, _View
+from coffee_nb.session._session import health
 
 if TYPE_CHECKING:
     from coffee_nb._shared._records import CallRecord
@@ -29,8 +31,6 @@ _STATE_COLOURS = {"closed": "#2e7d32", "open": "#c62828", "half-open": "#ef6c00"
 def _reader(source: Any) -> Callable[[], Health]:
     """What to read: the session (None), an AutoPicker or Session (its ``health()``), a function, or a Health."""
     if source is None:
-        from coffee_nb.session._session import health
-
         return health
     read = getattr(source, "health", None)  # an AutoPicker's or a Session's health()
     reader: Callable[[], Health]
@@ -114,8 +114,6 @@ class HealthPanel(_View):
 
     def _watch_records(self) -> None:
         """Every record (of any AutoPicker) pokes the panel; a weak reference, so a panel nobody holds goes."""
-        from coffee_nb._shared import _config
-
         live = weakref.ref(self._live)
 
         def poke(_record: CallRecord) -> None:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 from IPython.core.magic import magics_class
+from IPython.display import display
 
+from coffee_nb._shared._records import capture_records
 from coffee_nb._shared._validate import max_tokens, temperature
 from coffee_nb.errors._errors import (
     AllModelsFailedError,
@@ -105,10 +107,10 @@ class LLMMagics(ShellMagics):
             return
         budget = None
         if cap is not None:
-            from coffee_nb.budget import Budget
+            from coffee_nb.budget import Budget  # lazy: %load_ext path
 
             budget = Budget(total=cap, ledger="memory", name="cell")
-        from coffee_nb.notebook.render import AnswerView, Notice
+        from coffee_nb.notebook.render import AnswerView, Notice  # lazy: %load_ext path
 
         view = AnswerView(stream=not args.no_stream)
         said: list[str] = []  # budget warnings raised during the call, shown as notices under it
@@ -119,12 +121,10 @@ class LLMMagics(ShellMagics):
             self._store(answer, args.out)
         finally:
             if said:
-                from IPython.display import display
-
                 for text in dict.fromkeys(said):
                     display(Notice(text))
         if args.format == "code" and args.next_cell:
-            from coffee_nb.notebook.render import _fenced
+            from coffee_nb.notebook.render import _fenced  # lazy: %load_ext path
 
             self._shell.set_next_input(_fenced(answer.text)[1], replace=False)
 
@@ -142,8 +142,7 @@ class LLMMagics(ShellMagics):
         key: str,
     ) -> tuple[Answer, str | None]:
         """The answer and a one-line warning to show with it; an error is shown (once) and raised."""
-        from coffee_nb._shared._records import capture_records
-        from coffee_nb.invoke._events import listening
+        from coffee_nb.invoke._events import listening  # lazy: %load_ext path
 
         started = time.monotonic()
         records: list[CallRecord] = []
@@ -205,9 +204,7 @@ class LLMMagics(ShellMagics):
         self, session: Session, prompt: str, models: list[str] | None, args: argparse.Namespace, chat: str | None
     ) -> None:
         """Tokens, worst-case cost and budget left per model; works without the ledger (budget left: ?)."""
-        from IPython.display import display
-
-        from coffee_nb.notebook.render import dry_run_table
+        from coffee_nb.notebook.render import dry_run_table  # lazy: %load_ext path
 
         try:
             session.budget.status()

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
+from IPython.display import display
 
 from coffee_nb._shared._format import money
 from coffee_nb.errors._errors import BudgetExceededError, ConfigError
+from coffee_nb.jobs import map_rows
 from coffee_nb.jobs._progress import use_in_kernel
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
 
@@ -26,7 +28,7 @@ def progress_view(total: int) -> View:
     concurrency and rate-limit waits. The job only bumps counters; the waiting cell refreshes this view a
     few times a second, each time replacing its output in place (static HTML: a saved notebook keeps the
     last state)."""
-    from coffee_nb.notebook._live import HTML, Bar, Box, _View
+    from coffee_nb.notebook._live import HTML, Bar, Box, _View  # lazy: %load_ext path
 
     class MapProgressView(_View):
         _label = "coffee_nb map_rows progress"
@@ -43,8 +45,6 @@ def progress_view(total: int) -> View:
             pass  # the job sets the parts' values in update()
 
         def start(self, projection: Projection) -> None:
-            from IPython.display import display
-
             self.head.value = f"<span style='opacity:.75'>{html.escape(projection.line())}</span>"
             display(self)
 
@@ -138,11 +138,9 @@ class MapMagics(Magics):
         budget = None
         cap = _positive_money(args.budget, "--budget")
         if cap is not None:
-            from coffee_nb.budget import Budget
+            from coffee_nb.budget import Budget  # lazy: %load_ext path
 
             budget = Budget(total=cap, ledger="memory", name="cell")
-        from coffee_nb.jobs import map_rows
-
         try:
             result = map_rows(
                 df,

@@ -58,9 +58,9 @@ _TOKEN_COLOURS = (  # pygments token type → JupyterLab's CodeMirror colour var
 
 def code_html(code: str, lang: str = "") -> str:
     """``code`` as a highlighted ``<pre>`` that never wraps mid-word (pygments finds the tokens)."""
-    from pygments.lexers import get_lexer_by_name  # type: ignore[import-untyped]  # pygments ships no types
-    from pygments.token import string_to_tokentype  # type: ignore[import-untyped]
-    from pygments.util import ClassNotFound  # type: ignore[import-untyped]
+    from pygments.lexers import get_lexer_by_name  # type: ignore[import-untyped]  # lazy: pygments (no types)
+    from pygments.token import string_to_tokentype  # type: ignore[import-untyped]  # lazy: pygments
+    from pygments.util import ClassNotFound  # type: ignore[import-untyped]  # lazy: pygments
 
     try:
         lexer = get_lexer_by_name(lang or "text", stripnl=False, ensurenl=False)
@@ -181,7 +181,7 @@ class AnswerView:
         self._pending: threading.Timer | None = None
         self._done = False
         if stream:
-            from IPython.display import display
+            from IPython.display import display  # lazy: IPython
 
             self._handle = display(_Live(f"<i>{self.WAITING}</i>"), display_id=True)
 
@@ -234,7 +234,7 @@ class AnswerView:
             return
         markup = f"<i>{html.escape(' '.join(self.statuses))}</i>"
         if self._handle is None:
-            from IPython.display import display
+            from IPython.display import display  # lazy: IPython
 
             self._handle = display(_Live(markup), display_id=True)
             self.updates += 1
@@ -256,7 +256,7 @@ class AnswerView:
             self._update(f"<i>the stream broke; starting over on {html.escape(model)}…</i>")
 
     def _show(self, obj: Any) -> None:
-        from IPython.display import display
+        from IPython.display import display  # lazy: IPython
 
         self.clear()
         display(obj)  # a new output, so tools that skip display updates (nbval) see it too
@@ -279,7 +279,7 @@ class AnswerView:
         if not self.text or self._handle is None:
             self._show(Notice(text, **kwargs))
             return
-        from IPython.display import display
+        from IPython.display import display  # lazy: IPython
 
         self._stop_pending()
         self._update(self._partial())

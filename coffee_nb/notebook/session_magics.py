@@ -10,6 +10,8 @@ from IPython.core.magic import magics_class
 
 from coffee_nb.errors._errors import ConfigError
 from coffee_nb.notebook._options import ShellMagics, _argument, _line_magic, _magic_arguments, _parse, _positive_money
+from coffee_nb.notebook.interpolate import ErrorLog
+from coffee_nb.providers._aliases import aliases, check_alias, remove_alias, set_alias
 from coffee_nb.session._session import get_session, money
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ class SessionMagics(ShellMagics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         if shell is not None:
-            from coffee_nb.notebook.interpolate import ErrorLog
-
             ErrorLog.install(shell)  # {err} / {Err[n]} in prompts: each failing cell's exception
 
     @_magic_arguments()
@@ -70,7 +70,7 @@ class SessionMagics(ShellMagics):
             )
         except (ConfigError, ValueError) as exc:
             raise UsageError(str(exc)) from None
-        from coffee_nb.notebook.tables import config_frame
+        from coffee_nb.notebook.tables import config_frame  # lazy: pandas
 
         return config_frame(session)
 
@@ -82,14 +82,14 @@ class SessionMagics(ShellMagics):
         installed? (else the pip line), context window, prices (USD per 1M tokens). ``--search gemini``
         keeps the rows whose model, provider or price source holds the text (any case)."""
         args = _parse(self.llm_models, line)
-        from coffee_nb.notebook.catalog import models_frame
+        from coffee_nb.notebook.catalog import models_frame  # lazy: pandas
 
         return models_frame(get_session(), args.search)
 
     @_line_magic("llm_budget")
     def llm_budget(self, line: str) -> Table:
         """Budget status per period: limit, spent, reserved, remaining, resets."""
-        from coffee_nb.notebook.render import Table
+        from coffee_nb.notebook.render import Table  # lazy: %load_ext path
 
         try:
             status = get_session().budget.status()
@@ -121,7 +121,7 @@ class SessionMagics(ShellMagics):
         stay numbers: ``cost_usd`` is a float, NaN for a model that only failed or is unpriced) shown
         formatted (``$0.00000038``)."""
         _parse(self.llm_costs, line)
-        from coffee_nb.notebook.tables import costs_frame
+        from coffee_nb.notebook.tables import costs_frame  # lazy: pandas
 
         return costs_frame(get_session().metrics.summary())
 
@@ -141,7 +141,7 @@ class SessionMagics(ShellMagics):
             raise UsageError(f"%llm_history takes a number of rows, got {args.rows!r}") from None
         if n <= 0:
             raise UsageError(f"%llm_history takes a positive number of rows, got {n}")
-        from coffee_nb.notebook.tables import history_frame
+        from coffee_nb.notebook.tables import history_frame  # lazy: pandas
 
         session = get_session()
         return history_frame(session.metrics.to_dataframe(), session.prompts, n)
@@ -154,8 +154,7 @@ class SessionMagics(ShellMagics):
         """Short names for models, usable anywhere a model spec is (``%%llm fast``, ``--models fast,smart``,
         ``%%llm_compare fast smart``): ``%llm_alias fast=openai/gpt-4o-mini`` sets one, ``%llm_alias``
         lists them, ``%llm_alias --remove fast`` forgets one. Kept until the kernel restarts."""
-        from coffee_nb.notebook.tables import alias_frame
-        from coffee_nb.providers._aliases import aliases, check_alias, remove_alias, set_alias
+        from coffee_nb.notebook.tables import alias_frame  # lazy: pandas
 
         args = _parse(self.llm_alias, line)
         words = list(args.assignments)
@@ -202,7 +201,7 @@ class SessionMagics(ShellMagics):
     @_line_magic("llm_dashboard")
     def llm_dashboard(self, line: str) -> Dashboard:
         """The live dashboard: budget bars, latency histogram, cost table, counters, last calls."""
-        from coffee_nb.notebook import dashboard
+        from coffee_nb.notebook._dashboard import dashboard  # lazy: %load_ext path
 
         try:
             return dashboard(display=False)

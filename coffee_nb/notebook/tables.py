@@ -21,7 +21,8 @@ import pandas as pd
 
 from coffee_nb._shared._format import money
 from coffee_nb._shared._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
-from coffee_nb.errors._errors import redact
+from coffee_nb.errors._errors import ConfigError, redact
+from coffee_nb.providers._aliases import aliases
 
 if TYPE_CHECKING:
     from coffee_nb.budget import Ledger
@@ -331,9 +332,6 @@ def ledger_text(ledger: Ledger) -> str:
 
 def config_frame(session: Session) -> StyledFrame:
     """``%llm_config``: the session's settings, one row each (``setting`` → ``value``, as text)."""
-    from coffee_nb.errors._errors import ConfigError
-    from coffee_nb.providers._aliases import aliases
-
     chain, notice = session.chain()
     try:
         budget = session.budget
@@ -360,8 +358,6 @@ def config_frame(session: Session) -> StyledFrame:
 # -- %llm_alias --------------------------------------------------------------------------------------
 def alias_frame() -> StyledFrame:
     """``%llm_alias``: every alias and the model it stands for."""
-    from coffee_nb.providers._aliases import aliases
-
     named = aliases()
     frame = pd.DataFrame({"model": list(named.values())}, index=pd.Index(list(named), name="alias"))
     notes = [] if named else ["no aliases yet: %llm_alias fast=openai/gpt-4o-mini"]

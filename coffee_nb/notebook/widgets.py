@@ -13,6 +13,7 @@ A view is shown as static HTML (figures as PNG inside it) that each redraw repla
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared._format import money
@@ -43,8 +44,6 @@ def _bar_style(fraction: float, warn_at: float) -> str:
 def _until(when: Any) -> str:
     if when is None:
         return "never resets"
-    from datetime import UTC, datetime
-
     seconds = max(0, int((when - datetime.now(UTC)).total_seconds()))
     days, rem = divmod(seconds, 86400)
     hours, rem = divmod(rem, 3600)
@@ -199,7 +198,7 @@ class LatencyHistogram(_View):
                 "<br><span style='opacity:.75'>time to first token: none — it is measured on streamed answers, "
                 f"and {calls} streamed</span>"
             )
-        import numpy as np
+        import numpy as np  # lazy: numpy
 
         p50, p95 = np.percentile(np.concatenate(values), [50, 95])
         return (

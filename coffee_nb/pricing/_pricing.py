@@ -261,7 +261,7 @@ def _from_genai_prices(provider: str, model: str) -> ModelFacts:
     provider_id = _PROVIDER_IDS.get(provider)
     if provider_id is None:
         return ModelFacts(None, None)
-    from genai_prices import data_snapshot  # bundled data; the updater is never started
+    from genai_prices import data_snapshot  # lazy: genai_prices (bundled data; the updater is never started)
 
     snapshot = data_snapshot.get_snapshot()
     for name in _names(provider_id, model):

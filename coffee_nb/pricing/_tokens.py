@@ -82,7 +82,7 @@ def _encoding(name: str) -> Any:
     # landed in a notebook cell)
     warnings.filterwarnings("ignore", message=r".*open_binary", category=DeprecationWarning)
     with _lock:
-        import bpe_openai
+        import bpe_openai  # lazy: bpe_openai
 
         return bpe_openai.get_encoding(name)
 

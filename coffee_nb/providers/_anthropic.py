@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.providers._base import missing_extra
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -31,10 +32,10 @@ PARAMS = Params(sampling=frozenset({"temperature", "top_p", "top_k"}))
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from langchain_anthropic import ChatAnthropic
+        from langchain_anthropic import ChatAnthropic  # lazy: langchain_anthropic
     except ImportError as exc:  # an optional extra
         raise missing_extra("anthropic", "anthropic") from exc
-    from coffee_nb.providers._guard import guarded
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
 
     kwargs: dict[str, Any] = {"model": model, "api_key": key, "max_retries": 0, "timeout": s.timeout, **s.params}
     chat: BaseChatModel = _pooled(ChatAnthropic)(**guarded(kwargs))  # by alias names, which its stubs don't list
@@ -44,10 +45,10 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
 @cache
 def _pooled(base: type[Any]) -> type[Any]:
     """A ChatAnthropic whose anthropic clients send through the pool (same class name: it is one)."""
-    import anthropic
-    import httpx2
+    import anthropic  # lazy: anthropic
+    import httpx2  # lazy: httpx2
 
-    from coffee_nb.providers._bridge import AsyncBridge, Bridge
+    from coffee_nb.providers._bridge import AsyncBridge, Bridge  # lazy: httpx, httpx2
 
     def params(model: Any) -> dict[str, Any]:
         timeout = model.default_request_timeout
@@ -80,15 +81,15 @@ def _held_by(model: Any) -> Any:
 def _renew(model: Any, loop: asyncio.AbstractEventLoop) -> Any:
     """``model`` whose anthropic async client is the same client (``copy``: key, URL, timeout, retries,
     headers) on a fresh httpx2 client: over the bridge to the pool, or its own proxy's."""
-    import httpx2
+    import httpx2  # lazy: httpx2
 
     proxy = getattr(model, "anthropic_proxy", None)
     if proxy:
-        import anthropic
+        import anthropic  # lazy: anthropic
 
         http: Any = anthropic.DefaultAsyncHttpxClient(proxy=proxy)
     else:
-        from coffee_nb.providers._bridge import AsyncBridge
+        from coffee_nb.providers._bridge import AsyncBridge  # lazy: httpx, httpx2
 
         http = httpx2.AsyncClient(transport=AsyncBridge())  # the pool of the loop that sends
     copy = model.model_copy()
@@ -102,8 +103,6 @@ ASYNC_CLIENTS = AsyncClients(held_by=_held_by, theirs=lambda model: False, renew
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "anthropic",
         _build,

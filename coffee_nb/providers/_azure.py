@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 
 from coffee_nb.providers._base import Setting
 from coffee_nb.providers._openai import ASYNC_CLIENTS, PARAMS, REASONING
+from coffee_nb.providers._registry import BuildSettings, build_openai_compatible, register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-
-    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["register"]
 
@@ -29,17 +28,13 @@ SETTINGS = (
 
 
 def _build(deployment: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-    from langchain_openai import AzureChatOpenAI
-
-    from coffee_nb.providers._registry import BuildSettings, build_openai_compatible
+    from langchain_openai import AzureChatOpenAI  # lazy: langchain_openai
 
     params = {"azure_deployment": deployment, **s.params}
     return build_openai_compatible(deployment, key, BuildSettings(s.timeout, params, s.loop), cls=AzureChatOpenAI)
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "azure",
         _build,

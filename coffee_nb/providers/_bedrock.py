@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.errors._errors import ErrorClass
 from coffee_nb.providers._base import MissingSettingError, Setting, missing_extra
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -104,7 +105,7 @@ def _region(params: Mapping[str, Any]) -> str | None:
     if given:
         return str(given)
     try:  # the profile's (reads ~/.aws/config; never the network)
-        import botocore.session
+        import botocore.session  # lazy: botocore
 
         found = botocore.session.Session(profile=params.get("credentials_profile_name")).get_config_variable("region")
     except Exception:  # noqa: BLE001 - a broken profile: no region, said as such
@@ -114,11 +115,11 @@ def _region(params: Mapping[str, Any]) -> str | None:
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from botocore.config import Config
-        from langchain_aws import ChatBedrockConverse
+        from botocore.config import Config  # lazy: botocore
+        from langchain_aws import ChatBedrockConverse  # lazy: langchain_aws
     except ImportError as exc:
         raise missing_extra("bedrock", "bedrock") from exc
-    from coffee_nb.providers._guard import guarded
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
 
     params = dict(s.params)
     region = _region(params)
@@ -169,8 +170,6 @@ def _prefill(model: str) -> bool:
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "bedrock",
         _build,

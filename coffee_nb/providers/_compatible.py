@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.providers._base import Setting
 from coffee_nb.providers._openai import REASONING
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import BuildSettings, build_openai_compatible, register_provider
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from langchain_core.language_models import BaseChatModel
-
-    from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["BASE_URL_VAR", "HOSTS", "Host", "register"]
 
@@ -82,8 +81,7 @@ HOSTS: dict[str, Host] = {
 
 def _builder(name: str, host: Host) -> Callable[[str, str | None, BuildSettings], BaseChatModel]:
     def build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
-        from coffee_nb.providers._compatible_chat import ChatOpenAICompatible
-        from coffee_nb.providers._registry import BuildSettings, build_openai_compatible
+        from coffee_nb.providers._compatible_chat import ChatOpenAICompatible  # lazy: langchain_openai
 
         params: dict[str, Any] = {"provider": name, **s.params}
         base_url = host.base_url or os.environ.get(BASE_URL_VAR)  # params' base_url wins over both
@@ -97,8 +95,6 @@ def _builder(name: str, host: Host) -> Callable[[str, str | None, BuildSettings]
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     for name, host in HOSTS.items():
         register_provider(
             name,

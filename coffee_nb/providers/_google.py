@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb.errors._errors import ErrorClass
 from coffee_nb.providers._base import missing_extra
 from coffee_nb.providers._params import SAMPLING, Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -49,13 +50,13 @@ PARAMS = Params(max_tokens="max_output_tokens", sampling=SAMPLING)
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from langchain_google_genai import ChatGoogleGenerativeAI
+        from langchain_google_genai import ChatGoogleGenerativeAI  # lazy: langchain_google_genai
     except ImportError as exc:
         raise missing_extra("google", "google") from exc
-    import httpx
+    import httpx  # lazy: httpx
 
-    from coffee_nb.providers._guard import guarded
-    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
+    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport  # lazy: httpx
 
     params = dict(s.params)
     # one model per event loop for async calls (the Candidate builds them so): its transport is the
@@ -79,8 +80,6 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "google",
         _build,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb._shared import _http
 from coffee_nb.errors._errors import ErrorClass
 from coffee_nb.providers._base import missing_extra
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -40,11 +42,10 @@ PARAMS = Params(sampling=frozenset({"temperature", "top_p", "seed", "presence_pe
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from langchain_groq import ChatGroq
+        from langchain_groq import ChatGroq  # lazy: langchain_groq
     except ImportError as exc:
         raise missing_extra("groq", "groq") from exc
-    from coffee_nb._shared import _http
-    from coffee_nb.providers._guard import guarded
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
 
     kwargs: dict[str, Any] = {
         "model": model,
@@ -66,8 +67,6 @@ def _root(model: Any) -> Any:
 
 def _renew(model: Any, loop: asyncio.AbstractEventLoop) -> Any:
     """``model`` with its AsyncGroq client copied (key, URL, timeout, retries, headers) onto the loop's pool."""
-    from coffee_nb._shared import _http
-
     http = _http.get_async_http_client(loop)
     root = _root(model).copy(http_client=http)
     return model.model_copy(update={"async_client": root.chat.completions, "http_async_client": http})
@@ -81,8 +80,6 @@ ASYNC_CLIENTS = AsyncClients(
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "groq",
         _build,

@@ -70,14 +70,16 @@ _LOCK = threading.Lock()
 _HOMES: weakref.WeakKeyDictionary[Any, weakref.ref[asyncio.AbstractEventLoop]] = weakref.WeakKeyDictionary()
 
 
-def for_loop(model: BaseChatModel, loop: asyncio.AbstractEventLoop) -> BaseChatModel:
+def for_loop(
+    model: BaseChatModel, loop: asyncio.AbstractEventLoop, declared: Callable[[Any], AsyncClients | None]
+) -> BaseChatModel:
     """The chat model to call on ``loop`` for a user's ``model``: itself on the loop its async connections
     belong to (or when it holds none); on another loop a copy with a fresh async client, for classes a
-    provider knows how to renew; else ``model`` as it is. A client of the user's that holds another loop's
-    connections raises :class:`ClientLoopError`. Call once per loop and keep the answer (``Candidate``
-    does, weakly per loop)."""
+    provider knows how to renew (``declared(model)``: the registry's ``async_clients_of``); else ``model``
+    as it is. A client of the user's that holds another loop's connections raises :class:`ClientLoopError`.
+    Call once per loop and keep the answer (``Candidate`` does, weakly per loop)."""
     inner, wrap = _unwrapped(model)
-    clients = _clients(inner)
+    clients = declared(inner)
     if clients is None:
         return model
     holder = clients.held_by(inner)
@@ -125,20 +127,9 @@ def _weakly_keyed(client: Any) -> bool:
 
 def _unwrapped(model: Any) -> tuple[Any, Callable[[Any], Any]]:
     """The chat model inside ``.bind(...)`` / ``.with_config(...)`` wrappers, and how to wrap a copy the same."""
-    from langchain_core.runnables.base import RunnableBindingBase
+    from langchain_core.runnables.base import RunnableBindingBase  # lazy: langchain_core
 
     if isinstance(model, RunnableBindingBase):
         inner, wrap = _unwrapped(model.bound)
         return inner, lambda copy: model.model_copy(update={"bound": wrap(copy)})
     return model, lambda copy: copy
-
-
-def _clients(model: Any) -> AsyncClients | None:
-    """The :class:`AsyncClients` a provider declares for ``model``'s class (or a base class of it)."""
-    from coffee_nb.providers._registry import providers
-
-    names = {cls.__name__ for cls in type(model).__mro__}
-    return next(
-        (p.async_clients for p in providers().values() if p.async_clients is not None and names & set(p.classes)),
-        None,
-    )

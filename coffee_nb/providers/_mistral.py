@@ -14,6 +14,7 @@ from coffee_nb.errors._errors import ErrorClass
 from coffee_nb.providers._base import missing_extra, secret
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -44,13 +45,13 @@ _BASE_URL = "https://api.mistral.ai/v1"
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from langchain_mistralai import ChatMistralAI
+        from langchain_mistralai import ChatMistralAI  # lazy: langchain_mistralai
     except ImportError as exc:
         raise missing_extra("mistral", "mistral") from exc
-    import httpx
+    import httpx  # lazy: httpx
 
-    from coffee_nb.providers._guard import guarded
-    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
+    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport  # lazy: httpx
 
     params = dict(s.params)
     token = secret(params.pop("api_key", None)) or key or ""
@@ -81,7 +82,7 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
 def _theirs(model: Any) -> bool:
     """Is ``model.async_client`` one the user gave? langchain-mistralai makes its own on httpx's default
     transport; one on any other transport (a mock, a proxy, ours) is left alone."""
-    import httpx
+    import httpx  # lazy: httpx
 
     client = getattr(model, "async_client", None)
     return not isinstance(client, httpx.AsyncClient) or type(client._transport) is not httpx.AsyncHTTPTransport
@@ -89,9 +90,9 @@ def _theirs(model: Any) -> bool:
 
 def _renew(model: Any, loop: asyncio.AbstractEventLoop) -> Any:
     """``model`` with an async client of the same URL, headers (key) and timeout, sending through the pool."""
-    import httpx
+    import httpx  # lazy: httpx
 
-    from coffee_nb.providers._transport import AsyncPooledTransport
+    from coffee_nb.providers._transport import AsyncPooledTransport  # lazy: httpx
 
     old = model.async_client
     fresh = httpx.AsyncClient(
@@ -104,8 +105,6 @@ ASYNC_CLIENTS = AsyncClients(held_by=lambda model: getattr(model, "async_client"
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "mistral",
         _build,

@@ -8,13 +8,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from coffee_nb.errors._errors import ErrorClass
+from coffee_nb.pricing._pricing import ModelFacts, Price
 from coffee_nb.providers._base import missing_extra
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from coffee_nb.pricing._pricing import ModelFacts
     from coffee_nb.providers._registry import BuildSettings
 
 __all__ = ["register"]
@@ -52,10 +53,10 @@ PARAMS = Params(
 
 def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
     try:
-        from langchain_ollama import ChatOllama
+        from langchain_ollama import ChatOllama  # lazy: langchain_ollama
     except ImportError as exc:
         raise missing_extra("ollama", "ollama") from exc
-    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport
+    from coffee_nb.providers._transport import AsyncPooledTransport, PooledTransport  # lazy: httpx
 
     params = dict(s.params)
     params.setdefault("base_url", os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434"))
@@ -66,15 +67,11 @@ def _build(model: str, key: str | None, s: BuildSettings) -> BaseChatModel:
 
 
 def _info(model: str) -> ModelFacts:
-    from coffee_nb.pricing._pricing import ModelFacts, Price
-
     # runs on the user's machine: no API fee, and labelled so
     return ModelFacts(Price(Decimal(0), Decimal(0), source="local"), None)
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "ollama",
         _build,

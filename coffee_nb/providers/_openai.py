@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb._shared import _http
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
+from coffee_nb.providers._registry import build_openai_compatible, register_provider
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -29,8 +31,6 @@ PARAMS = Params(sampling=SAMPLING, refuses=((REASONING, _REFUSED),))
 
 
 def _build(model: str, key: str | None, settings: BuildSettings) -> BaseChatModel:
-    from coffee_nb.providers._registry import build_openai_compatible
-
     return build_openai_compatible(model, key, settings)
 
 
@@ -48,12 +48,10 @@ def _renew(model: Any, loop: asyncio.AbstractEventLoop) -> Any:
     """``model`` with its SDK client copied (key, URL, timeout, retries, headers, query) onto a fresh httpx client."""
     proxy = getattr(model, "openai_proxy", None)
     if proxy:
-        import openai
+        import openai  # lazy: openai
 
         http: Any = openai.DefaultAsyncHttpxClient(proxy=proxy)
     else:
-        from coffee_nb._shared import _http
-
         http = _http.get_async_http_client(loop)
     root = model.root_async_client.copy(http_client=http)
     # http_async_client too: a pooled client closed by configure_http() is seen, and the copy made again
@@ -66,8 +64,6 @@ ASYNC_CLIENTS = AsyncClients(held_by=_held_by, theirs=_theirs, renew=_renew)
 
 
 def register() -> None:
-    from coffee_nb.providers._registry import register_provider
-
     register_provider(
         "openai",
         _build,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb._shared import _config
 from coffee_nb.errors._errors import ConfigError, ErrorClass
 from coffee_nb.pricing._pricing import ModelFacts, prices_changed
+from coffee_nb.providers import register_builtin
 from coffee_nb.providers._base import Setting
 from coffee_nb.providers._loops import AsyncClients
 from coffee_nb.providers._params import Params
@@ -27,6 +28,7 @@ __all__ = [
     "BuildSettings",
     "Provider",
     "accepted",
+    "async_clients_of",
     "build_openai_compatible",
     "parse_spec",
     "providers",
@@ -109,10 +111,10 @@ def build_openai_compatible(
     class the same way (``AzureChatOpenAI``, or one that keeps ``max_tokens`` for third-party servers).
     A refusal (``finish_reason: content_filter``) raises instead of passing for an answer.
     """
-    from langchain_openai import ChatOpenAI
+    from langchain_openai import ChatOpenAI  # lazy: langchain_openai
 
-    from coffee_nb._shared import _http
-    from coffee_nb.providers._guard import guarded
+    from coffee_nb._shared import _http  # lazy: %load_ext path
+    from coffee_nb.providers._guard import guarded  # lazy: langchain_core
 
     kwargs: dict[str, Any] = {
         "model": model,
@@ -135,8 +137,6 @@ def build_openai_compatible(
 def register_builtin_providers() -> None:
     """The providers coffee_nb knows out of the box (``coffee_nb.providers``; the sandbox registers
     itself: ``coffee_nb.sandbox``)."""
-    from coffee_nb.providers import register_builtin
-
     register_builtin()
 
 
@@ -148,6 +148,15 @@ PROVIDERS: _config.Registry[Provider] = _config.PROVIDERS
 def providers() -> dict[str, Provider]:
     """The registry, its default entries loaded."""
     return PROVIDERS.ready()
+
+
+def async_clients_of(model: Any) -> AsyncClients | None:
+    """The :class:`AsyncClients` a provider declares for ``model``'s class (or a base class of it)."""
+    names = {cls.__name__ for cls in type(model).__mro__}
+    return next(
+        (p.async_clients for p in providers().values() if p.async_clients is not None and names & set(p.classes)),
+        None,
+    )
 
 
 _PROVIDER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coffee_nb._shared._paths import data_dir, open_sqlite, storage_error
+from coffee_nb._shared._records import CallRecord, Outcome, Role, summary_data
 from coffee_nb._shared._redact import redact
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
-
-    from coffee_nb._shared._records import CallRecord
 
 __all__ = ["CacheWarning", "ResponseCache", "replay", "request_key"]
 
@@ -71,7 +70,7 @@ class ResponseCache:
 
     def get(self, key: str) -> tuple[Any, dict[str, Any]] | None:
         """The stored answer and its metadata, or None (also for a row that no longer reads back)."""
-        from langchain_core.messages import messages_from_dict
+        from langchain_core.messages import messages_from_dict  # lazy: langchain_core
 
         with self._lock:
             try:
@@ -88,7 +87,7 @@ class ResponseCache:
         return message, meta if isinstance(meta, dict) else {}
 
     def put(self, key: str, message: Any, meta: dict[str, Any]) -> None:
-        from langchain_core.messages import message_to_dict
+        from langchain_core.messages import message_to_dict  # lazy: langchain_core
 
         data = message_to_dict(message)
         data["data"]["response_metadata"] = {
@@ -130,8 +129,6 @@ def _count(value: Any) -> int:
 
 def replay(message: _M, stored: dict[str, Any], latency: float) -> tuple[CallRecord, _M]:
     """The record of answering from the cache ($0, ``cache_hit``) and the message with a fresh trace."""
-    from coffee_nb._shared._records import CallRecord, Outcome, Role
-
     tokens = stored.get("tokens")
     tokens = tokens if isinstance(tokens, dict) else {}
     model, provider = stored.get("model"), stored.get("provider")
@@ -150,7 +147,5 @@ def replay(message: _M, stored: dict[str, Any], latency: float) -> tuple[CallRec
         price_source="cache",
         cache_hit=True,
     )
-    from coffee_nb._shared._records import summary_data
-
     meta = summary_data((record,), latency_s=latency, cache_hit=True)
     return record, message.model_copy(update={"response_metadata": {**message.response_metadata, "coffee_nb": meta}})

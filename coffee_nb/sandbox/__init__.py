@@ -12,14 +12,17 @@ exit) and the model is a real ``langchain_openai.ChatOpenAI`` talking HTTP to it
 
 from __future__ import annotations
 
-import atexit
+import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared import _config
+from coffee_nb._shared._validate import non_negative_number
+from coffee_nb.errors._errors import ConfigError
 from coffee_nb.sandbox._catalog import MODELS, SandboxModel, add_model
 from coffee_nb.sandbox._provider import build_chat_model
+from coffee_nb.sandbox._running import server, stop
 
 if TYPE_CHECKING:
     from coffee_nb.sandbox._faults import FAULTS, Fault
@@ -58,38 +61,13 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
-def server() -> SandboxServer:
-    """This process's sandbox server, started on first use."""
-    srv = _SANDBOX.server
-    if srv is not None:
-        return srv
-    from coffee_nb.sandbox._server import SandboxServer
-
-    with _SANDBOX.lock:
-        if _SANDBOX.server is None:
-            _SANDBOX.server = SandboxServer(latency_scale=_SANDBOX.scale()).start()
-            if not _SANDBOX.exit_hook:  # once, not once per server started
-                atexit.register(stop)
-                _SANDBOX.exit_hook = True
-        return _SANDBOX.server
-
-
-def stop() -> None:
-    """Stop this process's sandbox server (a later use starts a new one)."""
-    _SANDBOX.stop()
-
-
 def set_latency_scale(scale: float) -> None:
     """Multiply every simulated latency (0 turns latency off; tests use it)."""
-    from coffee_nb._shared._validate import non_negative_number
-
     value = float(non_negative_number("latency scale", scale))
     with _SANDBOX.lock:
         _SANDBOX.latency_scale = value
@@ -99,8 +77,6 @@ def set_latency_scale(scale: float) -> None:
 
 
 def _name(model: str) -> str:
-    from coffee_nb.errors._errors import ConfigError
-
     name = model.removeprefix("sandbox/")
     if name not in MODELS:
         raise ConfigError(f"unknown sandbox model {model!r}: expected one of {sorted('sandbox/' + m for m in MODELS)}")

@@ -11,6 +11,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from coffee_nb._shared import _config
+from coffee_nb.errors._errors import ConfigError
+from coffee_nb.pricing._pricing import prices_changed
+from coffee_nb.sandbox._faults import check_fault_name
 
 if TYPE_CHECKING:
     from coffee_nb.sandbox._server import SandboxServer
@@ -44,9 +47,6 @@ MODELS: dict[str, SandboxModel] = _SANDBOX.models
 
 def add_model(model: SandboxModel) -> SandboxModel:
     """Serve another sandbox model (replaces one of the same name)."""
-    from coffee_nb.errors._errors import ConfigError
-    from coffee_nb.sandbox._faults import check_fault_name
-
     if not model.name or "/" in model.name or any(c.isspace() for c in model.name):
         raise ConfigError(f"sandbox model names are single words like 'fast', got {model.name!r}")
     for fault, p in model.failure_rates.items():
@@ -55,8 +55,6 @@ def add_model(model: SandboxModel) -> SandboxModel:
             raise ConfigError(f"failure rate for {fault!r} must be within [0, 1], got {p!r}")
     with _SANDBOX.lock:
         MODELS[model.name] = model
-    from coffee_nb.pricing._pricing import prices_changed
-
     prices_changed()  # a replaced model may have new prices: resolved ones are dropped
     return model
 

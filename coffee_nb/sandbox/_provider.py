@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from coffee_nb.pricing._pricing import ModelFacts, Price
+from coffee_nb.providers._registry import BuildSettings, build_openai_compatible, register_provider
 from coffee_nb.sandbox._catalog import ENCODING, get_model
+from coffee_nb.sandbox._running import server
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-
-    from coffee_nb.invoke._models import BuildSettings
-    from coffee_nb.pricing._pricing import ModelFacts
 
 __all__ = ["build_chat_model", "model_info", "register"]
 
@@ -27,8 +27,6 @@ _NO_KEY = "sandbox-no-key-needed"  # the OpenAI client insists on some key
 
 def register() -> None:
     """Register the ``sandbox`` provider (a default entry of the provider registry)."""
-    from coffee_nb.invoke._models import register_provider
-
     register_provider(
         "sandbox",
         _build,
@@ -42,9 +40,6 @@ def register() -> None:
 
 def build_chat_model(model: str, settings: BuildSettings) -> BaseChatModel:
     """A real ChatOpenAI pointed at this process's sandbox (started on first use), on pooled HTTP clients."""
-    from coffee_nb.invoke._models import build_openai_compatible
-    from coffee_nb.sandbox import server
-
     return build_openai_compatible(model, _NO_KEY, settings, base_url=server().url)
 
 
@@ -54,8 +49,6 @@ def _build(model: str, key: str | None, settings: BuildSettings) -> BaseChatMode
 
 def model_info(model: str) -> ModelFacts | None:
     """Sandbox prices (labelled ``"sandbox"`` wherever shown) and window of a served model; None if unknown."""
-    from coffee_nb.pricing._pricing import ModelFacts, Price
-
     m = get_model(model)
     if m is None:
         return None

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from coffee_nb._shared._format import content_text
-from coffee_nb.pricing._tokens import count_tokens
+from coffee_nb.pricing._tokens import _encoding, count_tokens
 from coffee_nb.sandbox._catalog import ENCODING, SandboxModel
 from coffee_nb.sandbox._faults import Fault
 
@@ -224,8 +224,6 @@ def answer(
             text = text[: text.index(s)]
     completion_tokens = count_tokens(text, ENCODING)
     if max_tokens is not None and completion_tokens > max_tokens:
-        from coffee_nb.pricing._tokens import _encoding
-
         enc = _encoding(ENCODING)
         text = enc.decode(enc.encode_ordinary(text)[:max_tokens])
         completion_tokens = max_tokens

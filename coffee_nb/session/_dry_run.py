@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared._paths import StorageError
+from coffee_nb.pricing._tokens import count_message_tokens
 
 if TYPE_CHECKING:
     from coffee_nb.session._session import Session
@@ -24,8 +25,7 @@ def dry_run(
 ) -> list[dict[str, Any]]:
     """Per candidate: estimated input tokens, context window, worst-case cost, and budget left after
     (empty when the ledger can't be used). No call."""
-    from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE, AutoPicker
-    from coffee_nb.pricing._tokens import count_message_tokens
+    from coffee_nb.invoke._invoker import DEFAULT_OUTPUT_ESTIMATE, AutoPicker  # lazy: langchain_core
 
     chain = list(models) if models else session.chain()[0]
     picker = AutoPicker(chain[0], chain[1:])  # no budget: a dry run works even when the ledger can't be used

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from coffee_nb._shared import _config
 from coffee_nb._shared._format import money, parse_json
 from coffee_nb._shared._paths import StorageError
+from coffee_nb._shared._records import global_sinks, publish
 from coffee_nb.errors._errors import CoffeeError, ConfigError, is_clean, redact, scrub
 from coffee_nb.invoke._summary import CallSummary
 from coffee_nb.providers._aliases import resolve
+from coffee_nb.replay._cassette import active
 from coffee_nb.session._answer import Answer, AnswerError
 from coffee_nb.session._settings import ASKING, SessionSettings
 
@@ -86,7 +88,7 @@ class Session(SessionSettings):
 
     # -- asking ------------------------------------------------------------------------------------------
     def messages(self, prompt: str, *, system: str | None = None, chat: str | None = None) -> list[BaseMessage]:
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import HumanMessage, SystemMessage  # lazy: langchain_core
 
         out: list[BaseMessage] = []
         system = system if system is not None else self.system
@@ -130,12 +132,10 @@ class Session(SessionSettings):
         names = [m if isinstance(m, str) else repr(m) for m in chain]
         use_cache = self.cache_enabled if cache is None else cache
         if use_cache:
-            from coffee_nb.replay._cassette import active
-
             use_cache = active() is None  # a cassette records and replays every call itself
         key = None
         if use_cache:
-            from coffee_nb.replay._cache import request_key
+            from coffee_nb.replay._cache import request_key  # lazy: %load_ext path
 
             key = request_key(names, messages, params)
             hit = self._from_cache(key, format)
@@ -176,7 +176,7 @@ class Session(SessionSettings):
         call_kwargs: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
         if on_token is None:
             return picker.invoke(messages, **call_kwargs)
-        from coffee_nb.invoke._streams import Collector, handles_restarts, is_restart
+        from coffee_nb.invoke._streams import Collector, handles_restarts, is_restart  # lazy: langchain_core
 
         collector = Collector()
         with handles_restarts():  # the cell clears what it showed at a restart marker
@@ -241,8 +241,7 @@ class Session(SessionSettings):
         if found is None:
             return None
         message, stored = found
-        from coffee_nb._shared._records import global_sinks, publish
-        from coffee_nb.replay._cache import replay
+        from coffee_nb.replay._cache import replay  # lazy: %load_ext path
 
         record, message = replay(message, stored, time.perf_counter() - start)
         publish([self.metrics.emit, *self.sinks, self._note_prompt], record)
@@ -262,7 +261,7 @@ class Session(SessionSettings):
     ) -> list[dict[str, Any]]:
         """Per candidate: estimated input tokens, context window, worst-case cost, and budget left after
         (empty when the ledger can't be used). No call."""
-        from coffee_nb.session._dry_run import dry_run
+        from coffee_nb.session._dry_run import dry_run  # lazy: %load_ext path
 
         return dry_run(self, prompt, models=models, system=system, max_tokens=max_tokens, chat=chat)
 

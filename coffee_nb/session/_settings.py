@@ -14,11 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from coffee_nb._shared._format import money
 from coffee_nb._shared._paths import StorageError
 from coffee_nb._shared._validate import max_tokens as check_max_tokens
 from coffee_nb._shared._validate import optional_flag, text
 from coffee_nb._shared._validate import temperature as check_temperature
 from coffee_nb.errors._errors import ConfigError
+from coffee_nb.providers._aliases import resolve
 from coffee_nb.session._answer import Conversation
 
 if TYPE_CHECKING:
@@ -65,14 +67,14 @@ def _chain(models: Any) -> list[Any]:
     chain = [m for m in chain if m != ""]
     if not chain:
         raise ConfigError("models must name at least one model, e.g. 'openai/gpt-4o-mini,sandbox/fast'")
-    from coffee_nb.invoke._invoker import AutoPicker
+    from coffee_nb.invoke._invoker import AutoPicker  # lazy: langchain_core
 
     AutoPicker(chain[0], chain[1:])  # validates every spec now, with a clear error
     return chain
 
 
 def _policy_class() -> type:
-    from coffee_nb.invoke._policy import Policy
+    from coffee_nb.invoke._policy import Policy  # lazy: %load_ext path
 
     return Policy
 
@@ -123,8 +125,6 @@ class SessionSettings:
     def __repr__(self) -> str:
         """What the session will use, on one line (``configure(...)`` returns the session: a cell ending in
         it shows this). Opens nothing; names models, never keys."""
-        from coffee_nb._shared._format import money
-
         models = "the default chain" if self.models is None else ", ".join(_model_name(m) for m in self.models)
         if self._budget is not None:
             rules = self._budget.rules
@@ -252,7 +252,7 @@ class SessionSettings:
         """A Budget from ``args``; a ledger given by spec (or the default SQLite one) is opened once and
         shared by the session's budgets until ``reset()`` closes it. A ledger object stays the caller's.
         Nothing changes unless the budget is made (a ledger opened for it is closed again)."""
-        from coffee_nb.budget import Budget, open_ledger
+        from coffee_nb.budget import Budget, open_ledger  # lazy: %load_ext path
 
         spec = args.get("ledger")
         if spec is not None and not isinstance(spec, (str, os.PathLike)):
@@ -284,7 +284,7 @@ class SessionSettings:
     def metrics(self) -> LocalMetrics:
         with self._lock:
             if self._metrics is None:
-                from coffee_nb.metrics import LocalMetrics
+                from coffee_nb.metrics import LocalMetrics  # lazy: %load_ext path
 
                 self._metrics = LocalMetrics()
             return self._metrics
@@ -294,7 +294,7 @@ class SessionSettings:
         """The response cache (opened on first use); a ``StorageError`` naming the file if it can't be."""
         with self._lock:
             if self._cache is None:
-                from coffee_nb.replay._cache import ResponseCache
+                from coffee_nb.replay._cache import ResponseCache  # lazy: %load_ext path
 
                 self._cache = ResponseCache()
                 self._opened.append(self._cache)
@@ -309,7 +309,7 @@ class SessionSettings:
             return None
 
     def _cache_failed(self, exc: StorageError) -> None:
-        from coffee_nb.replay._cache import CacheWarning
+        from coffee_nb.replay._cache import CacheWarning  # lazy: %load_ext path
 
         if not self._cache_warned:
             self._cache_warned = True
@@ -345,7 +345,7 @@ class SessionSettings:
 
     def health(self) -> Health:
         """The health of every model the session's chains use (the default chain's before any call)."""
-        from coffee_nb.invoke._health import picker_health
+        from coffee_nb.invoke._health import picker_health  # lazy: %load_ext path
 
         with self._lock:
             pickers = list(self._pickers.values())
@@ -357,8 +357,7 @@ class SessionSettings:
 
     def picker(self, models: Sequence[Any] | None = None, budget: Budget | None = None) -> AutoPicker:
         """The AutoPicker for ``models`` (default chain when None); cached so cooldowns persist across cells."""
-        from coffee_nb.invoke._invoker import AutoPicker
-        from coffee_nb.providers._aliases import resolve
+        from coffee_nb.invoke._invoker import AutoPicker  # lazy: langchain_core
 
         chain = [resolve(m) for m in (list(models) if models else self.chain()[0])]  # an alias: its model now
         key = tuple(m if isinstance(m, str) else id(m) for m in chain)
@@ -372,14 +371,14 @@ class SessionSettings:
                 self._pickers[key] = base
         if budget is None:
             return base
-        from coffee_nb.budget import BudgetStack
+        from coffee_nb.budget import BudgetStack  # lazy: %load_ext path
 
         return base.model_copy(update={"budget": BudgetStack(self.budget, budget)})  # shares breakers, clients
 
 
 def _with_base_url(model: Any, base_url: str) -> Any:
     if isinstance(model, str) and model.startswith("openai-compatible/"):
-        from coffee_nb.invoke._models import ModelSpec
+        from coffee_nb.invoke._models import ModelSpec  # lazy: %load_ext path
 
         return ModelSpec(model=model, params={"base_url": base_url})
     return model
