@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         from nbclient import NotebookClient  # lazy: nbclient
         from nbconvert import HTMLExporter  # lazy: nbconvert
     except ImportError:
-        print("The demo needs the dev tools: pip install -e '.[dev]' (make demo does this).", file=sys.stderr)
+        print("The demo needs its notebook runner: pip install -e '.[demo]' (make demo does this).", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ from coffee_nb.session._session import get_session
 
 __all__ = ["JobSpec", "map_dask"]
 
-_INSTALL = "map_rows on a Dask DataFrame needs dask and distributed: pip install 'coffee_nb[dask]'"
+_INSTALL = "map_rows on a Dask DataFrame needs dask, distributed and redis: pip install 'coffee_nb[dask]'"
 _REFRESH = 0.25  # seconds between progress view refreshes
 log = logging.getLogger("coffee_nb.jobs")
 

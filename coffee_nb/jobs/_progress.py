@@ -7,6 +7,7 @@ is a static HTML bar replaced in place (``coffee_nb.notebook.map_magic``); elsew
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from collections.abc import Callable
@@ -208,7 +209,12 @@ class TqdmView:
         self.bar: Any = None
 
     def start(self, projection: Projection) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # lazy: tqdm (it ships no type information)
+        # tqdm.auto's notebook bar needs ipywidgets (the `widgets` extra); without it, the text bar, which
+        # tqdm.auto would fall back to anyway, but only after an "IProgress not found" warning in the cell
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]  # lazy: tqdm (it ships no type information)
+        else:
+            from tqdm.std import tqdm  # type: ignore[import-untyped]  # lazy: tqdm (it ships no type information)
 
         print(projection.line(), file=self.file)
         self.bar = tqdm(total=self.total, unit="row", desc="map_rows", file=self.file, mininterval=0.2, leave=True)

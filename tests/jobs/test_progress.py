@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from decimal import Decimal
 
 import pandas as pd
@@ -72,6 +73,25 @@ def test_tqdm_view_outside_notebooks():
     assert text.rstrip().endswith(
         "10/10 rows · 1 failed · 2 cached · $0.002 spent · 2.0 s · 2 rate limits (0.5 s held back)"
     )
+
+
+def test_tqdm_view_without_ipywidgets_is_the_text_bar(monkeypatch):
+    """ipywidgets is an extra: without it, the text bar at once (tqdm.auto would warn "IProgress not found"
+    in a kernel first); with it, tqdm.auto's choice."""
+    from tqdm.std import tqdm as text_bar
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # as if not installed: find_spec says None
+    view = TqdmView(3, file=io.StringIO())
+    view.start(projection(rows=3))
+    assert type(view.bar) is text_bar
+    view.bar.close()
+    monkeypatch.undo()
+    from tqdm.auto import tqdm as auto_bar
+
+    view = TqdmView(3, file=io.StringIO())
+    view.start(projection(rows=3))
+    assert type(view.bar) is auto_bar
+    view.bar.close()
 
 
 def test_notebook_widget_view_is_a_thin_view_with_a_fixed_repr(capsys):
