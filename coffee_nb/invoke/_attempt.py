@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,7 @@ from coffee_nb.errors._errors import (
     StreamInterruptedError,
     classify,
 )
-from coffee_nb.invoke._compat import PARENT, InConfig, as_message, child_config, private_state, shared_output, usage_of
+from coffee_nb.invoke._compat import PARENT, InConfig, child_config, private_state, read_answer, usage_of
 from coffee_nb.invoke._plan import Attempt, Core, Plan, Usage
 from coffee_nb.invoke._policy import Action
 from coffee_nb.invoke._replay import taped
@@ -323,10 +323,10 @@ class Call:
     def answered(self, output: Any) -> AIMessage:
         """Settle a successful invoke; the answer carries ``response_metadata["coffee_nb"]``."""
         attempt = self._current()
-        message, structured = as_message(output)
-        summary = self._succeeded(attempt, message, structured)
+        message, structured, usage, shared = read_answer(output, attempt.candidate.instance)
+        summary = self._succeeded(attempt, message, structured, usage)
         response_metadata = {**message.response_metadata, "coffee_nb": summary}  # plain data (checkpointers)
-        if shared_output(attempt.candidate.instance):  # a cache may hand the same object to later calls
+        if shared:  # a cache may hand the same object to later calls
             return message.model_copy(update={"response_metadata": response_metadata})
         message.response_metadata = response_metadata  # ours alone (LangChain sets this field per call)
         return message
@@ -341,7 +341,7 @@ class Call:
         if self.marker is not None:  # a restart whose model answered nothing: still tell the consumer
             self.marker = None
         total = self.total
-        summary = self._succeeded(attempt, total, None)
+        summary = self._succeeded(attempt, total, None, usage_of(total))
         if self.restarted:
             summary["restarted"] = True
             collected = RESTARTED.get()
@@ -443,7 +443,9 @@ class Call:
         self.delivered = ""
         self.restarted = True
 
-    def _succeeded(self, attempt: Attempt, message: BaseMessage, structured: dict[str, Any] | None) -> dict[str, Any]:
+    def _succeeded(
+        self, attempt: Attempt, message: BaseMessage, structured: dict[str, Any] | None, usage: Usage | None
+    ) -> dict[str, Any]:
         """Settle the answer with the plan in one step; the summary it carries back."""
         cand = attempt.candidate
         nested = None
@@ -451,7 +453,7 @@ class Call:
             said = self.nested or message.response_metadata.get("coffee_nb")
             nested = CallSummary(said) if isinstance(said, Mapping) and "call_id" in said else None
         record, usage, summary = self.plan.answered(
-            attempt, usage_of(message), message.response_metadata, self.ttft, self.streaming, nested, message.content
+            attempt, usage, message.response_metadata, self.ttft, self.streaming, nested, message.content
         )
         self.attempt = None
         if self.tape is not None:
@@ -485,6 +487,15 @@ class Call:
         """A racer lost (or the race was interrupted): settled as cancelled, charged its prompt and the
         text it had sent (estimated)."""
         self.plan.abandoned(attempt, text, streamed=streamed)
+
+    def won_race(self, attempt: Attempt, output: Any, losers: Iterable[Attempt]) -> AIMessage:
+        """An invoke race is over: the losers are settled as cancelled, then the winner's answer (in one step
+        from the race)."""
+        plan = self.plan
+        for loser in losers:
+            plan.abandoned(loser)
+        self.attempt = attempt
+        return self.answered(output)
 
     def won(self, attempt: Attempt) -> None:
         """A racer won a stream race: its attempt is the current one (a hedge's model becomes current)."""

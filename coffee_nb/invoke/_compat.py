@@ -65,6 +65,7 @@ __all__ = [
     "nothing_listening",
     "own_run",
     "private_state",
+    "read_answer",
     "restart_event",
     "scoped",
     "scoped_async",
@@ -452,6 +453,14 @@ def as_chunk(message: BaseMessage) -> ChatGenerationChunk:
             id=message.id,
         )
     )
+
+
+def read_answer(output: Any, instance: Any) -> tuple[AIMessage, dict[str, Any] | None, Usage | None, bool]:
+    """Everything the runner reads off a candidate's answer, in one step: the message (see
+    :func:`as_message`), the parsed structured output, the reported usage, and whether the message may be
+    held elsewhere too (:func:`shared_output`)."""
+    message, structured = as_message(output)
+    return message, structured, usage_of(message), shared_output(instance)
 
 
 def shared_output(instance: Any) -> bool:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from coffee_nb.invoke._invoker import AutoPicker
 
-__all__ = ["fast_path_enabled", "prompt", "set_fast_path", "unobserved"]
+__all__ = ["fast_path_enabled", "fast_prompt", "prompt", "set_fast_path", "unobserved"]
 
 _enabled = [os.environ.get("COFFEE_NB_FAST_PATH", "1").strip().lower() not in ("0", "false", "no", "off")]
 
@@ -49,3 +49,11 @@ def prompt(picker: AutoPicker, input: Any) -> list[BaseMessage] | str:  # noqa: 
     if type(input) is str:
         return input
     return picker._convert_input(input).to_messages()
+
+
+def fast_prompt(picker: AutoPicker, input: Any, config: Any, kwargs: dict[str, Any]) -> list[BaseMessage] | str | None:  # noqa: A002
+    """The prompt to hand straight to the runner when nobody is listening (:func:`unobserved`), else None:
+    one question for the invoker to ask."""
+    if not unobserved(picker, config, kwargs):
+        return None
+    return prompt(picker, input)

@@ -111,12 +111,11 @@ def race(call: Call, first: Attempt, start: Callable[[Attempt], Callable[[], Any
             if error is not None:
                 _settle_failure(call, attempt, error, running)
                 continue
-            for loser, job in running.items():
+            for job in running.values():
                 job.abandoned = True
-                call.lost(loser)
+            losers = list(running)
             running.clear()
-            call.attempt = attempt
-            return call.answered(value)
+            return call.won_race(attempt, value, losers)
     except BaseException:
         for loser, job in running.items():  # interrupted: give up on every racer still out
             job.abandoned = True
@@ -157,12 +156,11 @@ async def arace(call: Call, first: Attempt, start: Callable[[Attempt], Any], del
                 if error is not None:
                     _settle_failure(call, attempt, error, running)
                     continue
-                for loser, other in running.items():
+                for other in running.values():
                     other.cancel()
-                    call.lost(loser)
+                losers = list(running)
                 running.clear()
-                call.attempt = attempt
-                return call.answered(task.result())
+                return call.won_race(attempt, task.result(), losers)
     except BaseException:
         for loser, task in running.items():
             task.cancel()

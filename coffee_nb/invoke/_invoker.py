@@ -27,7 +27,7 @@ from coffee_nb.errors._errors import ConfigError, remember_secret
 from coffee_nb.invoke._attempt import RESTARTED, Call
 from coffee_nb.invoke._compat import PARENT, as_chunk, own_run, scoped, scoped_async
 from coffee_nb.invoke._drivers import adrive, arun, drive, is_summary, run
-from coffee_nb.invoke._fastpath import prompt, unobserved
+from coffee_nb.invoke._fastpath import fast_prompt
 from coffee_nb.invoke._health import Health, picker_health
 from coffee_nb.invoke._models import Candidate, ModelSpec
 from coffee_nb.invoke._plan import DEFAULT_OUTPUT_ESTIMATE, BudgetLike, Core
@@ -310,8 +310,9 @@ class AutoPicker(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def invoke(self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:  # noqa: A002 - LangChain's signature
-        if unobserved(self, config, kwargs):  # nobody listening: skip our own layer of LangChain machinery
-            message: AIMessage = run(Call(self, prompt(self, input), stop, None, kwargs))
+        fast = fast_prompt(self, input, config, kwargs)
+        if fast is not None:  # nobody listening: skip our own layer of LangChain machinery
+            message: AIMessage = run(Call(self, fast, stop, None, kwargs))
             return message
         config, parent = own_run(self, config)  # LangChain's invoke-by-streaming won't tell _stream our run
         token, held = RESTARTED.set([]), PARENT.set(parent)
@@ -331,8 +332,9 @@ class AutoPicker(BaseChatModel):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AIMessage:
-        if unobserved(self, config, kwargs):
-            message: AIMessage = await arun(Call(self, prompt(self, input), stop, None, kwargs))
+        fast = fast_prompt(self, input, config, kwargs)
+        if fast is not None:
+            message: AIMessage = await arun(Call(self, fast, stop, None, kwargs))
             return message
         config, parent = own_run(self, config)
         token, held = RESTARTED.set([]), PARENT.set(parent)
