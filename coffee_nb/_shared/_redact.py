@@ -9,10 +9,11 @@ coffee_nb unwrapped and still hold no key.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any
 
 from coffee_nb._shared import _config  # imports nothing of coffee_nb itself: no cycle
@@ -114,53 +115,149 @@ def redact(text: Any, secrets: list[str] | None = None) -> str:
     return out
 
 
-def _clean(value: Any, secrets: list[str], depth: int = 0) -> Any:
-    """``value`` with its strings redacted (inside dicts, lists and tuples too, a few levels deep): the very
-    same object when nothing in it needed redacting (the common case, and it allocates nothing)."""
+_MAX_DEPTH = 8  # containers nested deeper than this are left as they are (provider bodies nest 3-4 deep)
+
+
+def _clean(value: Any, secrets: list[str], depth: int = 0, seen: set[int] | None = None) -> Any:
+    """``value`` with its text redacted: strings and bytes, inside dicts, lists, tuples and sets, nested
+    exceptions (scrubbed in place) and HTTP requests and responses (their headers, URL and body, in place).
+    The very same object when nothing in it needed redacting (the common case: it allocates nothing)."""
     if isinstance(value, str):
         return redact(value, secrets)
-    if depth > 4:
+    if isinstance(value, (bytes, bytearray)):
+        return _clean_bytes(value, secrets)
+    if depth > _MAX_DEPTH or value is None or isinstance(value, (int, float)):
         return value
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict or isinstance(value, dict):
         for v in value.values():
-            if _clean(v, secrets, depth + 1) is not v:
-                return {k: _clean(v, secrets, depth + 1) for k, v in value.items()}
+            if _clean(v, secrets, depth + 1, seen) is not v:
+                cleaned = {k: _clean(v, secrets, depth + 1, seen) for k, v in value.items()}
+                try:
+                    value.clear()  # in place: whoever else holds this dict (the SDK's body) sees it clean
+                    value.update(cleaned)
+                    return value
+                except Exception:  # noqa: BLE001 - a mapping that refuses changes: a clean copy instead
+                    return cleaned
         return value
-    if type(value) is list or type(value) is tuple:
+    if kind is list:
+        for i, v in enumerate(value):
+            if (c := _clean(v, secrets, depth + 1, seen)) is not v:
+                value[i] = c
+        return value
+    if kind in (tuple, set, frozenset):
         for v in value:
-            if _clean(v, secrets, depth + 1) is not v:
-                return type(value)(_clean(v, secrets, depth + 1) for v in value)
+            if _clean(v, secrets, depth + 1, seen) is not v:
+                return kind(_clean(v, secrets, depth + 1, seen) for v in value)
+        return value
+    if isinstance(value, BaseException):
+        _scrub(value, secrets, set() if seen is None else seen)
+        return value
+    if isinstance(value, MutableMapping):  # an SDK's own mapping (httpx's Headers): cleaned in place
+        with contextlib.suppress(Exception):
+            for k, v in list(value.items()):
+                if (c := _clean(v, secrets, depth + 1, seen)) is not v:
+                    value[k] = c
+        return value
+    if hasattr(value, "headers") and (hasattr(value, "status_code") or hasattr(value, "method")):
+        _clean_http(value, secrets, depth, seen)
     return value
 
 
-def scrub(exc: BaseException, secrets: list[str] | None = None) -> BaseException:
-    """Redact keys from ``exc`` and every exception chained to it, in place: the arguments, the notes and
-    the attributes that hold a provider's reply. The type and the traceback stay. Returns ``exc``; an
-    exception whose text still holds a key after this (a ``__str__`` of its own) is left for the caller
-    to wrap (see :func:`is_clean`)."""
-    if secrets is None:
-        secrets = _secret_values()
+_encoded: tuple[int, list[bytes]] = (-1, [])  # (id of the secrets list, its values as UTF-8)
+
+
+def _dirty(data: bytes | bytearray, secrets: list[str]) -> bool:
+    """Might ``data`` hold a key (a key-shaped start, or a key value in use)?"""
+    global _encoded
+    if _encoded[0] != id(secrets):
+        _encoded = (id(secrets), [s.encode("utf-8", "surrogatepass") for s in secrets])
+    return b"sk-" in data or b"Bearer" in data or b"x-api-key" in data or any(s in data for s in _encoded[1])
+
+
+def _clean_bytes(value: bytes | bytearray, secrets: list[str]) -> bytes | bytearray:
+    """Bytes (a response body) with keys redacted; the same object when it holds none."""
+    if not _dirty(value, secrets):
+        return value
+    text = bytes(value).decode("utf-8", "surrogateescape")
+    return type(value)(redact(text, secrets).encode("utf-8", "surrogateescape"))
+
+
+def _clean_http(message: Any, secrets: list[str], depth: int, seen: set[int] | None) -> None:
+    """An httpx/httpx2 request or response an SDK error keeps: its header values, URL (a key in the query
+    string), body and request, redacted in place (a request is over: nothing sends it again). Each is
+    looked at once (an SDK error holds the request twice: itself and through its response)."""
+    if seen is not None:
+        if id(message) in seen:
+            return
+        seen.add(id(message))
+    headers = message.headers
+    raw = getattr(headers, "raw", None)  # httpx keeps them as bytes: one search settles most
+    if not isinstance(raw, list) or _dirty(b"\n".join(b"%s: %s" % pair for pair in raw), secrets):
+        _clean(headers, secrets, depth + 1, seen)  # a Headers mapping: in place
+    held = getattr(message, "__dict__", None)
+    if not isinstance(held, dict):
+        return
+    url = held.get("url")
+    if url is not None and not isinstance(url, str):
+        text = str(url)
+        if (cleaned_url := redact(text, secrets)) != text:
+            with contextlib.suppress(Exception):  # a URL type that can't be rebuilt from text: left
+                held["url"] = type(url)(cleaned_url)
+    for name in ("_content", "_text", "_request"):  # httpx keeps the body (and its decoded text) here
+        if name in held and (cleaned := _clean(held[name], secrets, depth + 1, seen)) is not held[name]:
+            held[name] = cleaned
+    stream = getattr(held.get("stream"), "__dict__", None)  # a body given as bytes stays in its byte stream
+    if isinstance(stream, dict):
+        for name, data in list(stream.items()):
+            if isinstance(data, (bytes, bytearray)) and (cleaned := _clean_bytes(data, secrets)) is not data:
+                stream[name] = cleaned
+
+
+def scrub(exc: BaseException, secrets: list[str] | None = None, *, deep: bool = True) -> BaseException:
+    """Redact keys from ``exc`` and every exception chained to it, in place: the arguments, the notes, the
+    attributes that hold a provider's reply and, ``deep``, everything the exception carries as data (every
+    attribute: dicts, lists, nested exceptions, the SDKs' ``response`` and ``request`` with their headers,
+    URL and body). The type and the traceback stay. Returns ``exc``; an exception whose text still holds a
+    key after this (a ``__str__`` of its own) is left for the caller to wrap (see :func:`is_clean`).
+
+    ``deep=False`` cleans only the text (what ``classify`` reads on every failure, ~3 µs); the drivers
+    scrub deeply whatever leaves coffee_nb (~20 µs for an SDK error, once per failed call).
+    """
+    _scrub(exc, _secret_values() if secrets is None else secrets, set(), deep)
+    return exc
+
+
+def _scrub(exc: BaseException, secrets: list[str], seen: set[int], deep: bool = True) -> None:
     for e in chained(exc, 16):
+        if id(e) in seen:
+            continue  # an exception that holds itself (or its chain) as data: once is enough
+        seen.add(id(e))
         try:
             args = e.args
             notes = getattr(e, "__notes__", None)
-            cleaned = _clean(args, secrets)
+            cleaned = _clean(args, secrets, 0, seen)
             if cleaned is not args:
                 e.args = cleaned
-            if isinstance(notes, list) and (cleaned := _clean(notes, secrets)) is not notes:
-                notes[:] = cleaned
+            if isinstance(notes, list):
+                _clean(notes, secrets, 0, seen)
             first = args[0] if args else None  # SDK errors keep their message twice: as args[0] and .message
-            for attr in _text_attrs(e):
+            names = _text_attrs(e)
+            held = getattr(e, "__dict__", None) if deep else None
+            if isinstance(held, dict) and held:
+                names = set(names).union(held)
+            for attr in names:
                 value = getattr(e, attr, None)
-                if value is first and first is not None:
+                if value is None or isinstance(value, (int, float)):
+                    continue
+                if value is first:
                     cleaned = e.args[0]
                     if cleaned is not value:
                         setattr(e, attr, cleaned)
-                elif isinstance(value, (str, dict, list)) and (cleaned := _clean(value, secrets)) is not value:
+                elif (cleaned := _clean(value, secrets, 0, seen)) is not value:
                     setattr(e, attr, cleaned)
         except Exception:  # noqa: BLE001 - an exception that refuses changes is checked by is_clean
             pass
-    return exc
 
 
 def _text_attrs(e: BaseException) -> Iterable[str]:

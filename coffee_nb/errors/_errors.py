@@ -195,7 +195,7 @@ def classify(exc: BaseException) -> Failure:
     (the policy decides whether that falls back).
     """
     secrets = secret_values()  # read once for both
-    scrub(exc, secrets)  # the exception itself may reach the caller (a bad_request is raised as is): no key in it
+    scrub(exc, secrets, deep=False)  # its text; the drivers scrub deeply what leaves coffee_nb
     message = redact(str(exc) or type(exc).__name__, secrets)
     if isinstance(exc, MissingAPIKeyError):
         return Failure(ErrorClass.AUTH, message)

@@ -20,6 +20,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
+from coffee_nb._shared._redact import scrub
 from coffee_nb.errors._errors import CoffeeError
 from coffee_nb.invoke._attempt import Call
 from coffee_nb.invoke._compat import restart_event
@@ -32,129 +33,137 @@ __all__ = ["adrive", "arun", "drive", "is_summary", "run"]
 
 def drive(call: Call) -> Generator[Any, None, None]:
     """The sync driver: do what the plan says until an answer comes back or the plan gives up."""
-    config, stop = call.config, call.stop
-    if call.tape is not None:
-        replay = list(replayed(call))
-        if replay:
-            yield from replay
-            return
-    while True:
-        try:
-            step = call.next()
-        except CoffeeError as exc:  # the plan has nothing left
-            raise call.give_up(exc) from exc.__cause__
-        if isinstance(step, float):
-            time.sleep(step)
-            continue
-        try:
-            model, messages, kwargs = call.target(step)
-            if call.streaming:
-                # bound now: a worker that starts late must not see the next attempt's model
-                make = partial(model.stream, messages, config, stop=stop, **kwargs)
-                delay = call.hedge_delay(step)
-                pump: Pump[AIMessageChunk] | Primed = (
-                    Pump(make) if delay is None else stream_race(call, step, make, delay)
-                )
-                try:
-                    while True:
-                        limit, complete = call.read_limit()
-                        try:
-                            chunk = pump.next(limit, call.timed_out)
-                        except AttemptTimeoutError:
-                            if complete:  # a server that holds a complete stream open: stop reading it
-                                break
-                            raise
-                        if chunk is None:
-                            break
-                        for out in call.relay(chunk):
-                            if out is call.restart_chunk:
-                                restart_event(call.config, out.message.response_metadata["coffee_nb"])
-                            yield out
-                finally:
-                    pump.close()
-                result: AIMessage | ChatGenerationChunk = call.streamed()
-            elif (delay := call.hedge_delay(step)) is not None:
-                prepared = (model, messages, kwargs)
-                result = race(call, step, sync_starter(call, step, prepared, config, stop), delay)
-            else:
-                bound = call.invoke_limit(step)
-                if bound is None:
-                    output = model.invoke(messages, config, stop=stop, **kwargs)
-                else:
-                    output = call_within(
-                        partial(model.invoke, messages, config, stop=stop, **kwargs), bound, call.timed_out
-                    )
-                result = call.answered(output)
-        except Exception as exc:
-            if call.failed(exc):
+    try:
+        config, stop = call.config, call.stop
+        if call.tape is not None:
+            replay = list(replayed(call))
+            if replay:
+                yield from replay
+                return
+        while True:
+            try:
+                step = call.next()
+            except CoffeeError as exc:  # the plan has nothing left
+                raise call.give_up(exc) from exc.__cause__
+            if isinstance(step, float):
+                time.sleep(step)
                 continue
-            raise
-        except BaseException:
-            call.cancelled()
-            raise
-        yield result  # outside the try: a caller that stops here has its answer, nothing is cancelled
-        return
+            try:
+                model, messages, kwargs = call.target(step)
+                if call.streaming:
+                    # bound now: a worker that starts late must not see the next attempt's model
+                    make = partial(model.stream, messages, config, stop=stop, **kwargs)
+                    delay = call.hedge_delay(step)
+                    pump: Pump[AIMessageChunk] | Primed = (
+                        Pump(make) if delay is None else stream_race(call, step, make, delay)
+                    )
+                    try:
+                        while True:
+                            limit, complete = call.read_limit()
+                            try:
+                                chunk = pump.next(limit, call.timed_out)
+                            except AttemptTimeoutError:
+                                if complete:  # a server that holds a complete stream open: stop reading it
+                                    break
+                                raise
+                            if chunk is None:
+                                break
+                            for out in call.relay(chunk):
+                                if out is call.restart_chunk:
+                                    restart_event(call.config, out.message.response_metadata["coffee_nb"])
+                                yield out
+                    finally:
+                        pump.close()
+                    result: AIMessage | ChatGenerationChunk = call.streamed()
+                elif (delay := call.hedge_delay(step)) is not None:
+                    prepared = (model, messages, kwargs)
+                    result = race(call, step, sync_starter(call, step, prepared, config, stop), delay)
+                else:
+                    bound = call.invoke_limit(step)
+                    if bound is None:
+                        output = model.invoke(messages, config, stop=stop, **kwargs)
+                    else:
+                        output = call_within(
+                            partial(model.invoke, messages, config, stop=stop, **kwargs), bound, call.timed_out
+                        )
+                    result = call.answered(output)
+            except Exception as exc:
+                if call.failed(exc):
+                    continue
+                raise
+            except BaseException:
+                call.cancelled()
+                raise
+            yield result  # outside the try: a caller that stops here has its answer, nothing is cancelled
+            return
+    except Exception as exc:
+        scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
+        raise
 
 
 async def adrive(call: Call) -> AsyncGenerator[Any, None]:
     """The async driver: the same loop, with awaited sleeps and cancelled awaits at the limits."""
-    config, stop = call.config, call.stop
-    loop = asyncio.get_running_loop()
-    if call.tape is not None:
-        replay = list(replayed(call))
-        if replay:
-            for item in replay:
-                yield item
-            return
-    while True:
-        try:
-            step = call.next()
-        except CoffeeError as exc:  # the plan has nothing left
-            raise call.give_up(exc) from exc.__cause__
-        if isinstance(step, float):
-            await asyncio.sleep(step)
-            continue
-        try:
-            model, messages, kwargs = call.target(step, loop)
-            if call.streaming:
-                chunks = aiter(model.astream(messages, config, stop=stop, **kwargs))
-                if (delay := call.hedge_delay(step)) is not None:
-                    chunks = await astream_race(call, step, chunks, delay, loop)
-                try:
-                    while True:
-                        limit, complete = call.read_limit()
-                        try:
-                            chunk = await _within(anext(chunks, None), limit, call)
-                        except AttemptTimeoutError:
-                            if complete:  # a server that holds a complete stream open: stop reading it
-                                break
-                            raise
-                        if chunk is None:
-                            break
-                        for out in call.relay(chunk):
-                            if out is call.restart_chunk:
-                                event = restart_event(call.config, out.message.response_metadata["coffee_nb"])
-                                if event is not None:
-                                    await event
-                            yield out
-                finally:
-                    await _close(chunks)
-                result: AIMessage | ChatGenerationChunk = call.streamed()
-            elif (delay := call.hedge_delay(step)) is not None:
-                prepared = (model, messages, kwargs)
-                result = await arace(call, step, async_starter(call, step, prepared, config, stop, loop), delay)
-            else:
-                coro = model.ainvoke(messages, config, stop=stop, **kwargs)
-                result = call.answered(await _within(coro, step.timeout, call))
-        except Exception as exc:
-            if call.failed(exc):
+    try:
+        config, stop = call.config, call.stop
+        loop = asyncio.get_running_loop()
+        if call.tape is not None:
+            replay = list(replayed(call))
+            if replay:
+                for item in replay:
+                    yield item
+                return
+        while True:
+            try:
+                step = call.next()
+            except CoffeeError as exc:  # the plan has nothing left
+                raise call.give_up(exc) from exc.__cause__
+            if isinstance(step, float):
+                await asyncio.sleep(step)
                 continue
-            raise
-        except BaseException:
-            call.cancelled()
-            raise
-        yield result
-        return
+            try:
+                model, messages, kwargs = call.target(step, loop)
+                if call.streaming:
+                    chunks = aiter(model.astream(messages, config, stop=stop, **kwargs))
+                    if (delay := call.hedge_delay(step)) is not None:
+                        chunks = await astream_race(call, step, chunks, delay, loop)
+                    try:
+                        while True:
+                            limit, complete = call.read_limit()
+                            try:
+                                chunk = await _within(anext(chunks, None), limit, call)
+                            except AttemptTimeoutError:
+                                if complete:  # a server that holds a complete stream open: stop reading it
+                                    break
+                                raise
+                            if chunk is None:
+                                break
+                            for out in call.relay(chunk):
+                                if out is call.restart_chunk:
+                                    event = restart_event(call.config, out.message.response_metadata["coffee_nb"])
+                                    if event is not None:
+                                        await event
+                                yield out
+                    finally:
+                        await _close(chunks)
+                    result: AIMessage | ChatGenerationChunk = call.streamed()
+                elif (delay := call.hedge_delay(step)) is not None:
+                    prepared = (model, messages, kwargs)
+                    result = await arace(call, step, async_starter(call, step, prepared, config, stop, loop), delay)
+                else:
+                    coro = model.ainvoke(messages, config, stop=stop, **kwargs)
+                    result = call.answered(await _within(coro, step.timeout, call))
+            except Exception as exc:
+                if call.failed(exc):
+                    continue
+                raise
+            except BaseException:
+                call.cancelled()
+                raise
+            yield result
+            return
+    except Exception as exc:
+        scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
+        raise
 
 
 async def _within(awaitable: Any, seconds: float, call: Call) -> Any:
