@@ -12,13 +12,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from coffee_nb._shared import _config
-
 __version__ = "0.1.0"
 
 # The package root composes the layers: the providers every process knows, registered on first use of
-# the registry (which lives at the bottom and names nobody): the built-in ones, then the sandbox's.
-_config.PROVIDERS.loaders = ("coffee_nb.providers:register_builtin", "coffee_nb.sandbox._provider:register")
+# the provider registry (which lives at the bottom, in _shared/_config, and names no module itself): the
+# built-in ones, then the sandbox's. Read from here by the registry; importing coffee_nb imports nothing.
+_PROVIDER_LOADERS = ("coffee_nb.providers:register_builtin", "coffee_nb.sandbox._provider:register")
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -40,6 +40,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -191,7 +192,7 @@ class Registry(dict[str, _Entry]):
             if not self._loaded and not self._loading:
                 self._loading = True
                 try:
-                    for path in self.loaders:
+                    for path in self.loaders or _root_loaders():
                         module, _, function = path.partition(":")
                         getattr(importlib.import_module(module), function)()
                     self._loaded = True
@@ -215,6 +216,13 @@ class Registry(dict[str, _Entry]):
             self.clear()
             self.update(saved[0])
             self._loaded = saved[1]
+
+
+def _root_loaders() -> tuple[str, ...]:
+    """The default loaders, declared by the package root (``coffee_nb/__init__``, which composes the
+    layers; always imported before anything in it)."""
+    root = sys.modules.get(__name__.partition(".")[0])
+    return tuple(getattr(root, "_PROVIDER_LOADERS", ()))
 
 
 # -- record sinks --------------------------------------------------------------------------------------
@@ -480,7 +488,7 @@ class _State(Protocol[_Saved]):
 # -- the one instance of each ------------------------------------------------------------------------
 # Typed Any here: each owner reads its own through an alias typed with its classes.
 PRICES: PriceState[Any, Any] = PriceState()
-PROVIDERS: Registry[Any] = Registry()  # loaders: declared by coffee_nb/__init__
+PROVIDERS: Registry[Any] = Registry()  # its default loaders: declared by coffee_nb/__init__
 SINKS = SinkState()
 HTTP = HttpState()
 SESSION: SessionState[Any] = SessionState()

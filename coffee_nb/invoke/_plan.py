@@ -153,7 +153,8 @@ class Plan:
             timeout = min(timeout, remaining)
             if self.queue and cand.breaker.probing:  # probing a model that was failing: keep half for the rest
                 timeout = min(timeout, remaining / 2)
-            return Attempt(cand, len(self.records), role, timeout, lease, datetime.now(UTC), now, price)
+            # started now, on both clocks: the reservation above is ours, not the model's latency
+            return Attempt(cand, len(self.records), role, timeout, lease, datetime.now(UTC), self.clock(), price)
 
     def hedge(self) -> Attempt | None:
         """An attempt of the next candidate to run alongside the current one (``Policy(hedge_after=...)``),
@@ -176,7 +177,8 @@ class Plan:
                 self.queue.appendleft(cand)  # still a fallback, should the race be lost
                 return None
             timeout = min(cand.attempt_limit(self.policy.attempt_timeout), remaining)
-            return Attempt(cand, len(self.records), Role.HEDGE, timeout, lease, datetime.now(UTC), now, price)
+            started = self.clock()
+            return Attempt(cand, len(self.records), Role.HEDGE, timeout, lease, datetime.now(UTC), started, price)
         return None
 
     def hedge_won(self, attempt: Attempt) -> None:
