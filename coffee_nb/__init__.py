@@ -28,10 +28,12 @@ _EXPORTS: dict[str, str] = {
     "DeadlineExceededError": "coffee_nb.errors._errors",
     "ErrorClass": "coffee_nb.errors._errors",
     "MissingAPIKeyError": "coffee_nb.errors._errors",
+    "StorageError": "coffee_nb._shared._paths",
     "AutoPicker": "coffee_nb.invoke._invoker",
     "AutoPickerLLM": "coffee_nb.invoke._invoker",
     "AutoPickerLLMRefactored": "coffee_nb.invoke._invoker",
     "CallSummary": "coffee_nb.invoke._summary",
+    "CacheWarning": "coffee_nb.replay._cache",
     "Cassette": "coffee_nb.replay._cassette",
     "CassetteError": "coffee_nb.replay._cassette",
     "CassetteMissError": "coffee_nb.replay._cassette",
@@ -105,6 +107,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "BudgetEvent",
     "BudgetExceededError",
     "BudgetWarning",
+    "CacheWarning",
     "CallRecord",
     "CallSummary",
     "Cassette",
@@ -132,6 +135,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "Role",
     "Rule",
     "Session",
+    "StorageError",
     "StreamInterruptedError",
     "TokenCount",
     "Trip",
@@ -197,6 +201,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb import sandbox
     from coffee_nb._shared._http import close as close_http_clients
     from coffee_nb._shared._http import configure_http, get_async_http_client, get_http_client
+    from coffee_nb._shared._paths import StorageError
     from coffee_nb._shared._records import CallRecord, Outcome, RecordSink, Role, capture_records
     from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
     from coffee_nb.comparison._compare import acompare, compare
@@ -224,5 +229,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb.pricing._pricing import Price, price_for, register_price, reset_prices
     from coffee_nb.pricing._tokens import TokenCount, count_message_tokens, count_tokens
     from coffee_nb.providers._aliases import aliases, remove_alias, set_alias
+    from coffee_nb.replay._cache import CacheWarning
     from coffee_nb.replay._cassette import Cassette, CassetteError, CassetteMissError, cassette
     from coffee_nb.session._session import Answer, Session, ask, configure, get_session, health, reset

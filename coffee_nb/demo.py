@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "notebooks" / "01_quickstart.ipynb"
@@ -27,6 +28,20 @@ print(json.dumps({
     "budget": {k: str(v["remaining"]) for k, v in _s.budget.status().items()},
 }))
 """
+
+
+def _local_transport(client: Any, where: Path) -> None:
+    """Talk to the kernel over Unix sockets in ``where`` (a private temporary directory: only this user can
+    connect), not TCP on 127.0.0.1, so the kernel has nothing to warn about: over TCP without CurveZMQ
+    keys, ipykernel logs "[IPKernelApp] WARNING | Kernel is running over TCP without encryption" to the
+    demo's terminal. Windows keeps TCP."""
+    if os.name != "posix":
+        return
+    km = client.create_kernel_manager()  # the client's own manager: it still starts and stops the kernel
+    km.transport = "ipc"
+    # an absolute path: a relative one would be taken from each side's working directory (the kernel's is
+    # notebooks/), and the client would wait for sockets it never finds
+    km.ip = str(where / "kernel")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,13 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         env_before = os.environ.get("COFFEE_NB_DATA_DIR")
         os.environ["COFFEE_NB_DATA_DIR"] = data  # a fresh ledger and cache: the demo never touches yours
         try:
-            NotebookClient(
+            client = NotebookClient(
                 nb,
                 timeout=300,
                 kernel_name="python3",
                 resources={"metadata": {"path": str(QUICKSTART.parent)}},
                 store_widget_state=True,
-            ).execute()
+            )
+            _local_transport(client, Path(data))
+            client.execute()
         finally:
             if env_before is None:
                 os.environ.pop("COFFEE_NB_DATA_DIR", None)

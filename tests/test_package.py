@@ -138,3 +138,33 @@ def test_aliases_are_public_and_name_a_model_everywhere():
             coffee_nb.set_alias("bad", "no-such-thing")
         coffee_nb.remove_alias("quick")
         assert coffee_nb.aliases() == {}
+
+
+def test_storage_error_and_cache_warning_are_public(tmp_path, monkeypatch):
+    """What a full disk or a damaged file raises or warns can be caught by its public name."""
+    import warnings
+
+    import pytest
+
+    from coffee_nb._shared._paths import StorageError
+    from coffee_nb.replay._cache import CacheWarning
+
+    assert coffee_nb.StorageError is StorageError and coffee_nb.CacheWarning is CacheWarning
+    assert {"StorageError", "CacheWarning"} <= set(coffee_nb.__all__)
+    assert issubclass(coffee_nb.StorageError, coffee_nb.ConfigError) and issubclass(coffee_nb.CacheWarning, UserWarning)
+
+    garbage = tmp_path / "ledger.sqlite3"
+    garbage.write_bytes(b"not a database" * 100)
+    with pytest.raises(coffee_nb.StorageError, match="not a SQLite database") as info:
+        coffee_nb.Budget(daily=1, ledger=garbage)
+    assert info.value.path == garbage
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cache.sqlite3").write_bytes(b"not a database" * 100)
+    monkeypatch.setenv("COFFEE_NB_DATA_DIR", str(data))
+    coffee_nb.configure(models=["sandbox/fast"], ledger="memory")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert coffee_nb.ask("answered without the cache").text
+    assert [w.category for w in caught if issubclass(w.category, coffee_nb.CacheWarning)] == [coffee_nb.CacheWarning]
