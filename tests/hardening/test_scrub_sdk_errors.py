@@ -27,7 +27,10 @@ def _payload() -> dict[str, Any]:
         "error": {
             "message": f"Incorrect API key provided: {CANARY_OPENAI}",
             "type": "invalid_request_error",
-            "details": {"api_message": f"Incorrect API key provided: Bearer {CANARY_ANTHROPIC}", "hints": [CANARY_OPENAI]},
+            "details": {
+                "api_message": f"Incorrect API key provided: Bearer {CANARY_ANTHROPIC}",
+                "hints": [CANARY_OPENAI],
+            },
         }
     }
 
