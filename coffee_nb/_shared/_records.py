@@ -79,6 +79,9 @@ class CallRecord(NamedTuple):
     fallback_from: str | None = None  # role "fallback": the first model this call tried
     fallback_reason: str | None = None  # role "fallback": the error class that moved the call on
     replayed: bool = False  # answered from a cassette: no model was called, nothing spent
+    # a watched call coffee_nb walked away from (it timed out; the chain moved on) that finished later: what
+    # it cost, charged when it ended (outcome "cancelled": its answer was used by nobody)
+    abandoned: bool = False
 
     @property
     def priced(self) -> bool:

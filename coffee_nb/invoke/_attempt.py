@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -230,6 +230,20 @@ class Call:
 
     def picker_policy(self) -> Any:
         return self.plan.policy
+
+    def settle_later(self, attempt: Attempt) -> Callable[[Any, BaseException | None], None]:
+        """For a watched sync invoke: how to settle it should it end after the caller stopped waiting (on
+        the worker it ran on): its answer's cost charged, or its reservation released."""
+        spend, clock = self.plan.spend, self.clock
+
+        def late(output: Any, error: BaseException | None) -> None:
+            usage = None
+            if error is None:
+                message, _, usage, _ = read_answer(output, attempt.candidate.instance)
+                usage = usage or spend.estimate(message.content)
+            spend.settle_late(attempt, usage, clock())
+
+        return late
 
     def invoke_limit(self, attempt: Attempt) -> float | None:
         """Seconds a sync invoke may take, when we must enforce it (None: the call bounds itself)."""

@@ -83,9 +83,8 @@ def drive(call: Call) -> Generator[Any, None, None]:
                     if bound is None:
                         output = model.invoke(messages, config, stop=stop, **kwargs)
                     else:
-                        output = call_within(
-                            partial(model.invoke, messages, config, stop=stop, **kwargs), bound, call.timed_out
-                        )
+                        invoke = partial(model.invoke, messages, config, stop=stop, **kwargs)
+                        output = call_within(invoke, bound, call.timed_out, call.settle_later(step))
                     result = call.answered(output)
             except Exception as exc:
                 if call.failed(exc):

@@ -273,7 +273,8 @@ class Plan:
         retry_after = failure.retry_after if failure.error_class is ErrorClass.RATE_LIMIT else None
         cand.breaker.failure(rule.trip, now, seconds=retry_after)
         self.last_exc = exc
-        self.spend.settle(attempt, Outcome.ERROR, partial, now, ttft=ttft, failure=failure)
+        keep = getattr(exc, "settles_later", False) is True  # it goes on: its reservation stays for later
+        self.spend.settle(attempt, Outcome.ERROR, partial, now, ttft=ttft, failure=failure, keep_lease=keep)
         if failure.error_class is ErrorClass.CONTEXT_OVERFLOW:
             self._prefer_larger_windows(max(cand.context_window or 0, self.size.count(cand.encoding)) + 1)
         retries = self.policy.max_retries if rule.retries is None else min(rule.retries, self.policy.max_retries)

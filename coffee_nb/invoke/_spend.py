@@ -234,11 +234,14 @@ class Spend:
         failure: Failure | None = None,
         streamed: bool = False,
         nested: Nested | None = None,
+        keep_lease: bool = False,
     ) -> CallRecord:
         """Price ``usage``, commit it to the budget (release the reservation when there is none), and
         publish the attempt's record. ``nested``: another AutoPicker answered; its exact cost stands here,
-        and its record goes to this picker's own sinks only (the global ones heard the inner call's)."""
-        cost, source = self._charge(attempt, usage, nested)
+        and its record goes to this picker's own sinks only (the global ones heard the inner call's).
+        ``keep_lease``: the attempt goes on in the background (a timed-out watched call); its reservation
+        stays held for :meth:`settle_late`."""
+        cost, source = self._charge(attempt, usage, nested, keep_lease)
         cand = attempt.candidate
         provider, model = (cand.provider, cand.name) if nested is None else (nested.provider, nested.model)
         origin, reason = self.fallback_origin(attempt.role)
@@ -274,11 +277,13 @@ class Spend:
         self.emit(record, everyone=nested is None)
         return record
 
-    def _charge(self, attempt: Attempt, usage: Usage | None, nested: Nested | None) -> tuple[Decimal | None, str]:
+    def _charge(
+        self, attempt: Attempt, usage: Usage | None, nested: Nested | None, keep_lease: bool = False
+    ) -> tuple[Decimal | None, str]:
         """Price ``usage`` and commit it to the budget; with no usage, release the reservation."""
         lease, budget = attempt.lease, self.budget
         if usage is None:
-            if lease is not None and budget is not None:
+            if lease is not None and budget is not None and not keep_lease:
                 budget.release(lease)
             return None, "unpriced"
         price = attempt.price
@@ -296,6 +301,42 @@ class Spend:
             else:
                 budget.commit(lease, None if pico is None else from_pico(pico))
         return (None, "unpriced") if pico is None else (from_pico(pico), source)
+
+    def settle_late(self, attempt: Attempt, usage: Usage | None, end: float) -> CallRecord | None:
+        """A timed-out attempt that went on in the background has ended: with ``usage`` (it answered, and
+        the provider bills that) its cost is committed on the reservation held since and published as an
+        ``abandoned`` record; without (its client gave up), the reservation is released."""
+        if usage is None:
+            self._charge(attempt, None, None)
+            return None
+        cost, source = self._charge(attempt, usage, None)
+        cand = attempt.candidate
+        record = CallRecord(
+            call_id=self.call_id,
+            attempt=attempt.index,
+            role=attempt.role,
+            provider=cand.provider,
+            model=cand.name,
+            outcome=Outcome.CANCELLED,
+            started_at=attempt.started_at,
+            latency_s=end - attempt.started,
+            error_class="timeout",
+            error_message="answered after coffee_nb stopped waiting; charged when it ended",
+            input_tokens=usage.input,
+            output_tokens=usage.output,
+            cached_tokens=usage.cached,
+            reasoning_tokens=usage.reasoning,
+            tokens_estimated=usage.estimated,
+            cost=cost,
+            price_source=source,
+            abandoned=True,
+        )
+        # not appended to the call's records: the call is over, and its errors and answer hold that list
+        if self.sinks:
+            publish(self.sinks, record)
+        if listeners := global_sinks():
+            publish(listeners, record)
+        return record
 
     def summary(
         self, cand: Candidate, usage: Usage, latency_s: float, ttft_s: float | None, response_metadata: Any

@@ -4,13 +4,15 @@ caller waits for it with a timeout and walks away when it runs out.
 Async calls use ``asyncio.wait_for`` (a cancelled await really stops the request). A sync call can't
 be interrupted from outside, so for models without a native per-call timeout the call runs in a worker
 thread and the caller stops waiting at the limit; the abandoned call finishes (or hits its client's own
-timeout) in the background, and its result is dropped. Sync streams are pumped the same way, chunk
-by chunk, so the time to the first chunk and the gaps between chunks are bounded too.
+timeout) in the background, where ``on_late`` settles it: a provider bills an answer nobody waited for,
+so its cost is charged when it ends. Sync streams are pumped the same way, chunk by chunk, so the time
+to the first chunk and the gaps between chunks are bounded too.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -21,15 +23,20 @@ from typing import Any, Generic, TypeVar
 __all__ = ["AttemptTimeoutError", "FirstTokenTimeoutError", "IdleTimeoutError", "Pump", "call_within", "submit"]
 
 T = TypeVar("T")
+log = logging.getLogger("coffee_nb")
 _IDLE_EXIT = 60.0  # seconds a spare worker waits for work before it exits
 
 
 class AttemptTimeoutError(TimeoutError):
-    """An attempt ran past one of coffee_nb's limits (classified as ``timeout``: the call moves on)."""
+    """An attempt ran past one of coffee_nb's limits (classified as ``timeout``: the call moves on).
+
+    ``settles_later``: the call goes on in the background and is settled when it ends (its reservation
+    is held until then)."""
 
     def __init__(self, what: str, seconds: float, model: str) -> None:
         self.seconds = seconds
         self.model = model
+        self.settles_later = False
         super().__init__(f"{model}: {what} after {seconds:.3g}s")
 
 
@@ -41,8 +48,11 @@ class IdleTimeoutError(AttemptTimeoutError):
     """A stream stalled: no chunk within the idle limit."""
 
 
+Late = Callable[[Any, "BaseException | None"], None]  # (value, error) of a call that ended after its caller left
+
+
 class _Job:
-    __slots__ = ("fn", "done", "value", "error", "abandoned")
+    __slots__ = ("fn", "done", "value", "error", "abandoned", "ended", "late")
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self.fn = fn
@@ -51,6 +61,13 @@ class _Job:
         self.value: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
+        self.ended = False
+        self.late: Late | None = None
+
+
+# Taken only where a caller walks away as its job ends: who settles the result (the caller, or the late
+# handler on the worker) is decided under it, so neither both nor none do.
+_handover = threading.Lock()
 
 
 class _Workers:
@@ -89,13 +106,27 @@ class _Workers:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
                 job.error = exc
             job.fn = _done
+            with _handover:
+                job.ended = True
+                late = job.late
             with self._lock:  # idle again before the caller wakes: its next submit reuses this worker
                 self._idle += 1
             job.done.release()
+            if late is not None:  # the caller left: settle here (on this worker, after the fact)
+                _settle_late(late, job)
 
 
 def _done() -> None:
     return None
+
+
+def _settle_late(late: Late, job: _Job) -> None:
+    value, error = job.value, job.error
+    job.value = job.error = None
+    try:
+        late(value, error)
+    except Exception:  # on a worker nobody waits for: say so, never kill the worker
+        log.exception("coffee_nb: settling a call that ended after its timeout failed")
 
 
 _workers = _Workers()
@@ -113,24 +144,42 @@ def _wait(job: _Job, timeout: float | None) -> bool:
     return job.done.acquire(timeout=max(0.0, timeout))
 
 
-def call_within(fn: Callable[[], T], timeout: float, on_timeout: Callable[[], BaseException]) -> T:
+def call_within(
+    fn: Callable[[], T], timeout: float, on_timeout: Callable[[], BaseException], on_late: Late | None = None
+) -> T:
     """``fn()`` in a worker thread; raise ``on_timeout()`` if it hasn't returned within ``timeout`` seconds.
 
-    A KeyboardInterrupt while waiting abandons the call the same way and propagates.
+    The call goes on in the background; ``on_late(value, error)`` gets its result when it ends (on the
+    worker), and the timeout error says so (``settles_later``). A KeyboardInterrupt while waiting abandons
+    the call the same way and propagates.
     """
     job = _workers.submit(fn)
     try:
         finished = _wait(job, timeout)
     except BaseException:
-        job.abandoned = True
+        _walk_away(job, on_late)
         raise
     if not finished:
-        job.abandoned = True
-        raise on_timeout()
+        if _walk_away(job, on_late):
+            error = on_timeout()
+            if on_late is not None and isinstance(error, AttemptTimeoutError):
+                error.settles_later = True
+            raise error
+        job.done.acquire()  # it ended as we gave up: its result is ours after all
     if job.error is not None:
         raise job.error
     value: T = job.value
     return value
+
+
+def _walk_away(job: _Job, on_late: Late | None) -> bool:
+    """Leave ``job`` to ``on_late``; False when it has ended already (the caller takes its result)."""
+    with _handover:
+        if job.ended:
+            return False
+        job.abandoned = True
+        job.late = on_late
+    return True
 
 
 _END = object()
