@@ -1,5 +1,6 @@
 """compare(): models side by side through the sandbox; the frame's numbers are the records' numbers, the
-judge sees pairs in random order, and a budget that can't cover the worst case stops it before any call."""
+judge sees each pair both ways round (or once in random order), its consistency and own cost are shown,
+and a budget that can't cover the worst case stops it before any call."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from coffee_nb import (
     register_price,
     sandbox,
 )
+from coffee_nb._shared._format import money
 from coffee_nb.sandbox import SandboxModel, add_model
+from coffee_nb.sandbox._judge import FIRST_BONUS, rating
 from coffee_nb.testing import ScriptedChatModel
 
 pytestmark = pytest.mark.usefixtures("quiet_sandbox")
@@ -124,7 +127,7 @@ def test_judge_sees_each_pair_in_random_order_and_its_cost_is_shown(three_models
     df = pd.DataFrame({"topic": ["latency", "budgets", "retries", "fallbacks", "breakers", "caches"]})
     sandbox.script_replies("sandbox/smart", [VERDICT_A] * 6)  # a judge that always prefers what it sees first
     with capture_records() as records:
-        cmp = compare(df, three_models[:2], template="Explain {topic}.", judge="sandbox/smart")
+        cmp = compare(df, three_models[:2], template="Explain {topic}.", judge="sandbox/smart", judge_order="random")
     verdicts = cmp.judge.frame
     assert len(verdicts) == 6 and list(verdicts.row) == list(df.index)
     assert set(verdicts.shown_first) == set(three_models[:2])  # order randomised (seeded) across rows
@@ -136,8 +139,90 @@ def test_judge_sees_each_pair_in_random_order_and_its_cost_is_shown(three_models
     assert set(verdicts.call_id) == {r.call_id for r in judge_records}
     assert cmp.cost == sum(r.cost for r in records)
     assert cmp.projection.judge_calls == 6 and "sandbox/smart" in repr(cmp)
-    again = compare(df, three_models[:2], template="Explain {topic}.", judge="sandbox/smart")
+    assert verdicts.consistent.isna().all() and cmp.judge.consistency is None  # one order can't tell
+    again = compare(df, three_models[:2], template="Explain {topic}.", judge="sandbox/smart", judge_order="random")
     assert list(again.judge.frame.shown_first) == list(verdicts.shown_first)  # same seed, same order
+
+
+def test_by_default_the_judge_sees_each_pair_both_ways_round_and_a_disagreement_is_a_tie(three_models):
+    df = pd.DataFrame({"topic": ["latency", "budgets", "retries"]})
+    sandbox.script_replies("sandbox/smart", [VERDICT_A] * 6)  # pure position bias: whatever is shown first wins
+    cmp = compare(df, three_models[:2], template="Explain {topic}.", judge="sandbox/smart")
+    calls, verdicts = cmp.judge.calls, cmp.judge.frame
+    assert len(calls) == 6 and len(verdicts) == 3 and cmp.projection.judge_calls == 6
+    for i, v in enumerate(verdicts.itertuples()):
+        one, two = calls.iloc[2 * i], calls.iloc[2 * i + 1]
+        assert (one.shown_first, two.shown_first) == (v.model_a, v.model_b)  # the pair, then the pair reversed
+        assert (one.winner, two.winner) == (v.model_a, v.model_b)  # "A" both times: the orders disagree
+        assert v.winner == "tie" and v.consistent is False and "the orders disagree" in v.reason
+    assert (cmp.summary.ties == 3).all() and (cmp.summary.wins == 0).all() and (cmp.summary.consistency == 0).all()
+    assert (cmp.judge.agreed, cmp.judge.read_both, cmp.judge.consistency) == (0, 3, 0.0)
+    assert "tie (orders disagree)" in cmp._repr_markdown_()
+    assert "the orders agreed on 0 of 3 (0%)" in repr(cmp)
+
+
+def test_a_sandbox_judge_gives_deterministic_verdicts_offline_by_its_rule(three_models):
+    df = pd.DataFrame({"topic": ["latency", "budgets", "retries", "fallbacks", "breakers", "caches"]})
+    cmp = compare(df, three_models[:2], template="Explain {topic}.", judge="sandbox/smart")
+    verdicts = cmp.judge.frame
+    assert verdicts.error.isna().all() and verdicts.winner.notna().all()  # every verdict read
+    for v in verdicts.itertuples():
+        ra, rb = (rating(cmp.answers.loc[v.row, m]) for m in (v.model_a, v.model_b))
+        assert v.consistent is (abs(ra - rb) > FIRST_BONUS)  # far apart: the same winner both ways round
+        assert v.winner == ((v.model_a if ra > rb else v.model_b) if v.consistent else "tie")
+    assert 0 < cmp.judge.agreed < cmp.judge.read_both == 6  # some verdicts hold, some are ties
+    assert cmp.judge.consistency == cmp.judge.agreed / 6
+    assert cmp.summary.ties.sum() == 2 * (6 - cmp.judge.agreed)  # each tie counts for both models
+    again = compare(df, three_models[:2], template="Explain {topic}.", judge="sandbox/smart", cache=False)
+    assert list(again.judge.frame.winner) == list(verdicts.winner)  # the same requests, the same verdicts
+
+
+def test_scores_judged_both_ways_round_are_averaged(three_models):
+    df = pd.DataFrame({"topic": ["latency", "budgets", "retries", "fallbacks", "breakers", "caches"]})
+    cmp = compare(df, three_models[:2], template="Explain {topic}.", judge="sandbox/smart", judge_mode="score")
+    assert 0 < cmp.judge.agreed < cmp.judge.read_both == 6, cmp.judge.frame
+    calls = cmp.judge.calls
+    for i, v in enumerate(cmp.judge.frame.itertuples()):
+        one, two = calls.iloc[2 * i], calls.iloc[2 * i + 1]
+        base = {m: 1 + rating(cmp.answers.loc[v.row, m]) * 9 // 100 for m in (v.model_a, v.model_b)}
+        assert (one.score_a, one.score_b) == (base[v.model_a] + 1, base[v.model_b])  # shown first: +1
+        assert (two.score_a, two.score_b) == (base[v.model_a], base[v.model_b] + 1)
+        assert (v.score_a, v.score_b) == ((one.score_a + two.score_a) / 2, (one.score_b + two.score_b) / 2)
+        prefers = [int(c.score_a > c.score_b) - int(c.score_a < c.score_b) for c in (one, two)]
+        assert v.consistent is (prefers[0] == prefers[1])
+    mine = cmp.judge.frame[cmp.judge.frame.model_a == three_models[0]]
+    assert cmp.summary.loc[three_models[0], "score"] == pytest.approx(mine.score_a.mean())
+    assert "scores (mean of both orders)" in cmp._repr_markdown_()
+
+
+def test_a_pair_whose_other_order_failed_has_no_verdict(three_models):
+    sandbox.inject("sandbox/smart", ["auth"])  # one of the pair's two judge calls is refused
+    cmp = compare("Hi", three_models[:2], judge="sandbox/smart")
+    verdict = cmp.judge.frame.iloc[0]
+    assert pd.isna(verdict.winner) and pd.isna(verdict.consistent) and "shown first" in verdict.error
+    assert cmp.summary.wins.sum() == cmp.summary.ties.sum() == 0  # one order alone may be the bias: not counted
+    assert cmp.judge.consistency is None and cmp.judge.usage["errors"] == 1 and cmp.judge.usage["calls"] == 2
+
+
+def test_the_judges_own_cost_is_shown_apart_from_the_answers(three_models):
+    with capture_records() as records:
+        cmp = compare("Explain p95.", three_models, judge="sandbox/smart")
+    judged = [r for r in records if r.model == "sandbox/smart"]
+    assert len(judged) == 6  # 3 pairs, both ways round
+    assert cmp.judge.cost == sum(r.cost for r in judged) > 0
+    assert cmp.summary.cost.sum() == sum(r.cost for r in records if r.model != "sandbox/smart")
+    assert cmp.cost == cmp.summary.cost.sum() + cmp.judge.cost
+    usage = cmp.judge.usage
+    assert usage["calls"] == 6 and usage["cost"] == cmp.judge.cost and usage["errors"] == 0
+    assert usage["input_tokens"] == sum(r.input_tokens for r in judged) and usage["latency_p50"] > 0
+    text = repr(cmp)
+    assert f"(judge {money(cmp.judge.cost)})" in text and "sandbox/smart (judge)  6" in text
+    shown = cmp._repr_markdown_()
+    assert "sandbox/smart (judge)" in shown and f"(judge {money(cmp.judge.cost)})".replace("$", "&#36;") in shown
+    assert f"6 calls · cost {money(cmp.judge.cost)}".replace("$", "&#36;") in shown
+    once = compare("Explain p95.", three_models, judge="sandbox/smart", judge_order="random")
+    assert once.projection.judge_calls == 3 and cmp.projection.judge_calls == 6
+    assert cmp.projection.judge_worst == 2 * once.projection.judge_worst  # both orders: twice the judge's worst
 
 
 def test_judge_scores_are_read_back_into_the_pairs_order(three_models):
@@ -147,6 +232,7 @@ def test_judge_scores_are_read_back_into_the_pairs_order(three_models):
         ["sandbox/cmp_quick", "sandbox/echo"],
         judge=ModelSpec(model=judge, name="fake/judge"),
         judge_mode="score",
+        judge_order="random",
         seed=1,
     )
     verdict = cmp.judge.frame.iloc[0]
@@ -181,7 +267,7 @@ def test_the_budget_projection_refuses_before_any_call(three_models):
     assert sandbox.attempts() == []  # nothing was sent
     with pytest.raises(BudgetExceededError, match="the total budget"):
         compare("Explain p95.", ["sandbox/cmp_quick"], budget="0.0001")  # this comparison's own cap
-    with pytest.raises(BudgetExceededError, match="verdict"):  # the judge's worst case counts too
+    with pytest.raises(BudgetExceededError, match="judge calls"):  # the judge's worst case counts too
         compare("Explain p95.", three_models[:2], max_tokens=100, judge="sandbox/smart", budget="0.0005")
     assert sandbox.attempts() == []
     cmp = compare("Explain p95.", ["sandbox/cmp_slow", "sandbox/cmp_quick"], runs=3, max_tokens=200)
@@ -206,6 +292,7 @@ def test_checked_before_anything_is_sent(three_models):
         (lambda: compare(df, MODELS, template="{nope}"), r"\{nope\}"),
         (lambda: compare("x", MODELS, runs=0), "runs must be a positive integer"),
         (lambda: compare("x", MODELS, judge_mode="vote"), "judge_mode"),
+        (lambda: compare("x", MODELS, judge="sandbox/smart", judge_order="twice"), "judge_order must be one of both"),
         (lambda: compare("x", [coffee_nb.AutoPicker("sandbox/fast")]), "one model"),
     ]:
         with pytest.raises(ConfigError, match=message):

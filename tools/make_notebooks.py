@@ -620,6 +620,88 @@ labelled = coffee_nb.map_rows(ddf, "Classify: {text}", models=["openai/gpt-4o-mi
 """),
 ]
 
+COMPARE = [
+    md("""
+# Compare models side by side: `%%llm_compare` and a judge
+
+Which model should this notebook use? `%%llm_compare` sends the cell's prompt to several models, **one
+column each** (no fallback: a column is one model), and shows the answers side by side with each model's
+tokens, cost, latency and time to first token. No API key needed: the sandbox answers, at its pretend
+*sandbox prices*.
+"""),
+    code("""
+%load_ext coffee_nb
+import coffee_nb, pandas as pd
+"""),
+    code("""
+%%llm_compare sandbox/fast sandbox/smart --runs 3
+Explain p95 latency in one sentence.
+"""),
+    md("""
+The header says what the comparison would cost at most before anything was sent (a hard budget that
+can't cover that refuses it, and no call is made), then what it spent. `--runs 3` calls each model three
+times, so the latency columns are p50 / p95 over three calls each.
+
+## Over a DataFrame, with a judge
+
+`--over DF` makes the cell a template filled from each row (`{column}`). `--judge MODEL` has a model
+compare each pair of answers. Judges favour the answer in one position (often the first) strongly
+enough that a verdict from one order can be that bias alone, so by default each pair is judged **both
+ways round**: a winner counts only when both orders name it; otherwise the pair is a **tie**, shown as
+`tie (orders disagree)`. The caption gives the judge's **consistency**, how often the two orders agreed,
+and the metrics table has a row for the **judge's own calls and cost**, apart from the answers'.
+
+The sandbox judges too, by a fixed rule with a position bias built in (no real judgement): each answer
+rates 0-99 from a hash of its text, the answer shown first gets 25 points more, and the higher total
+wins. So answers rated more than 25 apart get the same verdict in both orders, and closer ones are ties.
+"""),
+    code("""
+topics = pd.DataFrame({"topic": ["p95 latency", "a token budget", "retries with backoff", "a fallback chain"]})
+"""),
+    code("""
+%%llm_compare sandbox/fast sandbox/smart sandbox/echo --over topics --judge sandbox/smart -o cmp
+Explain {topic} to a new data scientist in two sentences.
+"""),
+    md("""
+`-o cmp` keeps the `Comparison`. `cmp.judge.frame` has one verdict per pair and row (`consistent`: did the
+two orders agree), `cmp.judge.calls` one row per request to the judge (which answer it saw first and what
+it said), and `cmp.summary` the models × metrics table with the judge's standings and, per model, its
+consistency on that model's pairs:
+"""),
+    code('cmp.judge.frame[["row", "model_a", "model_b", "winner", "consistent"]]'),
+    code('cmp.judge.calls[["row", "shown_first", "winner"]].head(4)'),
+    code('cmp.summary[["cost", "wins", "ties", "losses", "consistency"]]'),
+    code("""
+print(f"consistency {cmp.judge.consistency:.0%}; the judge spent ${cmp.judge.cost:.4f} of ${cmp.cost:.4f} in all")
+"""),
+    md("""
+## One order only
+
+`--judge-order random` asks the judge once per pair, in a seeded random order (`--seed`): half the
+judge's cost, but a position-biased verdict then counts as a win (no ties from disagreeing orders here,
+and no consistency to report). Everything comes from the response cache this time, at $0: the answers,
+and the verdicts too, since each pair in either order was already judged above.
+"""),
+    code("""
+%%llm_compare sandbox/fast sandbox/smart sandbox/echo --over topics --judge sandbox/smart --judge-order random
+Explain {topic} to a new data scientist in two sentences.
+"""),
+    md("""
+## From Python
+
+`coffee_nb.compare` (and `await coffee_nb.acompare(...)`) take the same options as keyword arguments:
+`judge_order="both"` (the default) or `"random"`, and `judge_mode="score"` for a 1-10 score per answer
+(judged both ways round, the two orders' scores are averaged):
+"""),
+    code("""
+scored = coffee_nb.compare(topics, ["sandbox/fast", "sandbox/smart"], template="Explain {topic} briefly.",
+                           judge="sandbox/smart", judge_mode="score")
+scored.judge.frame[["row", "score_a", "score_b", "consistent"]]
+"""),
+    code("scored.judge"),
+]
+
+
 NOTEBOOKS = {
     "01_quickstart": QUICKSTART,
     "02_fallbacks_and_faults": FALLBACKS,
@@ -628,6 +710,7 @@ NOTEBOOKS = {
     "05_python_api": PYTHON_API,
     "06_real_providers": REAL,
     "07_map_rows": MAP_ROWS,
+    "08_compare": COMPARE,
 }
 
 

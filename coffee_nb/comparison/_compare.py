@@ -32,7 +32,14 @@ from coffee_nb._shared._validate import max_tokens as check_max_tokens
 from coffee_nb._shared._validate import positive_int
 from coffee_nb._shared._validate import temperature as check_temperature
 from coffee_nb.comparison._comparison import Call, Comparison, cap_budget, model_list, name_of, read_prompts
-from coffee_nb.comparison._judge import JUDGE_MAX_TOKENS, JUDGE_MODES, JudgeReport, judge_messages, read_verdict
+from coffee_nb.comparison._judge import (
+    JUDGE_MAX_TOKENS,
+    JUDGE_MODES,
+    JUDGE_ORDERS,
+    JudgeReport,
+    judge_messages,
+    read_verdict,
+)
 from coffee_nb.comparison._projection import Projection, project, worst_case
 from coffee_nb.errors._errors import AllModelsFailedError, BudgetExceededError, CoffeeError, ConfigError
 from coffee_nb.invoke._summary import CallSummary
@@ -59,6 +66,7 @@ def compare(
     runs: int = 1,
     judge: Any = None,
     judge_mode: str = "pick",
+    judge_order: str = "both",
     system: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
@@ -73,10 +81,14 @@ def compare(
 
     ``prompt_or_df``: a prompt, or a DataFrame with ``template`` (``{column}`` fields filled from each row,
     other ``{name}`` fields from your variables). ``judge``: a model that compares each pair of answers
-    (the first answer of each model per row), shown in random order (``seed``) against position bias;
-    ``judge_mode`` "pick" (a winner or a tie) or "score" (1-10 each). ``budget``: a hard cap in USD (or a
-    Budget) on top of the session's. ``cache``: identical requests come from the response cache at $0
-    (the run number is part of the request, so every run is a call of its own the first time).
+    (the first answer of each model per row); ``judge_mode`` "pick" (a winner or a tie) or "score" (1-10
+    each). ``judge_order``: "both" (default) asks the judge both ways round, against position bias: a
+    winner counts when both orders name it, otherwise the pair is a tie, and ``judge.consistency`` says how
+    often the orders agreed; "random" asks once per pair, in a random order (``seed``), at half the
+    judge's cost. What judging cost is ``judge.cost``, apart from the answers' ``summary.cost``.
+    ``budget``: a hard cap in USD (or a Budget) on top of the session's. ``cache``: identical requests come
+    from the response cache at $0 (the run number is part of the request, so every run is a call of its
+    own the first time).
 
     Refused with :class:`BudgetExceededError` before any call when a hard budget can't cover the worst
     case of every call. A failed call is a row with its error, never the end of the comparison.
@@ -90,6 +102,7 @@ def compare(
         runs=runs,
         judge=judge,
         judge_mode=judge_mode,
+        judge_order=judge_order,
         system=system,
         temperature=temperature,
         max_tokens=max_tokens,
@@ -125,6 +138,7 @@ class _Job:
         runs: int = 1,
         judge: Any = None,
         judge_mode: str = "pick",
+        judge_order: str = "both",
         system: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
@@ -140,7 +154,12 @@ class _Job:
         self.concurrency = positive_int("concurrency", concurrency)
         if judge_mode not in JUDGE_MODES:
             raise ConfigError(f"judge_mode must be one of {', '.join(JUDGE_MODES)}, got {judge_mode!r}")
-        self.judge_mode = judge_mode
+        if judge_order not in JUDGE_ORDERS:
+            raise ConfigError(
+                f"judge_order must be one of {', '.join(JUDGE_ORDERS)}, got {judge_order!r}: 'both' asks the judge"
+                " both ways round (ties where the orders disagree), 'random' once per pair in a random order"
+            )
+        self.judge_mode, self.judge_order = judge_mode, judge_order
         self.rng = random.Random(seed)
         self.on_progress = on_progress
         self.source_text = template if template is not None else str(source)
@@ -223,6 +242,7 @@ class _Job:
                 judge=judge,
                 judge_prompts=[p for _, p in self.prompts],
                 judge_mode=self.judge_mode,
+                judge_orders=2 if self.judge_order == "both" else 1,
                 budgets=budgets,
                 exact=exact,
             )
@@ -304,12 +324,18 @@ class _Job:
             for a, b in itertools.combinations(names, 2):
                 if firsts.get(a) is None or firsts.get(b) is None:
                     continue  # a model that never answered this row has nothing to be judged on
-                shown = (a, b) if self.rng.random() < 0.5 else (b, a)  # random order: no position bias
-                messages = judge_messages(prompt, firsts[shown[0]] or "", firsts[shown[1]] or "", self.judge_mode)
-                call = self._judge_call(name, spec, messages)
-                call.row, call.pair, call.shown = label, (a, b), shown
-                out.append(call)
+                for shown in self._orders(a, b):
+                    messages = judge_messages(prompt, firsts[shown[0]] or "", firsts[shown[1]] or "", self.judge_mode)
+                    call = self._judge_call(name, spec, messages)
+                    call.row, call.pair, call.shown = label, (a, b), shown
+                    out.append(call)
         return out
+
+    def _orders(self, a: str, b: str) -> list[tuple[str, str]]:
+        """The orders a pair is shown in: both ways round (the pair's order first), or one at random."""
+        if self.judge_order == "both":
+            return [(a, b), (b, a)]
+        return [(a, b) if self.rng.random() < 0.5 else (b, a)]
 
     def _judge_call(self, name: str, spec: Any, messages: list[Any]) -> Call:
         params = {"temperature": 0.0, "max_tokens": JUDGE_MAX_TOKENS}
@@ -337,6 +363,7 @@ class _Job:
             judge_model=self.judge[0] if self.judge else None,
             judge_mode=self.judge_mode,
             projection=self.projection,
+            judge_order=self.judge_order,
         )
 
 

@@ -6,7 +6,7 @@ when a comparison is built.
 
 from __future__ import annotations
 
-from collections import ChainMap, Counter
+from collections import ChainMap
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from coffee_nb._shared._validate import usd
 from coffee_nb.budget import Budget
 from coffee_nb.comparison._judge import JudgeReport
+from coffee_nb.comparison._usage import USAGE_COLUMNS, usage
 from coffee_nb.comparison._view import CompareView, text_summary
 from coffee_nb.errors._errors import ConfigError
 from coffee_nb.session._interpolate import interpolate
@@ -123,8 +124,10 @@ class Comparison:
 
     ``frame``: one row per call (row, run, model, answer, error, attempts, tokens, cost as Decimal,
     latency and time to first token of the answering attempt, cache hit, call id). ``summary``: models ×
-    metrics (calls, errors, tokens, cost, latency and ttft p50/p95; the judge's standings). ``answers``:
-    rows × models, the first answer of each. ``judge``: a :class:`JudgeReport`, or None.
+    metrics (calls, errors, tokens, cost, latency and ttft p50/p95; the judge's standings and, judged
+    both ways round, its consistency on each model's pairs). ``answers``: rows × models, the first answer
+    of each. ``judge``: a :class:`JudgeReport` (its verdicts, consistency and own cost), or None. ``cost``:
+    everything spent, the judge's calls included (``judge.cost`` alone is the judge's).
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class Comparison:
         judge_model: str | None,
         judge_mode: str,
         projection: Projection,
+        judge_order: str = "both",
     ) -> None:
         import pandas as pd  # lazy: pandas
 
@@ -150,7 +154,7 @@ class Comparison:
         self.frame = frame
         self.judge: JudgeReport | None = None
         if judge_model is not None:
-            self.judge = JudgeReport(judge_model, judge_mode, verdicts)
+            self.judge = JudgeReport(judge_model, judge_mode, verdicts, judge_order)
         self.summary = self._summary()
         firsts = frame[frame.error_class.isna()].sort_values("run", kind="stable").drop_duplicates(["row", "model"])
         rows = list(dict.fromkeys(frame.row))
@@ -159,28 +163,8 @@ class Comparison:
     def _summary(self) -> pd.DataFrame:
         import pandas as pd  # lazy: pandas
 
-        frame, out = self.frame, []
-        for m in self.models:
-            mine = frame[frame.model == m]
-            ok = mine[mine.error_class.isna()]
-            unpriced = any(c is None for c in ok.cost)
-            classes = Counter(e for e in mine.error_class if isinstance(e, str))
-            out.append(
-                {
-                    "calls": len(mine),
-                    "errors": len(mine) - len(ok),
-                    "cached": int(mine.cache_hit.sum()),
-                    "input_tokens": int(mine.input_tokens.sum()),
-                    "output_tokens": int(mine.output_tokens.sum()),
-                    "cost": None if unpriced else sum((c for c in mine.cost if c is not None), Decimal(0)),
-                    "latency_p50": _quantile(ok.latency_s, 0.5),
-                    "latency_p95": _quantile(ok.latency_s, 0.95),
-                    "ttft_p50": _quantile(ok.ttft_s, 0.5),
-                    "ttft_p95": _quantile(ok.ttft_s, 0.95),
-                    "error_classes": ", ".join(f"{k} ×{n}" for k, n in classes.most_common()),
-                }
-            )
-        summary = pd.DataFrame(out, index=pd.Index(self.models, name="model"))
+        out = [usage(self.frame[self.frame.model == m]) for m in self.models]
+        summary = pd.DataFrame(out, index=pd.Index(self.models, name="model"), columns=USAGE_COLUMNS)
         if self.judge is not None:
             summary = summary.join(self.judge.standings(self.models).drop(columns="judged"))
         return summary
@@ -200,11 +184,6 @@ class Comparison:
 
     def __repr__(self) -> str:
         return text_summary(self)
-
-
-def _quantile(values: Any, q: float) -> float | None:
-    present = values.dropna()
-    return None if present.empty else float(present.quantile(q))
 
 
 # -- reading what compare is given ------------------------------------------------------------------

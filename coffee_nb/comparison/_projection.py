@@ -27,7 +27,7 @@ class Projection:
 
     calls: int  # answers asked for (runs × rows × models)
     cached: int  # of which the response cache has already
-    judge_calls: int  # verdicts at most (pairs × rows)
+    judge_calls: int  # requests to the judge at most (pairs × rows × orders)
     per_model: Mapping[str, Decimal | None]  # worst case of each model's calls; None: unpriced
     judge_model: str | None
     judge_worst: Decimal | None
@@ -80,7 +80,7 @@ class Projection:
         if self.cached:
             calls += f" ({self.cached} from the cache)"
         if self.judge_calls:
-            calls += f" + up to {self.judge_calls} verdict{'s' if self.judge_calls != 1 else ''}"
+            calls += f" + up to {self.judge_calls} judge call{'s' if self.judge_calls != 1 else ''}"
         worst = f"may cost up to {money(self.priced_worst)}"
         if self.unpriced:
             worst += f" plus unpriced calls ({', '.join(self.unpriced)})"
@@ -96,11 +96,13 @@ def worst_case(
     judge: tuple[str, Any] | None,
     judge_prompts: Sequence[str],
     judge_mode: str,
+    judge_orders: int = 1,
     budgets: Sequence[Any],
     exact: bool,
 ) -> Projection:
     """The most the calls not answered by the cache may cost (each at its output cap), and the judge's
-    verdicts on every pair of ``candidates`` (column name → Candidate) for each of ``judge_prompts``."""
+    verdicts on every pair of ``candidates`` (column name → Candidate) for each of ``judge_prompts``, each
+    asked ``judge_orders`` times (2: both ways round)."""
     to_call = [c for c in calls if c.hit is None]
     caps = {name: _cap(cand, max_tokens) for name, cand in candidates.items()}
     per_model: dict[str, int | None] = {}
@@ -108,7 +110,7 @@ def worst_case(
         price = cand.facts.price
         mine = [_prompt_tokens(c.messages, cand, exact) for c in to_call if c.model == name]
         per_model[name] = None if price is None else sum(price.pico(tokens, caps[name]) for tokens in mine)
-    pairs = len(candidates) * (len(candidates) - 1) // 2 if judge is not None else 0
+    asks = len(candidates) * (len(candidates) - 1) // 2 * judge_orders if judge is not None else 0  # per prompt
     judge_worst: int | None = 0
     if judge is not None:
         price = judge[1].facts.price
@@ -116,7 +118,7 @@ def worst_case(
         judge_worst = None if price is None else 0
         for prompt in judge_prompts if price is not None else ():
             frame = _prompt_tokens(judge_messages(prompt, "", "", judge_mode), judge[1], exact)
-            judge_worst = (judge_worst or 0) + price.pico(frame + answers, JUDGE_MAX_TOKENS) * pairs
+            judge_worst = (judge_worst or 0) + price.pico(frame + answers, JUDGE_MAX_TOKENS) * asks
     left: dict[str, Decimal] = {}
     for budget in budgets:
         for period, s in _status(budget).items():
@@ -125,7 +127,7 @@ def worst_case(
     return Projection.make(
         calls=len(calls),
         cached=len(calls) - len(to_call),
-        judge_calls=len(judge_prompts) * pairs,
+        judge_calls=len(judge_prompts) * asks,
         per_model=per_model,
         judge_model=judge[0] if judge is not None else None,
         judge_worst=judge_worst,

@@ -1,7 +1,8 @@
 """How a :class:`~coffee_nb.Comparison` looks: the answers side by side (markdown, each in a scrolling box,
 optionally with the words that differ from the first model's answer marked), the models × metrics table
-and the judge's verdicts. A static display (``text/markdown`` with HTML inside, and a plain-text twin),
-so saved notebooks and HTML exports show it without a kernel.
+(the judge's own calls and cost on a row of their own) and the judge's verdicts with its consistency. A
+static display (``text/markdown`` with HTML inside, and a plain-text twin), so saved notebooks and HTML
+exports show it without a kernel.
 """
 
 from __future__ import annotations
@@ -150,9 +151,14 @@ def _header(cmp: Comparison) -> str:
     source = _one_block(html.escape(cmp.source if len(cmp.source) <= 400 else cmp.source[:400] + "…"))
     return (
         f"<p><b>coffee_nb compare</b> · {len(cmp.models)} models{runs} · {html.escape(cmp.projection.line())}"
-        f" · spent <b>{_cost(cmp.cost)}</b></p>"
+        f" · spent <b>{_cost(cmp.cost)}</b>{html.escape(_judge_share(cmp))}</p>"
         f"<blockquote style='opacity:.8'><small>{what}:</small> {source}</blockquote>"
     )
+
+
+def _judge_share(cmp: Comparison) -> str:
+    """What of the spend was the judge's (its calls are not the compared models')."""
+    return "" if cmp.judge is None else f" (judge {_cost(cmp.judge.cost)})"
 
 
 def _rows(
@@ -165,31 +171,39 @@ def _rows(
 
 
 def metrics_rows(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
-    """The models × metrics table as text cells (shared by the HTML and the plain-text views)."""
+    """The models × metrics table as text cells (shared by the HTML and the plain-text views); with a
+    judge, a last row for the judge's own calls."""
     s = cmp.summary
     columns = ["model", "calls", "errors", "tokens in→out", "cost", "latency p50 / p95", "ttft p50 / p95"]
-    judged = cmp.judge is not None
-    if judged:
+    judge = cmp.judge
+    if judge is not None:
         columns.append("judge: wins / ties / losses" if "wins" in s.columns else "judge: mean score")
     rows = []
     for model, r in s.iterrows():
-        errors = str(r["errors"]) + (f" ({r['error_classes']})" if r["error_classes"] else "")
-        row = [
-            str(model),
-            str(r["calls"]) + (f" ({r['cached']} cached)" if r["cached"] else ""),
-            errors,
-            f"{r['input_tokens']}→{r['output_tokens']}",
-            _cost(r["cost"]),
-            _seconds(r["latency_p50"], r["latency_p95"]),
-            _seconds(r["ttft_p50"], r["ttft_p95"]),
-        ]
-        if judged:
+        row = _usage_cells(str(model), r)
+        if judge is not None:
             if "wins" in s.columns:
                 row.append(f"{r['wins']} / {r['ties']} / {r['losses']}")
             else:
                 row.append("–" if r["score"] is None or r["score"] != r["score"] else f"{r['score']:.1f}")
         rows.append(row)
+    if judge is not None:
+        agreed = f"orders agreed {judge.agreed} / {judge.read_both}" if judge.order == "both" else "one order per pair"
+        rows.append([*_usage_cells(f"{judge.model} (judge)", judge.usage), agreed])
     return columns, rows
+
+
+def _usage_cells(label: str, r: Any) -> list[str]:
+    errors = str(r["errors"]) + (f" ({r['error_classes']})" if r["error_classes"] else "")
+    return [
+        label,
+        str(r["calls"]) + (f" ({r['cached']} cached)" if r["cached"] else ""),
+        errors,
+        f"{r['input_tokens']}→{r['output_tokens']}",
+        _cost(r["cost"]),
+        _seconds(r["latency_p50"], r["latency_p95"]),
+        _seconds(r["ttft_p50"], r["ttft_p95"]),
+    ]
 
 
 def metrics_html(cmp: Comparison) -> str:
@@ -202,16 +216,30 @@ def metrics_html(cmp: Comparison) -> str:
 def judge_html(cmp: Comparison, limit: int = 20) -> str:
     judge = cmp.judge
     assert judge is not None
+    both = judge.order == "both"
     rows = []
     for r in judge.frame.head(limit).itertuples():
         if judge.mode == "pick":
             verdict = "–" if not isinstance(r.winner, str) else r.winner
+            if both and r.consistent is False:
+                verdict = "tie (orders disagree)"
         else:
             verdict = f"{_score(r.score_a)} : {_score(r.score_b)}"
         why = r.reason if isinstance(r.reason, str) else (r.error if isinstance(r.error, str) else "")
-        rows.append([str(r.row), f"{r.model_a} vs {r.model_b}", str(r.shown_first), verdict, why[:200]])
-    columns = ["row", "pair", "shown first", "winner" if judge.mode == "pick" else "scores", "reason"]
-    caption = f"Judge {html.escape(judge.model)} ({judge.mode}, pairs shown in random order) · cost {_cost(judge.cost)}"
+        first = ({True: "agree", False: "disagree"}.get(r.consistent, "–"),) if both else (str(r.shown_first),)
+        rows.append([str(r.row), f"{r.model_a} vs {r.model_b}", *first, verdict, why[:200]])
+    scores = "scores (mean of both orders)" if both else "scores"
+    columns = [
+        "row",
+        "pair",
+        "orders" if both else "shown first",
+        "winner" if judge.mode == "pick" else scores,
+        "reason",
+    ]
+    caption = (
+        f"Judge {html.escape(judge.model)} ({judge.mode}, {html.escape(judge.consistency_line())})"
+        f" · {judge.usage['calls']} calls · cost {_cost(judge.cost)}"
+    )
     more = (
         f"<p><i>… {len(judge.frame) - limit} more in <code>.judge.frame</code></i></p>"
         if len(judge.frame) > limit
@@ -234,10 +262,13 @@ def text_summary(cmp: Comparison) -> str:
 
     runs = f" × {cmp.runs} runs" if cmp.runs > 1 else ""
     over = f" over {len(cmp.answers)} rows" if cmp.over else ""
-    out = [f"coffee_nb comparison: {len(cmp.models)} models{runs}{over} · spent {_cost(cmp.cost)}", line(columns)]
+    spent = f"spent {_cost(cmp.cost)}{_judge_share(cmp)}"
+    out = [f"coffee_nb comparison: {len(cmp.models)} models{runs}{over} · {spent}", line(columns)]
     out += [line(r) for r in rows]
-    if cmp.judge is not None:
+    judge = cmp.judge
+    if judge is not None:
         out.append(
-            f"judge {cmp.judge.model} ({cmp.judge.mode}): {len(cmp.judge.frame)} verdicts · {_cost(cmp.judge.cost)}"
+            f"judge {judge.model} ({judge.mode}, {judge.consistency_line()}): {len(judge.frame)} verdicts from "
+            f"{judge.usage['calls']} calls · cost {_cost(judge.cost)}"
         )
     return "\n".join(out)

@@ -56,8 +56,15 @@ class CompareMagics(ShellMagics):
     @_magic_arguments()
     @_argument("models", nargs="+", help="the models to compare, one column each (e.g. sandbox/fast sandbox/smart)")
     @_argument("--runs", type=int, default=1, help="calls per model (and row): latency p50/p95 are over these")
-    @_argument("--judge", default=None, help="a model that picks the better answer of each pair (order randomised)")
+    @_argument("--judge", default=None, help="a model that picks the better answer of each pair (see --judge-order)")
     @_argument("--judge-mode", default="pick", choices=["pick", "score"], help="pick a winner, or score 1-10 each")
+    @_argument(
+        "--judge-order",
+        default="both",
+        choices=["both", "random"],
+        help="both: each pair judged both ways round, a tie where the orders disagree (default); "
+        "random: once per pair, in a random order (half the judge's cost)",
+    )
     @_argument("--over", default=None, help="a DataFrame variable: the cell is a template run over its rows")
     @_argument("-s", "--system", default=None, help="system prompt")
     @_argument("-t", "--temperature", type=float, default=None, help="sampling temperature, 0 to 2")
@@ -68,7 +75,7 @@ class CompareMagics(ShellMagics):
     @_argument("--diff", action="store_true", help="mark the words where each answer differs from the first model's")
     @_argument("--rows", type=int, default=10, help="with --over: how many rows show their answers")
     @_argument("--concurrency", type=int, default=4, help="calls in flight at once")
-    @_argument("--seed", type=int, default=0, help="seeds the order pairs are shown to the judge")
+    @_argument("--seed", type=int, default=0, help="seeds the order pairs are shown in (--judge-order random)")
     @_argument(
         "--allow-missing", action="store_true", help="send {fields} naming nothing defined as written (else an error)"
     )
@@ -77,7 +84,9 @@ class CompareMagics(ShellMagics):
         """Send the cell's prompt to each model (no fallback: a column is one model) and compare.
 
         Shows the answers side by side and, per model, tokens, cost, latency and time to first token
-        (p50/p95 over ``--runs``) and errors; ``--judge MODEL`` adds a judge's verdict on each pair.
+        (p50/p95 over ``--runs``) and errors; ``--judge MODEL`` adds a judge's verdict on each pair, asked
+        both ways round (a tie where the two orders disagree; the judge's consistency and its own cost are
+        shown), or once in a random order with ``--judge-order random``.
         ``--over DF`` runs the cell as a template over the rows of ``DF`` (``{column}`` fields) and
         summarises models × metrics. Before any call the worst case of every call is projected: a hard
         budget that can't cover it refuses the comparison, and nothing is sent. Identical requests come
@@ -117,6 +126,7 @@ class CompareMagics(ShellMagics):
                 runs=args.runs,
                 judge=args.judge,
                 judge_mode=args.judge_mode,
+                judge_order=args.judge_order,
                 system=args.system,
                 temperature=args.temperature,
                 max_tokens=args.max_tokens,

@@ -8,6 +8,13 @@ exit) and the model is a real ``langchain_openai.ChatOpenAI`` talking HTTP to it
 >>> sandbox.inject("sandbox/fast", ["429", "429"])       # the next two requests get rate-limited
 >>> sandbox.inject("sandbox/fast", rates={"503": 0.2})    # then one in five is overloaded (seeded)
 >>> sandbox.clear_faults()
+
+Answers are deterministic text (``sandbox/echo`` repeats the prompt). A judge's request, as
+``coffee_nb.compare(..., judge="sandbox/smart")`` sends it, gets a well-formed verdict by a fixed rule with
+a position bias built in, so judging can be shown offline: each answer rates 0-99 from a hash of its text,
+the answer shown first gets 25 points more, the higher total wins. Two answers rated more than 25 apart get
+the same verdict in both orders; closer ones get "the first one" both ways round, so the orders disagree
+(the details, and the score mode: ``coffee_nb.sandbox._judge``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What the sandbox answers: request validation with OpenAI's wording, deterministic reply text, tool
-calls and schema-shaped JSON. Pure functions of the request (the server adds I/O, faults and latency)."""
+"""What the sandbox answers: request validation with OpenAI's wording, deterministic reply text (a judge's
+verdict for a judge's request), tool calls and schema-shaped JSON. Pure functions of the request (the
+server adds I/O, faults and latency)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from coffee_nb._shared._format import content_text
 from coffee_nb.pricing._tokens import _encoding, count_tokens
 from coffee_nb.sandbox._catalog import ENCODING, SandboxModel
 from coffee_nb.sandbox._faults import Fault
+from coffee_nb.sandbox._judge import judge_reply
 
 __all__ = [
     "BadRequestError",
@@ -144,9 +146,13 @@ def validate(body: bytes) -> dict[str, Any]:
 
 
 def reply_text(model: SandboxModel, messages: list[dict[str, Any]], prompt: str) -> str:
-    """The model's deterministic answer to ``messages`` (the echo model repeats the prompt)."""
+    """The model's deterministic answer to ``messages`` (the echo model repeats the prompt; a judge's
+    request for a pair of answers gets a verdict, see ``coffee_nb.sandbox._judge``)."""
     if model.echo:
         return prompt
+    verdict = judge_reply(prompt)
+    if verdict is not None:
+        return verdict
     digest = hashlib.sha256(f"{model.name}\0{json.dumps(messages, sort_keys=True)}".encode()).digest()
     rng = random.Random(digest)
     words = [rng.choice(_WORDS) for _ in range(model.reply_tokens)]

@@ -46,13 +46,36 @@ def test_compare_over_a_dataframe_with_a_judge(shell):
     shell.user_ns["df"] = pd.DataFrame({"word": ["alpha", "beta", "gamma"]})
     sandbox.script_replies("sandbox/smart", [VERDICT_B] * 3)
     with capture_output() as captured:
-        shell.run_cell_magic("llm_compare", "sandbox/fast sandbox/echo --over df --judge sandbox/smart", "Say {word}")
+        shell.run_cell_magic(
+            "llm_compare",
+            "sandbox/fast sandbox/echo --over df --judge sandbox/smart --judge-order random",
+            "Say {word}",
+        )
     cmp = shell.user_ns["_"]
     assert list(cmp.answers["sandbox/echo"]) == ["Say alpha", "Say beta", "Say gamma"]
     assert len(cmp.judge.frame) == 3 and cmp.summary[["wins", "losses"]].sum().sum() == 6
     shown = _markdown(captured)
     assert "template over 3 rows" in shown and "row 2" in shown
-    assert "Judge sandbox/smart (pick, pairs shown in random order)" in shown and "B answers the question" in shown
+    assert "Judge sandbox/smart (pick, pairs shown in random order, one order each)" in shown
+    assert "B answers the question" in shown
+
+
+def test_the_judge_sees_each_pair_both_ways_round_offline(shell):
+    shell.user_ns["df"] = pd.DataFrame({"topic": ["latency", "budgets", "retries", "fallbacks"]})
+    with capture_output() as captured:
+        shell.run_cell_magic(
+            "llm_compare", "sandbox/fast sandbox/smart --over df --judge sandbox/smart -o cmp", "Explain {topic}."
+        )
+    judge = shell.user_ns["cmp"].judge
+    assert judge.order == "both" and len(judge.calls) == 8 and len(judge.frame) == 4
+    assert judge.frame.error.isna().all()  # the sandbox judge's verdicts are read: judging works offline
+    assert len(sandbox.attempts("sandbox/smart")) == 4 + 8  # its answers, then its verdicts both ways round
+    shown = _markdown(captured)
+    line = f"each pair judged both ways round: the orders agreed on {judge.agreed} of 4"
+    assert f"Judge sandbox/smart (pick, {line}" in shown and "sandbox/smart (judge)" in shown
+    assert "(judge &#36;" in shown and "8 calls · cost &#36;" in shown  # the judge's own spend
+    text = next(o.data["text/plain"] for o in captured.outputs if "text/markdown" in o.data)
+    assert f"judge sandbox/smart (pick, {line}" in text and "4 verdicts from 8 calls" in text
 
 
 def test_diff_marks_the_words_that_differ_from_the_first_model(shell):
@@ -79,6 +102,10 @@ def test_a_budget_that_cannot_cover_it_refuses_without_a_call(shell):
         ("sandbox/fast sandbox/echo --over nope", "'nope' is not a variable"),
         ("sandbox/fast sandbox/fast", "each model once"),
         ("sandbox/fast --judge sandbox/smart", "at least two models"),
+        (
+            "sandbox/fast sandbox/echo --judge sandbox/smart --judge-order twice",
+            "--judge-order: invalid choice: 'twice'",
+        ),
         ("sandbox/fast nosuch/model", "nosuch"),
         ("sandbox/fast sandbox/echo --out 1x", "--out needs a Python variable name"),
     ],
