@@ -356,3 +356,38 @@ def test_the_race_speaks_only_to_the_call():
     reached = sorted({n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr in ("plan", "spend")})
     assert reached == []
     assert "coffee_nb.invoke._plan" not in {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+
+
+def test_a_losing_sync_stream_is_closed_at_once():
+    """The sync race's loser is stopped now, not at its next chunk or its read timeout: its socket is
+    shut down, so the worker pumping it is free at once (the async loser's task is cancelled likewise)."""
+    from coffee_nb.invoke._timeouts import Pump
+
+    sandbox.inject("sandbox/fast", ["slow_first:30"])  # headers at once, then nothing for 30 s
+    model = AutoPicker("sandbox/fast")._core.candidates[0].chat_model()
+    pump = Pump(lambda: iter(model.stream("a slow answer")))
+    with pytest.raises(TimeoutError):
+        pump.next(0.3, lambda: TimeoutError("no first token"))  # gives up: closes the pump
+    assert pump._job.done.acquire(timeout=5), "the worker still reads the abandoned stream"
+    assert pump._responses and all(r.is_closed for r in pump._responses)
+
+
+def test_the_race_loser_stream_frees_its_worker():
+    llm = AutoPicker("sandbox/fast", ["sandbox/echo"], policy=Policy(hedge_after=0.2))
+    sandbox.inject("sandbox/fast", ["slow_first:30"])
+    from coffee_nb.invoke import _timeouts
+
+    pumps: list = []
+    real = _timeouts.Pump.__init__
+
+    def watched(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        pumps.append(self)
+
+    _timeouts.Pump.__init__ = watched  # type: ignore[method-assign]  # to see the racers' pumps
+    try:
+        assert text_of(stream(llm, "stream")) == "hedge my stream"
+    finally:
+        _timeouts.Pump.__init__ = real  # type: ignore[method-assign]
+    loser = pumps[0]
+    assert loser._job.done.acquire(timeout=5), "the losing stream's worker is still busy"

@@ -8,6 +8,9 @@ import), safe to request from many threads at once. The settings and clients liv
 from __future__ import annotations
 
 import asyncio
+import socket
+from contextlib import suppress
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared import _config
@@ -16,7 +19,15 @@ from coffee_nb._shared._validate import positive_int, positive_number
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["close", "configure_http", "get_async_http_client", "get_http_client", "reset"]
+__all__ = [
+    "RESPONSES",
+    "abort",
+    "close",
+    "configure_http",
+    "get_async_http_client",
+    "get_http_client",
+    "reset",
+]
 
 DEFAULT_MAX_CONNECTIONS = int(_config.DEFAULT_HTTP_SETTINGS["max_connections"])
 DEFAULT_MAX_KEEPALIVE = int(_config.DEFAULT_HTTP_SETTINGS["max_keepalive_connections"])
@@ -24,6 +35,30 @@ DEFAULT_KEEPALIVE_EXPIRY = float(_config.DEFAULT_HTTP_SETTINGS["keepalive_expiry
 DEFAULT_TIMEOUT = float(_config.DEFAULT_HTTP_SETTINGS["timeout"])
 
 _HTTP = _config.HTTP
+
+# The sync responses a worker opened through the pooled client, when it keeps a list here (a stream pumped
+# on a worker: ``invoke/_timeouts.Pump``), so that whoever gives up on the stream can close them at once.
+RESPONSES: ContextVar[list[Any] | None] = ContextVar("coffee_nb_responses", default=None)
+
+
+def _track(response: Any) -> None:
+    held = RESPONSES.get()
+    if held is not None:
+        held.append(response)
+
+
+def abort(responses: list[Any]) -> None:
+    """Stop the responses a worker still reads, from another thread: their sockets are shut down, so the
+    worker's blocked read ends now instead of at its next chunk or its read timeout. (A response closed
+    already is left alone: its connection may serve another request by now.)"""
+    for response in responses:
+        if getattr(response, "is_closed", True):
+            continue
+        stream = getattr(response, "extensions", {}).get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with suppress(OSError):  # closed meanwhile: nothing left to stop
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def configure_http(
@@ -71,7 +106,8 @@ def get_http_client() -> httpx.Client:
             import httpx  # lazy: httpx
 
             limits, timeout = _limits_and_timeout()
-            client = _HTTP.sync_client = httpx.Client(limits=limits, timeout=timeout)
+            hooks = {"response": [_track]}  # a pumped stream's responses, so that giving up can stop them
+            client = _HTTP.sync_client = httpx.Client(limits=limits, timeout=timeout, event_hooks=hooks)
         return client
 
 

@@ -20,6 +20,8 @@ from contextlib import suppress
 from functools import partial
 from typing import Any, Generic, TypeVar
 
+from coffee_nb._shared._http import RESPONSES, abort
+
 __all__ = ["AttemptTimeoutError", "FirstTokenTimeoutError", "IdleTimeoutError", "Pump", "call_within", "submit"]
 
 T = TypeVar("T")
@@ -195,6 +197,7 @@ class Pump(Generic[T]):
     def __init__(self, make: Callable[[], Iterator[T]], notify: queue.SimpleQueue[Pump[T]] | None = None) -> None:
         self._items: queue.SimpleQueue[tuple[Any, BaseException | None]] = queue.SimpleQueue()
         self._stop = threading.Event()
+        self._responses: list[Any] = []  # what the stream opened through the pooled client (see close)
         self._notify = notify  # told (this pump put on it) after each item: one waiter can watch several pumps
         self._job = _workers.submit(lambda: self._run(make))
         self.finished = False
@@ -206,6 +209,7 @@ class Pump(Generic[T]):
 
     def _run(self, make: Callable[[], Iterator[T]]) -> None:
         iterator: Any = None
+        RESPONSES.set(self._responses)  # in this worker's own copy of the caller's context
         try:
             iterator = make()
             for item in iterator:
@@ -241,4 +245,10 @@ class Pump(Generic[T]):
         return value
 
     def close(self) -> None:
-        self._stop.set()
+        """Stop the stream: the worker closes it at its next chunk, or at once when it was opened through
+        coffee_nb's pooled client (its socket is shut down: a losing hedge or a stalled stream frees its
+        worker and connection now, not at its next chunk or read timeout)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            if self._responses:
+                abort(self._responses)
