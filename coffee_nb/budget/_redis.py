@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from coffee_nb._shared._paths import StorageError
 from coffee_nb.budget._ledger import CallRow, LimitHit
+from coffee_nb.budget._unsaved import flush_for
 from coffee_nb.errors._errors import ConfigError, remember_secret
 
 _T = TypeVar("_T")
@@ -212,4 +213,5 @@ class RedisLedger:
         return [CallRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
     def close(self) -> None:
+        flush_for(self, "closing the ledger")  # spend still waiting for Redis: now, or said to be lost
         self._r.close()
