@@ -109,3 +109,19 @@ def test_good_values_come_back_canonical():
     assert v.non_negative_number("n", 0) == 0 and v.non_negative_number("n", 2, integer=True) == 2
     assert v.positive_number("n", 0.5) == 0.5
     assert not math.isnan(v.non_negative_number("n", 1e300))
+
+
+def test_model_parameter_checks_take_what_clients_take_and_never_repeat_a_secret():
+    """The checks ModelSpec gives the parameters it knows (issue 26): good values come back as they are."""
+    for good in ("http://127.0.0.1:8000/v1", "https://api.example.com/v1", "http://user:pw@host:1/v1"):
+        assert v.http_url("base_url", good) == good
+    for good in (30, 2.5, None, (5, 30), [1, None]):
+        assert v.timeout_seconds("timeout", good) == good
+    for good in ("sk-x", None, print):
+        assert v.api_key("api_key", good) is good
+    with pytest.raises(ConfigError) as info:
+        v.http_url("base_url", "user:hunter2secret@host/v1")  # no scheme: refused, its password not repeated
+    assert "hunter2secret" not in str(info.value) and "***@host/v1" in str(info.value)
+    for bad in ("30", True, 0, -1, NAN, INF, (), (5, "x"), {"read": 5}):
+        with pytest.raises(ConfigError, match=r"timeout must be seconds > 0"):
+            v.timeout_seconds("timeout", bad)

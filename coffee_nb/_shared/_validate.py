@@ -9,16 +9,20 @@ One place for these rules so every option behaves alike: bools are never numbers
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from coffee_nb._shared._exceptions import ConfigError
 
 __all__ = [
     "MAX_TOKENS",
     "MAX_USD",
+    "api_key",
     "flag",
     "fraction",
+    "http_url",
     "max_tokens",
     "non_negative_number",
     "optional_flag",
@@ -29,6 +33,7 @@ __all__ = [
     "spec_name",
     "temperature",
     "text",
+    "timeout_seconds",
     "usd",
 ]
 
@@ -149,3 +154,53 @@ def spec_name(name: str, value: Any) -> str:
             f"{name} must be a model spec like 'openai/my-finetune' (provider/model, no spaces), got {value!r}"
         )
     return str(value)
+
+
+def http_url(name: str, value: Any) -> str:
+    """A server's address: an ``http://`` or ``https://`` URL with a host (a password in it is not repeated)."""
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.netloc.rpartition("@")[2]:
+            return value
+        shown = repr(re.sub(r"(^|//)[^/@]*@", r"\1***@", value))  # user:password@ stays out of the message
+    else:
+        shown = repr(value)
+    raise ConfigError(
+        f"{name} must be an http(s) URL with a host, like 'http://127.0.0.1:8000/v1' or 'https://api.example.com/v1'; "
+        f"got {shown}"
+    )
+
+
+def timeout_seconds(name: str, value: Any) -> Any:
+    """A client's timeout: seconds > 0, None (the client's default), a tuple of those (connect, read, ...),
+    or the client's own timeout object (``httpx.Timeout``), which is passed on as it is."""
+    parts = value if isinstance(value, tuple | list) else (value,)
+    if not parts or any(_bad_seconds(part) for part in parts):
+        raise ConfigError(
+            f"{name} must be seconds > 0 (a number, e.g. 30), None for the client's default, or an "
+            f"httpx.Timeout; got {value!r}"
+        )
+    return value
+
+
+def _bad_seconds(value: Any) -> bool:
+    if isinstance(value, str | bytes | bool | dict | tuple | list | set):
+        return True
+    return _is_number(value) and (math.isnan(value) or math.isinf(value) or value <= 0)
+
+
+def api_key(name: str, value: Any) -> Any:
+    """A key: a non-empty ``str``, a pydantic ``SecretStr``, a function that returns one (newer LangChain
+    clients take that), or None. Its value is never repeated, even when it is the wrong type."""
+    text = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+    if text is None or callable(text) or (isinstance(text, str) and text.strip()):
+        return value
+    if isinstance(text, str):
+        raise ConfigError(
+            f"{name} is an empty string: give the key, or leave it out to read it from the provider's "
+            "environment variable"
+        )
+    raise ConfigError(
+        f"{name} must be the key as a string (or a SecretStr, or a function that returns it), got a value of "
+        f"type {type(value).__name__} (not shown: it may be a secret)"
+    )

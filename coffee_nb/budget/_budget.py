@@ -10,7 +10,6 @@ import itertools
 import logging
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -122,7 +121,7 @@ class Budget(_Alerts):
         self._calendar = _Calendar(
             self.rules, self.tz, hold_all=bool(getattr(self.ledger, "holds_spend_buckets", False))
         )
-        self._unsaved = Unsaved()  # spend the ledger could not record yet (disk full, Redis down)
+        self._unsaved = Unsaved(self.ledger)  # spend the ledger could not record yet (disk full, Redis down)
 
     def _rule(self, scope: str, period: Period, value: Any) -> _Rule:
         return make_rule(scope, period, value, self.hard, self.warn_at)
@@ -188,7 +187,7 @@ class Budget(_Alerts):
                 f"call (${from_pico(MAX_CALL_PICO):,}): lower max_tokens, or check the model's price"
             )
         if self._unsaved.items:  # earlier spend waits for the ledger: no new spending until it is recorded
-            self._unsaved.flush(self.ledger)
+            self._unsaved.flush()
         t = self._clock()
         keys = self._keys_for(model, t)
         lease = Lease(_lease_id(), model, pico, keys.held)
@@ -270,11 +269,7 @@ class Budget(_Alerts):
 
     def _spent(self, buckets: list[str]) -> list[int]:
         """The ledger's spend of ``buckets``, plus what waits to be written to it."""
-        spent = self.ledger.spent(buckets)
-        if self._unsaved:
-            extra = self._unsaved.by_bucket()
-            spent = [s + extra.get(b, 0) for s, b in zip(spent, buckets, strict=True)]
-        return spent
+        return self._unsaved.spent(buckets, self.ledger.spent)
 
     def remaining(self, period: str | Period) -> Decimal:
         """What is left of the global ``period`` limit (not counting in-flight reservations)."""
@@ -314,15 +309,17 @@ class Budget(_Alerts):
         """Committed calls in the ledger, newest last."""
         return self.ledger.calls(limit)
 
+    def flush(self) -> None:
+        """Write now the spend that waits for the ledger (a write failed: disk full, Redis down); a
+        ``StorageError`` if it still can't be. It is also written in the background as soon as the ledger
+        works again, by the next call, on close and at exit: this is for when you want it done now."""
+        if self._unsaved:
+            self._unsaved.flush()
+
     def close(self) -> None:
         """Write what waits to be recorded (warning loudly if it still can't be), then close the ledger."""
         if self._unsaved:
-            try:
-                self._unsaved.flush(self.ledger)
-            except Exception as exc:  # noqa: BLE001 - closing must finish; say what is lost
-                warnings.warn(
-                    f"coffee_nb budget: closing with spend never recorded: {exc}", BudgetWarning, stacklevel=2
-                )
+            self._unsaved.flush_or_give_up("closing")
         self.ledger.close()
 
     # -- the seed's API ------------------------------------------------------------------------------

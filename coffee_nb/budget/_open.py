@@ -3,7 +3,8 @@ or a ledger object; a spec that is none of these is a ``ConfigError`` naming it.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from coffee_nb.budget._ledger import Ledger, MemoryLedger
@@ -31,7 +32,16 @@ def open_ledger(spec: str | Path | Ledger | None, namespace: str) -> Ledger:
     if spec == "memory":
         return MemoryLedger()
     if spec.startswith("sqlite:///") and len(spec) > len("sqlite:///"):
-        return SQLiteLedger(spec[len("sqlite:///") :], namespace=namespace)
+        path = spec[len("sqlite:///") :]
+        if path.endswith(("/", os.sep)) or Path(path).expanduser().is_dir():
+            # said here, with the value as given: the file's own check would name only the directory
+            example = "sqlite:///" + str(PurePosixPath(path) / "ledger.sqlite3")
+            raise ConfigError(
+                f"ledger {spec!r} names the directory {path!r}, not a file: add the file's name, e.g. {example!r} "
+                "(after 'sqlite:///' comes the path: '/...' is absolute, anything else relative to the working "
+                "directory)"
+            )
+        return SQLiteLedger(path, namespace=namespace)
     if spec.startswith(("redis://", "rediss://", "unix://")):
         parts = urlsplit(spec)
         if parts.password:

@@ -8,13 +8,16 @@ Keys (``P`` = ``coffee_nb:<namespace>``): ``P:spent`` and ``P:held`` hashes buck
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from coffee_nb._shared._paths import StorageError
 from coffee_nb.budget._ledger import CallRow, LimitHit
-from coffee_nb.errors._errors import ConfigError, remember_secret
+from coffee_nb.budget._unsaved import flush_for
+from coffee_nb.errors._errors import ConfigError, redact, remember_secret
 
 _T = TypeVar("_T")
 
@@ -100,6 +103,49 @@ return out
 _RELEASE = _DROP + "\ndrop(ARGV[1], ARGV[2])\nreturn 1\n"
 
 
+_TIMEOUTS = (10, 5)  # socket_timeout, socket_connect_timeout (seconds) unless the URL gives its own
+_URL_FORM = "the form is redis://[:password@]host:port/db[?option=value&...], e.g. redis://127.0.0.1:6379/0"
+# options whose values must be numbers, with the least each may be, what it means and an example
+_NUMBERS = {
+    "socket_timeout": (0.0, "a number of seconds > 0", "5", f" (default {_TIMEOUTS[0]} s)"),
+    "socket_connect_timeout": (0.0, "a number of seconds > 0", "5", f" (default {_TIMEOUTS[1]} s)"),
+    "timeout": (0.0, "a number of seconds > 0", "5", ""),
+    "health_check_interval": (-1, "a whole number of seconds >= 0", "30", ""),
+    "db": (-1, "a database number >= 0", "0", ""),
+    "max_connections": (0, "a whole number > 0", "50", ""),
+    "socket_read_size": (0, "a whole number of bytes > 0", "65536", ""),
+}
+_BOOLEANS = frozenset({"", "0", "1", "true", "false", "t", "f", "yes", "no", "y", "n"})
+
+
+def _url_problem(url: str, parsers: Mapping[str, Callable[[str], Any]]) -> str | None:
+    """What is wrong in the database number or the options of a Redis URL (the part to change, as given),
+    or None. ``parsers``: redis-py's, option name -> how it reads the value."""
+    parts = urlsplit(url)
+    db = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if db and not db.isdigit():
+        return f"the database number after the port is {db!r}; give a number, e.g. /0"
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        parse = parsers.get(name)
+        if name in _NUMBERS:
+            least, what, example, default = _NUMBERS[name]
+            try:
+                number = (float if isinstance(least, float) else int)(value)
+            except ValueError:
+                number = None
+            if number is None or not math.isfinite(number) or number <= least:
+                return f"{name}={value!r} is not {what}: write e.g. ?{name}={example}, or leave it out{default}"
+        elif parse is not None and getattr(parse, "__name__", "") == "to_bool":
+            if value.lower() not in _BOOLEANS:
+                return f"{name}={value!r} is not true or false: write ?{name}=true or ?{name}=false"
+        elif parse is not None:
+            try:
+                parse(value)
+            except (TypeError, ValueError) as exc:
+                return f"{name}={value!r} is not a value it takes ({exc})"
+    return None
+
+
 class RedisLedger:
     """A ledger in Redis. Reachability is checked at construction (a PING), and every failure later is a
     ``StorageError`` naming the URL (without its password), what is wrong and what to do."""
@@ -117,12 +163,23 @@ class RedisLedger:
         if password:
             remember_secret(password)  # never in an error, a log or a record
         if client is None:
+            wrong = _url_problem(url, getattr(redis.connection, "URL_QUERY_ARGUMENT_PARSERS", {}))
             try:
-                client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+                if wrong is not None:
+                    raise ValueError(wrong)
+                client = redis.Redis.from_url(url, socket_timeout=_TIMEOUTS[0], socket_connect_timeout=_TIMEOUTS[1])
             except ValueError as exc:
-                raise ConfigError(f"malformed Redis URL {self!s}: expected redis://host:port/db ({exc})") from None
+                why = wrong or f"{exc}; {_URL_FORM}"
+                raise ConfigError(redact(f"malformed ledger URL {url!r}: {why}")) from None
         self._r = client
-        self._call("could not reach the Redis ledger", client.ping)  # fail now, not on the first call
+        try:
+            self._call("could not reach the Redis ledger", client.ping)  # fail now, not on the first call
+        except TypeError as exc:  # an option redis-py passes on to its connection, which has no such option
+            unknown = re.search(r"argument '(\w+)'", str(exc))
+            name = unknown.group(1) if unknown else str(exc)
+            raise ConfigError(
+                redact(f"malformed ledger URL {url!r}: {name!r} is not an option of Redis URLs (a typo?); remove it")
+            ) from None
         self._reserve = client.register_script(_RESERVE)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
@@ -212,4 +269,5 @@ class RedisLedger:
         return [CallRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
     def close(self) -> None:
+        flush_for(self, "closing the ledger")  # spend still waiting for Redis: now, or said to be lost
         self._r.close()

@@ -50,6 +50,7 @@ from coffee_nb.budget._sqlite_file import (
     take,
 )
 from coffee_nb.budget._sqlite_hot import BlockOps
+from coffee_nb.budget._unsaved import flush_for
 from coffee_nb.budget._warnings import BudgetWarning, _user_stacklevel
 from coffee_nb.errors._errors import ConfigError
 from coffee_nb.pricing._pricing import from_pico
@@ -99,8 +100,17 @@ class SQLiteLedger(BlockOps):
         self._after: list[Callable[[], object]] = []  # in-memory changes, made once the transaction commits
         self._db, self._ident = self._connect()
         self._ex: Callable[..., sqlite3.Cursor] = self._db.execute
-        # a kernel that exits gives its blocks back (one killed lets them expire)
+        # a kernel that exits closes it (one killed lets its blocks expire): its blocks are given back, and
+        # a file deleted since the last look has its spend carried (see __del__ for one dropped before)
         weakref.finalize(self, _close_at_exit, weakref.ref(self))
+
+    def __del__(self) -> None:
+        """A ledger dropped without ``close()`` (a budget rebound in a cell; a kernel's namespace cleared
+        at shutdown, before the exit hooks close what is still open) is closed as it goes: what it recorded
+        in a file deleted since its last look is carried to the file now at the path, not lost with the
+        connection, and its blocks go back. Nothing can still be using it."""
+        with suppress(Exception):
+            self.close()
 
     def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
         """Open (creating, migrating) the file at the path; the connection and the file's identity."""
@@ -446,8 +456,9 @@ class SQLiteLedger(BlockOps):
         return [CallRow(r[0], r[1], int(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
     def close(self) -> None:
-        """Give our blocks back and close the connection (idempotent). A file deleted meanwhile has its
-        spend carried first."""
+        """Write the spend still waiting for this ledger (a write failed earlier), give our blocks back and
+        close the connection (idempotent). A file deleted meanwhile has its spend carried first."""
+        flush_for(self, "closing the ledger")  # before the lock: it commits through this ledger
         with self._lock:
             if self._ex is _closed and self._carried is None:
                 return

@@ -102,7 +102,8 @@ class _Alerts:
     def _warn_unsaved(self, exc: BaseException) -> None:
         warnings.warn(
             f"coffee_nb budget: the cost of a call could not be recorded ({exc}); it is kept in memory, counted, "
-            "and written when the ledger works again. No new call starts until then.",
+            "and written as soon as the ledger works again (tried again in the background, on close and at "
+            "exit). No new call starts until then.",
             BudgetWarning,
             stacklevel=_user_stacklevel(),
         )

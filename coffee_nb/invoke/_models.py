@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coffee_nb._shared import _http
-from coffee_nb._shared._validate import optional_positive_int
+from coffee_nb._shared._validate import (
+    api_key,
+    http_url,
+    max_tokens,
+    optional_positive_int,
+    temperature,
+    timeout_seconds,
+)
 from coffee_nb.errors._errors import ConfigError, MissingAPIKeyError, remember_secret
 from coffee_nb.invoke._health import RecentAttempts
 from coffee_nb.invoke._policy import CircuitBreaker, RateLimit, RateLimiter
@@ -64,6 +71,19 @@ __all__ = [
 _SECRET_PARAM = re.compile(r"(^|_)(api_?key|key|secret|token|password|passwd)$", re.IGNORECASE)
 # Header names (in ``default_headers`` and the like) that carry a key: remembered for redaction.
 _SECRET_HEADER = re.compile(r"^(authorization|x-api-key|api-key|x-goog-api-key|proxy-authorization)$", re.IGNORECASE)
+# Parameters whose type is checked when a ModelSpec is made (else the client's constructor finds a wrong one
+# at the first call, as a pydantic traceback about a class the user never named): their names in the
+# LangChain chat models we build, with the check each gets. None is always accepted (the client's default).
+_KEY_PARAM = re.compile(r"(^|_)api_?key$", re.IGNORECASE)
+_CHECKED_PARAMS: dict[str, Any] = {
+    **dict.fromkeys(("base_url", "openai_api_base", "api_base", "azure_endpoint"), http_url),
+    **dict.fromkeys(("timeout", "request_timeout", "default_request_timeout"), timeout_seconds),
+    **dict.fromkeys(
+        ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens"),
+        lambda name, value: max_tokens(value, name),
+    ),
+    "temperature": lambda name, value: temperature(value, name),
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
@@ -125,8 +145,9 @@ class ModelSpec:
 
 
 def _params(params: Any, label: str) -> Mapping[str, Any]:
-    """``params`` checked (a mapping with string keys), its secrets as ``SecretStr`` and remembered for
-    redaction (also those in header mappings, which are sent as they are)."""
+    """``params`` checked (a mapping with string keys; the values of the parameters we know, see
+    ``_CHECKED_PARAMS``), its secrets as ``SecretStr`` and remembered for redaction (also those in header
+    mappings, which are sent as they are)."""
     if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
         raise ConfigError(
             f"params for {label} must be a dict of constructor arguments with string keys, "
@@ -136,6 +157,9 @@ def _params(params: Any, label: str) -> Mapping[str, Any]:
 
     out: dict[str, Any] = {}
     for key, value in params.items():
+        check = _CHECKED_PARAMS.get(key) or (api_key if _KEY_PARAM.search(key) else None)
+        if check is not None and value is not None:
+            check(f"params[{key!r}] for {label}", value)
         if _SECRET_PARAM.search(key) and isinstance(value, str):
             value = SecretStr(value)
         if isinstance(value, SecretStr):

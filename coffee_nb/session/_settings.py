@@ -9,6 +9,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -231,8 +232,17 @@ class SessionSettings:
             self._defaults()
 
     def close(self) -> None:
-        """Close the connections this session opened: its budgets' ledger and the response cache."""
+        """Close the connections this session opened: its budgets' ledger and the response cache.
+
+        Spend a failed write left waiting is written first: its ledger, when the session opened it, writes
+        it before closing (or says loudly what is lost); a budget of yours is asked to write it now, and
+        otherwise keeps it waiting (retried in the background, and at exit)."""
         with self._lock:
+            flush = getattr(self._budget, "flush", None)
+            if callable(flush):
+                # still failing: it waits for its ledger (whose close, if the session's, says what is lost)
+                with suppress(StorageError):
+                    flush()
             opened, self._opened = self._opened, []
             if self._ledger is not None and getattr(self._budget, "ledger", None) is self._ledger[1]:
                 self._budget = None  # rebuilt from the same arguments (and a fresh connection) on next use

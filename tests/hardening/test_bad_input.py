@@ -53,7 +53,7 @@ BAD = [
     ("Budget clock str", lambda x: Budget(daily=1, clock=x, ledger="memory"), "x", "'x'"),
     ("Budget timezone int", lambda x: Budget(daily=1, timezone=x, ledger="memory"), 5, "got 5"),
     ("Budget on_warning str", lambda x: Budget(daily=1, on_warning=x, ledger="memory"), "print", "'print'"),
-    ("Budget ledger sqlite:////", lambda x: Budget(daily=1, ledger=x), "sqlite:////", "at / "),
+    ("Budget ledger sqlite:////", lambda x: Budget(daily=1, ledger=x), "sqlite:////", "'sqlite:////'"),
     ("AutoPicker temperature -1", lambda x: AutoPicker("sandbox/fast", temperature=x), -1, "-1"),
     ("AutoPicker temperature 5", lambda x: AutoPicker("sandbox/fast", temperature=x), 5, "got 5"),
     ("AutoPicker temperature nan", lambda x: AutoPicker("sandbox/fast", temperature=x), NAN, "nan"),
@@ -94,6 +94,145 @@ def test_bad_values_are_refused_when_given_naming_the_value(what, configure, bad
     assert isinstance(info.value, ValueError), what
     assert named in str(info.value), (what, str(info.value))
     assert "\n" not in str(info.value).strip(), "one line, not a wall"
+
+
+# -- issue 26: the value as given, the part of it that is wrong, and what to change ---------------------
+# (what, a callable making it, texts the message must hold)
+GIVEN = [
+    (
+        "redis option not a number",
+        lambda: Budget(daily=1, ledger="redis://127.0.0.1:1/0?socket_timeout=abc"),
+        ["'redis://127.0.0.1:1/0?socket_timeout=abc'", "socket_timeout='abc' is not a number", "?socket_timeout=5"],
+    ),
+    (
+        "redis timeout not > 0",
+        lambda: Budget(daily=1, ledger="redis://127.0.0.1:1/0?socket_connect_timeout=0"),
+        ["socket_connect_timeout='0'", "> 0", "leave it out"],
+    ),
+    (
+        "redis option unknown",
+        lambda: Budget(daily=1, ledger="redis://127.0.0.1:1/0?sokcet_timeout=5"),
+        ["'redis://127.0.0.1:1/0?sokcet_timeout=5'", "'sokcet_timeout' is not an option", "remove it"],
+    ),
+    (
+        "redis flag not a flag",
+        lambda: Budget(daily=1, ledger="redis://127.0.0.1:1/0?retry_on_timeout=maybe"),
+        ["retry_on_timeout='maybe'", "?retry_on_timeout=true"],
+    ),
+    (
+        "redis database not a number",
+        lambda: Budget(daily=1, ledger="redis://127.0.0.1:1/zero"),
+        ["'redis://127.0.0.1:1/zero'", "database number", "'zero'", "/0"],
+    ),
+    (
+        "sqlite URL of the root directory",
+        lambda: Budget(daily=1, ledger="sqlite:////"),
+        ["ledger 'sqlite:////'", "directory '/'", "'sqlite:////ledger.sqlite3'"],
+    ),
+    (
+        "sqlite URL of a directory",
+        lambda: Budget(daily=1, ledger="sqlite:///data/"),
+        ["ledger 'sqlite:///data/'", "'sqlite:///data/ledger.sqlite3'"],
+    ),
+    (
+        "base_url int",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"base_url": 5}),
+        ["params['base_url'] for openai/gpt-4o-mini", "http(s) URL", "'http://127.0.0.1:8000/v1'", "got 5"],
+    ),
+    (
+        "base_url without a scheme",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"base_url": "localhost:8000/v1"}),
+        ["params['base_url']", "got 'localhost:8000/v1'"],
+    ),
+    (
+        "openai_api_base int",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"openai_api_base": 8000}),
+        ["params['openai_api_base']", "got 8000"],
+    ),
+    (
+        "timeout str",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"timeout": "30s"}),
+        ["params['timeout'] for openai/gpt-4o-mini", "seconds > 0", "got '30s'"],
+    ),
+    (
+        "request_timeout negative",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"request_timeout": -1}),
+        ["params['request_timeout']", "got -1"],
+    ),
+    (
+        "default_request_timeout nan",
+        lambda: ModelSpec(model="anthropic/claude-3-5-haiku-latest", params={"default_request_timeout": NAN}),
+        ["params['default_request_timeout']", "got nan"],
+    ),
+    (
+        "max_tokens str",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"max_tokens": "100"}),
+        ["params['max_tokens'] for openai/gpt-4o-mini", "positive integer", "got '100'"],
+    ),
+    (
+        "max_completion_tokens zero",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"max_completion_tokens": 0}),
+        ["params['max_completion_tokens']", "got 0"],
+    ),
+    (
+        "temperature str",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"temperature": "hot"}),
+        ["params['temperature'] for openai/gpt-4o-mini", "within [0, 2]", "got 'hot'"],
+    ),
+    (
+        "api_key empty",
+        lambda: ModelSpec(model="openai/gpt-4o-mini", params={"api_key": ""}),
+        ["params['api_key'] for openai/gpt-4o-mini", "empty", "leave it out"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "make", "named"), GIVEN, ids=[row[0] for row in GIVEN])
+def test_a_bad_ledger_url_or_model_parameter_is_named_as_given_with_what_to_change(what, make, named):
+    with pytest.raises(ConfigError) as info:
+        make()
+    message = str(info.value)
+    assert all(text in message for text in named), (what, message)
+    assert "\n" not in message.strip(), "one line, not a wall"
+
+
+@pytest.mark.parametrize(
+    "key", [12345678901234567890, b"sk-proj-CANARYbytes0123456789", {"value": "sk-proj-CANARYdict0123456789"}]
+)
+@pytest.mark.parametrize("name", ["api_key", "openai_api_key", "anthropic_api_key"])
+def test_a_key_of_the_wrong_type_is_refused_without_showing_it(name, key):
+    with pytest.raises(ConfigError) as info:
+        ModelSpec(model="openai/gpt-4o-mini", params={name: key})
+    message = str(info.value)
+    assert f"params[{name!r}]" in message and f"type {type(key).__name__}" in message and "not shown" in message
+    for secret in ("12345678901234567890", "CANARY"):
+        assert secret not in message
+
+
+def test_a_redis_url_password_stays_out_of_the_message_about_its_options():
+    with pytest.raises(ConfigError) as info:
+        Budget(daily=1, ledger="redis://:hunter2secret@127.0.0.1:1/0?socket_timeout=soon")
+    assert "hunter2secret" not in str(info.value) and "socket_timeout='soon'" in str(info.value)
+
+
+def test_model_parameters_of_the_right_types_are_taken_and_work():
+    from coffee_nb.sandbox._running import server
+
+    url = server().url  # the sandbox speaks OpenAI's API: a real ChatOpenAI is built from these
+    spec = ModelSpec(
+        model="openai/fast",
+        params={
+            "base_url": url,
+            "api_key": "sandbox",
+            "timeout": 30,
+            "max_tokens": 40,
+            "temperature": 0.2,
+            "max_retries": 0,
+        },
+    )
+    assert AutoPicker(spec).invoke("hello").content
+    for good in ({"timeout": None}, {"timeout": (5, 30)}, {"api_key": lambda: "key"}, {"request_timeout": 2.5}):
+        ModelSpec(model="openai/gpt-4o-mini", params=good)
 
 
 def test_a_ledger_path_under_a_file_names_the_path(tmp_path):
