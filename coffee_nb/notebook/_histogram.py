@@ -26,7 +26,8 @@ def histogram_data(by_model: dict[str, Any], max_bins: int) -> dict[str, Any]:
     values = np.concatenate(list(by_model.values())) if by_model else np.empty(0)
     if not len(values):
         return dict(EMPTY)
-    lo, hi = float(values.min()), float(values.max())
+    # np.min, not values.min(): mypy at python_version 3.11 misreads numpy >= 2.5's ndarray.min() (3.12 syntax)
+    lo, hi = float(np.min(values)), float(np.max(values))
     log = lo > 0 and hi / lo > 100  # wide ranges read better on a log axis
     n_bins = int(min(max_bins, max(1, math.ceil(math.sqrt(len(values))))))
     if hi == lo:
