@@ -9,7 +9,9 @@ constrain the dev venvs only: `pip install coffee_nb` still gets current release
     .venv/bin/python tools/pin_lint.py           # re-pin from this venv (runs mypy to see what it reads)
     .venv/bin/python tools/pin_lint.py --check   # `make lint`, after mypy: all it read is pinned, as installed
 
-To move the pins forward: upgrade the venv without them, re-pin, lint, commit the file:
+To move the pins forward: upgrade the venv without them, re-pin, lint, commit the file. Do it in the venv of the
+oldest Python we support (.venv, 3.11): a release that dropped it (numpy 2.5 needs 3.12) can't be pinned, and
+`make test-only PYTHON=python3.13 VENV=.venv-3.13` shows the pins still install on the newest.
 
     .venv/bin/python -m pip install --upgrade --upgrade-strategy eager -e ".[dev]"
     .venv/bin/python tools/pin_lint.py && make lint
@@ -96,8 +98,11 @@ def mypy_reads(cache_root: Path) -> set[str]:
     cache = cache_root / version
     if not cache.is_dir():
         sys.exit(f"pin_lint: no mypy cache in {cache}: run mypy first")
+    modules = cached_modules(cache)
+    if not modules:
+        sys.exit(f"pin_lint: no modules found in {cache}: has mypy's cache format changed?")
     owners = module_owners()
-    return {owners[m] for m in cached_modules(cache) if m in owners}
+    return {owners[m] for m in modules if m in owners}
 
 
 def installed(names: set[str]) -> dict[str, str]:
