@@ -167,6 +167,7 @@ def test_a_settled_record_has_every_field_where_its_name_says():
         "fallback_from": None,
         "fallback_reason": None,
         "replayed": False,
+        "abandoned": False,
     }
     assert "upstream broke" in (broke.error_message or "")
     assert answered._asdict() == {
@@ -193,4 +194,5 @@ def test_a_settled_record_has_every_field_where_its_name_says():
         "fallback_from": "openai/a",
         "fallback_reason": "server",
         "replayed": False,
+        "abandoned": False,
     }
