@@ -119,9 +119,10 @@ _MAX_DEPTH = 8  # containers nested deeper than this are left as they are (provi
 
 
 def _clean(value: Any, secrets: list[str], depth: int = 0, seen: set[int] | None = None) -> Any:
-    """``value`` with its text redacted: strings and bytes, inside dicts, lists, tuples and sets, nested
-    exceptions (scrubbed in place) and HTTP requests and responses (their headers, URL and body, in place).
-    The very same object when nothing in it needed redacting (the common case: it allocates nothing)."""
+    """``value`` with its text redacted: strings and bytes, inside dicts, lists, tuples and sets (copies),
+    nested exceptions (scrubbed in place) and HTTP requests and responses of a finished call (their headers,
+    URL and body, in place). The very same object when nothing in it needed redacting (the common case: it
+    allocates nothing)."""
     if isinstance(value, str):
         return redact(value, secrets)
     if isinstance(value, (bytes, bytearray)):
@@ -129,21 +130,16 @@ def _clean(value: Any, secrets: list[str], depth: int = 0, seen: set[int] | None
     if depth > _MAX_DEPTH or value is None or isinstance(value, (int, float)):
         return value
     kind = type(value)
+    # containers are copied, never edited: a dict or list an exception carries may be someone's live state
     if kind is dict or isinstance(value, dict):
         for v in value.values():
             if _clean(v, secrets, depth + 1, seen) is not v:
-                cleaned = {k: _clean(v, secrets, depth + 1, seen) for k, v in value.items()}
-                try:
-                    value.clear()  # in place: whoever else holds this dict (the SDK's body) sees it clean
-                    value.update(cleaned)
-                    return value
-                except Exception:  # noqa: BLE001 - a mapping that refuses changes: a clean copy instead
-                    return cleaned
+                return {k: _clean(v, secrets, depth + 1, seen) for k, v in value.items()}
         return value
     if kind is list:
-        for i, v in enumerate(value):
-            if (c := _clean(v, secrets, depth + 1, seen)) is not v:
-                value[i] = c
+        for v in value:
+            if _clean(v, secrets, depth + 1, seen) is not v:
+                return [_clean(v, secrets, depth + 1, seen) for v in value]
         return value
     if kind in (tuple, set, frozenset):
         for v in value:
@@ -153,7 +149,8 @@ def _clean(value: Any, secrets: list[str], depth: int = 0, seen: set[int] | None
     if isinstance(value, BaseException):
         _scrub(value, secrets, set() if seen is None else seen)
         return value
-    if isinstance(value, MutableMapping):  # an SDK's own mapping (httpx's Headers): cleaned in place
+    if isinstance(value, MutableMapping) and kind.__name__ == "Headers":  # httpx's: cleaned in place
+        # (only header mappings: a mapping of any other kind may be live state, os.environ say, never ours to edit)
         with contextlib.suppress(Exception):
             for k, v in list(value.items()):
                 if (c := _clean(v, secrets, depth + 1, seen)) is not v:
@@ -239,8 +236,8 @@ def _scrub(exc: BaseException, secrets: list[str], seen: set[int], deep: bool = 
             cleaned = _clean(args, secrets, 0, seen)
             if cleaned is not args:
                 e.args = cleaned
-            if isinstance(notes, list):
-                _clean(notes, secrets, 0, seen)
+            if isinstance(notes, list) and (cleaned := _clean(notes, secrets, 0, seen)) is not notes:
+                notes[:] = cleaned  # the exception's own list
             first = args[0] if args else None  # SDK errors keep their message twice: as args[0] and .message
             names = _text_attrs(e)
             held = getattr(e, "__dict__", None) if deep else None

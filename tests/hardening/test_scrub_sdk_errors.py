@@ -192,3 +192,18 @@ def test_the_llm_cell_keeps_no_key_in_the_exception_it_leaves(ip, canaries):
     kept = result.error_in_exec
     assert kept is not None and kept.__cause__ is not None  # the provider's own error travels with it
     assert leaks([kept, ip.user_ns.get("Err")]) == [], leaks([kept, ip.user_ns.get("Err")])
+
+
+def test_what_an_exception_only_points_at_is_never_edited(canaries):
+    """A dict or list an exception carries may be live state (a client's config, the environment): the
+    exception gets a clean copy, the original is left as it was."""
+    import os
+
+    config = {"api_key": CANARY_OPENAI, "base_url": "http://127.0.0.1"}
+    history = [f"sent with {CANARY_OPENAI}"]
+    exc = RuntimeError("failed")
+    exc.config, exc.history, exc.env = config, history, os.environ  # type: ignore[attr-defined]
+    scrub(exc)
+    assert config["api_key"] == CANARY_OPENAI and history == [f"sent with {CANARY_OPENAI}"]
+    assert os.environ["OPENAI_API_KEY"] == CANARY_OPENAI
+    assert CANARY_OPENAI not in repr(exc.config) + repr(exc.history)  # type: ignore[attr-defined]
