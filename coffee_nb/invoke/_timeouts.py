@@ -153,13 +153,13 @@ def call_within(
 
     The call goes on in the background; ``on_late(value, error)`` gets its result when it ends (on the
     worker), and the timeout error says so (``settles_later``). A KeyboardInterrupt while waiting abandons
-    the call the same way and propagates.
+    the call and propagates (the caller settles the attempt as cancelled; no late settlement then).
     """
     job = _workers.submit(fn)
     try:
         finished = _wait(job, timeout)
-    except BaseException:
-        _walk_away(job, on_late)
+    except BaseException:  # interrupted: the caller's attempt is settled as cancelled there, so no late one
+        _walk_away(job, None)
         raise
     if not finished:
         if _walk_away(job, on_late):
