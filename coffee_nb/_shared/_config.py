@@ -136,7 +136,7 @@ class PriceState(Generic[_Price, _Facts]):
 
 # -- registries with lazily loaded defaults ------------------------------------------------------------
 class Registry(dict[str, _Entry]):
-    """A name → entry dict whose default entries are registered on first :meth:`ready` by ``loaders``
+    """A name → entry dict whose default entries are registered on first :meth:`ready` by the loaders
     (``"module:function"`` paths, imported then), and again on first use after :meth:`reset`. The
     loaders are declared by whoever composes the package (``coffee_nb/__init__``), never here.
 
@@ -144,9 +144,8 @@ class Registry(dict[str, _Entry]):
     ``generation``, so a reader's derived tables (error slices, key variables) check one int, not the entries.
     """
 
-    def __init__(self, loaders: tuple[str, ...] = ()) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.loaders = loaders
         self._loaded = False
         self._loading = False
         self._lock = threading.RLock()
@@ -192,7 +191,7 @@ class Registry(dict[str, _Entry]):
             if not self._loaded and not self._loading:
                 self._loading = True
                 try:
-                    for path in self.loaders or _root_loaders():
+                    for path in _root_loaders():
                         module, _, function = path.partition(":")
                         getattr(importlib.import_module(module), function)()
                     self._loaded = True

@@ -221,7 +221,6 @@ class Plan:
         self,
         attempt: Attempt,
         usage: Usage | None,
-        *,
         ttft: float | None = None,
         streamed: bool = False,
         nested: Nested | None = None,
@@ -250,13 +249,11 @@ class Plan:
         content: Any = "",
     ) -> tuple[CallRecord, Usage, dict[str, Any]]:
         """:meth:`succeeded`, and the answer's summary (``response_metadata["coffee_nb"]``), in one step."""
-        cand, spend = attempt.candidate, self.spend
-        cand.breaker.success()
+        spend = self.spend
         if usage is None:
             usage = spend.estimate(content)
-        end = self.clock()
-        record = spend.settle(attempt, Outcome.OK, usage, end, ttft, None, streamed, nested)
-        return record, usage, spend.summary(cand, usage, end - self.start, ttft, response_metadata)
+        record = self.succeeded(attempt, usage, ttft, streamed, nested)  # by position: the hot path
+        return record, usage, spend.summary(attempt.candidate, usage, self.elapsed(), ttft, response_metadata)
 
     def failed(
         self, attempt: Attempt, exc: BaseException, *, ttft: float | None = None, partial: Usage | None = None

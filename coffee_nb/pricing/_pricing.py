@@ -193,12 +193,11 @@ _UNKNOWN = ModelFacts(None, None)
 
 # registered prices, resolved facts and their generation live in _config: this is the same object, typed
 PRICES: _config.PriceState[Price, ModelFacts] = _config.PRICES
-_PRICES = PRICES
 
 
 def generation() -> int:
     """A number that changes whenever ``register_price`` / ``reset_prices`` may have changed a model's facts."""
-    return _PRICES.generation
+    return PRICES.generation
 
 
 def _rate_arg(name: str, value: Any) -> Decimal | None:
@@ -228,22 +227,22 @@ def register_price(
         cache_write=_rate_arg("cache_write", cache_write),
         source=source,
     )
-    with _PRICES.lock:
-        _PRICES.custom[model] = price
+    with PRICES.lock:
+        PRICES.custom[model] = price
         if window is not None:
-            _PRICES.windows[model] = window
-    _PRICES.changed()
+            PRICES.windows[model] = window
+    PRICES.changed()
     return price
 
 
 def reset_prices() -> None:
     """Forget every registered price and every resolved one (providers' own prices, e.g. the sandbox's, stay)."""
-    _PRICES.reset()
+    PRICES.reset()
 
 
 def prices_changed() -> None:
     """Tell coffee_nb a provider's own prices changed (e.g. a sandbox model was added): models re-resolve."""
-    _PRICES.changed()
+    PRICES.changed()
 
 
 def _convert(value: Any) -> Rate:
@@ -291,17 +290,17 @@ def model_info(provider: str, model: str, *, name: str | None = None) -> ModelFa
     the next ``register_price``."""
     spec = f"{provider}/{model}"
     key = (name or spec, spec)
-    facts = _PRICES.resolved.get(key)
+    facts = PRICES.resolved.get(key)
     if facts is not None:
         return facts
     # first: loading the registry's defaults (once) registers providers, which bumps the generation
     resolver = getattr(_config.PROVIDERS.ready().get(provider), "model_info", None)
-    with _PRICES.lock:
-        gen = _PRICES.generation
-        custom = _PRICES.custom.get(name) if name else None
-        custom = custom or _PRICES.custom.get(spec)
-        window = _PRICES.windows.get(name) if name else None
-        window = window or _PRICES.windows.get(spec)
+    with PRICES.lock:
+        gen = PRICES.generation
+        custom = PRICES.custom.get(name) if name else None
+        custom = custom or PRICES.custom.get(spec)
+        window = PRICES.windows.get(name) if name else None
+        window = window or PRICES.windows.get(spec)
     if custom is not None:
         facts = ModelFacts(custom, window)
     elif resolver is not None:  # the provider knows its own models (the sandbox's catalog, ollama's $0)
@@ -310,9 +309,9 @@ def model_info(provider: str, model: str, *, name: str | None = None) -> ModelFa
     else:
         found = _from_genai_prices(provider, model)
         facts = ModelFacts(found.price, window or found.context_window)
-    with _PRICES.lock:
-        if _PRICES.generation == gen:  # not stale: a registration meanwhile would have dropped this
-            _PRICES.resolved[key] = facts
+    with PRICES.lock:
+        if PRICES.generation == gen:  # not stale: a registration meanwhile would have dropped this
+            PRICES.resolved[key] = facts
     return facts
 
 
