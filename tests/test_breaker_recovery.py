@@ -175,7 +175,9 @@ def test_a_silent_primary_is_tried_once_when_a_fallback_remains(quiet_sandbox, m
             asyncio.run(llm.ainvoke("anyone there?"))
         else:
             list(llm.stream("anyone there?"))
-    assert len(sandbox.attempts("sandbox/fast")) == 1
+    # one attempt of the primary (the records say so); under load the timed-out request may not have
+    # reached the sandbox before it was cancelled, so the server saw at most that one
+    assert len(sandbox.attempts("sandbox/fast")) <= 1
     assert [(r.model, r.outcome.value, r.error_class) for r in records] == [
         ("sandbox/fast", "error", "timeout"),
         ("sandbox/smart", "ok", None),
