@@ -90,6 +90,8 @@ _EXPORTS: dict[str, str] = {
     "configure": "coffee_nb.session._session",
     "get_session": "coffee_nb.session._session",
     "reset": "coffee_nb.session._session",
+    "prompt": "coffee_nb.session._interpolate",
+    "content_blocks": "coffee_nb.content._objects",
     "dashboard": "coffee_nb.notebook",
     "map_rows": "coffee_nb.jobs",
     "HealthPanel": "coffee_nb.notebook.health_panel",
@@ -151,6 +153,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "compare",
     "configure",
     "configure_http",
+    "content_blocks",
     "count_message_tokens",
     "count_tokens",
     "create_budget_enforcer",
@@ -165,6 +168,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "load_ipython_extension",
     "map_rows",
     "price_for",
+    "prompt",
     "register_price",
     "register_provider",
     "remove_alias",
@@ -206,6 +210,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb.budget import Budget, BudgetEvent, BudgetWarning, Limit, create_budget_enforcer
     from coffee_nb.comparison._compare import acompare, compare
     from coffee_nb.comparison._comparison import Comparison
+    from coffee_nb.content._objects import content_blocks
     from coffee_nb.errors._errors import (
         AllModelsFailedError,
         BudgetExceededError,
@@ -231,4 +236,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb.providers._aliases import aliases, remove_alias, set_alias
     from coffee_nb.replay._cache import CacheWarning
     from coffee_nb.replay._cassette import Cassette, CassetteError, CassetteMissError, cassette
+    from coffee_nb.session._interpolate import prompt
     from coffee_nb.session._session import Answer, Session, ask, configure, get_session, health, reset

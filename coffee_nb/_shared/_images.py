@@ -21,7 +21,7 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["ImageFacts", "facts", "image_block", "images_in", "is_image", "sniff_mime"]
+__all__ = ["ImageFacts", "digests", "facts", "image_block", "images_in", "is_image", "keyed", "sniff_mime"]
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -128,3 +128,18 @@ def _size(data: bytes) -> tuple[int, int]:
     except (UnidentifiedImageError, OSError, ValueError):
         return 0, 0
     return int(width), int(height)
+
+
+def keyed(content: Any) -> Any:
+    """``content`` for a request key: each image replaced by the SHA-256 of its bytes (the same picture
+    keys the same in every shape, and a key never carries, or costs hashing, the base64 text twice)."""
+    if not isinstance(content, list) or not any(is_image(b) for b in content):
+        return content
+    return [{"type": "image", "sha256": facts(b).digest} if is_image(b) else b for b in content]
+
+
+def digests(content: Any) -> list[str]:
+    """The SHA-256 of each image in a message's ``content``, in order (empty for text)."""
+    if not isinstance(content, list):
+        return []
+    return [facts(b).digest for b in content if is_image(b)]

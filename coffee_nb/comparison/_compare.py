@@ -45,6 +45,7 @@ from coffee_nb.errors._errors import AllModelsFailedError, BudgetExceededError, 
 from coffee_nb.invoke._summary import CallSummary
 from coffee_nb.replay._cache import CacheWarning, replay, request_key
 from coffee_nb.replay._cassette import active
+from coffee_nb.session._interpolate import Prompt, prompt_text
 from coffee_nb.session._session import get_session
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def compare(
     Refused with :class:`BudgetExceededError` before any call when a hard budget can't cover the worst
     case of every call. A failed call is a row with its error, never the end of the comparison.
     """
-    if namespace is None and not isinstance(prompt_or_df, str):
+    if namespace is None and not isinstance(prompt_or_df, (str, list)):
         namespace = _caller_namespace()
     job = _Job(
         prompt_or_df,
@@ -119,7 +120,7 @@ def compare(
 
 async def acompare(prompt_or_df: Any, models: Any, **kwargs: Any) -> Comparison:
     """:func:`compare` for async code, on the running event loop."""
-    if kwargs.get("namespace") is None and not isinstance(prompt_or_df, str):
+    if kwargs.get("namespace") is None and not isinstance(prompt_or_df, (str, list)):
         kwargs["namespace"] = _caller_namespace()
     job = _Job(prompt_or_df, models, **kwargs)
     await job.run()
@@ -197,7 +198,7 @@ class _Job:
         self.projection = self._project()
 
     # -- before any call -----------------------------------------------------------------------------
-    def _call(self, name: str, spec: Any, prompt: str, params: dict[str, Any], *, row: Any, run: int) -> Call:
+    def _call(self, name: str, spec: Any, prompt: Prompt, params: dict[str, Any], *, row: Any, run: int) -> Call:
         messages = self.session.messages(prompt, system=self.system)
         key = None
         if self.cache is not None and isinstance(spec, str):
@@ -240,7 +241,7 @@ class _Job:
                 candidates,
                 max_tokens=self.params["max_tokens"],
                 judge=judge,
-                judge_prompts=[p for _, p in self.prompts],
+                judge_prompts=[prompt_text(p) for _, p in self.prompts],
                 judge_mode=self.judge_mode,
                 judge_orders=2 if self.judge_order == "both" else 1,
                 budgets=budgets,
@@ -325,7 +326,8 @@ class _Job:
                 if firsts.get(a) is None or firsts.get(b) is None:
                     continue  # a model that never answered this row has nothing to be judged on
                 for shown in self._orders(a, b):
-                    messages = judge_messages(prompt, firsts[shown[0]] or "", firsts[shown[1]] or "", self.judge_mode)
+                    request = prompt_text(prompt)  # the judge reads the request as text ([image] where one was)
+                    messages = judge_messages(request, firsts[shown[0]] or "", firsts[shown[1]] or "", self.judge_mode)
                     call = self._judge_call(name, spec, messages)
                     call.row, call.pair, call.shown = label, (a, b), shown
                     out.append(call)

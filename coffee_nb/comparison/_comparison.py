@@ -18,7 +18,7 @@ from coffee_nb.comparison._judge import JudgeReport
 from coffee_nb.comparison._usage import USAGE_COLUMNS, usage
 from coffee_nb.comparison._view import CompareView, text_summary
 from coffee_nb.errors._errors import ConfigError
-from coffee_nb.session._interpolate import interpolate
+from coffee_nb.session._interpolate import Prompt, interpolate, prompt_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,12 +217,13 @@ def cap_budget(budget: Any) -> Any:
     return Budget(total=usd("budget", budget), ledger="memory", name="compare")
 
 
-def read_prompts(source: Any, template: str | None, namespace: Mapping[str, Any]) -> list[tuple[Any, str]]:
-    """(row label, prompt) pairs: one for a prompt (label 0), one per row for a DataFrame and a template."""
-    if isinstance(source, str):
+def read_prompts(source: Any, template: str | None, namespace: Mapping[str, Any]) -> list[tuple[Any, Prompt]]:
+    """(row label, prompt) pairs: one for a prompt (label 0: text, or content blocks with images), one per
+    row for a DataFrame and a template."""
+    if isinstance(source, (str, list)):
         if template is not None:
             raise ConfigError("template= goes with a DataFrame; for one prompt, pass the prompt itself")
-        if not source.strip():
+        if not prompt_text(source).strip():
             raise ConfigError("the prompt is empty")
         return [(0, source)]
     if not hasattr(source, "to_dict") or not hasattr(source, "index"):

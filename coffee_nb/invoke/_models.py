@@ -99,6 +99,9 @@ class ModelSpec:
     message as sent, like Anthropic or llama.cpp's server; ``"vllm"``: a vLLM server, asked with
     ``continue_final_message``; ``"prefix"``: the message is marked ``prefix: true``, Mistral and DeepSeek's
     prefix completion; False: never).
+
+    ``vision`` says whether the model takes images (None: as its provider or LangChain's model profile
+    says; a model known not to is skipped for a prompt with images, with the reason "no image input").
     """
 
     model: Any
@@ -109,6 +112,7 @@ class ModelSpec:
     max_output_tokens: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     prefill: bool | str | None = None
+    vision: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, str):
@@ -127,6 +131,8 @@ class ModelSpec:
             raise ConfigError(
                 f"prefill for {label} must be True, False, None, 'vllm' or 'prefix', got {self.prefill!r}"
             )
+        if self.vision is not None and not isinstance(self.vision, bool):
+            raise ConfigError(f"vision for {label} must be True (takes images), False or None, got {self.vision!r}")
         object.__setattr__(self, "params", _params(self.params, label))
 
     def __repr__(self) -> str:
@@ -136,7 +142,7 @@ class ModelSpec:
                 params[k] = {h: ("**********" if _SECRET_HEADER.match(str(h)) else x) for h, x in v.items()}
         fields = [f"model={self.model!r}"] + [
             f"{n}={getattr(self, n)!r}"
-            for n in ("name", "rpm", "tpm", "context_window", "max_output_tokens", "prefill")
+            for n in ("name", "rpm", "tpm", "context_window", "max_output_tokens", "prefill", "vision")
             if getattr(self, n) is not None
         ]
         if params:
@@ -266,6 +272,8 @@ class Candidate:
         self.reports_finish = cls in _FINISH_REASON_CLASSES if self._provider is None else self._provider.finish_reason
         # does a call bound its own time? (a per-call timeout we pass, or the client's own, short enough)
         self.timeout_kwarg = cls in _TIMEOUT_KWARG_CLASSES if self._provider is None else self._provider.timeout_kwarg
+        self._vision: bool | None = spec.vision
+        self._vision_known = spec.vision is not None or self.inner is not None  # an AutoPicker routes for itself
         self._lock = threading.Lock()
         self._sync: tuple[Any, BaseChatModel] | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BaseChatModel] = weakref.WeakKeyDictionary()
@@ -301,6 +309,32 @@ class Candidate:
         if self.timeout_kwarg and not retries:  # we pass ``timeout=`` per call and the SDK won't try again
             return True
         return own is not None and own * (1 + retries) <= seconds
+
+    @property
+    def vision(self) -> bool | None:
+        """Does the model take images? As declared (``ModelSpec(vision=...)``), else as its provider says,
+        else as LangChain's model profile of the chat model says (``image_inputs``); None: nobody says.
+        Asked only of a prompt with images; a model that can't be built here (no key) is unknown."""
+        if not self._vision_known:
+            self._vision, self._vision_known = self._sees(), True
+        return self._vision
+
+    def _sees(self) -> bool | None:
+        provider = self._provider
+        said = provider.vision if provider is not None else None
+        if callable(said):
+            said = said(self.catalog_model)
+        if said is not None:
+            return bool(said)
+        try:
+            model: Any = self.chat_model()
+        except Exception:  # noqa: BLE001 - no key, no extra: unknown here (the attempt will say why)
+            return None
+        while type(model).__name__ in ("RunnableBinding", "RunnableSequence"):  # a bound instance
+            model = getattr(model, "bound", None)
+        profile = getattr(model, "profile", None)
+        flag = profile.get("image_inputs") if isinstance(profile, Mapping) else None
+        return flag if isinstance(flag, bool) else None
 
     def _profile_flag(self, key: str) -> bool:
         profile = getattr(self.instance, "profile", None) if self.instance is not None else None

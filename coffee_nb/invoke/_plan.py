@@ -273,7 +273,7 @@ class Plan:
         keep = getattr(exc, "settles_later", False) is True  # it goes on: its reservation stays for later
         self.spend.settle(attempt, Outcome.ERROR, partial, now, ttft=ttft, failure=failure, keep_lease=keep)
         if failure.error_class is ErrorClass.CONTEXT_OVERFLOW:
-            self._prefer_larger_windows(max(cand.context_window or 0, self.size.count(cand.encoding)) + 1)
+            self._prefer_larger_windows(max(cand.context_window or 0, self.size.tokens(cand)) + 1)
         retries = self.policy.max_retries if rule.retries is None else min(rule.retries, self.policy.max_retries)
         retry = rule.retry and not (rule.alone and self.has_alternative())
         if retry and self.retries < retries and cand.breaker.open_until() == 0.0:
@@ -319,11 +319,14 @@ class Plan:
             self._skip(cand, ErrorClass.COOLDOWN, refusal, probed=False)
             self._cooling.append(cand)
             return False
-        window = cand.context_window
         size = self.size
+        if size.images() and cand.vision is False:
+            self._skip(cand, ErrorClass.CAPABILITY, "no image input: the prompt has images this model can't take")
+            return False
+        window = cand.context_window
         out = int(size.max_tokens) if size.max_tokens else 0
         if window is not None and size.bound() + out > window:  # the bound can't settle it: count
-            need = size.count(cand.encoding) + out
+            need = size.tokens(cand) + out
             if need > window:
                 self._skip(
                     cand,

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from coffee_nb._shared._finish import finish_reason
 from coffee_nb._shared._format import content_text
+from coffee_nb._shared._images import images_in
 from coffee_nb._shared._records import CallRecord, Outcome, Role, Usage, global_sinks, publish, summary_data
 from coffee_nb.errors._errors import BudgetExceededError, Failure
 from coffee_nb.invoke._models import Candidate
@@ -28,6 +29,7 @@ from coffee_nb.pricing._tokens import (
     count_prompt,
     estimate_prompt,
     estimate_tokens,
+    images_tokens,
     prompt_bound,
 )
 
@@ -78,7 +80,7 @@ class PromptSize:
     140 MB to load one), so it runs only where its answer decides something.
     """
 
-    __slots__ = ("messages", "max_tokens", "_bound", "_estimate", "_counts")
+    __slots__ = ("messages", "max_tokens", "_bound", "_estimate", "_counts", "_images", "_image_tokens")
 
     def __init__(self, messages: Sequence[Any] | str, max_tokens: int | None) -> None:
         self.messages = messages
@@ -86,6 +88,8 @@ class PromptSize:
         self._bound: int | None = None
         self._estimate: int | None = None
         self._counts: dict[str, int] = {}
+        self._images: int | None = None
+        self._image_tokens: dict[tuple[str, str], tuple[int, bool]] = {}
 
     def bound(self) -> int:
         """An upper bound on the prompt's tokens (see ``_tokens.prompt_bound``)."""
@@ -106,6 +110,31 @@ class PromptSize:
         if count is None:
             count = counts[encoding] = count_prompt(self.messages, encoding)
         return count
+
+    def images(self) -> int:
+        """How many images the prompt carries (each is routed, counted and priced)."""
+        if self._images is None:
+            messages = self.messages
+            self._images = 0 if isinstance(messages, str) else sum(1 for _ in images_in(messages))
+        return self._images
+
+    def image_tokens(self, cand: Candidate) -> tuple[int, bool]:
+        """The images' tokens on ``cand`` by its provider's rule, and whether that rule is exact."""
+        if not self.images():
+            return 0, True
+        key = (cand.provider, cand.catalog_model)
+        found = self._image_tokens.get(key)
+        if found is None:
+            found = self._image_tokens[key] = images_tokens(self.messages, *key)
+        return found
+
+    def tokens(self, cand: Candidate) -> int:
+        """The prompt's tokens on ``cand``: its text in ``cand``'s encoding, its images by ``cand``'s rule."""
+        return self.count(cand.encoding) + self.image_tokens(cand)[0]
+
+    def exact(self, cand: Candidate) -> bool:
+        """Is :meth:`tokens` exact for ``cand`` (its own encoding, its provider's own image rule)?"""
+        return cand.exact_tokens and self.image_tokens(cand)[1]
 
     def output_cap(self, model_cap: int | None) -> int:
         """The most output tokens an answer may take: ``max_tokens``, else the model's own cap, else a default."""
@@ -162,7 +191,7 @@ class Spend:
         out = size.output_cap(cand.output_cap)
         worst = price.pico(size.bound(), out)
         if self.max_cost is not None and worst > self.max_cost:
-            worst = price.pico(size.count(cand.encoding), out)  # the bound can't settle it: count
+            worst = price.pico(size.tokens(cand), out)  # the bound can't settle it: count
             if worst > self.max_cost:
                 return f"worst case ${from_pico(worst)} is above max_cost ${from_pico(self.max_cost)}"
         if mode == "any" or cand is primary:
@@ -170,7 +199,7 @@ class Spend:
         primary_price = primary.facts.price
         if primary_price is None:  # nothing to compare against
             return None
-        tokens = size.count(cand.encoding)  # both worst cases from one count: a fair comparison
+        tokens = size.tokens(cand)  # both worst cases from one count: a fair comparison
         worst, theirs = price.pico(tokens, out), primary_price.pico(tokens, size.output_cap(primary.output_cap))
         if worst > theirs or (mode == "cheaper_only" and worst == theirs):
             what = "more than" if worst > theirs else "as much as"
@@ -204,8 +233,8 @@ class Spend:
         try:
             return self._hold(cand, bound), price
         except BudgetExceededError:
-            counted = price.pico(size.count(cand.encoding), out)
-            if not cand.exact_tokens:  # a stand-in tokenizer may count low: hold a margin
+            counted = price.pico(size.tokens(cand), out)
+            if not size.exact(cand):  # a stand-in tokenizer or image rule may count low: hold a margin
                 counted = -(-counted * ESTIMATE_MARGIN[0] // ESTIMATE_MARGIN[1])
             if counted >= bound:
                 raise
@@ -342,13 +371,18 @@ class Spend:
         self, cand: Candidate, usage: Usage, latency_s: float, ttft_s: float | None, response_metadata: Any
     ) -> dict[str, Any]:
         """The answer's ``response_metadata["coffee_nb"]``: plain data of every attempt of the call."""
-        return summary_data(
+        data = summary_data(
             self.records,
             latency_s=latency_s,
             ttft_s=ttft_s,
             primary_cost=self.primary_cost(cand, usage),
             finish_reason=finish_reason(response_metadata),
         )
+        images = self.size.images()
+        if images:  # how many, and what they count for on the model that answered (by its provider's rule)
+            tokens, exact = self.size.image_tokens(cand)
+            data["tokens"].update(images=images, image_tokens=tokens, image_tokens_exact=exact)
+        return data
 
     def primary_cost(self, cand: Candidate, usage: Usage) -> Decimal | None:
         """What the primary would have cost for ``usage``, when a fallback answered (None otherwise)."""

@@ -118,6 +118,17 @@ class TokenSummary(_View):
     def estimated(self) -> bool:
         return bool(self._d.get("estimated"))
 
+    @property
+    def images(self) -> int:
+        """Images in the prompt (their tokens are part of ``input``)."""
+        return int(self._d.get("images") or 0)
+
+    @property
+    def image_tokens(self) -> int:
+        """What the images count for on the answering model, by its provider's rule (``image_tokens_exact``
+        says whether that rule is the provider's exact one or an estimate)."""
+        return int(self._d.get("image_tokens") or 0)
+
 
 class AttemptSummary(_View):
     """One attempt of the call, in order (skipped candidates included)."""

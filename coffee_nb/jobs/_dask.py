@@ -60,6 +60,7 @@ def map_dask(
     temperature: float | None,
     max_tokens: int | None,
     dry_run: bool,
+    context_tokens: int | None = None,
     progress: Any,
     namespace: Any,
     compute: bool,
@@ -80,7 +81,7 @@ def map_dask(
     import pandas as pd  # lazy: pandas
 
     _, _, dtypes = check_options(list(ddf.columns), concurrency=concurrency, on_error=on_error, out=out, schema=schema)
-    tmpl = Template.compile(template, list(ddf.columns), namespace, stacklevel=4)
+    tmpl = Template.compile(template, list(ddf.columns), namespace, stacklevel=4, context_tokens=context_tokens)
     session = get_session()
     spec = JobSpec(
         job_id=uuid.uuid4().hex,
@@ -98,6 +99,7 @@ def map_dask(
         concurrency=concurrency,
         on_error=on_error,
         policy=session.policy,
+        context_tokens=context_tokens,
     )
     spec = replace(spec, redis_url=spec.budget["ledger"], report=compute)
     empty = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in dtypes.items()})

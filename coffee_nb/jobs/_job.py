@@ -30,6 +30,7 @@ from coffee_nb.pricing._pricing import from_pico
 if TYPE_CHECKING:
     from coffee_nb.jobs._schema import Schema
     from coffee_nb.replay._cache import ResponseCache
+    from coffee_nb.session._interpolate import Prompt
 
 __all__ = ["CacheWriter", "Job", "KeyMessage", "describe_error"]
 
@@ -41,7 +42,7 @@ class KeyMessage(NamedTuple):
     """A message as the cache key and the token bound read it (type and content), without building one."""
 
     type: str
-    content: str
+    content: Any  # text, or content blocks (a row with an image)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -146,7 +147,7 @@ class Job:
         self,
         *,
         picker: Any,
-        prompts: list[str | None],
+        prompts: list[Prompt | None],
         system: str | None,
         keys: list[str | None],
         columns: Columns,
@@ -284,10 +285,12 @@ class Job:
     def input(self, i: int) -> Any:
         """What row ``i`` sends: its prompt, after the system message when there is one."""
         prompt = self.prompts[i] or ""
-        if not self.system:
+        if not self.system and isinstance(prompt, str):
             return prompt  # AutoPicker's fast path takes the string as it is
         from langchain_core.messages import HumanMessage, SystemMessage  # lazy: langchain_core
 
+        if not self.system:  # content blocks (a row with an image): one message of them
+            return [HumanMessage(prompt)]
         return [SystemMessage(self.system), HumanMessage(prompt)]
 
     def answered(self, i: int, message: Any, latency: float) -> bool:

@@ -25,6 +25,7 @@ from coffee_nb.jobs._progress import JobStatus, View
 from coffee_nb.jobs._scheduler import Scheduler
 from coffee_nb.jobs._schema import Schema
 from coffee_nb.jobs._template import NOT_DEFINED, Template, unfilled_field
+from coffee_nb.session._interpolate import Prompt, with_text
 from coffee_nb.session._session import get_session
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def prepare(
     system: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    context_tokens: int | None = None,
     namespace: Mapping[str, Any],
     on_progress: Callable[[JobStatus], Any] | None = None,
     picker: Any = None,
@@ -70,7 +72,7 @@ def prepare(
     answer, checked, dtypes = check_options(
         list(df.columns), concurrency=concurrency, on_error=on_error, out=out, schema=schema
     )
-    tmpl = Template.compile(template, list(df.columns), namespace, stacklevel=3)
+    tmpl = Template.compile(template, list(df.columns), namespace, stacklevel=3, context_tokens=context_tokens)
     session = get_session()
     if temperature is not None:
         temperature = check_temperature(temperature)
@@ -93,7 +95,7 @@ def prepare(
         else:
             suffix = checked.instruction()
     columns = Columns(len(df), answer, checked)
-    prompts: list[str | None] = []
+    prompts: list[Prompt | None] = []
     for i, (prompt, unresolved) in enumerate(tmpl.prompts(df)):
         if unresolved:
             field, why = unfilled_field(unresolved[0])
@@ -108,16 +110,16 @@ def prepare(
             )
             prompts.append(None)
         else:
-            prompts.append(prompt + suffix)
+            prompts.append(with_text(prompt, suffix))
     keys: list[str | None] = [None] * len(prompts)
     if store is not None:
         from coffee_nb.replay._cache import request_key  # lazy: %load_ext path
 
         names = list(picker.model_names)
         head = [KeyMessage("system", system)] if system else []
-        for i, text in enumerate(prompts):
-            if text is not None:
-                keys[i] = request_key(names, [*head, KeyMessage("human", text)], params)
+        for i, filled in enumerate(prompts):
+            if filled is not None:
+                keys[i] = request_key(names, [*head, KeyMessage("human", filled)], params)
     job = Job(
         picker=picker,
         prompts=prompts,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb._shared._validate import positive_int
 from coffee_nb.errors._errors import ConfigError
 from coffee_nb.jobs._job import Job
 from coffee_nb.jobs._local import DEFAULT_CONCURRENCY, REFRESH, finish, prepare, run_in_thread
@@ -42,6 +43,7 @@ def map_rows(
     system: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    context_tokens: int | None = None,
     dry_run: bool = False,
     progress: Any = True,
     on_progress: Callable[[JobStatus], Any] | None = None,
@@ -67,9 +69,10 @@ def map_rows(
     cluster, every worker charging the budget's Redis ledger; it returns a lazy Dask DataFrame, or a
     pandas one with ``compute=True`` (then with the workers' progress summed in one view, and
     ``on_progress`` hearing each of their reports that finished rows, a few times a second, then the end).
-    ``cassette``: the job's own cassette, a path (``replay``: answered from it when recorded, else called
-    and recorded) or a :class:`~coffee_nb.Cassette` in any mode; without it, the cassette in force
-    (``with coffee_nb.cassette(...)``, ``%llm_cassette``) applies.
+    ``context_tokens``: the most tokens a table in the prompt may take (``{row}``, a DataFrame variable),
+    cut with a note saying how much is shown. ``cassette``: the job's own cassette, a path (``replay``:
+    answered from it when recorded, else called and recorded) or a :class:`~coffee_nb.Cassette` in any
+    mode; without it, the cassette in force (``with coffee_nb.cassette(...)``, ``%llm_cassette``) applies.
     """
     if namespace is None:
         namespace = caller_namespace()
@@ -84,6 +87,7 @@ def map_rows(
         "system": system,
         "temperature": temperature,
         "max_tokens": max_tokens,
+        "context_tokens": positive_int("context_tokens", context_tokens) if context_tokens is not None else None,
     }
     if is_dask(df):
         from coffee_nb.jobs._dask import map_dask  # lazy: %load_ext path

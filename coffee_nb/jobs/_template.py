@@ -15,7 +15,7 @@ from typing import Any
 
 from coffee_nb.errors._errors import ConfigError
 from coffee_nb.session import _interpolate as _rules  # %%llm's interpolation rules, imported, not copied
-from coffee_nb.session._interpolate import interpolate
+from coffee_nb.session._interpolate import Prompt, Row, interpolate
 
 __all__ = ["NOT_DEFINED", "SamePromptWarning", "Template", "unfilled_field"]
 
@@ -45,10 +45,17 @@ class Template:
     columns: tuple[str, ...]  # the columns it reads, in order of first use
     variables: dict[str, Any] = field(default_factory=dict)  # other names it reads, resolved once
     whole_row: bool = False  # reads ``{row[...]}``
+    context_tokens: int | None = None  # the most a table (a DataFrame variable, ``{row}``) may take
 
     @classmethod
     def compile(
-        cls, text: Any, columns: Sequence[Any], namespace: Mapping[str, Any], *, stacklevel: int = 2
+        cls,
+        text: Any,
+        columns: Sequence[Any],
+        namespace: Mapping[str, Any],
+        *,
+        stacklevel: int = 2,
+        context_tokens: int | None = None,
     ) -> Template:
         """Check ``text`` against ``columns`` and ``namespace``; ConfigError naming any unknown field."""
         if not isinstance(text, str):
@@ -89,21 +96,24 @@ class Template:
                 SamePromptWarning,
                 stacklevel=stacklevel + 1,
             )
-        return cls(text, used, variables, whole_row)
+        return cls(text, used, variables, whole_row, context_tokens)
 
-    def prompts(self, frame: Any) -> Iterator[tuple[str, list[Any]]]:
-        """Each row's prompt, with the fields that row could not fill (e.g. ``{meta[key]}`` missing)."""
-        text, variables = self.text, self.variables
+    def prompts(self, frame: Any) -> Iterator[tuple[Prompt, list[Any]]]:
+        """Each row's prompt, with the fields that row could not fill (e.g. ``{meta[key]}`` missing). A
+        row whose field holds an image (a path to an image file, bytes, a figure) gets content blocks;
+        ``{row}`` alone is the whole row as a table."""
+        text, variables, limit = self.text, self.variables, self.context_tokens
         if self.whole_row:
             for record in frame.to_dict("records"):
-                yield interpolate(text, {**variables, "row": record, **{c: record[c] for c in self.columns}})
+                fields = {**variables, "row": Row(record), **{c: record[c] for c in self.columns}}
+                yield interpolate(text, fields, context_tokens=limit)
             return
         cols = self.columns
         if not cols:  # the same prompt for every row (warned when compiled)
-            same = interpolate(text, variables)
+            same = interpolate(text, variables, context_tokens=limit)
             for _ in range(len(frame)):
                 yield same
             return
         values = [frame[c].tolist() for c in cols]  # plain Python values: str() of them reads naturally
         for row in zip(*values, strict=True):
-            yield interpolate(text, {**variables, **dict(zip(cols, row, strict=True))})
+            yield interpolate(text, {**variables, **dict(zip(cols, row, strict=True))}, context_tokens=limit)

@@ -52,6 +52,7 @@ class JobSpec:
     concurrency: int | None
     on_error: str
     policy: Any = None
+    context_tokens: int | None = None
     report: bool = False  # computed by map_rows: report progress to Redis and obey its stop flag
 
     def __dask_tokenize__(self) -> str:
@@ -86,6 +87,7 @@ def _prepared(pdf: pd.DataFrame, spec: JobSpec, picker: Any, cache: Any) -> Any:
             system=spec.system,
             temperature=spec.temperature,
             max_tokens=spec.max_tokens,
+            context_tokens=spec.context_tokens,
             namespace=spec.variables,
         )
 

@@ -28,6 +28,7 @@ __all__ = [
     "_argument",
     "_cell_key",
     "_cell_magic",
+    "_context_tokens",
     "_line_magic",
     "_magic_arguments",
     "_models",
@@ -126,6 +127,21 @@ def _positive_money(text: str | None, option: str) -> Decimal | None:
         return usd(option, value, unit="USD")
     except ConfigError:
         raise UsageError(f"{option} takes an amount in USD from 0 to {MAX_USD:,.0f}, got {text!r}") from None
+
+
+def _context_tokens(value: int | None) -> int | None:
+    """``--context-tokens N``: positive, and enough for a table's header and a few rows."""
+    if value is None:
+        return None
+    if value < _MIN_CONTEXT_TOKENS:
+        raise UsageError(
+            f"--context-tokens must be at least {_MIN_CONTEXT_TOKENS} (a table's shape, columns and a few rows), "
+            f"got {value}"
+        )
+    return value
+
+
+_MIN_CONTEXT_TOKENS = 100
 
 
 def _models(values: list[str]) -> list[str] | None:

@@ -17,6 +17,7 @@ from coffee_nb.session._interpolate import (
     SECRET,
     ErrorLog,
     FieldError,
+    Prompt,
     Unfilled,
     describe,
     last_error,
@@ -38,16 +39,20 @@ __all__ = [
 ]
 
 
-def interpolate(text: str, namespace: Mapping[str, Any]) -> tuple[str, list[Unfilled]]:
+def interpolate(
+    text: str, namespace: Mapping[str, Any], *, context_tokens: int | None = None
+) -> tuple[Prompt, list[Unfilled]]:
     try:
-        return _rules.interpolate(text, namespace)
+        return _rules.interpolate(text, namespace, context_tokens=context_tokens)
     except FieldError as exc:
         raise UsageError(str(exc)) from None
 
 
-def fill(text: str, namespace: Mapping[str, Any], *, allow_missing: bool = False) -> str:
+def fill(
+    text: str, namespace: Mapping[str, Any], *, allow_missing: bool = False, context_tokens: int | None = None
+) -> Prompt:
     try:
-        return _rules.fill(text, namespace, allow_missing=allow_missing)
+        return _rules.fill(text, namespace, allow_missing=allow_missing, context_tokens=context_tokens)
     except FieldError as exc:
         raise UsageError(str(exc)) from None
 

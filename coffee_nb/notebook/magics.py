@@ -26,6 +26,7 @@ from coffee_nb.notebook._cell import CellInterrupted, RequestRefusedError, charg
 from coffee_nb.notebook._options import ShellMagics, _cell_key, _sendable
 from coffee_nb.notebook._options import _argument as _argument
 from coffee_nb.notebook._options import _cell_magic as _cell_magic
+from coffee_nb.notebook._options import _context_tokens as _context_tokens
 from coffee_nb.notebook._options import _magic_arguments as _magic_arguments
 from coffee_nb.notebook._options import _models as _models
 from coffee_nb.notebook._options import _parse as _parse
@@ -35,6 +36,7 @@ from coffee_nb.notebook.interpolate import fill
 # "x as x": re-exported for the other magic modules (map_magic), which import them from here
 from coffee_nb.replay._cassette import CELL
 from coffee_nb.session._answer import AnswerError
+from coffee_nb.session._interpolate import Prompt, prompt_text
 from coffee_nb.session._session import FORMATS, Session, get_session
 
 if TYPE_CHECKING:
@@ -64,6 +66,12 @@ class LLMMagics(ShellMagics):
     )
     @_argument("--no-cache", action="store_true", help="call the model even if this exact request was answered before")
     @_argument("--dry-run", action="store_true", help="show tokens, worst-case cost and budget left per model; no call")
+    @_argument(
+        "--show-prompt", action="store_true", help="show the prompt as it will be sent (images, tables), and its cost"
+    )
+    @_argument(
+        "--context-tokens", type=int, default=None, help="the most tokens a table ({df}) may take (default 2000)"
+    )
     @_argument("--budget", default=None, help="a hard cap in USD for this cell, on top of the session budget")
     @_argument("--next-cell", action="store_true", help="with --format code: offer the code as the next cell")
     @_argument(
@@ -74,8 +82,11 @@ class LLMMagics(ShellMagics):
         """Ask a language model; the cell body is the prompt.
 
         ``{name}``, ``{name.attr}``, ``{name[key]}``, ``{In[3]}`` and ``{Out[3]}`` are filled from the
-        notebook's variables, ``{err}`` / ``{Err[3]}`` with the last exception / cell 3's (``{{name}}``
-        keeps a literal ``{name}``); a field naming nothing is an error unless ``--allow-missing``. The
+        notebook's variables (a figure, an image or an image file's path is sent as an image; a DataFrame
+        as a compact table within ``--context-tokens``; ``{df:describe}`` as a summary), ``{err}`` /
+        ``{Err[3]}`` with the last exception / cell 3's (``{{name}}`` keeps a literal ``{name}``); a field
+        naming nothing is an error unless ``--allow-missing``. ``--show-prompt`` shows what would be sent
+        (thumbnails of the images), its tokens and worst-case cost, and calls nothing. The
         answer streams into the cell, then shows with a footer: model, fallbacks, tokens, cost, latency,
         budget left. It is stored in ``_`` / ``Out`` (and ``-o VAR``) with the full message and attempt
         trace. An identical request is answered from the cache at $0 unless ``--no-cache``.
@@ -95,14 +106,15 @@ class LLMMagics(ShellMagics):
             raise UsageError(f"--out needs a Python variable name, got {args.out!r}")
         cap = _positive_money(args.budget, "--budget")
         models = _models(args.models)
-        prompt = fill(cell, self._shell.user_ns, allow_missing=args.allow_missing)
-        if not prompt.strip():
+        context = _context_tokens(args.context_tokens)
+        prompt = fill(cell, self._shell.user_ns, allow_missing=args.allow_missing, context_tokens=context)
+        if not prompt_text(prompt).strip():
             raise UsageError("the cell is empty: write the prompt on the lines below %%llm")
         session = get_session()
         chat = None
         if args.chat is not None:
             chat = args.chat or _cell_key(self.shell, cell)
-        if args.dry_run:
+        if args.dry_run or args.show_prompt:
             self._dry_run(session, prompt, models, args, chat)
             return
         budget = None
@@ -132,7 +144,7 @@ class LLMMagics(ShellMagics):
         self,
         session: Session,
         view: AnswerView,
-        prompt: str,
+        prompt: Prompt,
         models: list[str] | None,
         args: argparse.Namespace,
         chat: str | None,
@@ -201,9 +213,10 @@ class LLMMagics(ShellMagics):
             CELL.reset(cell_token)
 
     def _dry_run(
-        self, session: Session, prompt: str, models: list[str] | None, args: argparse.Namespace, chat: str | None
+        self, session: Session, prompt: Prompt, models: list[str] | None, args: argparse.Namespace, chat: str | None
     ) -> None:
-        """Tokens, worst-case cost and budget left per model; works without the ledger (budget left: ?)."""
+        """Tokens, worst-case cost and budget left per model (with ``--show-prompt``, under the prompt as it
+        will be sent); works without the ledger (budget left: ?)."""
         from coffee_nb.notebook.render import dry_run_table  # lazy: %load_ext path
 
         try:
@@ -214,7 +227,13 @@ class LLMMagics(ShellMagics):
             rows = session.dry_run(prompt, models=models, system=args.system, max_tokens=args.max_tokens, chat=chat)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-        display(dry_run_table(rows))
+        table = dry_run_table(rows)
+        if args.show_prompt:
+            from coffee_nb.notebook._prompt_view import PromptView  # lazy: %load_ext path
+
+            display(PromptView(session.messages(prompt, system=args.system, chat=chat), table))
+        else:
+            display(table)
 
     def _store(self, answer: Answer, out: str | None) -> None:
         ns = self._shell.user_ns

@@ -358,14 +358,22 @@ class Table:
 
 def dry_run_table(rows: list[dict[str, Any]]) -> Table:
     periods = list(rows[0]["budget_left_after"]) if rows else []
-    columns = ["model", "input tokens", "window", "fits", "worst case", *[f"{p} left after" for p in periods]]
+    images = bool(rows) and bool(rows[0].get("images"))
+    columns = ["model", "input tokens", *(["images"] if images else []), "window", "fits", "worst case"]
+    columns += [f"{p} left after" for p in periods]
     out = []
     for r in rows:
         est = "" if r["exact"] else "~"
         fits = "?" if r["fits"] is None else ("yes" if r["fits"] else "NO")
+        seen: list[str] = []
+        if images:  # how many, their share of the input tokens, and whether this model takes them at all
+            about = "" if r.get("image_tokens_exact") else "~"
+            seen = [f"{r['images']} ({about}{r['image_tokens']} tokens)"]
+            if r.get("vision") is False:
+                seen, fits = [f"{r['images']}: no image input (skipped)"], "NO"
         left = [money(v) if v is not None else "?" for v in r["budget_left_after"].values()]
         worst = money(r["worst_case_cost"]) if r["worst_case_cost"] is not None else "unpriced"
         if r["price_source"] == "sandbox" and r["worst_case_cost"] is not None:
             worst += " (sandbox)"
-        out.append([r["model"], f"{est}{r['input_tokens']}", r["context_window"] or "?", fits, worst, *left])
+        out.append([r["model"], f"{est}{r['input_tokens']}", *seen, r["context_window"] or "?", fits, worst, *left])
     return Table(columns, out, title="Dry run — no call made (worst case: max output tokens at the output price)")

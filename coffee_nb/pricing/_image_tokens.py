@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-__all__ = ["ImageTokens", "image_tokens"]
+__all__ = ["ImageTokens", "image_bound", "image_tokens"]
 
 
 class ImageTokens(NamedTuple):
@@ -43,3 +43,12 @@ def image_tokens(provider: str, model: str, width: int, height: int, detail: str
         return ImageTokens(tokens, False, "size unknown: the most a high-detail image costs")
     tokens, rule = _openai_tiles(width, height, "low" if detail == "low" else "high")
     return ImageTokens(tokens, provider in ("openai", "azure", "sandbox"), rule)
+
+
+_BOUND_PROVIDERS = ("openai", "anthropic", "google_genai", "mistral")
+
+
+def image_bound(width: int, height: int) -> int:
+    """At least the tokens an image of this size costs on any model coffee_nb knows a rule for: a bound
+    for routing and reservations that holds before the answering model is known."""
+    return max(image_tokens(p, "", width, height, "high").tokens for p in _BOUND_PROVIDERS)

@@ -16,6 +16,8 @@ from typing import Any
 
 from coffee_nb._shared import _config
 from coffee_nb._shared._format import content_text
+from coffee_nb._shared._images import facts, images_in
+from coffee_nb.pricing._image_tokens import image_bound, image_tokens
 
 __all__ = [
     "DEFAULT_OUTPUT_ESTIMATE",
@@ -26,6 +28,7 @@ __all__ = [
     "encoding_for",
     "estimate_prompt",
     "estimate_tokens",
+    "images_tokens",
     "prompt_bound",
 ]
 
@@ -139,7 +142,26 @@ def count_message_tokens(messages: Sequence[Any] | str, provider: str, model: st
     A plain string counts as one user message, as LangChain turns it into one.
     """
     encoding, exact = encoding_for(provider, model)
-    return TokenCount(count_prompt(messages, encoding), exact, encoding)
+    tokens, images_exact = images_tokens(messages, provider, model)
+    return TokenCount(count_prompt(messages, encoding) + tokens, exact and images_exact, encoding)
+
+
+def images_tokens(messages: Sequence[Any] | str, provider: str, model: str) -> tuple[int, bool]:
+    """The prompt tokens of the images in ``messages`` on ``provider/model`` by the provider's rule, and
+    whether every one of them was counted exactly (0, True when there are none)."""
+    total, exact = 0, True
+    for block in images_in(messages):
+        f = facts(block)
+        detail = block.get("detail") or (block.get("image_url") or {}).get("detail") or "auto"
+        counted = image_tokens(provider, model, f.width, f.height, str(detail))
+        total += counted.tokens
+        exact = exact and counted.exact
+    return total, exact
+
+
+def _images_bound(messages: Sequence[Any] | str) -> int:
+    """At least what the images in ``messages`` cost on any model (0 when there are none)."""
+    return sum(image_bound(f.width, f.height) for f in map(facts, images_in(messages)))
 
 
 def _texts(messages: Sequence[Any] | str) -> list[str]:
@@ -173,9 +195,11 @@ def count_prompt(messages: Sequence[Any] | str, encoding: str) -> int:
 def prompt_bound(messages: Sequence[Any] | str) -> int:
     """An upper bound on the prompt tokens for any byte-level tokenizer: every token is at least one
     byte of UTF-8. Costs no tokenizer: when the bound settles a question, nothing is counted."""
-    return _framing(messages) + sum(len(t.encode("utf-8", "surrogatepass")) for t in _texts(messages))
+    text = sum(len(t.encode("utf-8", "surrogatepass")) for t in _texts(messages))
+    return _framing(messages) + text + _images_bound(messages)
 
 
 def estimate_prompt(messages: Sequence[Any] | str) -> int:
     """A cheap estimate of the prompt tokens (labelled as such wherever shown)."""
-    return _framing(messages) + sum(estimate_tokens(t) for t in _texts(messages))
+    images, _ = images_tokens(messages, "openai", "")  # OpenAI's tiles: a middling rule, for an estimate
+    return _framing(messages) + sum(estimate_tokens(t) for t in _texts(messages)) + images

@@ -64,6 +64,8 @@ class Provider:
     # ("prefix": the message is marked ``prefix: true``, Mistral/DeepSeek; "vllm": vLLM's continue_final_message)
     prefill: bool | str | Callable[[str], bool | str] = False
     finish_reason: bool = False  # streams end with a finish reason: one without it was cut off
+    # takes images (per model, if callable; None: unknown here, LangChain's model profile may say)
+    vision: bool | Callable[[str], bool | None] | None = None
     key_vars: tuple[str, ...] = ()  # the key's variables, first set wins (GOOGLE_API_KEY, GEMINI_API_KEY)
     key_params: tuple[str, ...] = ("api_key",)  # params that stand in for the key (Azure AD tokens)
     settings: tuple[Setting, ...] = ()  # needed besides the key (Azure's endpoint and API version)
@@ -173,6 +175,7 @@ def register_provider(
     encoding: str | None = None,
     prefill: bool | str | Callable[[str], bool | str] = False,
     finish_reason: bool = False,
+    vision: bool | Callable[[str], bool | None] | None = None,
     settings: Sequence[Setting] = (),
     key_params: Sequence[str] = ("api_key",),
     secret_vars: Sequence[str] = (),
@@ -199,6 +202,8 @@ def register_provider(
     streams always end with a finish reason (so one without it was cut off). ``errors`` maps its SDK's
     exception classes (``"package.ClassName"``) to an ``ErrorClass`` (None: by HTTP status), ``codes``
     its structured error codes; ``params`` says how its model takes call parameters (:class:`Params`).
+    ``vision`` says whether its models take images (a callable decides per model; None: unknown, then
+    LangChain's model profile of the built model decides, else the model is tried).
     ``async_clients`` how a user's own instance of one of its ``classes`` is copied with a fresh async
     client for another event loop (:class:`AsyncClients`; without it such instances are used as they are).
     """
@@ -249,6 +254,7 @@ def register_provider(
         encoding=encoding,
         prefill=prefill if callable(prefill) or isinstance(prefill, str) else bool(prefill),
         finish_reason=bool(finish_reason),
+        vision=vision if vision is None or callable(vision) else bool(vision),
         key_vars=key_vars,
         settings=tuple(settings),
         key_params=tuple(key_params),

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from coffee_nb._shared._images import keyed
 from coffee_nb._shared._paths import data_dir, open_sqlite, storage_error
 from coffee_nb._shared._records import CallRecord, Outcome, Role, summary_data
 from coffee_nb._shared._redact import redact
@@ -42,7 +43,7 @@ def request_key(models: Sequence[str], messages: Sequence[Any], params: dict[str
     """A stable hash of what was asked: the chain, each message's role and content, and parameters."""
     payload = {
         "models": list(models),
-        "messages": [[getattr(m, "type", "?"), getattr(m, "content", m)] for m in messages],
+        "messages": [[getattr(m, "type", "?"), keyed(getattr(m, "content", m))] for m in messages],
         "params": {k: v for k, v in sorted(params.items()) if v is not None},
     }
     raw = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)

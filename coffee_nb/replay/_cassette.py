@@ -40,6 +40,7 @@ from typing import Any
 
 from coffee_nb._shared import _config
 from coffee_nb._shared._format import content_text
+from coffee_nb._shared._images import digests
 from coffee_nb._shared._redact import redact
 from coffee_nb.errors._errors import CoffeeError, ConfigError
 
@@ -87,6 +88,9 @@ def request_of(models: Sequence[str], messages: Sequence[Any] | str, params: Map
                 "role": getattr(m, "type", "?"),
                 "content": redact(content_text(getattr(m, "content", m)).strip()),
             }
+            images = digests(getattr(m, "content", None))
+            if images:  # by the SHA-256 of their bytes: a cassette never holds an image itself
+                entry["images"] = images
             tool_calls = getattr(m, "tool_calls", None)
             if tool_calls:
                 entry["tool_calls"] = [{"name": c.get("name"), "args": c.get("args")} for c in tool_calls]

@@ -97,6 +97,11 @@ class Answer:
                 parts.append(f"hedged: answered before {lost[0]}")
         est = "~" if self.tokens.get("estimated") else ""
         parts.append(f"{est}{self.tokens.get('input', 0)}→{self.tokens.get('output', 0)} tokens")
+        images = self.tokens.get("images")
+        if images:
+            about = "" if self.tokens.get("image_tokens_exact") else "~"
+            counted = f"{about}{self.tokens.get('image_tokens', 0)} tokens"
+            parts.append(f"{images} image{'s' * (images != 1)} ({counted} of the input)")
         if self.truncated:
             parts.append(f"stopped at the {self.tokens.get('output', 0)}-token limit")
         parts.append(self.cost_text())

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from coffee_nb._shared._images import images_in
 from coffee_nb._shared._paths import StorageError
-from coffee_nb.pricing._tokens import count_message_tokens
+from coffee_nb.pricing._tokens import count_message_tokens, images_tokens
 
 if TYPE_CHECKING:
+    from coffee_nb.session._interpolate import Prompt
     from coffee_nb.session._session import Session
 
 __all__ = ["dry_run"]
@@ -16,7 +18,7 @@ __all__ = ["dry_run"]
 
 def dry_run(
     session: Session,
-    prompt: str,
+    prompt: Prompt,
     *,
     models: Sequence[Any] | None = None,
     system: str | None = None,
@@ -36,8 +38,10 @@ def dry_run(
     except StorageError:  # budget left unknown ("?"); %%llm --dry-run says why
         status = {}
     rows = []
+    images = sum(1 for _ in images_in(messages))
     for cand in picker.candidates:
-        count = count_message_tokens(messages, cand.provider, cand.model)
+        count = count_message_tokens(messages, cand.provider, cand.catalog_model)
+        image_tokens, image_exact = images_tokens(messages, cand.provider, cand.catalog_model)
         out_cap = cap or cand.max_output_tokens or DEFAULT_OUTPUT_ESTIMATE
         price = cand.facts.price
         worst = price.cost(count.tokens, out_cap) if price is not None else None
@@ -49,6 +53,10 @@ def dry_run(
                 "exact": count.exact,
                 "context_window": window,
                 "fits": None if window is None else count.tokens + (cap or 0) <= window,
+                "images": images,
+                "image_tokens": image_tokens,
+                "image_tokens_exact": image_exact,
+                "vision": cand.vision if images else None,
                 "max_output_tokens": out_cap,
                 "worst_case_cost": worst,
                 "price_source": price.source if price is not None else "unpriced",

@@ -3,6 +3,12 @@
 and the notebook's exceptions: ``{err}`` (the last one; a variable named ``err`` wins) and ``{Err[3]}``
 (the one cell 3 raised), as type, message and the traceback's frames in the notebook's own code.
 
+What a field holds decides what is sent: a matplotlib figure or axes, a PIL or IPython image, image
+bytes or the path of an image file go as an image (the prompt becomes a list of LangChain content
+blocks, text and images in the order they appear); a DataFrame, Series or array as a compact table cut to
+``context_tokens`` (``{df:describe}``: a summary instead of rows); anything else as ``str(value)``.
+``{name:text}`` sends ``str(value)`` whatever it is.
+
 Done exactly once, left to right. Only fields that look like a Python name followed by ``.attr`` /
 ``[index]`` are candidates, so code, JSON and tracebacks full of braces pass through untouched; a
 candidate that can't be filled is left as is and reported with the reason. ``{{name}}`` is the escape
@@ -20,15 +26,37 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import sys
 import traceback
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from coffee_nb._shared._format import content_text
+from coffee_nb._shared._images import is_image
 from coffee_nb._shared._redact import redact
+from coffee_nb.content._objects import as_image
+from coffee_nb.content._rows import Row, render_row
+from coffee_nb.content._tables import DEFAULT_CONTEXT_TOKENS, is_table, render_table
 from coffee_nb.errors._errors import ConfigError
 
-__all__ = ["ErrorLog", "FieldError", "Unfilled", "describe", "fill", "interpolate", "last_error"]
+__all__ = [
+    "ErrorLog",
+    "FieldError",
+    "Prompt",
+    "Row",
+    "Unfilled",
+    "describe",
+    "fill",
+    "interpolate",
+    "last_error",
+    "prompt",
+    "prompt_text",
+    "with_text",
+]
+
+# A filled prompt: text, or LangChain content blocks when a field held an image
+Prompt = str | list[str | dict[Any, Any]]  # (LangChain's type of a message's content)
 
 
 class FieldError(ConfigError):
@@ -37,7 +65,10 @@ class FieldError(ConfigError):
 
 # {name(.attr | [int] | ['key'] | ["key"])*} — nothing else is a field; {{field}} is its escape
 _PATH = r"""[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:-?\d+|'[^'\]]*'|"[^"\]]*")\])*"""
-_FIELD = re.compile(r"\{\{(?P<esc>" + _PATH + r")\}\}|\{(?P<expr>" + _PATH + r")\}")
+_MODIFIERS = ("describe", "text")  # {df:describe}: a summary of a table; {x:text}: str(x), whatever x is
+_FIELD = re.compile(
+    r"\{\{(?P<esc>" + _PATH + r"(?::(?:describe|text))?)\}\}|\{(?P<expr>" + _PATH + r")(?::(?P<mod>describe|text))?\}"
+)
 _PART = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+|'[^']*'|"[^"]*")\]""")
 
 # why a field is left as written, read as "{field} <reason>; left as written."
@@ -149,37 +180,84 @@ class ErrorLog:
             events.register("post_run_cell", cls(shell))
 
 
-def interpolate(text: str, namespace: Mapping[str, Any]) -> tuple[str, list[Unfilled]]:
-    """``text`` with fields filled from ``namespace``, and the fields left as written (with why).
+def interpolate(
+    text: str, namespace: Mapping[str, Any], *, context_tokens: int | None = None
+) -> tuple[Prompt, list[Unfilled]]:
+    """``text`` with fields filled from ``namespace`` (a string, or content blocks when a field held an
+    image), and the fields left as written (with why). Tables are cut to ``context_tokens`` each.
 
-    Raises :class:`FieldError` naming the field when the user's own object raises while being read."""
+    Raises :class:`FieldError` naming the field when the user's own object raises while being read (or
+    can't be sent: an image too large)."""
     unfilled: list[Unfilled] = []
+    images: list[dict[str, Any]] = []
+    mark = f"\x00{secrets.token_hex(4)}:"  # where an image goes, until the text is cut into blocks
 
     def fill(match: re.Match[str]) -> str:
         token = match.group(0)
         if match.group("esc") is not None:
             return "{" + match.group("esc") + "}"
-        expr = match.group("expr")
+        expr, modifier = match.group("expr"), match.group("mod")
         try:
-            value = str(_resolve(expr, namespace))
+            value = _resolve(expr, namespace)
+            if modifier == "text":
+                text = str(value)
+            elif (block := as_image(value, f"{{{expr}}}")) is not None:
+                images.append(block)
+                return f"{mark}{len(images) - 1}\x00"
+            elif isinstance(value, Row):
+                text = render_row(value, max_tokens=context_tokens or DEFAULT_CONTEXT_TOKENS)
+            elif is_table(value):
+                limit = context_tokens or DEFAULT_CONTEXT_TOKENS
+                text = render_table(value, max_tokens=limit, mode=modifier or "table").text
+            else:
+                text = str(value)
         except _Refused as refused:
             unfilled.append(Unfilled(expr, refused.reason))
             return token
+        except ConfigError as exc:  # coffee_nb's own word on the value (an image too large): as it is
+            raise FieldError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the user's object raised: say which field, in one line
             detail = redact(f"{type(exc).__name__}: {exc}").splitlines()[0] if str(exc) else type(exc).__name__
             raise FieldError(f"{{{expr}}} could not be filled: reading it raised {detail}") from None
-        if redact(value) != value:
+        if redact(text) != text:
             unfilled.append(Unfilled(expr, SECRET))
             return token
-        return value
+        return text
 
-    return _FIELD.sub(fill, text), unfilled
+    filled = _FIELD.sub(fill, text)
+    if not images:
+        return filled, unfilled
+    blocks: list[str | dict[Any, Any]] = []
+    for i, part in enumerate(re.split(re.escape(mark) + r"(\d+)\x00", filled)):
+        if i % 2:
+            blocks.append(images[int(part)])
+        elif part:
+            blocks.append({"type": "text", "text": part})
+    return blocks, unfilled
 
 
-def fill(text: str, namespace: Mapping[str, Any], *, allow_missing: bool = False) -> str:
+def with_text(prompt: Prompt, text: str) -> Prompt:
+    """``prompt`` with ``text`` after it (a last text block when it is content blocks)."""
+    if not text:
+        return prompt
+    if isinstance(prompt, str):
+        return prompt + text
+    return [*prompt, {"type": "text", "text": text}]
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """A prompt as one line of text for notes and history: its text, ``[image]`` where an image goes."""
+    if isinstance(prompt, str):
+        return prompt
+    return "".join("[image]" if is_image(b) else content_text([b]) for b in prompt)
+
+
+def fill(
+    text: str, namespace: Mapping[str, Any], *, allow_missing: bool = False, context_tokens: int | None = None
+) -> Prompt:
     """``text`` interpolated for sending. A field naming nothing defined is a :class:`FieldError` (nothing is
     sent) unless ``allow_missing``: then it is left as written, like refused fields, with a note each."""
-    filled, unfilled = interpolate(text, namespace)
+    filled, unfilled = interpolate(text, namespace, context_tokens=context_tokens)
     missing = [u for u in unfilled if u.reason in (NOT_DEFINED, NO_ERROR)]
     if missing and not allow_missing:
         first = missing[0].field
@@ -191,3 +269,28 @@ def fill(text: str, namespace: Mapping[str, Any], *, allow_missing: bool = False
     for field, reason in unfilled:
         print(f"coffee_nb: {{{field}}} {reason}; left as written.", file=sys.stderr)
     return filled
+
+
+def prompt(
+    text: str,
+    namespace: Mapping[str, Any] | None = None,
+    /,
+    *,
+    context_tokens: int | None = None,
+    allow_missing: bool = False,
+    **values: Any,
+) -> Prompt:
+    """``text`` with its ``{fields}`` filled as ``%%llm`` fills them, for ``coffee_nb.ask``, an AutoPicker or
+    any LangChain chat model: figures and images become image blocks, DataFrames compact tables (at most
+    ``context_tokens`` each). Fields are looked up in ``values``, then ``namespace`` (by default the
+    caller's variables, local then global).
+
+    >>> llm.invoke([HumanMessage(coffee_nb.prompt("What does this plot show? {fig}"))])
+    >>> coffee_nb.ask(coffee_nb.prompt("Which columns look wrong? {df}", context_tokens=4000))
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"prompt() takes the prompt's text with {{fields}}, got {type(text).__name__}")
+    if namespace is None:
+        caller = sys._getframe(1)
+        namespace = {**caller.f_globals, **caller.f_locals}
+    return fill(text, {**namespace, **values}, allow_missing=allow_missing, context_tokens=context_tokens)

@@ -24,6 +24,7 @@ from coffee_nb.invoke._summary import CallSummary
 from coffee_nb.providers._aliases import resolve
 from coffee_nb.replay._cassette import active
 from coffee_nb.session._answer import Answer, AnswerError
+from coffee_nb.session._interpolate import Prompt, prompt_text
 from coffee_nb.session._settings import ASKING, SessionSettings
 
 # "x as x": the session's constants, importable from here as before
@@ -58,12 +59,12 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
-def _noting(method: Callable[Concatenate[Session, str, _P], _T]) -> Callable[Concatenate[Session, str, _P], _T]:
+def _noting(method: Callable[Concatenate[Session, Prompt, _P], _T]) -> Callable[Concatenate[Session, Prompt, _P], _T]:
     """While ``method`` runs, the session's records are noted with its prompt (``%llm_history``)."""
 
     @functools.wraps(method)
-    def wrapper(self: Session, prompt: str, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        token = ASKING.set(prompt if isinstance(prompt, str) else None)
+    def wrapper(self: Session, prompt: Prompt, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        token = ASKING.set(prompt_text(prompt) if isinstance(prompt, (str, list)) else None)
         try:
             return method(self, prompt, *args, **kwargs)
         finally:
@@ -87,7 +88,7 @@ class Session(SessionSettings):
     """Defaults for the magics and ``coffee_nb.ask``: model chain, budget, metrics, cache, chat."""
 
     # -- asking ------------------------------------------------------------------------------------------
-    def messages(self, prompt: str, *, system: str | None = None, chat: str | None = None) -> list[BaseMessage]:
+    def messages(self, prompt: Prompt, *, system: str | None = None, chat: str | None = None) -> list[BaseMessage]:
         from langchain_core.messages import HumanMessage, SystemMessage  # lazy: langchain_core
 
         out: list[BaseMessage] = []
@@ -102,7 +103,7 @@ class Session(SessionSettings):
     @_noting
     def ask(
         self,
-        prompt: str,
+        prompt: Prompt,
         *,
         models: Sequence[Any] | None = None,
         system: str | None = None,
@@ -116,7 +117,9 @@ class Session(SessionSettings):
         format: str = "markdown",  # noqa: A002 - matches the magic's option
     ) -> Answer:
         """Ask the chain; stream through ``on_token`` when given (``on_restart`` hears when a broken stream
-        starts over on another model). Identical requests come from the cache at $0."""
+        starts over on another model). Identical requests come from the cache at $0.
+
+        ``prompt`` is text, or LangChain content blocks (text and images: see ``coffee_nb.content_blocks``)."""
         if format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
         chain, notice = (list(models), None) if models else self.chain()
@@ -252,7 +255,7 @@ class Session(SessionSettings):
 
     def dry_run(
         self,
-        prompt: str,
+        prompt: Prompt,
         *,
         models: Sequence[Any] | None = None,
         system: str | None = None,
@@ -291,8 +294,10 @@ def reset() -> None:
     get_session().reset()
 
 
-def ask(prompt: str, **kwargs: Any) -> Answer:
-    """Ask the session's chain from Python (same cache, budget and metrics as ``%%llm``)."""
+def ask(prompt: Prompt, **kwargs: Any) -> Answer:
+    """Ask the session's chain from Python (same cache, budget and metrics as ``%%llm``). ``prompt`` is
+    text or content blocks; to fill ``{fields}`` from your variables as ``%%llm`` does (figures and
+    images sent as images, DataFrames as tables), use ``coffee_nb.prompt("... {df}", locals())``."""
     return get_session().ask(prompt, **kwargs)
 
 
