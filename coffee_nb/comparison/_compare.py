@@ -77,11 +77,13 @@ def compare(
     seed: int | None = 0,
     namespace: Mapping[str, Any] | None = None,
     on_progress: Callable[[int, int], Any] | None = None,
+    context_tokens: int | None = None,
 ) -> Comparison:
     """Send the same request to each of ``models`` (``runs`` times each) and compare the answers.
 
-    ``prompt_or_df``: a prompt, or a DataFrame with ``template`` (``{column}`` fields filled from each row,
-    other ``{name}`` fields from your variables). ``judge``: a model that compares each pair of answers
+    ``prompt_or_df``: a prompt (text, or content blocks with images: ``coffee_nb.prompt(...)``), or a
+    DataFrame with ``template`` (``{column}`` fields filled from each row, other ``{name}`` fields from
+    your variables; a table among them cut to ``context_tokens``). ``judge``: a model that compares each pair of answers
     (the first answer of each model per row); ``judge_mode`` "pick" (a winner or a tie) or "score" (1-10
     each). ``judge_order``: "both" (default) asks the judge both ways round, against position bias: a
     winner counts when both orders name it, otherwise the pair is a tie, and ``judge.consistency`` says how
@@ -113,6 +115,7 @@ def compare(
         seed=seed,
         namespace=namespace or {},
         on_progress=on_progress,
+        context_tokens=context_tokens,
     )
     _run_in_thread(job.run)
     return job.result()
@@ -149,6 +152,7 @@ class _Job:
         seed: int | None = 0,
         namespace: Mapping[str, Any] | None = None,
         on_progress: Callable[[int, int], Any] | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         self.session = session = get_session()
         self.runs = positive_int("runs", runs)
@@ -163,8 +167,8 @@ class _Job:
         self.judge_mode, self.judge_order = judge_mode, judge_order
         self.rng = random.Random(seed)
         self.on_progress = on_progress
-        self.source_text = template if template is not None else str(source)
-        self.prompts = read_prompts(source, template, namespace or {})
+        self.source_text = template if template is not None else prompt_text(source)
+        self.prompts = read_prompts(source, template, namespace or {}, context_tokens=context_tokens)
         self.extra_budget = cap_budget(budget)
         specs = model_list(models)
         if judge is not None and len(specs) < 2:

@@ -18,7 +18,7 @@ from coffee_nb.comparison._judge import JudgeReport
 from coffee_nb.comparison._usage import USAGE_COLUMNS, usage
 from coffee_nb.comparison._view import CompareView, text_summary
 from coffee_nb.errors._errors import ConfigError
-from coffee_nb.session._interpolate import Prompt, interpolate, prompt_text
+from coffee_nb.session._interpolate import Prompt, Row, interpolate, prompt_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,7 +217,9 @@ def cap_budget(budget: Any) -> Any:
     return Budget(total=usd("budget", budget), ledger="memory", name="compare")
 
 
-def read_prompts(source: Any, template: str | None, namespace: Mapping[str, Any]) -> list[tuple[Any, Prompt]]:
+def read_prompts(
+    source: Any, template: str | None, namespace: Mapping[str, Any], *, context_tokens: int | None = None
+) -> list[tuple[Any, Prompt]]:
     """(row label, prompt) pairs: one for a prompt (label 0: text, or content blocks with images), one per
     row for a DataFrame and a template."""
     if isinstance(source, (str, list)):
@@ -236,7 +238,8 @@ def read_prompts(source: Any, template: str | None, namespace: Mapping[str, Any]
     out = []
     for label, values in zip(source.index, source.to_dict("records"), strict=True):
         columns = {str(k): v for k, v in values.items()}
-        prompt, missing = interpolate(template, ChainMap(columns, {"row": columns}, variables))
+        scope = ChainMap(columns, {"row": Row(columns)}, variables)
+        prompt, missing = interpolate(template, scope, context_tokens=context_tokens)
         if missing:  # field names, or (field, why) pairs
             why = "names neither a column nor a variable"
             fields = "; ".join(f"{{{getattr(m, 'field', m)}}} {getattr(m, 'reason', why)}" for m in missing)

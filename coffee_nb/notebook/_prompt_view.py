@@ -16,7 +16,6 @@ from typing import Any
 from coffee_nb._shared._format import content_text
 from coffee_nb._shared._images import facts, is_image
 from coffee_nb._shared._markdown import NO_MATH
-from coffee_nb.notebook.render import Table
 
 __all__ = ["PromptView"]
 
@@ -60,14 +59,16 @@ def _thumbnail(block: dict[str, Any]) -> str | None:
 
 
 class PromptView:
-    """The messages a call will send, and the dry run under them."""
+    """The messages a call will send, and the dry run under them (a table, a job's projection: anything
+    with a text and an HTML rendering)."""
 
-    def __init__(self, messages: Sequence[Any], table: Table) -> None:
+    def __init__(self, messages: Sequence[Any], below: Any, title: str = "Prompt as it will be sent") -> None:
         self.messages = list(messages)
-        self.table = table
+        self.below = below
+        self.title = title
 
     def __repr__(self) -> str:
-        out = ["Prompt as it will be sent — no call made"]
+        out = [f"{self.title} — no call made"]
         number = 0
         for m in self.messages:
             parts = []
@@ -78,10 +79,10 @@ class PromptView:
                 else:
                     parts.append(content_text([block]) if not isinstance(block, str) else block)
             out.append(f"[{_role(m)}]\n" + "".join(parts))
-        return "\n".join(out) + "\n\n" + repr(self.table)
+        return "\n".join(out) + "\n\n" + repr(self.below)
 
     def _repr_html_(self) -> str:
-        rows = ["<div><b>Prompt as it will be sent</b> — no call made</div>"]
+        rows = [f"<div><b>{html.escape(self.title)}</b> — no call made</div>"]
         number = 0
         for m in self.messages:
             cells = []
@@ -97,4 +98,6 @@ class PromptView:
                     if text:
                         cells.append(f"<pre style='{_PRE}'>{html.escape(text)}</pre>")
             rows.append(f"<div><i>{html.escape(_role(m))}</i>{''.join(cells)}</div>")
-        return f"<div class='coffee-nb-prompt {NO_MATH}'>{''.join(rows)}{self.table._repr_html_()}</div>"
+        below = getattr(self.below, "_repr_html_", None)
+        shown = below() if callable(below) else f"<pre>{html.escape(repr(self.below))}</pre>"
+        return f"<div class='coffee-nb-prompt {NO_MATH}'>{''.join(rows)}{shown}</div>"

@@ -9,7 +9,7 @@ from IPython.core.magic import magics_class
 from IPython.display import display
 
 from coffee_nb.errors._errors import BudgetExceededError, ConfigError
-from coffee_nb.notebook._options import ShellMagics
+from coffee_nb.notebook._options import ShellMagics, _context_tokens
 from coffee_nb.notebook.interpolate import fill
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
 
@@ -79,6 +79,8 @@ class CompareMagics(ShellMagics):
     @_argument(
         "--allow-missing", action="store_true", help="send {fields} naming nothing defined as written (else an error)"
     )
+    @_argument("--show-prompt", action="store_true", help="show the prompt as each model gets it and its cost; no call")
+    @_argument("--context-tokens", type=int, default=None, help="the most tokens a table ({df}) may take")
     @_cell_magic("llm_compare")
     def llm_compare(self, line: str, cell: str) -> None:
         """Send the cell's prompt to each model (no fallback: a column is one model) and compare.
@@ -103,6 +105,7 @@ class CompareMagics(ShellMagics):
         if args.judge is not None:
             _models([args.judge])
         cap = _positive_money(args.budget, "--budget")
+        context = _context_tokens(args.context_tokens)
         ns = self._shell.user_ns
         if not cell.strip():
             raise UsageError("the cell is empty: write the prompt on the lines below %%llm_compare")
@@ -113,7 +116,11 @@ class CompareMagics(ShellMagics):
                 raise UsageError(f"--over {args.over!r} is not a variable of this notebook")
             source, template = ns[args.over], cell
         else:
-            source = fill(cell, ns, allow_missing=args.allow_missing)  # an undefined {name}: nothing is sent
+            # an undefined {name}: nothing is sent
+            source = fill(cell, ns, allow_missing=args.allow_missing, context_tokens=context)
+        if args.show_prompt:
+            self._show_prompt(source, template, ns, models, args, context)
+            return
         from coffee_nb.comparison._compare import compare  # lazy: %load_ext path
 
         progress = _progress(f"{len(models)} models")
@@ -136,6 +143,7 @@ class CompareMagics(ShellMagics):
                 seed=args.seed,
                 namespace=ns,
                 on_progress=progress.update,
+                context_tokens=context,
             )
         except BudgetExceededError as exc:
             from coffee_nb.notebook.render import ErrorBox  # lazy: %load_ext path
@@ -148,6 +156,24 @@ class CompareMagics(ShellMagics):
             progress.hide()
         display(comparison.view(diff=args.diff, rows=args.rows))
         self._store(comparison, args.out)
+
+    def _show_prompt(
+        self, source: Any, template: str | None, ns: Any, models: list[str], args: Any, context: int | None
+    ) -> None:
+        """The prompt (the first row's, over a DataFrame) as each model gets it, and its dry run; no call."""
+        from coffee_nb.comparison._comparison import read_prompts  # lazy: %load_ext path
+        from coffee_nb.notebook._prompt_view import PromptView  # lazy: %load_ext path
+        from coffee_nb.notebook.render import dry_run_table  # lazy: %load_ext path
+        from coffee_nb.session._session import get_session  # lazy: %load_ext path
+
+        try:
+            label, prompt = read_prompts(source, template, ns, context_tokens=context)[0]
+            session = get_session()
+            rows = session.dry_run(prompt, models=models or None, system=args.system, max_tokens=args.max_tokens)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        title = "Prompt as each model gets it" + (f" (row {label!r})" if template is not None else "")
+        display(PromptView(session.messages(prompt, system=args.system), dry_run_table(rows), title))
 
     def _store(self, comparison: Comparison, out: str | None) -> None:
         ns = self._shell.user_ns

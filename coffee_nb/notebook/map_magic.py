@@ -14,7 +14,15 @@ from coffee_nb._shared._format import money
 from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 from coffee_nb.jobs import map_rows
 from coffee_nb.jobs._progress import use_in_kernel
-from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
+from coffee_nb.notebook.magics import (
+    _argument,
+    _cell_magic,
+    _context_tokens,
+    _magic_arguments,
+    _models,
+    _parse,
+    _positive_money,
+)
 
 if TYPE_CHECKING:
     from coffee_nb.jobs import JobStatus, Projection
@@ -107,6 +115,8 @@ class MapMagics(Magics):
     @_argument("--budget", default=None, help="a hard cap in USD for this job, on top of the session budget")
     @_argument("--no-progress", action="store_true", help="no progress bar")
     @_argument("--compute", action="store_true", help="Dask DataFrame: compute now (default: a lazy result)")
+    @_argument("--show-prompt", action="store_true", help="show the first row's prompt as it will be sent and the cost")
+    @_argument("--context-tokens", type=int, default=None, help="the most tokens a table ({row}, {df}) may take")
     @_cell_magic("llm_map")
     def llm_map(self, line: str, cell: str) -> Any:
         """Run the cell body as a prompt template over every row of a DataFrame: ``%%llm_map tickets -o labelled``.
@@ -115,7 +125,9 @@ class MapMagics(Magics):
         the notebook's variables (``{{name}}`` keeps a literal brace). Appends ``answer`` (or the schema's
         typed fields), ``model``, ``fallback_from``, tokens, ``cost``, ``latency_s``, ``cached``, ``error``.
         A live bar shows rows done / failed / cached, spend, projected cost, ETA and concurrency. Re-running
-        an interrupted or budget-stopped cell resumes: finished rows come from the cache at $0.
+        an interrupted or budget-stopped cell resumes: finished rows come from the cache at $0. A column of
+        image paths (or images) in a field sends each row's image; ``{row}`` alone is the row as a table.
+        ``--show-prompt`` shows the first row's prompt as it will be sent and the job's projected cost.
         """
         args = _parse(self.llm_map, line)
         shell = self.shell
@@ -136,6 +148,7 @@ class MapMagics(Magics):
                 hint = " (inline, give each field a type: 'label:str, score:float')"
                 schema = _lookup(ns, spec, "--schema", hint) if spec.replace(".", "").isidentifier() else spec
         budget = None
+        context = _context_tokens(args.context_tokens)
         cap = _positive_money(args.budget, "--budget")
         if cap is not None:
             from coffee_nb.budget import Budget  # lazy: %load_ext path
@@ -155,11 +168,14 @@ class MapMagics(Magics):
                 system=args.system,
                 temperature=args.temperature,
                 max_tokens=args.max_tokens,
-                dry_run=args.dry_run,
+                dry_run=args.dry_run or args.show_prompt,
                 progress=not args.no_progress,
                 namespace=ns,
                 compute=args.compute,
+                context_tokens=context,
             )
+            if args.show_prompt:
+                return _first_prompt(df, cell, ns, args.system, context, result)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         except BudgetExceededError:
@@ -178,3 +194,15 @@ class MapMagics(Magics):
                 )
             return None
         return result
+
+
+def _first_prompt(df: Any, template: str, ns: Any, system: str | None, context: int | None, projection: Any) -> Any:
+    """The first row's prompt as it will be sent, above the job's projection (``--show-prompt``)."""
+    from coffee_nb.jobs._template import Template  # lazy: %load_ext path
+    from coffee_nb.notebook._prompt_view import PromptView  # lazy: %load_ext path
+    from coffee_nb.session._session import get_session  # lazy: %load_ext path
+
+    head = df.head(1)  # a Dask DataFrame computes its first partition's first row only
+    prompt, _ = next(Template.compile(template, list(head.columns), ns, context_tokens=context).prompts(head))
+    session = get_session()
+    return PromptView(session.messages(prompt, system=system), projection, "The first row's prompt as it will be sent")
