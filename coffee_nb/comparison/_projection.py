@@ -11,7 +11,7 @@ from coffee_nb._shared._format import money
 from coffee_nb.comparison._judge import JUDGE_MAX_TOKENS, judge_messages
 from coffee_nb.errors._errors import BudgetExceededError
 from coffee_nb.pricing._pricing import from_pico
-from coffee_nb.pricing._tokens import count_prompt, images_tokens, prompt_bound
+from coffee_nb.pricing._tokens import count_prompt, images_tokens, text_bound
 
 if TYPE_CHECKING:
     from coffee_nb.comparison._comparison import Call
@@ -180,9 +180,9 @@ def _cap(cand: Any, max_tokens: int | None) -> int:
 
 def _prompt_tokens(messages: Sequence[Any], cand: Any, exact: bool) -> int:
     """A byte bound (no tokenizer), or a count with the model's encoding (as the invoker counts)."""
-    if not exact:
-        return prompt_bound(messages)
     images, images_exact = images_tokens(messages, cand.provider, cand.catalog_model)
+    if not exact:
+        return text_bound(messages) + images
     tokens = count_prompt(messages, cand.encoding) + images
     return tokens if cand.exact_tokens and images_exact else -(-tokens * MARGIN[0] // MARGIN[1])
 

@@ -325,7 +325,7 @@ class Plan:
             return False
         window = cand.context_window
         out = int(size.max_tokens) if size.max_tokens else 0
-        if window is not None and size.bound() + out > window:  # the bound can't settle it: count
+        if window is not None and size.bound(cand) + out > window:  # the bound can't settle it: count
             need = size.tokens(cand) + out
             if need > window:
                 self._skip(

@@ -30,7 +30,7 @@ from coffee_nb.pricing._tokens import (
     estimate_prompt,
     estimate_tokens,
     images_tokens,
-    prompt_bound,
+    text_bound,
 )
 
 __all__ = ["Attempt", "BudgetLike", "Nested", "PromptSize", "Spend", "new_call_id"]
@@ -91,11 +91,15 @@ class PromptSize:
         self._images: int | None = None
         self._image_tokens: dict[tuple[str, str], tuple[int, bool]] = {}
 
-    def bound(self) -> int:
-        """An upper bound on the prompt's tokens (see ``_tokens.prompt_bound``)."""
+    def bound(self, cand: Candidate) -> int:
+        """An upper bound on the prompt's tokens on ``cand``: its text's bytes (see ``_tokens.text_bound``),
+        its images by ``cand``'s rule (with the margin of an estimate)."""
         if self._bound is None:
-            self._bound = prompt_bound(self.messages)
-        return self._bound
+            self._bound = text_bound(self.messages)
+        if not self.images():
+            return self._bound
+        tokens, exact = self.image_tokens(cand)
+        return self._bound + (tokens if exact else -(-tokens * ESTIMATE_MARGIN[0] // ESTIMATE_MARGIN[1]))
 
     def estimate(self) -> int:
         """A cheap estimate of the prompt's tokens (rate-limit accounting, unreported usage)."""
@@ -189,7 +193,7 @@ class Spend:
             return "unpriced: its cost can't be bounded under max_cost / fallback_cost"
         size = self.size
         out = size.output_cap(cand.output_cap)
-        worst = price.pico(size.bound(), out)
+        worst = price.pico(size.bound(cand), out)
         if self.max_cost is not None and worst > self.max_cost:
             worst = price.pico(size.tokens(cand), out)  # the bound can't settle it: count
             if worst > self.max_cost:
@@ -229,7 +233,7 @@ class Spend:
             return self._hold(cand, None), price
         size = self.size
         out = size.output_cap(cand.output_cap)
-        bound = price.pico(size.bound(), out)
+        bound = price.pico(size.bound(cand), out)
         try:
             return self._hold(cand, bound), price
         except BudgetExceededError:

@@ -175,7 +175,7 @@ class Job:
     # -- before the job --------------------------------------------------------------------------------
     def prepare(self, sinks: tuple[Callable[[CallRecord], Any], ...]) -> Projection:
         """Fill the rows the cache answers (hits are published to ``sinks``), list the rest, and cost them."""
-        from coffee_nb.pricing._tokens import estimate_prompt, prompt_bound  # lazy: %load_ext path
+        from coffee_nb.pricing._tokens import estimate_prompt, images_tokens, text_bound  # lazy: %load_ext path
 
         cache = self.cache
         cached = unfilled = 0
@@ -207,8 +207,12 @@ class Job:
         for i in self.todo:
             messages = self._key_messages(i)
             if worst is not None:
-                bound = prompt_bound(messages)  # what a reservation holds: no tokenizer needed
-                worst += max(p.pico(bound, cap) for p, cap in zip(prices, caps, strict=True) if p is not None)
+                bound = text_bound(messages)  # what a reservation holds: no tokenizer needed (images by rule)
+                worst += max(
+                    p.pico(bound + images_tokens(messages, c.provider, c.catalog_model)[0], cap)
+                    for p, cap, c in zip(prices, caps, cands, strict=True)
+                    if p is not None
+                )
             if expected is not None and primary is not None:
                 expected += primary.pico(estimate_prompt(messages), out)
         left, label = budget_left(self.picker.budget)

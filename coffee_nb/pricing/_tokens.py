@@ -30,6 +30,7 @@ __all__ = [
     "estimate_tokens",
     "images_tokens",
     "prompt_bound",
+    "text_bound",
 ]
 
 DEFAULT_OUTPUT_ESTIMATE = 4096  # worst-case output tokens when neither max_tokens nor the model says
@@ -194,9 +195,14 @@ def count_prompt(messages: Sequence[Any] | str, encoding: str) -> int:
 
 def prompt_bound(messages: Sequence[Any] | str) -> int:
     """An upper bound on the prompt tokens for any byte-level tokenizer: every token is at least one
-    byte of UTF-8. Costs no tokenizer: when the bound settles a question, nothing is counted."""
-    text = sum(len(t.encode("utf-8", "surrogatepass")) for t in _texts(messages))
-    return _framing(messages) + text + _images_bound(messages)
+    byte of UTF-8; each image at its dearest known rule. Costs no tokenizer: when the bound settles a
+    question, nothing is counted."""
+    return text_bound(messages) + _images_bound(messages)
+
+
+def text_bound(messages: Sequence[Any] | str) -> int:
+    """:func:`prompt_bound` without the images (add a model's own image tokens to it)."""
+    return _framing(messages) + sum(len(t.encode("utf-8", "surrogatepass")) for t in _texts(messages))
 
 
 def estimate_prompt(messages: Sequence[Any] | str) -> int:
