@@ -34,6 +34,7 @@ ROOT = PACKAGE.parent
 HEAVY = frozenset(
     {
         "IPython",
+        "PIL",
         "anthropic",
         "asyncio",
         "boto3",

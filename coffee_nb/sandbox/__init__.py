@@ -9,7 +9,9 @@ exit) and the model is a real ``langchain_openai.ChatOpenAI`` talking HTTP to it
 >>> sandbox.inject("sandbox/fast", rates={"503": 0.2})    # then one in five is overloaded (seeded)
 >>> sandbox.clear_faults()
 
-Answers are deterministic text (``sandbox/echo`` repeats the prompt). A judge's request, as
+Answers are deterministic text (``sandbox/echo`` repeats the prompt; ``sandbox/vision`` takes images and
+says each one's size and dominant colour first, see ``coffee_nb.sandbox._vision``; the other models are
+text-only and answer an image with OpenAI's 400). A judge's request, as
 ``coffee_nb.compare(..., judge="sandbox/smart")`` sends it, gets a well-formed verdict by a fixed rule with
 a position bias built in, so judging can be shown offline: each answer rates 0-99 from a hash of its text,
 the answer shown first gets 25 points more, the higher total wins. Two answers rated more than 25 apart get

@@ -1,5 +1,10 @@
 """The sandbox's ready-made models: pure data (prices, windows, latency, behaviour), no server.
 
+Built in: ``fast`` (cheap, 16k window), ``smart`` (slow, expensive, 200k window), ``flaky`` (fails one
+request in three), ``limited`` (always 429), ``echo`` (repeats the prompt) and ``vision``, the one that
+takes images (each one's size and dominant colour, then the usual text answer; see ``_vision``). The
+others are text-only: an image gets them OpenAI's 400, so routing around a text-only model can be shown.
+
 The served models live in ``coffee_nb._shared._config`` (``MODELS`` here is that dict); the built-in ones are
 registered there when this module is imported, and ``reset_defaults()`` brings them back.
 """
@@ -38,6 +43,7 @@ class SandboxModel:
     latency_sigma: float = 0.3  # lognormal spread
     token_ms: float = 1.0  # time per streamed token
     echo: bool = False  # answer with the last user message
+    vision: bool = False  # takes image content parts (text-only models answer them with a 400)
     failure_rates: dict[str, float] = field(default_factory=dict)  # fault name -> probability
 
 
@@ -107,6 +113,17 @@ _BUILTIN = (
         output_price=Decimal("0.01"),
         latency_ms=5,
         echo=True,
+    ),
+    SandboxModel(
+        name="vision",
+        description="takes images: says each one's size and dominant colour, then answers the text",
+        input_price=Decimal("0.50"),
+        output_price=Decimal("2.00"),
+        cached_input_price=Decimal("0.25"),
+        context_window=128_000,
+        latency_ms=60,
+        token_ms=2,
+        vision=True,
     ),
 )
 with _SANDBOX.lock:

@@ -6,7 +6,10 @@ Endpoints: ``POST /v1/chat/completions`` (plain and SSE streaming, usage chunk o
 ``DELETE /sandbox/faults``, ``GET /sandbox/stats``, ``GET /sandbox/log`` (every request with its time and
 fault, so tests can check a client's conduct: retries, waits, hammering).
 
-Over ~400 lines as one thing: the HTTP/1.1 server and its routes (replies, faults and SSE are elsewhere).
+Message content may be a string or a list of parts; image parts are read in ``_vision`` (``sandbox/vision``
+describes them, text-only models refuse them with OpenAI's 400, and they count as prompt tokens).
+
+Over ~400 lines as one thing: the HTTP/1.1 server and its routes (replies, faults, SSE and images are elsewhere).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import h11
@@ -38,6 +42,7 @@ from coffee_nb.sandbox._replies import (
     validate,
 )
 from coffee_nb.sandbox._sse import STREAM_ONLY, stream_answer
+from coffee_nb.sandbox._vision import Seen, check_images, describe, image_parts, image_prompt_tokens, look
 
 __all__ = ["SandboxServer"]
 
@@ -253,30 +258,31 @@ class SandboxServer:
             draw = rng.lognormvariate(math.log(base_ms), model.latency_sigma)
         return draw * self.latency_scale / 1000.0
 
-    def _reply(self, model: SandboxModel, req: dict[str, Any], prompt: str) -> str:
+    def _reply(self, model: SandboxModel, req: dict[str, Any], prompt: str, seen: Sequence[Seen] = ()) -> str:
         with self._lock:
             queue = self.replies.get(model.name)
             if queue:
                 return queue.pop(0)
-        return reply_text(model, req["messages"], prompt)
+        text = reply_text(model, req["messages"], prompt)
+        return f"{describe(seen)} {text}" if seen else text
+
+    async def _refuse(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, model: str | None, exc: BadRequestError
+    ) -> bool:
+        """A 400 the real API would send (logged as the request's ``bad_request`` fault)."""
+        self.log.append(
+            {"t": time.monotonic(), "model": model, "fault": "bad_request", "stream": False, "prefill": False}
+        )
+        await self._json(
+            conn, writer, *error_body(400, str(exc), type_="invalid_request_error", param=exc.param, code=exc.code)
+        )
+        return True
 
     async def _chat(self, conn: h11.Connection, writer: asyncio.StreamWriter, body: bytes) -> bool:
         try:
             req = validate(body)
         except BadRequestError as exc:
-            self.log.append(
-                {
-                    "t": time.monotonic(),
-                    "model": model_of(body),
-                    "fault": "bad_request",
-                    "stream": False,
-                    "prefill": False,
-                }
-            )
-            await self._json(
-                conn, writer, *error_body(400, str(exc), type_="invalid_request_error", param=exc.param, code=exc.code)
-            )
-            return True
+            return await self._refuse(conn, writer, model_of(body), exc)
         name = req["model"].removeprefix("sandbox/")
         model = MODELS.get(name)
         self.requests[name] += 1
@@ -292,11 +298,20 @@ class SandboxServer:
                 ),
             )
             return True
+        messages = req["messages"]
+        images = image_parts(messages)
+        seen: list[Seen] = []
+        if images:  # refused like any bad request: before faults are drawn, without latency
+            try:
+                check_images(model, images)
+                # decoding a big image takes a while: off the loop, so other connections don't wait on it
+                seen = await asyncio.to_thread(lambda: [look(p) for p in images])
+            except BadRequestError as exc:
+                return await self._refuse(conn, writer, name, exc)
         with self._lock:
             rng = self._rngs.setdefault(f"faults/{name}", random.Random(f"{self.seed}/faults/{name}"))
         fault = self.faults.draw(name, model.failure_rates, rng)
         stream = bool(req.get("stream"))
-        messages = req["messages"]
         prefill = messages[-1].get("role") == "assistant"
         if self.faults.down(name) > 0:
             fault = Fault("overloaded")
@@ -342,7 +357,8 @@ class SandboxServer:
         elif fault is not None:
             return await self._fault(conn, writer, fault, model)
 
-        prompt_tokens = count_prompt(messages, ENCODING)
+        # the text as coffee_nb counts it, plus each image by coffee_nb's image rule: its estimate stays exact
+        prompt_tokens = count_prompt(messages, ENCODING) + image_prompt_tokens(model, images, seen)
         max_tokens = req.get("max_completion_tokens") or req.get("max_tokens")
         if prompt_tokens + (max_tokens or 0) > model.context_window:
             await self._json(
@@ -359,8 +375,12 @@ class SandboxServer:
                 ),
             )
             return True
+
+        def reply(model: SandboxModel, req: dict[str, Any], prompt: str) -> str:
+            return self._reply(model, req, prompt, seen)
+
         text, tool, finish, usage = answer(
-            model, req, prompt_tokens, max_tokens, reply=self._reply, tool=None if prefill else self._tool_call
+            model, req, prompt_tokens, max_tokens, reply=reply, tool=None if prefill else self._tool_call
         )
         with self._lock:
             self._counter += 1
