@@ -195,3 +195,26 @@ def test_map_rows_over_a_column_of_image_paths(tmp_path):
         facts(image_block(png(colour=c))).digest for c in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
     )
     assert not blind.calls
+
+
+def test_the_sandbox_routes_around_its_text_only_model_to_the_one_that_sees():
+    """The real client against the sandbox: sandbox/fast is text-only by its provider's word (skipped);
+    declared as seeing anyway, it answers the image with OpenAI's 400, the chain falls back, and it is
+    skipped from then on."""
+    picture = png((640, 480), (31, 59, 115))
+    prompt = [HumanMessage(coffee_nb.content_blocks("What colour?", picture))]
+    llm = AutoPicker("sandbox/fast", ["sandbox/vision"])
+    with capture_records() as records:
+        msg = llm.invoke(prompt)
+    assert msg.content.startswith("Image 1: 640x480 px, mostly dark blue (#1f3b73).")
+    assert [(r.model, r.outcome.value) for r in records] == [("sandbox/fast", "skipped"), ("sandbox/vision", "ok")]
+    # the sandbox counts the image as OpenAI does, and so does coffee_nb: usage and estimate agree
+    assert msg.response_metadata["coffee_nb"]["tokens"]["image_tokens"] == 425  # 2 tiles of 512 px
+    blind = AutoPicker(ModelSpec(model="sandbox/fast", vision=True), ["sandbox/vision"])
+    with capture_records() as records:
+        assert blind.invoke(prompt).content.startswith("Image 1:")
+    assert [(r.model, r.outcome.value, r.error_class) for r in records] == [
+        ("sandbox/fast", "error", "capability"),
+        ("sandbox/vision", "ok", None),
+    ]
+    assert blind.candidates[0].vision is False  # learned: the next image prompt skips it

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -108,8 +109,36 @@ def facts(block: dict[str, Any]) -> ImageFacts:
     return _facts(*inline)
 
 
-@functools.lru_cache(maxsize=256)
 def _facts(b64: str, mime: str) -> ImageFacts:
+    """Facts of one image, remembered for the few most recent (a call reads them several times: routing,
+    reservation, keys) and at most ``_REMEMBER_CHARS`` of base64 text in all, so that a notebook sending
+    large images doesn't keep them alive here."""
+    key = (b64, mime)
+    with _lock:
+        found = _recent.get(key)
+        if found is not None:
+            _recent.move_to_end(key)
+            return found
+    found = _read(b64, mime)
+    with _lock:
+        global _held
+        if key not in _recent:
+            _recent[key] = found
+            _held += len(b64)
+        while _recent and (_held > _REMEMBER_CHARS or len(_recent) > _REMEMBER):
+            (old, _), _ = _recent.popitem(last=False)
+            _held -= len(old)
+    return found
+
+
+_REMEMBER = 64
+_REMEMBER_CHARS = 64 * 2**20
+_recent: OrderedDict[tuple[str, str], ImageFacts] = OrderedDict()
+_held = 0
+_lock = threading.Lock()
+
+
+def _read(b64: str, mime: str) -> ImageFacts:
     try:
         data = base64.b64decode(b64, validate=False)
     except (binascii.Error, ValueError):

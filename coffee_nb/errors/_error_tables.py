@@ -161,6 +161,16 @@ _NOT_FOUND_MARKERS = (
     "model not exist",
     "model does not exist",
 )
+# A model that takes no images, said with a 400: it can't do what the call needs (another model may)
+_NO_IMAGE_MARKERS = (
+    "image_url is only supported by certain models",  # OpenAI (and the sandbox)
+    "does not support image",
+    "image input is not supported",
+    "images are not supported",
+    "image inputs are not supported",
+    "vision is not supported",
+    "does not support vision",
+)
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "responsibleaipolicy")
 # Structured error codes/types (from the error body or the exception's attributes), lower-cased.
 _FILTER_CODES = (

@@ -30,6 +30,7 @@ from coffee_nb.errors._error_tables import (  # noqa: F401 - _SDK_TABLE, _Slices
     _CONTEXT_MARKERS,
     _FILTER_CODES,
     _FILTER_MARKERS,
+    _NO_IMAGE_MARKERS,
     _NOT_FOUND_MARKERS,
     _SDK_TABLE,
     _STATUS,
@@ -238,6 +239,8 @@ def classify(exc: BaseException) -> Failure:
             error_class = ErrorClass.CONTENT_FILTER
         elif error_class is ErrorClass.BAD_REQUEST and any(m in low for m in _NOT_FOUND_MARKERS):
             error_class = ErrorClass.NOT_FOUND
+        elif error_class is ErrorClass.BAD_REQUEST and any(m in low for m in _NO_IMAGE_MARKERS):
+            error_class = ErrorClass.CAPABILITY
         elif "api_key" in low and status is None:
             error_class = ErrorClass.AUTH
     if status == 529 or (status == 503 and "overloaded" in message.lower()):

@@ -319,6 +319,10 @@ class Candidate:
             self._vision, self._vision_known = self._sees(), True
         return self._vision
 
+    def sees(self, vision: bool) -> None:
+        """What a call learned: the model took images, or turned them down."""
+        self._vision, self._vision_known = vision, True
+
     def _sees(self) -> bool | None:
         provider = self._provider
         said = provider.vision if provider is not None else None

@@ -274,6 +274,8 @@ class Plan:
         self.spend.settle(attempt, Outcome.ERROR, partial, now, ttft=ttft, failure=failure, keep_lease=keep)
         if failure.error_class is ErrorClass.CONTEXT_OVERFLOW:
             self._prefer_larger_windows(max(cand.context_window or 0, self.size.tokens(cand)) + 1)
+        elif failure.error_class is ErrorClass.CAPABILITY and self.size.images():
+            cand.sees(False)  # it turned the images down: later prompts with images skip it
         retries = self.policy.max_retries if rule.retries is None else min(rule.retries, self.policy.max_retries)
         retry = rule.retry and not (rule.alone and self.has_alternative())
         if retry and self.retries < retries and cand.breaker.open_until() == 0.0:

@@ -35,6 +35,7 @@ def register() -> None:
         encoding=ENCODING,
         prefill=True,
         finish_reason=True,
+        vision=vision,
     )
 
 
@@ -45,6 +46,12 @@ def build_chat_model(model: str, settings: BuildSettings) -> BaseChatModel:
 
 def _build(model: str, key: str | None, settings: BuildSettings) -> BaseChatModel:
     return build_chat_model(model, settings)
+
+
+def vision(model: str) -> bool | None:
+    """Whether a served model takes images (``sandbox/vision`` does; the others answer an image with a 400)."""
+    m = get_model(model)
+    return None if m is None else m.vision
 
 
 def model_info(model: str) -> ModelFacts | None:
