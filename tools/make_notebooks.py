@@ -620,6 +620,131 @@ labelled = coffee_nb.map_rows(ddf, "Classify: {text}", models=["openai/gpt-4o-mi
 """),
 ]
 
+ASK_DATA = [
+    md("""
+# Ask about your data: figures, images and DataFrames in prompts
+
+A data scientist's questions are about what is on screen: *what does this plot show? why are these rows
+odd?* In `%%llm`, a `{field}` whose value is a **figure** or an **image** is sent as a picture, and a
+**DataFrame** as a compact table cut to a token limit. No API key needed: `sandbox/vision` is an offline
+model that sees (it describes each image by its size and dominant colour, always the same way), and
+`sandbox/fast` is text-only, so you can watch the chain route around it.
+"""),
+    code("""
+%load_ext coffee_nb
+import coffee_nb, matplotlib, pandas as pd
+import matplotlib.pyplot as plt
+
+coffee_nb.configure(ledger="memory", daily=5)  # this tutorial's own budget
+fig, ax = plt.subplots(figsize=(4, 3))
+ax.bar(["north", "south", "east"], [120, 95, 40], color="tab:blue")
+ax.set_title("Units sold by region")
+plt.close(fig)  # not drawn here: the model gets it
+"""),
+    md("""
+## A figure in a prompt
+
+`{fig}` goes as an image, where it appears in the text. The footer says how many images the prompt
+carried and what they counted for on the model that answered (by its provider's own rule: OpenAI's
+512-px tiles here, since the sandbox counts as OpenAI does).
+"""),
+    code("""
+%%llm sandbox/vision
+What does this chart show? {fig}
+"""),
+    md("""
+## The vision fallback
+
+Ask a chain whose first model can't see: it is **skipped** with the reason "no image input" (as a model
+whose context window is too small is), and the model that can see answers. The footer says so.
+"""),
+    code("""
+%%llm sandbox/fast sandbox/vision
+What colour are the bars? {fig}
+"""),
+    code("""
+coffee_nb.CallSummary.of(_.message).attempts[0]
+"""),
+    md("""
+## A DataFrame in a prompt
+
+`{sales}` is not pandas' console layout: it is the frame's shape, its columns with their dtypes, then the
+first and last rows as a markdown table, cut to `--context-tokens` (2000 by default), with a note saying
+how much is shown. `--show-prompt` shows exactly what would be sent, with the tokens and the worst-case
+cost per model, and calls nothing.
+"""),
+    code("""
+sales = pd.DataFrame({
+    "region": ["north", "south", "east", "west"] * 2500,
+    "units": [(i * 37) % 101 for i in range(10_000)],
+    "price": [9.5, 12.0, -1.0, 11.25] * 2500,
+})
+"""),
+    code("""
+%%llm sandbox/fast --show-prompt --context-tokens 300
+Which columns look wrong? {sales}
+"""),
+    md("""
+`{sales:describe}` sends a summary (count, mean, min, max, nulls per column) instead of rows:
+"""),
+    code("""
+%%llm sandbox/fast --show-prompt --context-tokens 400
+Summarise this table: {sales:describe}
+"""),
+    md("""
+## An image file, and what `--show-prompt` shows of it
+
+A path to a PNG, JPEG, GIF or WebP file is sent as the image itself (write `{path:text}` to send the path
+as text). `--show-prompt` shows a thumbnail of each image; the dry run under it says that `sandbox/fast`
+would be skipped.
+"""),
+    code("""
+from pathlib import Path
+from PIL import Image
+
+Path("images").mkdir(exist_ok=True)
+for name, colour in [("red", (220, 40, 40)), ("green", (40, 180, 60)), ("blue", (40, 70, 200))]:
+    Image.new("RGB", (320, 240), colour).save(f"images/{name}.png")
+photo = "images/green.png"
+"""),
+    code("""
+%%llm sandbox/fast sandbox/vision --show-prompt
+What is in this picture? {photo}
+"""),
+    md("""
+## A column of images: `%%llm_map`
+
+Each row's `{path}` is that row's image; the text-only model is skipped on every row, and the table
+shows who answered.
+"""),
+    code("""
+swatches = pd.DataFrame({"path": ["images/red.png", "images/green.png", "images/blue.png"]})
+"""),
+    code("""
+%%llm_map swatches sandbox/fast sandbox/vision -o described --no-progress
+Name the colour of this swatch: {path}
+"""),
+    code("""
+described[["path", "answer", "model", "fallback_from", "input_tokens"]]
+"""),
+    md("""
+## From Python
+
+`coffee_nb.prompt(...)` fills fields the way `%%llm` does (from your variables, or keyword arguments);
+`coffee_nb.content_blocks(...)` turns objects into LangChain content blocks for a message you build.
+Either goes to `coffee_nb.ask`, an `AutoPicker` or any LangChain chat model.
+"""),
+    code("""
+from langchain_core.messages import HumanMessage
+from coffee_nb import AutoPicker
+
+llm = AutoPicker("sandbox/fast", ["sandbox/vision"])
+print(llm.invoke([HumanMessage(coffee_nb.content_blocks("Describe", fig))]).content[:60])
+print(coffee_nb.ask(coffee_nb.prompt("Describe {fig}"), models=["sandbox/vision"]).text[:60])
+"""),
+]
+
+
 COMPARE = [
     md("""
 # Compare models side by side: `%%llm_compare` and a judge
@@ -710,7 +835,8 @@ NOTEBOOKS = {
     "05_python_api": PYTHON_API,
     "06_real_providers": REAL,
     "07_map_rows": MAP_ROWS,
-    "08_compare": COMPARE,
+    "08_ask_about_your_data": ASK_DATA,
+    "09_compare": COMPARE,
 }
 
 
