@@ -24,7 +24,7 @@ from coffee_nb.session._interpolate import interpolate, prompt_text
 from coffee_nb.testing import ScriptedChatModel
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def png(size=(64, 48), colour=(200, 30, 30)) -> bytes:

@@ -8,17 +8,13 @@ from typing import Any
 
 from coffee_nb.pricing._tokens import count_tokens
 
-__all__ = ["Row", "render_row"]
+__all__ = ["render_row"]
 
 _CELL_CHARS = 200  # a value longer than this is shortened (a row is context, not the document itself)
 
 
-class Row(dict[str, Any]):
-    """A row's values by column, as ``{row}`` fills (``{row['a b']}`` reads one value, as from a dict)."""
-
-
 def _cell(value: Any) -> str:
-    text = "" if value is None or value != value else str(value)  # NaN != NaN: shown empty, like None
+    text = "NaN" if value is None or value != value else str(value)  # NaN != NaN; as the tables show it
     text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
     return text if len(text) <= _CELL_CHARS else text[: _CELL_CHARS - 1] + "…"
 

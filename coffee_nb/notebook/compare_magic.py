@@ -12,6 +12,7 @@ from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 from coffee_nb.notebook._options import ShellMagics, _context_tokens
 from coffee_nb.notebook.interpolate import fill
 from coffee_nb.notebook.magics import _argument, _cell_magic, _magic_arguments, _models, _parse, _positive_money
+from coffee_nb.session._session import get_session
 
 if TYPE_CHECKING:
     from coffee_nb.comparison._comparison import Comparison
@@ -164,7 +165,6 @@ class CompareMagics(ShellMagics):
         from coffee_nb.comparison._comparison import read_prompts  # lazy: %load_ext path
         from coffee_nb.notebook._prompt_view import PromptView  # lazy: %load_ext path
         from coffee_nb.notebook.render import dry_run_table  # lazy: %load_ext path
-        from coffee_nb.session._session import get_session  # lazy: %load_ext path
 
         try:
             label, prompt = read_prompts(source, template, ns, context_tokens=context)[0]

@@ -14,6 +14,7 @@ from coffee_nb._shared._format import money
 from coffee_nb.errors._errors import BudgetExceededError, ConfigError
 from coffee_nb.jobs import map_rows
 from coffee_nb.jobs._progress import use_in_kernel
+from coffee_nb.jobs._template import Template
 from coffee_nb.notebook.magics import (
     _argument,
     _cell_magic,
@@ -23,6 +24,7 @@ from coffee_nb.notebook.magics import (
     _parse,
     _positive_money,
 )
+from coffee_nb.session._session import get_session
 
 if TYPE_CHECKING:
     from coffee_nb.jobs import JobStatus, Projection
@@ -198,9 +200,7 @@ class MapMagics(Magics):
 
 def _first_prompt(df: Any, template: str, ns: Any, system: str | None, context: int | None, projection: Any) -> Any:
     """The first row's prompt as it will be sent, above the job's projection (``--show-prompt``)."""
-    from coffee_nb.jobs._template import Template  # lazy: %load_ext path
     from coffee_nb.notebook._prompt_view import PromptView  # lazy: %load_ext path
-    from coffee_nb.session._session import get_session  # lazy: %load_ext path
 
     head = df.head(1)  # a Dask DataFrame computes its first partition's first row only
     prompt, _ = next(Template.compile(template, list(head.columns), ns, context_tokens=context).prompts(head))

@@ -36,8 +36,6 @@ from coffee_nb._shared._format import content_text
 from coffee_nb._shared._images import is_image
 from coffee_nb._shared._redact import redact
 from coffee_nb.content._objects import as_image
-from coffee_nb.content._rows import Row, render_row
-from coffee_nb.content._tables import DEFAULT_CONTEXT_TOKENS, is_table, render_table
 from coffee_nb.errors._errors import ConfigError
 
 __all__ = [
@@ -204,11 +202,8 @@ def interpolate(
             elif (block := as_image(value, f"{{{expr}}}")) is not None:
                 images.append(block)
                 return f"{mark}{len(images) - 1}\x00"
-            elif isinstance(value, Row):
-                text = render_row(value, max_tokens=context_tokens or DEFAULT_CONTEXT_TOKENS)
-            elif is_table(value):
-                limit = context_tokens or DEFAULT_CONTEXT_TOKENS
-                text = render_table(value, max_tokens=limit, mode=modifier or "table").text
+            elif isinstance(value, Row) or _maybe_table(value):
+                text = _table(value, modifier, context_tokens)
             else:
                 text = str(value)
         except _Refused as refused:
@@ -243,6 +238,28 @@ def with_text(prompt: Prompt, text: str) -> Prompt:
     if isinstance(prompt, str):
         return prompt + text
     return [*prompt, {"type": "text", "text": text}]
+
+
+class Row(dict[str, Any]):
+    """A row's values by column, as ``{row}`` fills in ``map_rows`` and ``compare`` (sent as a table;
+    ``{row['a b']}`` reads one value, as from a dict)."""
+
+
+def _maybe_table(value: Any) -> bool:
+    """Could ``value`` be a DataFrame, Series or array (without loading pandas or numpy to find out)?"""
+    return type(value).__module__.startswith(("pandas", "numpy", "dask"))
+
+
+def _table(value: Any, modifier: str | None, context_tokens: int | None) -> str:
+    """A table as a prompt carries it (``str(value)`` when it turns out not to be one)."""
+    from coffee_nb.content import _rows, _tables  # lazy: %load_ext path
+
+    limit = context_tokens or _tables.DEFAULT_CONTEXT_TOKENS
+    if isinstance(value, Row):
+        return _rows.render_row(value, max_tokens=limit)
+    if not _tables.is_table(value):  # a numpy scalar, a pandas Timestamp: as it prints
+        return str(value)
+    return _tables.render_table(value, max_tokens=limit, mode=modifier or "table").text
 
 
 def prompt_text(prompt: Prompt) -> str:

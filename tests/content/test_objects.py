@@ -15,7 +15,7 @@ from coffee_nb._shared._images import facts, image_block, sniff_mime
 from coffee_nb.content._objects import MAX_IMAGE_BYTES, as_image, is_image_like
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def png(size=(64, 48), colour=(200, 30, 30)) -> bytes:
