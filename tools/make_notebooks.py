@@ -644,7 +644,8 @@ plt.close(fig)  # not drawn here: the model gets it
     md("""
 ## A figure in a prompt
 
-`{fig}` goes as an image, where it appears in the text. The footer says how many images the prompt
+`{fig}` goes as an image, where it appears in the text. (The sandbox sees sizes and colours, not
+meaning: here the white background is the dominant colour.) The footer says how many images the prompt
 carried and what they counted for on the model that answered (by its provider's own rule: OpenAI's
 512-px tiles here, since the sandbox counts as OpenAI does).
 """),
@@ -662,8 +663,11 @@ whose context window is too small is), and the model that can see answers. The f
 %%llm sandbox/fast sandbox/vision
 What colour are the bars? {fig}
 """),
+    md("""
+The answer's attempts say what happened to each model (`_` is the last answer, as after any cell):
+"""),
     code("""
-coffee_nb.CallSummary.of(_.message).attempts[0]
+[(a.model, a.outcome, a.error_class) for a in coffee_nb.CallSummary.of(_.message).attempts]
 """),
     md("""
 ## A DataFrame in a prompt
