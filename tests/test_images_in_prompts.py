@@ -218,3 +218,59 @@ def test_the_sandbox_routes_around_its_text_only_model_to_the_one_that_sees():
         ("sandbox/vision", "ok", None),
     ]
     assert blind.candidates[0].vision is False  # learned: the next image prompt skips it
+
+
+def test_a_notebook_with_figures_and_tables_replays_strictly_in_a_new_kernel(tmp_path):
+    """Recorded in one kernel, replayed with ``%llm_cassette strict`` in another: the figure is drawn
+    again there (the same bytes, the same key) and nothing is called; the cassette holds no image."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    tape = tmp_path / "figures.llm-cassette.jsonl"
+
+    def run(mode: str) -> list[str]:
+        nb = new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells = [
+            new_code_cell(
+                "%load_ext coffee_nb\n"
+                "import coffee_nb, matplotlib, pandas as pd\n"
+                "matplotlib.use('Agg')\n"
+                "import matplotlib.pyplot as plt\n"
+                "coffee_nb.configure(ledger='memory')\n"
+                "fig, ax = plt.subplots(figsize=(3, 2), dpi=80)\n"
+                "ax.plot([1, 4, 2, 5]); plt.close(fig)\n"
+                "df = pd.DataFrame({'x': range(1000), 'y': [i % 7 for i in range(1000)]})\n"
+                f"%llm_cassette {mode} {tape}"
+            ),
+            new_code_cell("%%llm sandbox/vision\nWhat does {fig} show? Compare with {df}"),
+            new_code_cell("print(coffee_nb.sandbox._SANDBOX.server is not None)"),
+        ]
+        NotebookClient(
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+        answer = nb.cells[1].outputs[-1]["data"]["text/plain"]
+        started = nb.cells[2].outputs[0]["text"].strip()
+        return [answer, started]
+
+    recorded, started = run("record")
+    assert recorded.startswith("Image 1: 240x160 px") and started == "True"
+    size = tape.stat().st_size
+    replayed, started = run("strict")
+    assert started == "False"  # no server, no request: every call came from the cassette
+    assert replayed.split("\n—")[0] == recorded.split("\n—")[0] and "replayed from the cassette" in replayed
+    assert tape.stat().st_size == size < 6000  # no image in it, and it did not grow
+
+
+def test_out_holding_a_figure_and_a_million_row_frame_stay_within_the_limit():
+    from coffee_nb.pricing._tokens import count_tokens
+
+    fig = plt.figure(figsize=(2, 2), dpi=50)
+    big = pd.DataFrame({f"c{i}": range(1_000_000) for i in range(8)})
+    prompt, _ = interpolate("Chart: {Out[5]}. Data: {big}", {"Out": {5: fig}, "big": big}, context_tokens=500)
+    assert [b["type"] for b in prompt] == ["text", "image", "text"]
+    table = prompt[2]["text"].removeprefix(". Data: ")
+    assert count_tokens(table) <= 500 and "1,000,000 rows" in table and "showing" in table
+    summary, _ = interpolate("{big:describe}", {"big": big.head(1000)}, context_tokens=800)
+    assert "mean" in summary and count_tokens(summary) <= 800
+    plt.close(fig)
