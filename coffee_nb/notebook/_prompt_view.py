@@ -20,6 +20,7 @@ from coffee_nb._shared._markdown import NO_MATH
 __all__ = ["PromptView"]
 
 _THUMB = 160  # px, the longer side of a thumbnail
+_CAPTION = "font-size:12px;color:#666"
 _ROLES = {"system": "system", "human": "you", "ai": "assistant", "tool": "tool"}
 _PRE = "white-space:pre-wrap;margin:2px 0 6px 0;padding:6px;background:rgba(127,127,127,0.08);font-size:12px"
 
@@ -92,7 +93,8 @@ class PromptView:
                     label = html.escape(_image_label(block, number))
                     thumb = _thumbnail(block)
                     img = f"<img src='{thumb}' alt='{label}' style='max-width:{_THUMB}px'/>" if thumb else ""
-                    cells.append(f"<figure style='margin:4px 0'>{img}<figcaption>{label}</figcaption></figure>")
+                    caption = f"<figcaption style='{_CAPTION}'>{label}</figcaption>"
+                    cells.append(f"<figure style='margin:4px 0'>{img}{caption}</figure>")
                 else:
                     text = block if isinstance(block, str) else content_text([block])
                     if text:
