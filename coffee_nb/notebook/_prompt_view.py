@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from coffee_nb._shared._format import content_text
@@ -68,38 +68,39 @@ class PromptView:
         self.below = below
         self.title = title
 
-    def __repr__(self) -> str:
-        out = [f"{self.title} — no call made"]
+    def _parts(self) -> Iterator[tuple[str, list[tuple[str, Any]]]]:
+        """Per message: its role, and its parts in order, each ("text", text) or ("image", (block, label))."""
         number = 0
         for m in self.messages:
-            parts = []
+            parts: list[tuple[str, Any]] = []
             for block in _blocks(m):
                 if is_image(block):
                     number += 1
-                    parts.append(_image_label(block, number))
+                    parts.append(("image", (block, _image_label(block, number))))
                 else:
-                    parts.append(content_text([block]) if not isinstance(block, str) else block)
-            out.append(f"[{_role(m)}]\n" + "".join(parts))
+                    parts.append(("text", block if isinstance(block, str) else content_text([block])))
+            yield _role(m), parts
+
+    def __repr__(self) -> str:
+        out = [f"{self.title} — no call made"]
+        for role, parts in self._parts():
+            out.append(f"[{role}]\n" + "".join(p[1] if kind == "image" else p for kind, p in parts))
         return "\n".join(out) + "\n\n" + repr(self.below)
 
     def _repr_html_(self) -> str:
         rows = [f"<div><b>{html.escape(self.title)}</b> — no call made</div>"]
-        number = 0
-        for m in self.messages:
+        for role, parts in self._parts():
             cells = []
-            for block in _blocks(m):
-                if is_image(block):
-                    number += 1
-                    label = html.escape(_image_label(block, number))
+            for kind, part in parts:
+                if kind == "image":
+                    block, label = part[0], html.escape(part[1])
                     thumb = _thumbnail(block)
                     img = f"<img src='{thumb}' alt='{label}' style='max-width:{_THUMB}px'/>" if thumb else ""
                     caption = f"<figcaption style='{_CAPTION}'>{label}</figcaption>"
                     cells.append(f"<figure style='margin:4px 0'>{img}{caption}</figure>")
-                else:
-                    text = block if isinstance(block, str) else content_text([block])
-                    if text:
-                        cells.append(f"<pre style='{_PRE}'>{html.escape(text)}</pre>")
-            rows.append(f"<div><i>{html.escape(_role(m))}</i>{''.join(cells)}</div>")
+                elif part:
+                    cells.append(f"<pre style='{_PRE}'>{html.escape(part)}</pre>")
+            rows.append(f"<div><i>{html.escape(role)}</i>{''.join(cells)}</div>")
         below = getattr(self.below, "_repr_html_", None)
         shown = below() if callable(below) else f"<pre>{html.escape(repr(self.below))}</pre>"
         return f"<div class='coffee-nb-prompt {NO_MATH}'>{''.join(rows)}{shown}</div>"

@@ -61,6 +61,13 @@ class Lab:
         nbformat.write(nb, path)
         return path
 
+    def cells(self, name: str, sources: list[str]) -> Path:
+        """Save a python3 notebook of these code cells as <work>/<name>.ipynb."""
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        return self.write(name, nb)
+
     def tutorial(self, name: str, *, first: str | None = None, last: str | None = None) -> Path:
         """Copy notebooks/<name>.ipynb into the lab, optionally with a code cell added first/last."""
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
 
 from tests.browser._lab import ARTIFACTS, Lab
@@ -110,19 +109,12 @@ MATH = "mjx-container, .MathJax, .MathJax_Display, .MathJax_Preview"
 RED = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
 
 
-def _notebook(lab: Lab, name: str, sources: list[str]) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    lab.write(name, nb)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def notebooks(lab: Lab) -> None:
-    _notebook(lab, "cell_answers", ANSWERS)
-    _notebook(lab, "cell_errors", ERRORS)
-    _notebook(lab, "cell_live", LIVE)
-    _notebook(lab, "cell_run_all", RUN_ALL)
+    lab.cells("cell_answers", ANSWERS)
+    lab.cells("cell_errors", ERRORS)
+    lab.cells("cell_live", LIVE)
+    lab.cells("cell_run_all", RUN_ALL)
 
 
 def _cell(browser, i):

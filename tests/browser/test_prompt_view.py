@@ -4,7 +4,6 @@ Screenshots go to artifacts/browser/."""
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
 from tests.browser._lab import ARTIFACTS, Lab
@@ -29,10 +28,7 @@ sales = pd.DataFrame({"region": ["north", "south"] * 5000, "units": range(10_000
 
 @pytest.fixture(scope="module", autouse=True)
 def notebook(lab: Lab) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    lab.write("show_prompt", nb)
+    lab.cells("show_prompt", CELLS)
 
 
 def test_show_prompt_has_a_thumbnail_the_table_and_the_dry_run(browser):

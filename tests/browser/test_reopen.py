@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 
-import nbformat
 import pytest
 
 from tests.browser._lab import ARTIFACTS, Lab
@@ -45,10 +44,7 @@ HealthPanel(broken)""",
 
 @pytest.fixture(scope="module", autouse=True)
 def notebook(lab: Lab) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    lab.write(NAME, nb)
+    lab.cells(NAME, CELLS)
 
 
 def _dashboard_checks(page) -> str:

@@ -8,7 +8,6 @@ so the tables' protection is what keeps their money literal. Screenshots go to a
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 
 from tests.browser._lab import ARTIFACTS, Lab
@@ -29,10 +28,7 @@ CELLS = [
 
 @pytest.fixture(scope="module", autouse=True)
 def notebook(lab: Lab) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    lab.write("tables", nb)
+    lab.cells("tables", CELLS)
 
 
 def output_of(page, index):
