@@ -1,36 +1,39 @@
-"""The machinery under every live view: a coalescing redraw timer, static parts, and the display.
+"""The machinery under every live view: a coalescing redraw timer, the display, and the widget twin.
 
 A view is plain Python, not an ipywidget: it is shown with ``display(..., display_id=...)`` as a
 mimebundle of ``text/html`` (its parts drawn as HTML, figures as PNG data URIs) and a short fixed
 ``text/plain`` label, and each redraw replaces that output in place (``update_display``). Whatever the
 front end last received is what a saved notebook, nbval and an HTML export show once the kernel is
-gone: a snapshot, never "Error displaying widget".
+gone: a snapshot, never "Error displaying widget". For ipywidgets layouts and Voila, ``view.widget()`` is an
+ipywidgets twin (``_twin``, the ``widgets`` extra) that the same redraws re-set; ``display(view)`` stays HTML.
 
-Models hold views weakly (a view nobody holds unsubscribes when it is collected), ``close()``
-unsubscribes at once, and a view displayed by a cell replaces the views that cell displayed in an
-earlier run (re-running ``%llm_dashboard`` leaves one live dashboard, not fifty).
+Models hold views weakly (a view nobody holds unsubscribes when it is collected; a widget twin holds its
+view until either is closed), ``close()`` unsubscribes at once, and a view displayed by a cell replaces
+the views that cell displayed in an earlier run (re-running ``%llm_dashboard`` leaves one live dashboard,
+not fifty).
 
-Over ~400 lines as one thing: the parts a live view is made of and the display/redraw/subscription
-machinery they share; the views themselves are in widgets, _dashboard, _histogram and health_panel.
+The parts a view is made of are in _parts; the views themselves in widgets, _dashboard, _histogram and
+health_panel.
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
-import html
 import logging
 import sys
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from coffee_nb._shared._markdown import NO_MATH  # "$0.01 … $4.99" must not turn into LaTeX
+from coffee_nb.notebook._parts import HTML, Bar, Box, Choice, Image, draw
 
-__all__ = ["HTML", "NO_MATH", "Bar", "Box", "Choice", "Image", "_Live", "_View", "live_views"]
+__all__ = ["HTML", "NO_MATH", "WIDGETS_MISSING", "Bar", "Box", "Choice", "Image", "_Live", "_View", "live_views"]
+
+WIDGETS_MISSING = "a live view's widget() needs ipywidgets, the widgets extra: pip install 'coffee_nb[widgets]'"
 
 _ALL_LIVE: weakref.WeakSet[_Live] = weakref.WeakSet()
 
@@ -54,6 +57,7 @@ class _Live:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._running: threading.Thread | None = None
         self._closed = False
         self.pokes = 0
         self.redraws = 0
@@ -78,21 +82,27 @@ class _Live:
             self._timer = None
             if self._closed:
                 return
-        with self.drawing:
-            try:
-                self._redraw()
-            finally:
-                self.redraws += 1
+            self._running = threading.current_thread()  # flush() waits for a redraw underway too
+        try:
+            with self.drawing:
+                try:
+                    self._redraw()
+                finally:
+                    self.redraws += 1
+        finally:
+            with self._lock:
+                if self._running is threading.current_thread():
+                    self._running = None
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait for a pending redraw (tests, and ``refresh()``)."""
+        """Wait for a pending redraw, and one underway (tests, and ``refresh()``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                timer = self._timer
-            if timer is None:
+                thread = self._timer or self._running
+            if thread is None or thread is threading.current_thread():
                 return
-            timer.join(max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         with self._lock:
@@ -100,136 +110,6 @@ class _Live:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-
-
-# -- static parts: what a view is made of, each with the attributes its ipywidgets twin had ---------------
-
-
-class _Part:
-    def html(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-class HTML(_Part):
-    """A fragment of HTML (``value``)."""
-
-    def __init__(self, value: str = "", *, style: str = "") -> None:
-        self.value = value
-        self.style = style
-
-    def html(self) -> str:
-        return f"<div style='{self.style}'>{self.value}</div>" if self.style else self.value
-
-
-_BAR_COLOURS = {"success": "#43a047", "warning": "#f9a825", "danger": "#e53935", "info": "#1e88e5", "": "#1e88e5"}
-
-
-class Bar(_Part):
-    """A progress bar: ``value`` between ``min`` and ``max``; ``bar_style`` success/warning/danger/info."""
-
-    def __init__(  # min/max: the names of ipywidgets' progress bars, which these replace
-        self,
-        value: float = 0.0,
-        *,
-        min: float = 0.0,  # noqa: A002
-        max: float = 100.0,  # noqa: A002
-        bar_style: str = "",
-        width: int = 260,
-        height: int = 14,
-    ) -> None:
-        self.value, self.min, self.max, self.bar_style = value, min, max, bar_style
-        self.width, self.height = width, height
-
-    @property
-    def fraction(self) -> float:
-        span = self.max - self.min
-        return 0.0 if span <= 0 else max(0.0, min(1.0, (self.value - self.min) / span))
-
-    def html(self) -> str:
-        colour = _BAR_COLOURS.get(self.bar_style, _BAR_COLOURS[""])
-        fill = f"coffee-nb-bar-fill coffee-nb-bar-{self.bar_style or 'info'}"
-        return (
-            f"<div class='coffee-nb-bar' style='width:{self.width}px;height:{self.height}px;background:#e0e0e0;"
-            f"border-radius:3px;overflow:hidden'><div class='{fill}'"
-            f" style='width:{self.fraction * 100:.1f}%;height:100%;background:{colour}'></div></div>"
-        )
-
-
-class Image(_Part):
-    """A PNG (``value``: bytes), drawn as a data URI; the encoding is kept until the bytes change."""
-
-    def __init__(self, value: bytes = b"", *, width: int | None = None, alt: str = "") -> None:
-        self.value = value
-        self.width = width
-        self.alt = alt
-        self._encoded: tuple[bytes, str] | None = None
-
-    def html(self) -> str:
-        if not self.value:
-            return ""
-        if self._encoded is None or self._encoded[0] is not self.value:
-            self._encoded = (self.value, base64.b64encode(self.value).decode("ascii"))
-        width = f" width='{self.width}'" if self.width else ""
-        return (
-            f"<div><img class='coffee-nb-image' alt='{html.escape(self.alt)}'{width}"
-            f" src='data:image/png;base64,{self._encoded[1]}'></div>"
-        )
-
-
-class Choice(_Part):
-    """A setting of a view (``options``, ``value``), changed from Python; ``on_change`` redraws the view.
-    Shown as text: a snapshot has no kernel to ask for another picture."""
-
-    def __init__(self, options: Sequence[str], value: str, *, description: str = "") -> None:
-        self._options = list(options)
-        self._value = value
-        self.description = description
-        self.on_change: Callable[[], Any] | None = None
-
-    @property
-    def options(self) -> list[str]:
-        return self._options
-
-    @options.setter
-    def options(self, options: Sequence[str]) -> None:
-        self._options = list(options)
-
-    @property
-    def value(self) -> str:
-        return self._value
-
-    @value.setter
-    def value(self, value: str) -> None:
-        if value not in self._options:
-            raise ValueError(f"{value!r} is not one of {self._options}")
-        changed, self._value = value != self._value, value
-        if changed and self.on_change is not None:
-            self.on_change()
-
-    def html(self) -> str:
-        label = f"{html.escape(self.description)}: " if self.description else ""
-        return f"<span class='coffee-nb-choice'>{label}<b>{html.escape(self._value)}</b></span>"
-
-
-class Box(_Part):
-    """Parts in a column (or a ``row``)."""
-
-    def __init__(self, children: Sequence[Any] = (), *, row: bool = False, style: str = "") -> None:
-        self.children = list(children)
-        self.row = row
-        self.style = style
-
-    def html(self) -> str:
-        flow = "display:flex;flex-direction:row;align-items:center;gap:8px" if self.row else ""
-        inner = "".join(_draw(c) for c in self.children)
-        style = ";".join(s for s in (flow, self.style) if s)
-        return f"<div style='{style}'>{inner}</div>" if style else f"<div>{inner}</div>"
-
-
-def _draw(part: Any) -> str:
-    if isinstance(part, _View):  # a view inside another: its parts, without a second outer frame
-        return part.inner_html()
-    return str(part.html())
 
 
 # -- views ---------------------------------------------------------------------------------------
@@ -296,6 +176,7 @@ class _View:
         self._display_id = uuid.uuid4().hex
         self._shown = False
         self._settled = 0  # pokes seen by the last complete picture
+        self._twin: Any = None  # the ipywidgets twin, once widget() made it
         _VIEWS.add(self)
 
     # -- models --------------------------------------------------------------------------------------
@@ -338,7 +219,7 @@ class _View:
         return self._live.closed
 
     def _body(self) -> str:
-        return "".join(_draw(c) for c in self.children)
+        return "".join(draw(c) for c in self.children)
 
     def inner_html(self) -> str:
         return f"<div class='coffee-nb-{type(self).__name__.lower()}'>{self._body()}</div>"
@@ -378,11 +259,44 @@ class _View:
             from IPython.display import update_display  # lazy: IPython
 
             update_display(self._repr_mimebundle_(), raw=True, display_id=self._display_id)
+        if self._twin is not None and not self.closed:
+            self._twin.sync()
         for part in self._subviews():  # a part also displayed on its own follows the redraws that drive it
             part._show_update()
 
     def _subviews(self) -> list[_View]:
         return []
+
+    # -- the ipywidgets twin -------------------------------------------------------------------------
+    def widget(self) -> Any:
+        """This view as an ``ipywidgets`` widget (a ``VBox``), for a layout of your own or a Voila dashboard.
+
+        The redraws that update the HTML display re-set it (no second timer); every call returns the same
+        widget (a new one once it was closed). While shown it keeps the view redrawing, until ``close()``.
+        Settings such as the histogram's model are dropdowns there. ``display(view)`` stays the HTML
+        snapshot: a saved notebook keeps that without a kernel, a widget needs one. Needs the ``widgets``
+        extra; the first ``widget()`` of a new view, like its display, replaces what an earlier run of
+        the cell showed.
+        """
+        with self._live.drawing:
+            if self._twin is None:
+                self._replace_earlier_runs()
+            return self._twin_widget()
+
+    def _twin_widget(self) -> Any:
+        if self._twin is None or self._twin.closed:
+            try:
+                import ipywidgets  # noqa: F401  # lazy: ipywidgets (checked here: the twin module may be loaded)
+            except ImportError as error:
+                raise ImportError(WIDGETS_MISSING) from error
+            from coffee_nb.notebook._twin import Twin  # lazy: ipywidgets
+
+            self._twin = Twin(self)
+        return self._twin.root
+
+    def _twin_parts(self) -> list[Any]:
+        """What the twin shows: the children, and settings the HTML snapshot leaves out (``LatencyHistogram``)."""
+        return self.children
 
     def _replace_earlier_runs(self) -> None:
         """Close the views an earlier run of this cell displayed (they stop redrawing, unsubscribe)."""
@@ -405,6 +319,8 @@ class _View:
         for undo in self._unsubscribe:
             undo()
         self._unsubscribe.clear()
+        if self._twin is not None:
+            self._twin.detach()
 
     def __repr__(self) -> str:
         return self._label

@@ -137,6 +137,7 @@ class LatencyHistogram(_View):
         self.caption = HTML()
         self.model.on_change = self.view.on_change = self.redraw
         self.children = [_title("Latency"), self.image, self.caption]
+        self._settings = Box([self.model, self.view], row=True)  # dropdowns in the widget twin only
         self._watch(metrics)
         self.redraw()
 
@@ -208,6 +209,9 @@ class LatencyHistogram(_View):
 
     def _body(self) -> str:
         return "".join(str(part.html()) for part in (self.children[0], self.image, self.caption))
+
+    def _twin_parts(self) -> list[Any]:
+        return [self.children[0], self._settings, self.image, self.caption]
 
 
 # the column names CostTable.dataframe() had before it and summary() came to share model_frame()
