@@ -88,7 +88,7 @@ class Image(Part):
 
 class Choice(Part):
     """A setting of a view (``options``, ``value``), changed from Python; ``on_change`` redraws the view.
-    Shown as text: a snapshot has no kernel to ask for another picture."""
+    Shown as text: a snapshot has no kernel to ask for another picture (the widget twin has a dropdown)."""
 
     def __init__(self, options: Sequence[str], value: str, *, description: str = "") -> None:
         self._options = list(options)
