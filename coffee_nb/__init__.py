@@ -82,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "create_budget_enforcer": "coffee_nb.budget",
     "LocalMetrics": "coffee_nb.metrics",
     "NoOpMetrics": "coffee_nb.metrics",
+    "OpenTelemetryMetrics": "coffee_nb.metrics",
     "PrometheusMetrics": "coffee_nb.metrics",
     "create_metrics_strategy": "coffee_nb.metrics",
     "Answer": "coffee_nb.session._session",
@@ -128,6 +129,7 @@ __all__ = [  # every public name, for readers and linters; the package test chec
     "ModelHealth",
     "ModelSpec",
     "NoOpMetrics",
+    "OpenTelemetryMetrics",
     "Outcome",
     "Policy",
     "Price",
@@ -228,7 +230,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time names load lazily a
     from coffee_nb.invoke._streams import acollect, collect, handles_restarts, is_restart
     from coffee_nb.invoke._summary import CallSummary
     from coffee_nb.jobs import map_rows
-    from coffee_nb.metrics import LocalMetrics, NoOpMetrics, PrometheusMetrics, create_metrics_strategy
+    from coffee_nb.metrics import (
+        LocalMetrics,
+        NoOpMetrics,
+        OpenTelemetryMetrics,
+        PrometheusMetrics,
+        create_metrics_strategy,
+    )
     from coffee_nb.notebook import dashboard
     from coffee_nb.notebook.health_panel import HealthPanel
     from coffee_nb.pricing._pricing import Price, price_for, register_price, reset_prices

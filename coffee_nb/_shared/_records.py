@@ -128,6 +128,13 @@ def as_sinks(value: SinkLike | Iterable[SinkLike] | None) -> tuple[Callable[[Cal
     return tuple(out)
 
 
+def call_observers(value: Any) -> tuple[Any, ...]:
+    """The sinks among ``value`` that also follow whole calls: ``call_started(call)`` returns a handle,
+    ``call_ended(handle, call, error)`` is told when the call is over (answered, failed or abandoned)."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(i for i in items if callable(getattr(i, "call_started", None)))
+
+
 def publish(sinks: Iterable[Callable[[CallRecord], Any]], record: CallRecord) -> None:
     """Send ``record`` to every sink; a failing sink is logged, never allowed to break the call."""
     for emit in sinks:

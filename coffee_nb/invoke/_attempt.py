@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -113,6 +114,10 @@ class Call:
         "watched",
         "nested",
         "broke",
+        "summary",
+        "answer_text",
+        "traced",
+        "started_ns",
     )
 
     def __init__(
@@ -165,6 +170,13 @@ class Call:
         self.request: dict[str, Any] | None = None  # the normalised request, when a cassette needs it
         self.nested: Mapping[str, Any] | None = None  # a nested AutoPicker's summary of the current attempt
         self.broke: Exception | None = None  # what broke the stream mid-answer (the cause an error chains)
+        self.summary: dict[str, Any] | None = None  # the answer's summary, once answered
+        self.answer_text: str | None = None  # its text, kept only while someone follows the call
+        self.started_ns = time.time_ns()
+        observers = core.observers
+        self.traced: list[tuple[Any, Any]] | None = None
+        if observers:  # rare (an OpenTelemetry sink): who follows this call, and their handle on it
+            self.traced = _started(observers, self)
 
     # -- before an attempt ---------------------------------------------------------------------------
     def next(self) -> Attempt | float:
@@ -439,6 +451,15 @@ class Call:
             return
         self.plan.cancelled(attempt, ttft=self.ttft, partial=self._partial_usage(attempt))
 
+    def ended(self, error: BaseException | None) -> None:
+        """The call is over (answered when ``error`` is None): tell those following it, once."""
+        traced, self.traced = self.traced, None
+        for observer, handle in traced or ():
+            try:
+                observer.call_ended(handle, self, error)
+            except Exception:  # an observer must never break the call
+                log.exception("coffee_nb: call observer %r failed", observer)
+
     # -- helpers ---------------------------------------------------------------------------------------
     def _current(self) -> Attempt:
         attempt = self.attempt
@@ -478,6 +499,9 @@ class Call:
                 warnings.warn(f"coffee_nb: this answer was not recorded: {exc}", RuntimeWarning, stacklevel=2)
         if structured is not None:  # parsed objects aren't plain data: they travel beside the message
             keep_structured(record.call_id, structured)
+        self.summary = summary
+        if self.traced is not None:
+            self.answer_text = content_text(message.content)
         return summary
 
     def _partial_usage(self, attempt: Attempt) -> Usage | None:
@@ -516,3 +540,13 @@ class Call:
         self.attempt = attempt
         if attempt.role is Role.HEDGE:
             self.plan.hedge_won(attempt)
+
+
+def _started(observers: tuple[Any, ...], call: Call) -> list[tuple[Any, Any]]:
+    out = []
+    for observer in observers:
+        try:
+            out.append((observer, observer.call_started(call)))
+        except Exception:  # an observer must never break the call
+            log.exception("coffee_nb: call observer %r failed", observer)
+    return out

@@ -33,6 +33,7 @@ __all__ = ["adrive", "arun", "drive", "is_summary", "run"]
 
 def drive(call: Call) -> Generator[Any, None, None]:
     """The sync driver: do what the plan says until an answer comes back or the plan gives up."""
+    failure: BaseException | None = None
     try:
         config, stop = call.config, call.stop
         if call.tape is not None:
@@ -95,13 +96,19 @@ def drive(call: Call) -> Generator[Any, None, None]:
                 raise
             yield result  # outside the try: a caller that stops here has its answer, nothing is cancelled
             return
-    except Exception as exc:
-        scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
+    except BaseException as exc:
+        failure = exc
+        if isinstance(exc, Exception):
+            scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
         raise
+    finally:
+        if call.traced is not None:
+            call.ended(_outcome(call, failure))
 
 
 async def adrive(call: Call) -> AsyncGenerator[Any, None]:
     """The async driver: the same loop, with awaited sleeps and cancelled awaits at the limits."""
+    failure: BaseException | None = None
     try:
         config, stop = call.config, call.stop
         loop = asyncio.get_running_loop()
@@ -160,9 +167,14 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
                 raise
             yield result
             return
-    except Exception as exc:
-        scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
+    except BaseException as exc:
+        failure = exc
+        if isinstance(exc, Exception):
+            scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
         raise
+    finally:
+        if call.traced is not None:
+            call.ended(_outcome(call, failure))
 
 
 async def _within(awaitable: Any, seconds: float, call: Call) -> Any:
@@ -177,6 +189,13 @@ async def _close(chunks: Any) -> None:
     if close is not None:
         with suppress(Exception):  # closing a broken stream may fail again; its error is already recorded
             await close()
+
+
+def _outcome(call: Call, failure: BaseException | None) -> BaseException | None:
+    """What ended the call: None when it was answered (closing the driver after the answer is no failure)."""
+    if failure is None or (isinstance(failure, GeneratorExit) and call.summary is not None):
+        return None
+    return failure
 
 
 def run(call: Call) -> AIMessage:

@@ -21,7 +21,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_json_schema
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from coffee_nb._shared._records import as_sinks
+from coffee_nb._shared._records import as_sinks, call_observers
 from coffee_nb._shared._validate import flag, max_tokens, non_negative_number, positive_number, temperature
 from coffee_nb.errors._errors import ConfigError, remember_secret
 from coffee_nb.invoke._attempt import RESTARTED, Call
@@ -214,7 +214,7 @@ class AutoPicker(BaseChatModel):
         if dupes:
             raise ConfigError(f"the same model appears twice in the chain: {sorted(dupes)}; give each a name=")
         sinks = as_sinks(self.metrics) + as_sinks(self.on_record)
-        self._core = Core(candidates, policy, sinks, random.Random(self.seed))
+        self._core = Core(candidates, policy, sinks, random.Random(self.seed), observers=call_observers(self.metrics))
 
     # -- LangChain plumbing ------------------------------------------------------------------------
     @classmethod

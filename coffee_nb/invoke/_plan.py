@@ -47,6 +47,8 @@ class Core:
     sinks: tuple[Callable[[CallRecord], Any], ...]
     rng: random.Random
     clock: Callable[[], float] = field(default=time.monotonic)
+    # sinks that follow whole calls too (``call_started`` / ``call_ended``: OpenTelemetry's call spans)
+    observers: tuple[Any, ...] = ()
 
 
 class Plan:

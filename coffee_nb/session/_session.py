@@ -247,7 +247,7 @@ class Session(SessionSettings):
         from coffee_nb.replay._cache import replay  # lazy: %load_ext path
 
         record, message = replay(message, stored, time.perf_counter() - start)
-        publish([self.metrics.emit, *self.sinks, self._note_prompt], record)
+        publish([self.metrics.emit, *self.sinks, *(e.emit for e in self.exporters), self._note_prompt], record)
         publish(global_sinks(), record)
         answer = self._answer(message, format, record.latency_s)
         answer.cache_hit = True

@@ -118,6 +118,8 @@ class SessionSettings:
         self._cache: ResponseCache | None = None
         self._pickers: dict[tuple[Any, ...], AutoPicker] = {}
         self.sinks: list[Callable[[CallRecord], object]] = []
+        # where else calls go (configure(metrics="otel")): sinks that follow whole calls too
+        self.exporters: list[Any] = []
         self.conversation = Conversation()
         self.prompts: dict[str, str] = {}  # call id → the prompt it answered (%llm_history), newest last
         self._noticed = False
@@ -175,8 +177,14 @@ class SessionSettings:
                 raise ConfigError(f"policy must be a coffee_nb.Policy, e.g. Policy(deadline=60), got {policy!r}")
             if budget is not None and not all(callable(getattr(budget, m, None)) for m in _BUDGET_METHODS):
                 raise ConfigError(f"budget must be a coffee_nb.Budget, e.g. Budget(daily=5), got {budget!r}")
-            if metrics is not None and not all(callable(getattr(metrics, m, None)) for m in _METRICS_METHODS):
-                raise ConfigError(f"metrics must be a coffee_nb.LocalMetrics (the session's table), got {metrics!r}")
+            exporters = _exporters(metrics)
+            if exporters is not None:
+                metrics = None  # the session's table stays: these go beside it
+            elif metrics is not None and not all(callable(getattr(metrics, m, None)) for m in _METRICS_METHODS):
+                raise ConfigError(
+                    "metrics must be a coffee_nb.LocalMetrics (the session's table), 'otel' or an "
+                    f"OpenTelemetryMetrics (export beside it), or 'local' (stop exporting), got {metrics!r}"
+                )
             cache = optional_flag("cache", cache)
             if base_url is not None and (
                 not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
@@ -217,7 +225,9 @@ class SessionSettings:
                 self._budget, self._budget_args = new_budget, args
             if metrics is not None:
                 self._metrics = metrics
-            if any(v is not None for v in (chain, policy, budget, new_budget, metrics, base_url)):
+            if exporters is not None:
+                self.exporters = exporters
+            if any(v is not None for v in (chain, policy, budget, new_budget, metrics, exporters, base_url)):
                 self._pickers.clear()
         return self
 
@@ -376,7 +386,7 @@ class SessionSettings:
         with self._lock:
             base = self._pickers.get(key)
             if base is None:
-                sinks = [self.metrics, *self.sinks, self._note_prompt]
+                sinks = [self.metrics, *self.sinks, *self.exporters, self._note_prompt]
                 base = AutoPicker(chain[0], chain[1:], budget=self.budget, metrics=sinks, policy=self.policy)
                 self._pickers[key] = base
         if budget is None:
@@ -392,3 +402,20 @@ def _with_base_url(model: Any, base_url: str) -> Any:
 
         return ModelSpec(model=model, params={"base_url": base_url})
     return model
+
+
+def _exporters(metrics: Any) -> list[Any] | None:
+    """What ``configure(metrics=...)`` says to export to besides the session's table: ``"otel"`` (a new
+    ``OpenTelemetryMetrics``), one given, ``"local"`` (nothing); None when it is about the table itself."""
+    if isinstance(metrics, str):
+        key = metrics.strip().lower()
+        if key in ("otel", "opentelemetry"):
+            from coffee_nb.metrics import OpenTelemetryMetrics  # lazy: %load_ext path
+
+            return [OpenTelemetryMetrics()]
+        if key == "local":
+            return []
+        raise ConfigError(f"metrics must be 'otel' or 'local' (or a metrics object), got {metrics!r}")
+    if metrics is not None and callable(getattr(metrics, "call_started", None)):
+        return [metrics]
+    return None

@@ -1,0 +1,398 @@
+"""OpenTelemetry: every AutoPicker call as GenAI spans and metrics, into the user's own observability stack.
+
+``OpenTelemetryMetrics()`` is a record sink like ``LocalMetrics`` that also follows whole calls. Each call is
+one span named by the GenAI semantic conventions (``chat {model}``, kind CLIENT), a child of the caller's
+current span (a ``%%llm`` cell with none is one trace of its own); each attempt (retry, fallback, hedge,
+restart, a skipped candidate) is a child span of it, timed as it ran. The conventions' metrics are
+recorded: ``gen_ai.client.token.usage`` (by token type), ``gen_ai.client.operation.duration`` and, for
+streams, ``gen_ai.client.operation.time_to_first_chunk``; beside them ``coffee_nb.client.cost`` (USD).
+
+Names follow the current GenAI conventions (``gen_ai.provider.name``, ``gen_ai.usage.cache_read.input_tokens``,
+...). The one attribute that moved, ``gen_ai.system``, is emitted beside its successor for backends that
+still read it, unless ``OTEL_SEMCONV_STABILITY_OPT_IN`` holds ``gen_ai_latest_experimental``: then only the
+latest names are (as the conventions' transition plan says). coffee_nb's own facts carry a ``coffee_nb.``
+prefix: the cost in USD (no convention has one yet: semantic-conventions-genai PR #443 proposes
+``gen_ai.usage.cost.amount``), priced or not, the role, the fallback reason, the budget left, cache hits,
+cassette replays.
+
+Message content is captured only when asked (``capture_content=True``, or the conventions' variable
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``), redacted like every other artifact, images as the
+digests of their bytes. No API key reaches a span, an event or a metric.
+
+Where spans go: the global ``TracerProvider`` / ``MeterProvider`` when the application has set one (the
+user's tracing: Langfuse, Phoenix, Honeycomb SDK setups), else providers of its own exporting with the
+standard OTLP/HTTP exporters, configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables. Its own
+providers export spans as they end (a batching processor would lose the last ones when a kernel stops)
+and are flushed and shut down at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from coffee_nb._shared._format import content_text
+from coffee_nb._shared._images import facts, is_image
+from coffee_nb._shared._records import CallRecord, Outcome
+from coffee_nb._shared._redact import redact
+
+__all__ = ["OpenTelemetryMetrics"]
+
+log = logging.getLogger("coffee_nb")
+
+_INSTALL = "OpenTelemetry export needs its extra: pip install 'coffee_nb[otel]'"
+_LATEST = "gen_ai_latest_experimental"
+_CAPTURE_VAR = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_KEEP_ENDED = 256  # calls whose span ended, remembered for records that come later (an abandoned call)
+
+# coffee_nb's provider names -> the conventions' well-known values (others go as they are)
+_PROVIDERS = {
+    "google": "gcp.gen_ai",
+    "vertexai": "gcp.vertex_ai",
+    "azure": "azure.ai.openai",
+    "bedrock": "aws.bedrock",
+    "mistral": "mistral_ai",
+}
+# the conventions' advisory bucket boundaries
+_TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+_SECONDS_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+
+
+def _provider(name: str) -> str:
+    return _PROVIDERS.get(name, name)
+
+
+def _split(label: str) -> tuple[str, str]:
+    """("provider", "model") of a record's "provider/model" label."""
+    provider, _, model = label.partition("/")
+    return (provider, model) if model else ("", label)
+
+
+def _ns(record: CallRecord) -> tuple[int, int]:
+    start = int(record.started_at.timestamp() * 1e9)
+    return start, start + int(record.latency_s * 1e9)
+
+
+class OpenTelemetryMetrics:
+    """Export every call as GenAI spans and metrics (see the module's docstring).
+
+    ``tracer_provider`` / ``meter_provider``: where to send them (default: the global ones when set, else
+    OTLP/HTTP from the ``OTEL_EXPORTER_OTLP_*`` variables; ``endpoint`` overrides the variables' base URL).
+    ``capture_content``: put the prompt and the answer on the call span (redacted; off by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        endpoint: str | None = None,
+        capture_content: bool | None = None,
+        service_name: str = "coffee_nb",
+    ) -> None:
+        try:
+            from opentelemetry import metrics, trace  # lazy: opentelemetry
+        except ImportError as exc:
+            raise ImportError(_INSTALL) from exc
+        self._trace = trace
+        self._owned: list[Any] = []  # providers this object made: flushed and shut down at exit
+        self.tracer_provider = tracer_provider or self._tracer_provider(trace, endpoint, service_name)
+        self.meter_provider = meter_provider or self._meter_provider(metrics, endpoint, service_name)
+        scope = ("coffee_nb", _version())
+        self.tracer = self.tracer_provider.get_tracer(*scope)
+        meter = self.meter_provider.get_meter(*scope)
+        self.token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Tokens used by GenAI operations, by token type",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="Duration of GenAI operations (an AutoPicker call, its retries and fallbacks included)",
+            explicit_bucket_boundaries_advisory=_SECONDS_BUCKETS,
+        )
+        self.first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to the first chunk of a streamed answer",
+            explicit_bucket_boundaries_advisory=_SECONDS_BUCKETS,
+        )
+        self.cost = meter.create_counter(
+            "coffee_nb.client.cost", unit="USD", description="What model calls cost (priced attempts), in USD"
+        )
+        if capture_content is None:
+            said = os.environ.get(_CAPTURE_VAR, "").strip().lower()
+            capture_content = said in ("true", "1", "span_only", "span_and_event")
+        self.capture_content = bool(capture_content)
+        self.latest_only = _LATEST in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+        self._lock = threading.Lock()
+        self._open: dict[str, Any] = {}  # call id -> its span, while the call runs
+        self._ended: OrderedDict[str, Any] = OrderedDict()  # ... and for a while after
+        if self._owned:
+            atexit.register(_shutdown_at_exit, weakref.ref(self))
+
+    def __repr__(self) -> str:
+        where = "own OTLP exporters" if self._owned else "the global providers"
+        return f"OpenTelemetryMetrics({where}, capture_content={self.capture_content})"
+
+    # -- where spans and metrics go ----------------------------------------------------------------
+    def _tracer_provider(self, trace: Any, endpoint: str | None, service: str) -> Any:
+        current = trace.get_tracer_provider()
+        if type(current).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider"):
+            return current  # the application's own tracing
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # lazy: opentelemetry
+            from opentelemetry.sdk.resources import Resource  # lazy: opentelemetry
+            from opentelemetry.sdk.trace import TracerProvider  # lazy: opentelemetry
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # lazy: opentelemetry
+        except ImportError as exc:
+            raise ImportError(_INSTALL) from exc
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        url = f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None
+        # spans are exported as they end: one per call and attempt, and none lost when a kernel stops
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url)))
+        self._owned.append(provider)
+        return provider
+
+    def _meter_provider(self, metrics: Any, endpoint: str | None, service: str) -> Any:
+        current = metrics.get_meter_provider()
+        if type(current).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider"):
+            return current
+        try:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter  # lazy: opentelemetry
+            from opentelemetry.sdk.metrics import MeterProvider  # lazy: opentelemetry
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # lazy: opentelemetry
+            from opentelemetry.sdk.resources import Resource  # lazy: opentelemetry
+        except ImportError as exc:
+            raise ImportError(_INSTALL) from exc
+        url = f"{endpoint.rstrip('/')}/v1/metrics" if endpoint else None
+        reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=url))
+        provider = MeterProvider(resource=Resource.create({"service.name": service}), metric_readers=[reader])
+        self._owned.append(provider)
+        return provider
+
+    def flush(self) -> None:
+        """Export what is pending now (spans and metrics of this object's own providers)."""
+        for provider in self._owned:
+            provider.force_flush()
+
+    def shutdown(self) -> None:
+        """Flush and stop this object's own providers (done at exit by itself)."""
+        owned, self._owned = self._owned, []
+        for provider in owned:
+            provider.shutdown()
+
+    # -- a call ------------------------------------------------------------------------------------
+    def call_started(self, call: Any) -> Any:
+        """Open the call's span, a child of the caller's current span."""
+        first = call.picker.model_names[0] if call.picker.model_names else "?"
+        provider, model = _split(first)
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            **self._provider_attrs(provider),
+            "coffee_nb.models": list(call.picker.model_names),
+            "coffee_nb.stream": bool(call.streaming),
+        }
+        max_tokens = call.kwargs.get("max_tokens", call.picker.max_tokens)
+        if isinstance(max_tokens, int):
+            attrs["gen_ai.request.max_tokens"] = max_tokens
+        temperature = call.kwargs.get("temperature", getattr(call.picker, "temperature", None))
+        if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+            attrs["gen_ai.request.temperature"] = float(temperature)
+        span = self.tracer.start_span(
+            f"chat {model}", kind=self._trace.SpanKind.CLIENT, attributes=attrs, start_time=call.started_ns
+        )
+        with self._lock:
+            self._open[call.plan.call_id] = span
+        return span
+
+    def call_ended(self, span: Any, call: Any, error: BaseException | None) -> None:
+        """Close the call's span with what happened: who answered, tokens, cost, and the error if it failed."""
+        records: list[CallRecord] = list(call.plan.records)
+        tried = [r for r in records if r.outcome is not Outcome.SKIPPED]
+        final = next((r for r in reversed(tried) if r.outcome is Outcome.OK), tried[-1] if tried else None)
+        summary = call.summary or {}
+        attrs: dict[str, Any] = {"coffee_nb.attempts": len(tried)}
+        if final is not None:
+            model = _split(final.model)[1]
+            attrs.update(self._usage(final))
+            attrs["gen_ai.response.model"] = model
+            attrs["coffee_nb.answered_by"] = final.model
+            attrs["coffee_nb.role"] = final.role.value
+            if final.fallback_reason:
+                attrs["coffee_nb.fallback_reason"] = final.fallback_reason
+        costs = [r.cost for r in records if r.cost is not None]
+        attrs["coffee_nb.priced"] = len(costs) == len([r for r in tried if r.input_tokens or r.output_tokens])
+        if costs:
+            attrs["coffee_nb.cost_usd"] = float(sum(costs))
+        if summary.get("finish_reason"):
+            attrs["gen_ai.response.finish_reasons"] = [str(summary["finish_reason"])]
+        left = _budget_left(call.picker.budget)
+        if left is not None:
+            attrs["coffee_nb.budget_left_usd"] = left
+        if self.capture_content:
+            attrs.update(_content(call.messages, call.answer_text))
+        span.set_attributes(attrs)
+        labels = self._metric_labels(call.picker.model_names[0] if call.picker.model_names else "?", final)
+        if error is not None:
+            kind = "cancelled" if isinstance(error, (GeneratorExit, KeyboardInterrupt)) else type(error).__name__
+            span.set_attribute("error.type", kind)
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, redact(str(error))[:500]))
+            labels["error.type"] = kind
+        elapsed = (time.time_ns() - call.started_ns) / 1e9
+        self.duration.record(elapsed, labels)
+        ttft = summary.get("ttft_s")
+        if call.streaming and isinstance(ttft, (int, float)):
+            self.first_chunk.record(float(ttft), labels)
+        span.end()
+        call_id = call.plan.call_id
+        with self._lock:
+            self._open.pop(call_id, None)
+            self._ended[call_id] = span
+            while len(self._ended) > _KEEP_ENDED:
+                self._ended.popitem(last=False)
+
+    # -- an attempt (every record) -----------------------------------------------------------------
+    def emit(self, record: CallRecord) -> None:
+        """A child span of its call's span for the attempt (a span of its own for a cache hit outside any
+        call), and its tokens and cost in the metrics."""
+        with self._lock:
+            parent = self._open.get(record.call_id) or self._ended.get(record.call_id)
+        provider, model = _split(record.model)
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            **self._provider_attrs(provider),
+            "coffee_nb.outcome": record.outcome.value,
+            "coffee_nb.role": record.role.value,
+            "coffee_nb.attempt": record.attempt,
+            "coffee_nb.price_source": record.price_source,
+        }
+        if record.outcome is Outcome.OK:
+            attrs["gen_ai.response.model"] = model
+        attrs.update(self._usage(record))
+        if record.cost is not None:
+            attrs["coffee_nb.cost_usd"] = float(record.cost)
+        for flag in ("cache_hit", "replayed", "abandoned", "streamed"):
+            if getattr(record, flag):
+                attrs[f"coffee_nb.{flag}"] = True
+        if record.fallback_reason:
+            attrs["coffee_nb.fallback_reason"] = record.fallback_reason
+        if record.ttft_s is not None:
+            attrs["gen_ai.response.time_to_first_chunk"] = record.ttft_s
+        failed = record.outcome is Outcome.ERROR or record.outcome is Outcome.SKIPPED
+        if record.error_class:
+            attrs["error.type" if record.outcome is Outcome.ERROR else "coffee_nb.skipped_for"] = record.error_class
+        if record.error_message:
+            attrs["coffee_nb.error_message"] = redact(record.error_message)[:500]
+        start, end = _ns(record)
+        trace = self._trace
+        context = trace.set_span_in_context(parent) if parent is not None else None
+        span = self.tracer.start_span(
+            f"chat {model}", context=context, kind=trace.SpanKind.CLIENT, attributes=attrs, start_time=start
+        )
+        if record.outcome is Outcome.ERROR:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, attrs.get("coffee_nb.error_message", "")))
+        span.end(end_time=end if not failed or end > start else start)
+        labels = self._metric_labels(record.model, record)
+        if record.input_tokens:
+            self.token_usage.record(record.input_tokens, {**labels, "gen_ai.token.type": "input"})
+        if record.output_tokens:
+            self.token_usage.record(record.output_tokens, {**labels, "gen_ai.token.type": "output"})
+        if record.cost:
+            self.cost.add(float(record.cost), labels)
+        if parent is None and (record.cache_hit or record.replayed):  # a call of its own: its duration too
+            self.duration.record(record.latency_s, labels)
+
+    # -- attributes ------------------------------------------------------------------------------
+    def _provider_attrs(self, provider: str) -> dict[str, str]:
+        name = _provider(provider)
+        if self.latest_only:
+            return {"gen_ai.provider.name": name}
+        return {"gen_ai.provider.name": name, "gen_ai.system": name}  # the name it had, for older backends
+
+    def _usage(self, record: CallRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "gen_ai.usage.input_tokens": record.input_tokens,
+            "gen_ai.usage.output_tokens": record.output_tokens,
+        }
+        if record.cached_tokens:
+            out["gen_ai.usage.cache_read.input_tokens"] = record.cached_tokens
+        if record.reasoning_tokens:
+            out["gen_ai.usage.reasoning.output_tokens"] = record.reasoning_tokens
+        if record.tokens_estimated:
+            out["coffee_nb.tokens_estimated"] = True
+        return out
+
+    def _metric_labels(self, label: str, record: CallRecord | None) -> dict[str, str]:
+        provider, model = _split(label)
+        labels = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model, **self._provider_attrs(provider)}
+        if record is not None and record.outcome is Outcome.OK:
+            labels["gen_ai.response.model"] = _split(record.model)[1]
+        return labels
+
+
+def _content(messages: Sequence[Any] | str, answer: str | None) -> dict[str, str]:
+    """The conventions' ``gen_ai.input.messages`` / ``gen_ai.output.messages`` (JSON), redacted; images
+    by the digest of their bytes, never the bytes."""
+    roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+    items = [messages] if isinstance(messages, str) else list(messages)
+    out = []
+    for m in items:
+        content = m if isinstance(m, str) else getattr(m, "content", "")
+        blocks = content if isinstance(content, list) else [content]
+        parts: list[dict[str, Any]] = []
+        for block in blocks:
+            if isinstance(block, dict) and is_image(block):
+                f = facts(block)
+                parts.append({"type": "image", "mime_type": f.mime_type, "sha256": f.digest})
+            else:
+                text = block if isinstance(block, str) else content_text([block])
+                parts.append({"type": "text", "content": redact(text)})
+        role = "user" if isinstance(m, str) else roles.get(getattr(m, "type", "human"), "user")
+        out.append({"role": role, "parts": parts})
+    result = {"gen_ai.input.messages": json.dumps(out, ensure_ascii=False)}
+    if answer is not None:
+        reply = [{"role": "assistant", "parts": [{"type": "text", "content": redact(answer)}]}]
+        result["gen_ai.output.messages"] = json.dumps(reply, ensure_ascii=False)
+    return result
+
+
+def _budget_left(budget: Any) -> float | None:
+    """The least a budget has left over its periods (None without a budget or when it can't be read)."""
+    if budget is None:
+        return None
+    try:
+        status: Mapping[str, Mapping[str, Any]] = budget.status()
+        left = [float(s["remaining"]) for s in status.values() if s.get("remaining") is not None]
+    except Exception:  # noqa: BLE001 - a span must not fail a call
+        return None
+    return min(left) if left else None
+
+
+def _version() -> str:
+    try:
+        return version("coffee_nb")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _shutdown_at_exit(ref: weakref.ref[OpenTelemetryMetrics]) -> None:
+    exporter = ref()
+    if exporter is not None:
+        try:
+            exporter.shutdown()
+        except Exception:
+            log.warning("coffee_nb: could not flush OpenTelemetry data at exit", exc_info=True)
