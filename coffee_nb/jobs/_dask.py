@@ -11,6 +11,7 @@ be reachable from the workers (the same machine, or a shared disk) for a re-run 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -106,13 +107,19 @@ def map_dask(
     meta = pd.concat([ddf._meta, empty], axis=1)
     if dry_run:
         return _projection(ddf, spec)
-    result = ddf.map_partitions(partition, spec, meta=meta)
-    if not compute:
-        return result
-    # shown before anything is called (and the total an on_progress hook's statuses count to)
-    projection = _projection(ddf, spec) if progress or on_progress is not None else None
-    view = make_view(progress, projection.rows) if projection is not None else None
-    return _compute(result, spec, view, projection, on_progress)
+    tracers = [e for e in session.exporters if callable(getattr(e, "job_span", None))]
+    with contextlib.ExitStack() as spans:  # OpenTelemetry: one job span, its trace context sent to the workers
+        attrs = {"coffee_nb.partitions": ddf.npartitions, "coffee_nb.models": [str(m) for m in spec.models]}
+        carriers = [spans.enter_context(t.job_span(f"map_rows {ddf.npartitions} partitions", attrs)) for t in tracers]
+        if carriers:
+            spec = replace(spec, otel=True, trace=carriers[0])
+        result = ddf.map_partitions(partition, spec, meta=meta)
+        if not compute:
+            return result
+        # shown before anything is called (and the total an on_progress hook's statuses count to)
+        projection = _projection(ddf, spec) if progress or on_progress is not None else None
+        view = make_view(progress, projection.rows) if projection is not None else None
+        return _compute(result, spec, view, projection, on_progress)
 
 
 def _chain(models: Any, session: Any) -> list[Any]:

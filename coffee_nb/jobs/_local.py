@@ -6,10 +6,11 @@ DataFrame uses them here, and a Dask worker on each partition (``_worker``), so 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from coffee_nb.session._session import get_session
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DEFAULT_CONCURRENCY", "REFRESH", "finish", "prepare", "run_in_thread"]
+__all__ = ["DEFAULT_CONCURRENCY", "REFRESH", "finish", "job_spans", "prepare", "run_in_thread"]
 
 DEFAULT_CONCURRENCY = 32
 REFRESH = 0.25  # seconds between progress view refreshes
@@ -266,3 +267,14 @@ async def _run_and_close(scheduler: Scheduler) -> None:
         await scheduler.run()
     finally:
         await get_async_http_client().aclose()  # this loop's pooled connections end with it
+
+
+@contextlib.contextmanager
+def job_spans(picker: Any, rows: int) -> Iterator[list[dict[str, str]]]:
+    """A span over the job for each of the picker's sinks that traces (OpenTelemetry), current while the
+    job runs: every row's call is its child. Yields their trace carriers (for Dask workers)."""
+    core = getattr(picker, "_core", None)
+    tracers = [o for o in getattr(core, "observers", ()) if callable(getattr(o, "job_span", None))]
+    with contextlib.ExitStack() as stack:
+        attrs = {"coffee_nb.rows": rows, "coffee_nb.models": list(picker.model_names)}
+        yield [stack.enter_context(t.job_span(f"map_rows {rows} rows", attrs)) for t in tracers]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from coffee_nb._shared._validate import positive_int
 from coffee_nb.errors._errors import ConfigError
 from coffee_nb.jobs._job import Job
-from coffee_nb.jobs._local import DEFAULT_CONCURRENCY, REFRESH, finish, prepare, run_in_thread
+from coffee_nb.jobs._local import DEFAULT_CONCURRENCY, REFRESH, finish, job_spans, prepare, run_in_thread
 from coffee_nb.jobs._options import caller_namespace, is_dask
 from coffee_nb.jobs._progress import JobStatus, View, make_view
 from coffee_nb.jobs._scheduler import Scheduler
@@ -131,7 +131,8 @@ def _map_here(
             return job.progress.projection
         view = make_view(progress, len(frame))
         scheduler = Scheduler(job, concurrency=concurrency or DEFAULT_CONCURRENCY)
-        run_in_thread(scheduler, view)
+        with job_spans(job.picker, len(frame)):  # an OpenTelemetry sink: the rows' calls in one job span
+            run_in_thread(scheduler, view)
         return finish(job, scheduler, frame, dtypes, view)
     finally:
         job.close()  # answers stored before anyone re-runs (idempotent; finish() already did)

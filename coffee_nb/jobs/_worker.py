@@ -19,6 +19,7 @@ from coffee_nb.jobs._local import DEFAULT_CONCURRENCY, finish, prepare, run_in_t
 from coffee_nb.jobs._scheduler import Scheduler
 from coffee_nb.jobs._schema import Schema
 from coffee_nb.jobs._template import SamePromptWarning
+from coffee_nb.metrics._otel import OpenTelemetryMetrics, traced_by
 from coffee_nb.pricing._pricing import to_pico
 from coffee_nb.replay._cache import ResponseCache
 
@@ -53,6 +54,8 @@ class JobSpec:
     on_error: str
     policy: Any = None
     context_tokens: int | None = None
+    otel: bool = False  # the client exports OpenTelemetry: so does every worker (OTEL_EXPORTER_OTLP_* there)
+    trace: dict[str, str] | None = None  # the job span's W3C trace context: the workers' spans are its children
     report: bool = False  # computed by map_rows: report progress to Redis and obey its stop flag
 
     def __dask_tokenize__(self) -> str:
@@ -67,7 +70,8 @@ def _open(spec: JobSpec) -> tuple[Any, Any, Any]:
     from coffee_nb.invoke._invoker import AutoPicker  # lazy: langchain_core
 
     budget = Budget(**spec.budget)
-    picker = AutoPicker(spec.models[0], spec.models[1:], budget=budget, policy=spec.policy)
+    metrics = [OpenTelemetryMetrics()] if spec.otel else None
+    picker = AutoPicker(spec.models[0], spec.models[1:], budget=budget, policy=spec.policy, metrics=metrics)
     cache = ResponseCache(spec.cache_path) if spec.cache_path else None
     return picker, budget, cache
 
@@ -106,7 +110,8 @@ def partition(pdf: pd.DataFrame, spec: JobSpec, partition_info: dict[str, Any] |
         scheduler = Scheduler(job, concurrency=spec.concurrency or DEFAULT_CONCURRENCY, tick=report)
         if report is not None and report(job.progress.snapshot()):
             scheduler.interrupt()  # stopped before this partition began
-        run_in_thread(scheduler, None)
+        with traced_by(spec.trace):  # this partition's calls join the job's trace
+            run_in_thread(scheduler, None)
         result = finish(job, scheduler, frame, dtypes, None)
         if report is not None:
             report(job.progress.snapshot())
@@ -117,6 +122,8 @@ def partition(pdf: pd.DataFrame, spec: JobSpec, partition_info: dict[str, Any] |
         budget.close()
         if cache is not None:
             cache.close()
+        for exporter in picker.metrics or ():  # this worker's spans leave now, not at its exit
+            exporter.flush()
 
 
 def _empty(pdf: pd.DataFrame, spec: JobSpec) -> pd.DataFrame:

@@ -29,6 +29,7 @@ and are flushed and shut down at exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -45,7 +46,7 @@ from coffee_nb._shared._images import facts, is_image
 from coffee_nb._shared._records import CallRecord, Outcome
 from coffee_nb._shared._redact import redact
 
-__all__ = ["OpenTelemetryMetrics"]
+__all__ = ["OpenTelemetryMetrics", "trace_carrier", "traced_by"]
 
 log = logging.getLogger("coffee_nb")
 
@@ -192,6 +193,14 @@ class OpenTelemetryMetrics:
         owned, self._owned = self._owned, []
         for provider in owned:
             provider.shutdown()
+
+    # -- a job (map_rows) ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def job_span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[dict[str, str]]:
+        """A span over a whole job, current while it runs (its rows' call spans are its children);
+        yields a carrier of it (W3C trace context) for processes that run part of the job (Dask workers)."""
+        with self.tracer.start_as_current_span(name, attributes=dict(attributes)):
+            yield trace_carrier()
 
     # -- a call ------------------------------------------------------------------------------------
     def call_started(self, call: Any) -> Any:
@@ -396,3 +405,27 @@ def _shutdown_at_exit(ref: weakref.ref[OpenTelemetryMetrics]) -> None:
             exporter.shutdown()
         except Exception:
             log.warning("coffee_nb: could not flush OpenTelemetry data at exit", exc_info=True)
+
+
+def trace_carrier() -> dict[str, str]:
+    """The current trace context as W3C ``traceparent`` headers (plain strings: picklable, sendable)."""
+    from opentelemetry import propagate  # lazy: opentelemetry
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+@contextlib.contextmanager
+def traced_by(carrier: Mapping[str, str] | None) -> Iterator[None]:
+    """Run the block inside the trace context another process handed over (no-op without one)."""
+    if not carrier:
+        yield
+        return
+    from opentelemetry import context, propagate  # lazy: opentelemetry
+
+    token = context.attach(propagate.extract(dict(carrier)))
+    try:
+        yield
+    finally:
+        context.detach(token)

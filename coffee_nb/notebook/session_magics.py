@@ -43,6 +43,12 @@ class SessionMagics(ShellMagics):
     @_argument("--ledger", default=None, help="where spend lives: memory, sqlite, a path, or redis://host:port/db")
     @_argument("--cache", choices=["on", "off"], default=None, help="answer identical requests from the cache")
     @_argument("--base-url", default=None, help="server of openai-compatible/<model> specs (vLLM, LM Studio, ...)")
+    @_argument(
+        "--metrics",
+        choices=["otel", "local"],
+        default=None,
+        help="otel: also export every call as OpenTelemetry GenAI spans and metrics; local: stop exporting",
+    )
     @_line_magic("llm_config")
     def llm_config(self, line: str) -> StyledFrame:
         """Show the notebook session (models, budget, cache), or change it:
@@ -67,7 +73,10 @@ class SessionMagics(ShellMagics):
                 ledger=args.ledger,
                 cache=None if args.cache is None else args.cache == "on",
                 base_url=args.base_url,
+                metrics=args.metrics,
             )
+        except ImportError as exc:  # the otel extra is not installed: say how to get it, in one line
+            raise UsageError(str(exc)) from None
         except (ConfigError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         from coffee_nb.notebook.tables import config_frame  # lazy: pandas

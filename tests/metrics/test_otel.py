@@ -248,3 +248,17 @@ def test_the_budget_left_is_on_the_call_span():
     otel = Otel()
     AutoPicker("sandbox/fast", metrics=[otel.sink], budget=Budget(daily=2, ledger="memory")).invoke("hi")
     assert 0 < otel.call_span().attributes["coffee_nb.budget_left_usd"] < 2
+
+
+def test_a_map_rows_job_is_one_span_with_each_rows_call_beneath_it():
+    import pandas as pd
+
+    otel = Otel()
+    llm = AutoPicker("sandbox/fast", metrics=[otel.sink])
+    df = pd.DataFrame({"text": ["a", "b", "c"]})
+    coffee_nb.map_rows(df, "Say {text}", models=llm, progress=False, cache=False)
+    spans = otel.spans()
+    (job,) = [s for s in spans if s.name == "map_rows 3 rows"]
+    calls = [s for s in spans if s.parent is not None and s.parent.span_id == job.context.span_id]
+    assert len(calls) == 3 and all(c.name == "chat fast" for c in calls)
+    assert job.attributes["coffee_nb.rows"] == 3 and all(c.context.trace_id == job.context.trace_id for c in calls)
