@@ -97,6 +97,8 @@ def offline(monkeypatch, quiet_sandbox):
     for name in list(os.environ):
         if _PROVIDER_ENV.search(name):
             monkeypatch.delenv(name)
+    # no OTLP receiver listens here: OpenTelemetry's own off switch (tests/metrics/test_otel*.py export for real)
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     return quiet_sandbox
 
 

@@ -383,6 +383,36 @@ text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode(
 print("\\n".join(line for line in text.splitlines() if line.startswith(("coffee_nb_requests_total", "coffee_nb_errors_total"))))
 prom.stop()
 """),
+    md("""
+## OpenTelemetry traces
+
+`OpenTelemetryMetrics` sends every call to your observability stack as OpenTelemetry spans and metrics,
+named by the GenAI semantic conventions: one `chat {model}` span per call, a child span per attempt
+(retries and fallbacks as they happened), tokens, cost and budget left as attributes. It joins your
+tracing when you have set up OpenTelemetry (Langfuse, Phoenix, Honeycomb...), else it exports over
+OTLP/HTTP to what `OTEL_EXPORTER_OTLP_ENDPOINT` says. `%llm_config --metrics otel` turns it on for `%%llm`.
+Here the spans go to an in-memory exporter, so we can look at them:
+"""),
+    code("""
+import pandas as pd
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from coffee_nb import OpenTelemetryMetrics
+
+exported = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exported))
+sandbox.inject("sandbox/flaky", ["server_error", "server_error", "server_error"])  # retried, then the fallback
+traced = AutoPicker("sandbox/flaky", ["sandbox/fast"], metrics=[OpenTelemetryMetrics(tracer_provider=provider)],
+                    policy=Policy(max_retries=2, backoff_base=0.01, backoff_cap=0.02))
+traced.invoke("Where did the seconds go?")
+pd.DataFrame([{"span": s.name, "child of the call": s.parent is not None,
+               "outcome": s.attributes.get("coffee_nb.outcome", "(the call)"),
+               "error.type": s.attributes.get("error.type"),
+               "input tokens": s.attributes["gen_ai.usage.input_tokens"]}
+              for s in sorted(exported.get_finished_spans(), key=lambda s: s.start_time)])
+"""),
 ]
 
 PYTHON_API = [

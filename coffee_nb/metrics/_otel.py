@@ -86,8 +86,9 @@ def _ns(record: CallRecord) -> tuple[int, int]:
 class OpenTelemetryMetrics:
     """Export every call as GenAI spans and metrics (see the module's docstring).
 
-    ``tracer_provider`` / ``meter_provider``: where to send them (default: the global ones when set, else
-    OTLP/HTTP from the ``OTEL_EXPORTER_OTLP_*`` variables; ``endpoint`` overrides the variables' base URL).
+    ``tracer_provider`` / ``meter_provider``: where to send them (given one, the other is the global one;
+    given neither: the global ones when the application set them, else OTLP/HTTP from the
+    ``OTEL_EXPORTER_OTLP_*`` variables; ``endpoint`` overrides the variables' base URL).
     ``capture_content``: put the prompt and the answer on the call span (redacted; off by default).
     """
 
@@ -106,6 +107,13 @@ class OpenTelemetryMetrics:
             raise ImportError(_INSTALL) from exc
         self._trace = trace
         self._owned: list[Any] = []  # providers this object made: flushed and shut down at exit
+        # given one of them, the other is the application's own too (the global one: a no-op when unset)
+        given = tracer_provider is not None or meter_provider is not None
+        if not given and os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":  # the SDK's off switch
+            tracer_provider, meter_provider = trace.NoOpTracerProvider(), metrics.NoOpMeterProvider()
+        elif given:
+            tracer_provider = tracer_provider or trace.get_tracer_provider()
+            meter_provider = meter_provider or metrics.get_meter_provider()
         self.tracer_provider = tracer_provider or self._tracer_provider(trace, endpoint, service_name)
         self.meter_provider = meter_provider or self._meter_provider(metrics, endpoint, service_name)
         scope = ("coffee_nb", _version())
