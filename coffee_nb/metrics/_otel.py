@@ -106,6 +106,9 @@ class OpenTelemetryMetrics:
         except ImportError as exc:
             raise ImportError(_INSTALL) from exc
         self._trace = trace
+        from opentelemetry import context  # lazy: opentelemetry
+
+        self._context = context
         self._owned: list[Any] = []  # providers this object made: flushed and shut down at exit
         # given one of them, the other is the application's own too (the global one: a no-op when unset)
         given = tracer_provider is not None or meter_provider is not None
@@ -145,9 +148,15 @@ class OpenTelemetryMetrics:
             capture_content = said in ("true", "1", "span_only", "span_and_event")
         self.capture_content = bool(capture_content)
         self.latest_only = _LATEST in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+        self._client = trace.SpanKind.CLIENT
+        self._chains: dict[
+            tuple[str, ...], tuple[str, dict[str, Any], str]
+        ] = {}  # a chain's span name, attributes, first model
+        self._models: dict[str, dict[str, str]] = {}  # "provider/model" -> its spans' constant attributes
+        self._labels: dict[tuple[str, str | None], dict[str, str]] = {}  # metric attributes
         self._lock = threading.Lock()
-        self._open: dict[str, Any] = {}  # call id -> its span, while the call runs
-        self._ended: OrderedDict[str, Any] = OrderedDict()  # ... and for a while after
+        self._open: dict[str, Any] = {}  # call id -> the caller's context, while the call runs
+        self._ended: OrderedDict[str, Any] = OrderedDict()  # call id -> its span's context, for a while after
         if self._owned:
             atexit.register(_shutdown_at_exit, weakref.ref(self))
 
@@ -212,40 +221,40 @@ class OpenTelemetryMetrics:
 
     # -- a call ------------------------------------------------------------------------------------
     def call_started(self, call: Any) -> Any:
-        """Open the call's span, a child of the caller's current span."""
-        first = call.picker.model_names[0] if call.picker.model_names else "?"
-        provider, model = _split(first)
-        attrs: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": model,
-            **self._provider_attrs(provider),
-            "coffee_nb.models": list(call.picker.model_names),
-            "coffee_nb.stream": bool(call.streaming),
-        }
+        """Note the caller's current context (the call span's parent). The spans are made when the call
+        ends, from its records, each with its own times: one batch of SDK work per call."""
+        parent = self._context.get_current()
+        with self._lock:
+            self._open[call.plan.call_id] = parent
+        return parent
+
+    def call_ended(self, parent: Any, call: Any, error: BaseException | None) -> None:
+        """The call's span, with what happened (who answered, tokens, cost, the error if it failed), and a
+        child span per attempt; then the metrics."""
+        records: list[CallRecord] = list(call.plan.records)
+        names = tuple(c.name for c in call.plan.core.candidates)
+        constant = self._chains.get(names)
+        if constant is None:
+            constant = self._chains[names] = (
+                f"chat {_split(names[0])[1]}",
+                {**self._model_attrs(names[0]), "coffee_nb.models": list(names)},
+                names[0],
+            )
+        name, base, first = constant
+        attrs = {**base, "coffee_nb.stream": call.streaming}
         max_tokens = call.kwargs.get("max_tokens", call.picker.max_tokens)
         if isinstance(max_tokens, int):
             attrs["gen_ai.request.max_tokens"] = max_tokens
         temperature = call.kwargs.get("temperature", getattr(call.picker, "temperature", None))
         if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
             attrs["gen_ai.request.temperature"] = float(temperature)
-        span = self.tracer.start_span(
-            f"chat {model}", kind=self._trace.SpanKind.CLIENT, attributes=attrs, start_time=call.started_ns
-        )
-        with self._lock:
-            self._open[call.plan.call_id] = span
-        return span
-
-    def call_ended(self, span: Any, call: Any, error: BaseException | None) -> None:
-        """Close the call's span with what happened: who answered, tokens, cost, and the error if it failed."""
-        records: list[CallRecord] = list(call.plan.records)
         tried = [r for r in records if r.outcome is not Outcome.SKIPPED]
         final = next((r for r in reversed(tried) if r.outcome is Outcome.OK), tried[-1] if tried else None)
         summary = call.summary or {}
-        attrs: dict[str, Any] = {"coffee_nb.attempts": len(tried)}
+        attrs["coffee_nb.attempts"] = len(tried)
         if final is not None:
-            model = _split(final.model)[1]
             attrs.update(self._usage(final))
-            attrs["gen_ai.response.model"] = model
+            attrs["gen_ai.response.model"] = _split(final.model)[1]
             attrs["coffee_nb.answered_by"] = final.model
             attrs["coffee_nb.role"] = final.role.value
             if final.fallback_reason:
@@ -261,47 +270,62 @@ class OpenTelemetryMetrics:
             attrs["coffee_nb.budget_left_usd"] = left
         if self.capture_content:
             attrs.update(_content(call.messages, call.answer_text))
-        span.set_attributes(attrs)
-        labels = self._metric_labels(call.picker.model_names[0] if call.picker.model_names else "?", final)
+        labels = self._metric_labels(first, final)
+        trace = self._trace
+        status = None
         if error is not None:
             kind = "cancelled" if isinstance(error, (GeneratorExit, KeyboardInterrupt)) else type(error).__name__
-            span.set_attribute("error.type", kind)
-            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, redact(str(error))[:500]))
-            labels["error.type"] = kind
-        elapsed = (time.time_ns() - call.started_ns) / 1e9
-        self.duration.record(elapsed, labels)
+            attrs["error.type"] = labels["error.type"] = kind
+            status = trace.Status(trace.StatusCode.ERROR, redact(str(error))[:500])
+        span = self.tracer.start_span(
+            name, context=parent, kind=self._client, attributes=attrs, start_time=call.started_ns
+        )
+        if status is not None:
+            span.set_status(status)
+        inside = trace.set_span_in_context(span)
+        for record in records:
+            self._attempt(record, inside)
+        now = time.time_ns()
+        self.duration.record((now - call.started_ns) / 1e9, labels)
         ttft = summary.get("ttft_s")
         if call.streaming and isinstance(ttft, (int, float)):
             self.first_chunk.record(float(ttft), labels)
-        span.end()
+        span.end(end_time=now)
         call_id = call.plan.call_id
         with self._lock:
             self._open.pop(call_id, None)
-            self._ended[call_id] = span
+            self._ended[call_id] = inside
             while len(self._ended) > _KEEP_ENDED:
                 self._ended.popitem(last=False)
 
     # -- an attempt (every record) -----------------------------------------------------------------
     def emit(self, record: CallRecord) -> None:
-        """A child span of its call's span for the attempt (a span of its own for a cache hit outside any
-        call), and its tokens and cost in the metrics."""
+        """A record of a call in progress waits for its end (its span is made then); any other (a cache
+        hit outside a call, a late record of an abandoned attempt) is a span now, under its call's span
+        when that call was seen."""
+        if record.call_id in self._open:
+            return
         with self._lock:
-            parent = self._open.get(record.call_id) or self._ended.get(record.call_id)
-        provider, model = _split(record.model)
+            context = self._ended.get(record.call_id)
+        self._attempt(record, context)
+        if context is None and (record.cache_hit or record.replayed):  # a call of its own: its duration too
+            self.duration.record(record.latency_s, self._metric_labels(record.model, record))
+
+    def _attempt(self, record: CallRecord, context: Any) -> None:
+        """The span of one attempt (under ``context``), and its tokens and cost in the metrics."""
         attrs: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": model,
-            **self._provider_attrs(provider),
+            **self._model_attrs(record.model),
             "coffee_nb.outcome": record.outcome.value,
             "coffee_nb.role": record.role.value,
-            "coffee_nb.attempt": record.attempt,
-            "coffee_nb.price_source": record.price_source,
         }
-        if record.outcome is Outcome.OK:
-            attrs["gen_ai.response.model"] = model
+        ok = record.outcome is Outcome.OK
+        if ok:
+            attrs["gen_ai.response.model"] = attrs["gen_ai.request.model"]
         attrs.update(self._usage(record))
         if record.cost is not None:
             attrs["coffee_nb.cost_usd"] = float(record.cost)
+        else:
+            attrs["coffee_nb.priced"] = False
         for flag in ("cache_hit", "replayed", "abandoned", "streamed"):
             if getattr(record, flag):
                 attrs[f"coffee_nb.{flag}"] = True
@@ -309,31 +333,40 @@ class OpenTelemetryMetrics:
             attrs["coffee_nb.fallback_reason"] = record.fallback_reason
         if record.ttft_s is not None:
             attrs["gen_ai.response.time_to_first_chunk"] = record.ttft_s
-        failed = record.outcome is Outcome.ERROR or record.outcome is Outcome.SKIPPED
+        error = record.outcome is Outcome.ERROR
         if record.error_class:
-            attrs["error.type" if record.outcome is Outcome.ERROR else "coffee_nb.skipped_for"] = record.error_class
+            attrs["error.type" if error else "coffee_nb.skipped_for"] = record.error_class
         if record.error_message:
             attrs["coffee_nb.error_message"] = redact(record.error_message)[:500]
         start, end = _ns(record)
-        trace = self._trace
-        context = trace.set_span_in_context(parent) if parent is not None else None
-        span = self.tracer.start_span(
-            f"chat {model}", context=context, kind=trace.SpanKind.CLIENT, attributes=attrs, start_time=start
-        )
-        if record.outcome is Outcome.ERROR:
+        name = f"chat {attrs['gen_ai.request.model']}"
+        span = self.tracer.start_span(name, context=context, kind=self._client, attributes=attrs, start_time=start)
+        if error:
+            trace = self._trace
             span.set_status(trace.Status(trace.StatusCode.ERROR, attrs.get("coffee_nb.error_message", "")))
-        span.end(end_time=end if not failed or end > start else start)
-        labels = self._metric_labels(record.model, record)
-        if record.input_tokens:
-            self.token_usage.record(record.input_tokens, {**labels, "gen_ai.token.type": "input"})
-        if record.output_tokens:
-            self.token_usage.record(record.output_tokens, {**labels, "gen_ai.token.type": "output"})
-        if record.cost:
-            self.cost.add(float(record.cost), labels)
-        if parent is None and (record.cache_hit or record.replayed):  # a call of its own: its duration too
-            self.duration.record(record.latency_s, labels)
+        span.end(end_time=max(end, start))
+        if record.input_tokens or record.output_tokens or record.cost:
+            labels = self._metric_labels(record.model, record)
+            if record.input_tokens:
+                self.token_usage.record(record.input_tokens, {**labels, "gen_ai.token.type": "input"})
+            if record.output_tokens:
+                self.token_usage.record(record.output_tokens, {**labels, "gen_ai.token.type": "output"})
+            if record.cost:
+                self.cost.add(float(record.cost), labels)
 
     # -- attributes ------------------------------------------------------------------------------
+    def _model_attrs(self, label: str) -> dict[str, str]:
+        """The attributes every span of a "provider/model" carries (made once per model)."""
+        found = self._models.get(label)
+        if found is None:
+            provider, model = _split(label)
+            found = self._models[label] = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": model,
+                **self._provider_attrs(provider),
+            }
+        return found
+
     def _provider_attrs(self, provider: str) -> dict[str, str]:
         name = _provider(provider)
         if self.latest_only:
@@ -354,11 +387,18 @@ class OpenTelemetryMetrics:
         return out
 
     def _metric_labels(self, label: str, record: CallRecord | None) -> dict[str, str]:
-        provider, model = _split(label)
-        labels = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model, **self._provider_attrs(provider)}
-        if record is not None and record.outcome is Outcome.OK:
-            labels["gen_ai.response.model"] = _split(record.model)[1]
-        return labels
+        """Metric attributes: the conventions' (the moved ``gen_ai.system`` is left to spans), made once."""
+        answered = record.model if record is not None and record.outcome is Outcome.OK else None
+        key = (label, answered)
+        found = self._labels.get(key)
+        if found is None:
+            provider, model = _split(label)
+            found = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
+            found["gen_ai.provider.name"] = _provider(provider)
+            if answered is not None:
+                found["gen_ai.response.model"] = _split(answered)[1]
+            self._labels[key] = found
+        return dict(found)
 
 
 def _content(messages: Sequence[Any] | str, answer: str | None) -> dict[str, str]:
