@@ -22,8 +22,8 @@ digests of their bytes. No API key reaches a span, an event or a metric.
 Where spans go: the global ``TracerProvider`` / ``MeterProvider`` when the application has set one (the
 user's tracing: Langfuse, Phoenix, Honeycomb SDK setups), else providers of its own exporting with the
 standard OTLP/HTTP exporters, configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables. Its own
-providers export spans as they end (a batching processor would lose the last ones when a kernel stops)
-and are flushed and shut down at exit.
+providers export in the background (a call never waits for the collector) and are flushed and shut down
+at exit, which a Jupyter kernel's shutdown runs: the last spans of a stopped kernel are not lost.
 """
 
 from __future__ import annotations
@@ -173,13 +173,14 @@ class OpenTelemetryMetrics:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # lazy: opentelemetry
             from opentelemetry.sdk.resources import Resource  # lazy: opentelemetry
             from opentelemetry.sdk.trace import TracerProvider  # lazy: opentelemetry
-            from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # lazy: opentelemetry
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor  # lazy: opentelemetry
         except ImportError as exc:
             raise ImportError(_INSTALL) from exc
         provider = TracerProvider(resource=Resource.create({"service.name": service}))
         url = f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None
-        # spans are exported as they end: one per call and attempt, and none lost when a kernel stops
-        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url)))
+        # exported in the background (a call never waits for the collector), within half a second, and
+        # flushed at exit: a kernel that stops (its shutdown runs atexit) loses none
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url), schedule_delay_millis=500))
         self._owned.append(provider)
         return provider
 
