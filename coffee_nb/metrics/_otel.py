@@ -111,7 +111,10 @@ class OpenTelemetryMetrics:
         self._context = context
         self._owned: list[Any] = []  # providers this object made: flushed and shut down at exit
         # given one of them, the other is the application's own too (the global one: a no-op when unset)
+        # the application's own setup, when it has one (given here, or set globally): used for both, even
+        # where it set only one of them (then the other is its no-op): coffee_nb invents no exporter then
         given = tracer_provider is not None or meter_provider is not None
+        given = given or _set_up(trace.get_tracer_provider()) or _set_up(metrics.get_meter_provider())
         if not given and os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":  # the SDK's off switch
             tracer_provider, meter_provider = trace.NoOpTracerProvider(), metrics.NoOpMeterProvider()
         elif given:
@@ -166,9 +169,6 @@ class OpenTelemetryMetrics:
 
     # -- where spans and metrics go ----------------------------------------------------------------
     def _tracer_provider(self, trace: Any, endpoint: str | None, service: str) -> Any:
-        current = trace.get_tracer_provider()
-        if type(current).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider"):
-            return current  # the application's own tracing
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # lazy: opentelemetry
             from opentelemetry.sdk.resources import Resource  # lazy: opentelemetry
@@ -185,9 +185,6 @@ class OpenTelemetryMetrics:
         return provider
 
     def _meter_provider(self, metrics: Any, endpoint: str | None, service: str) -> Any:
-        current = metrics.get_meter_provider()
-        if type(current).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider"):
-            return current
         try:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter  # lazy: opentelemetry
             from opentelemetry.sdk.metrics import MeterProvider  # lazy: opentelemetry
@@ -454,6 +451,16 @@ def _shutdown_at_exit(ref: weakref.ref[OpenTelemetryMetrics]) -> None:
             exporter.shutdown()
         except Exception:
             log.warning("coffee_nb: could not flush OpenTelemetry data at exit", exc_info=True)
+
+
+def _set_up(provider: Any) -> bool:
+    """Did the application set this global provider (rather than the API's placeholder or no-op)?"""
+    return type(provider).__name__ not in (
+        "ProxyTracerProvider",
+        "NoOpTracerProvider",
+        "_ProxyMeterProvider",
+        "NoOpMeterProvider",
+    )
 
 
 def trace_carrier() -> dict[str, str]:

@@ -274,3 +274,30 @@ def test_an_exception_holding_a_key_is_not_sent(ip, monkeypatch):
         ip.run_cell(f"raise RuntimeError('bad key {secret}')", store_history=True)
     answer = ask(ip, "sandbox/echo --no-cache", "explain {err}")
     assert secret not in answer.text and "RuntimeError: bad key" in answer.text
+
+
+def test_llm_config_metrics_otel_exports_every_cell_and_local_stops_it(ip, monkeypatch):
+    """``%llm_config --metrics otel`` builds an OpenTelemetryMetrics on the application's tracing (here the
+    SDK set globally, as a user's setup would); each %%llm cell is then one trace; ``local`` stops it."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from coffee_nb import get_session
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)  # the user's tracing, set up
+    ip.run_line_magic("llm_config", "--metrics otel")
+    assert type(get_session().exporters[0]).__name__ == "OpenTelemetryMetrics"
+    with capture_output():
+        ip.run_cell_magic("llm", "sandbox/fast --no-cache", "traced?")
+    roots = [s for s in exported.get_finished_spans() if s.parent is None]
+    assert [s.name for s in roots] == ["chat fast"]
+    assert len({s.context.trace_id for s in exported.get_finished_spans()}) == 1  # one trace per cell
+    ip.run_line_magic("llm_config", "--metrics local")
+    with capture_output():
+        ip.run_cell_magic("llm", "sandbox/fast --no-cache", "not traced")
+    assert len([s for s in exported.get_finished_spans() if s.parent is None]) == 1
