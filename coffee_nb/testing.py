@@ -9,15 +9,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +39,13 @@ from coffee_nb._shared._config import isolated
 from coffee_nb._shared._records import capture_records
 
 __all__ = [
+    "PhoenixServer",
     "ScriptedChatModel",
     "capture_records",
     "fill_disk",
     "http_error",
     "isolated",
+    "phoenix_server",
     "read_only_dir",
     "redis_server",
     "sqlite_fault",
@@ -220,6 +227,146 @@ def redis_server(*, timeout: float = 20.0, password: str | None = None) -> Itera
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class PhoenixServer:
+    """A running Arize Phoenix: where to send OTLP/HTTP traces, and its REST API to read them back."""
+
+    url: str  # http://127.0.0.1:PORT (the web UI too)
+    endpoint: str  # the OTLP/HTTP traces endpoint: {url}/v1/traces
+    log: Path  # its stdout and stderr
+
+    def spans(self, project: str = "default", *, trace_id: str | None = None) -> list[dict[str, Any]]:
+        """The spans Phoenix has stored in ``project`` (of one trace, a 32-hex-digit id, if given), oldest first,
+        as its REST API returns them (``GET /v1/projects/{project}/spans``, every page); ``[]`` before the
+        project's first span.
+
+        Each is a dict: ``name``, ``context`` (``trace_id``, ``span_id``), ``parent_id``, ``span_kind``,
+        ``status_code``, ``attributes`` (flat dotted keys, with the OpenInference ``llm.*`` keys Phoenix derives
+        from ``gen_ai.*`` ones beside them), ``events``, ``start_time``, ``end_time``. Spans land in the project
+        named by the ``openinference.project.name`` resource attribute, else in ``default``; the resource's other
+        attributes (``service.name``) are not kept.
+        """
+        params: dict[str, str | int] = {"limit": 1000}
+        if trace_id is not None:
+            params["trace_id"] = trace_id
+        out: list[dict[str, Any]] = []
+        with httpx.Client(base_url=self.url, timeout=10.0, trust_env=False) as client:
+            while True:
+                response = client.get(f"/v1/projects/{project}/spans", params=params)
+                if response.status_code == 404:  # no span in that project yet
+                    return []
+                response.raise_for_status()
+                body = response.json()
+                out.extend(body["data"])
+                if not body.get("next_cursor"):
+                    break
+                params["cursor"] = body["next_cursor"]
+        out.reverse()  # Phoenix pages newest first
+        return out
+
+    def wait_for_spans(
+        self, count: int, project: str = "default", *, trace_id: str | None = None, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """:meth:`spans` once at least ``count`` are stored (Phoenix inserts what it receives in batches, a
+        fraction of a second later); ``TimeoutError`` naming what it has after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.spans(project, trace_id=trace_id)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                names = [span["name"] for span in found]
+                raise TimeoutError(f"Phoenix holds {len(found)} span(s) {names} in {project!r}, not {count}")
+            time.sleep(0.05)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextmanager
+def phoenix_server(*, timeout: float = 120.0, python: str | None = None) -> Iterator[PhoenixServer]:
+    """A throwaway Arize Phoenix, a real OTLP trace receiver, in a process of its own on free 127.0.0.1 ports
+    (HTTP and gRPC), its database in a temporary directory; yields a :class:`PhoenixServer` once it answers,
+    stops its process group and deletes its data after.
+
+    No network beyond 127.0.0.1: its telemetry pixels, external resources, agent assistant and MCP server are
+    off, and no ``PHOENIX_*`` or ``OTEL_*`` variable of ours reaches it. ``python`` is the interpreter to run
+    it with (one whose environment has ``arize-phoenix``; by default this one). Raises FileNotFoundError when
+    arize-phoenix is not installed here, RuntimeError (with its log) when it does not start in ``timeout``
+    seconds.
+    """
+    if python is None:
+        try:
+            version("arize-phoenix")
+        except PackageNotFoundError:
+            raise FileNotFoundError(
+                "arize-phoenix is not installed: pip install 'arize-phoenix>=19.17,<19.18' (coffee_nb's dev extra)"
+            ) from None
+        python = sys.executable
+    elif shutil.which(python) is None:
+        raise FileNotFoundError(f"no Python at {python}")
+    port, grpc_port = _free_port(), _free_port()
+    base = Path(tempfile.mkdtemp(prefix="coffee_nb-phoenix-"))
+    log = base / "phoenix.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
+    env.update(
+        PHOENIX_HOST="127.0.0.1",
+        PHOENIX_PORT=str(port),
+        PHOENIX_GRPC_PORT=str(grpc_port),
+        PHOENIX_WORKING_DIR=str(base / "data"),  # its SQLite database and files
+        PHOENIX_TELEMETRY_ENABLED="false",
+        PHOENIX_ALLOW_EXTERNAL_RESOURCES="false",
+        PHOENIX_DISABLE_AGENT_ASSISTANT="true",
+        PHOENIX_ENABLE_MCP_SERVER="false",
+    )
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [python, "-m", "phoenix.server.main", "serve"],
+            env=env,
+            cwd=base,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, stopped whole
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while True:
+                try:
+                    if client.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    why = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {timeout:g} s"
+                    raise RuntimeError(f"Phoenix did not start ({why}); the end of its log:\n{_tail(log)}")
+                time.sleep(0.1)
+        yield PhoenixServer(url=url, endpoint=f"{url}/v1/traces", log=log)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # -- storage faults, for real (no mocks of coffee_nb): read-only directories, full disks, SQLite refusing

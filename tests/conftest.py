@@ -53,6 +53,22 @@ def redis_url():
     server.__exit__(None, None, None)
 
 
+@pytest.fixture(scope="session")
+def otlp_receiver():
+    """A throwaway Arize Phoenix: a real OTLP/HTTP trace receiver on free loopback ports, with its own API to
+    read back what it stored (coffee_nb.testing.PhoenixServer), stopped after the session. Spans from every
+    test of the session land in it: read back by trace id or by a project of the test's own."""
+    from coffee_nb.testing import phoenix_server
+
+    try:
+        server = phoenix_server()
+        receiver = server.__enter__()
+    except (FileNotFoundError, RuntimeError) as exc:
+        _need_service("Phoenix (the OTLP receiver)", str(exc))
+    yield receiver
+    server.__exit__(None, None, None)
+
+
 @pytest.fixture
 def quiet_sandbox():
     """No simulated sandbox latency and no leftover faults, before and after the test."""

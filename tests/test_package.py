@@ -103,7 +103,7 @@ def _lower_bounds_pyproject() -> dict[str, str]:
         deps += [d for d in items if not d.startswith("coffee_nb")]
     out = {}
     for dep in deps:
-        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)>=([0-9.]+)", dep)
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)>=([0-9.]+)(?:,<[0-9.]+)?", dep)  # a cap only where a comment says why
         assert m, f"every dependency pins a lower bound: {dep!r}"
         out[m.group(1).lower().replace("_", "-")] = m.group(2)
     return out
@@ -115,7 +115,7 @@ def test_environment_yml_mirrors_pyproject_lower_bounds():
 
     text = (Path(__file__).parents[1] / "environment.yml").read_text()
     found = {}
-    for name, version in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)>=([0-9.]+)\s*$", text, re.MULTILINE):
+    for name, version in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)>=([0-9.]+)(?:,<[0-9.]+)?\s*$", text, re.MULTILINE):
         found[name.lower().replace("_", "-")] = version
     found["redis"] = found.pop("redis-py", None)  # conda's name for redis
     expected = _lower_bounds_pyproject()
