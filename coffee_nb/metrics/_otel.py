@@ -120,6 +120,11 @@ class OpenTelemetryMetrics:
         elif given:
             tracer_provider = tracer_provider or trace.get_tracer_provider()
             meter_provider = meter_provider or metrics.get_meter_provider()
+        # the SDK's standard switches for one signal: OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER=none
+        if tracer_provider is None and os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+            tracer_provider = trace.NoOpTracerProvider()
+        if meter_provider is None and os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none":
+            meter_provider = metrics.NoOpMeterProvider()
         self.tracer_provider = tracer_provider or self._tracer_provider(trace, endpoint, service_name)
         self.meter_provider = meter_provider or self._meter_provider(metrics, endpoint, service_name)
         scope = ("coffee_nb", _version())

@@ -245,7 +245,7 @@ def test_noop_and_factory():
     assert isinstance(noop, NoOpMetrics)
     AutoPicker(ScriptedChatModel(), metrics=noop).invoke("x")
     assert noop.get_metrics() == {}
-    with pytest.raises(ValueError, match=r"unknown metrics strategy 'statsd'.*'local', 'prometheus', 'noop'"):
+    with pytest.raises(ValueError, match=r"unknown metrics strategy 'statsd'.*'local', 'prometheus', 'otel', 'noop'"):
         create_metrics_strategy("statsd")
     with pytest.raises(ValueError, match="capacity"):
         LocalMetrics(capacity=0)
