@@ -62,6 +62,7 @@ HEAVY = frozenset(
         "nbformat",
         "numpy",
         "openai",
+        "opentelemetry",
         "pandas",
         "platformdirs",
         "prometheus_client",
