@@ -223,16 +223,13 @@ def test_the_sandbox_routes_around_its_text_only_model_to_the_one_that_sees():
 def test_a_notebook_with_figures_and_tables_replays_strictly_in_a_new_kernel(tmp_path):
     """Recorded in one kernel, replayed with ``%llm_cassette strict`` in another: the figure is drawn
     again there (the same bytes, the same key) and nothing is called; the cassette holds no image."""
-    from nbclient import NotebookClient
-    from nbformat.v4 import new_code_cell, new_notebook
+    from tests._kernels import run_cells
 
     tape = tmp_path / "figures.llm-cassette.jsonl"
 
     def run(mode: str) -> list[str]:
-        nb = new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nb.cells = [
-            new_code_cell(
+        _, ask, seen = run_cells(
+            [
                 "%load_ext coffee_nb\n"
                 "import coffee_nb, matplotlib, pandas as pd\n"
                 "matplotlib.use('Agg')\n"
@@ -241,17 +238,13 @@ def test_a_notebook_with_figures_and_tables_replays_strictly_in_a_new_kernel(tmp
                 "fig, ax = plt.subplots(figsize=(3, 2), dpi=80)\n"
                 "ax.plot([1, 4, 2, 5]); plt.close(fig)\n"
                 "df = pd.DataFrame({'x': range(1000), 'y': [i % 7 for i in range(1000)]})\n"
-                f"%llm_cassette {mode} {tape}"
-            ),
-            new_code_cell("%%llm sandbox/vision\nWhat does {fig} show? Compare with {df}"),
-            new_code_cell("print(coffee_nb.sandbox._SANDBOX.server is not None)"),
-        ]
-        NotebookClient(
-            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-        ).execute()
-        answer = nb.cells[1].outputs[-1]["data"]["text/plain"]
-        started = nb.cells[2].outputs[0]["text"].strip()
-        return [answer, started]
+                f"%llm_cassette {mode} {tape}",
+                "%%llm sandbox/vision\nWhat does {fig} show? Compare with {df}",
+                "print(coffee_nb.sandbox._SANDBOX.server is not None)",
+            ],
+            tmp_path,
+        )
+        return [ask[-1]["data"]["text/plain"], seen[0]["text"].strip()]
 
     recorded, started = run("record")
     assert recorded.startswith("Image 1: 240x160 px") and started == "True"

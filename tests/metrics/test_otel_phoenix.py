@@ -41,26 +41,23 @@ def _tree(spans: list[dict]) -> dict[str, list[dict]]:
 
 
 def test_a_cell_is_one_trace_in_phoenix_and_a_stopped_kernel_lost_none(otlp_receiver, monkeypatch, tmp_path):
-    from nbclient import NotebookClient
-    from nbformat.v4 import new_code_cell, new_notebook
+    from tests._kernels import run_cells
 
     project = _exporting_to(otlp_receiver, monkeypatch)
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        new_code_cell(
+    # the kernel stops right after the last cell: spans still in the exporter's queue must reach Phoenix
+    _, answered = run_cells(
+        [
             "%load_ext coffee_nb\n"
             "import coffee_nb\n"
             "from coffee_nb import sandbox\n"
             "coffee_nb.configure(ledger='memory')\n"
             "%llm_config --metrics otel\n"
-            "sandbox.inject('sandbox/fast', ['server_error', 'server_error', 'server_error'])"
-        ),
-        new_code_cell("%%llm sandbox/fast sandbox/smart --no-cache\nWhere did the seconds go?"),
-    ]
-    # the kernel stops right after the last cell: spans still in the exporter's queue must reach Phoenix
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    assert "sandbox/smart" in nb.cells[1].outputs[-1]["data"]["text/plain"]
+            "sandbox.inject('sandbox/fast', ['server_error', 'server_error', 'server_error'])",
+            "%%llm sandbox/fast sandbox/smart --no-cache\nWhere did the seconds go?",
+        ],
+        tmp_path,
+    )
+    assert "sandbox/smart" in answered[-1]["data"]["text/plain"]
 
     spans = otlp_receiver.wait_for_spans(4, project=project, timeout=30)
     tree = _tree(spans)
