@@ -11,6 +11,7 @@ first token, after which the winner's stream is read here like any other.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncGenerator, Generator
 from contextlib import suppress
@@ -33,7 +34,6 @@ __all__ = ["adrive", "arun", "drive", "is_summary", "run"]
 
 def drive(call: Call) -> Generator[Any, None, None]:
     """The sync driver: do what the plan says until an answer comes back or the plan gives up."""
-    failure: BaseException | None = None
     try:
         config, stop = call.config, call.stop
         if call.tape is not None:
@@ -96,19 +96,16 @@ def drive(call: Call) -> Generator[Any, None, None]:
                 raise
             yield result  # outside the try: a caller that stops here has its answer, nothing is cancelled
             return
-    except BaseException as exc:
-        failure = exc
-        if isinstance(exc, Exception):
-            scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
+    except Exception as exc:
+        scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
         raise
     finally:
-        if call.traced is not None:
-            call.ended(_outcome(call, failure))
+        if call.traced is not None:  # rare (an OpenTelemetry sink): what ended the call is in flight here
+            call.ended(_outcome(call, sys.exc_info()[1]))
 
 
 async def adrive(call: Call) -> AsyncGenerator[Any, None]:
     """The async driver: the same loop, with awaited sleeps and cancelled awaits at the limits."""
-    failure: BaseException | None = None
     try:
         config, stop = call.config, call.stop
         loop = asyncio.get_running_loop()
@@ -167,14 +164,12 @@ async def adrive(call: Call) -> AsyncGenerator[Any, None]:
                 raise
             yield result
             return
-    except BaseException as exc:
-        failure = exc
-        if isinstance(exc, Exception):
-            scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
+    except Exception as exc:
+        scrub(exc)  # deep: what leaves coffee_nb carries no key anywhere (its response, request, body)
         raise
     finally:
-        if call.traced is not None:
-            call.ended(_outcome(call, failure))
+        if call.traced is not None:  # rare (an OpenTelemetry sink): what ended the call is in flight here
+            call.ended(_outcome(call, sys.exc_info()[1]))
 
 
 async def _within(awaitable: Any, seconds: float, call: Call) -> Any:
