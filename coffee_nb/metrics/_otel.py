@@ -277,7 +277,8 @@ class OpenTelemetryMetrics:
         trace = self._trace
         status = None
         if error is not None:
-            kind = "cancelled" if isinstance(error, (GeneratorExit, KeyboardInterrupt)) else type(error).__name__
+            stopped = type(error).__name__ in ("GeneratorExit", "KeyboardInterrupt", "CancelledError")
+            kind = "cancelled" if stopped else type(error).__name__  # cancelled: the caller stopped it
             attrs["error.type"] = labels["error.type"] = kind
             status = trace.Status(trace.StatusCode.ERROR, redact(str(error))[:500])
         span = self.tracer.start_span(

@@ -262,3 +262,15 @@ def test_a_map_rows_job_is_one_span_with_each_rows_call_beneath_it():
     calls = [s for s in spans if s.parent is not None and s.parent.span_id == job.context.span_id]
     assert len(calls) == 3 and all(c.name == "chat fast" for c in calls)
     assert job.attributes["coffee_nb.rows"] == 3 and all(c.context.trace_id == job.context.trace_id for c in calls)
+
+
+def test_a_stream_the_caller_stops_reading_is_a_cancelled_call():
+    otel = Otel()
+    llm = AutoPicker(ScriptedChatModel(model_name="long", script=["one two three four five"]), metrics=[otel.sink])
+    stream = llm.stream("hi")
+    next(stream)
+    stream.close()  # the consumer walked away after the first chunk
+    call = otel.call_span()
+    assert call.attributes["error.type"] == "cancelled" and call.status.status_code is trace.StatusCode.ERROR
+    (attempt,) = [s for s in otel.spans() if s.parent is not None]
+    assert attempt.attributes["coffee_nb.outcome"] == "cancelled"
