@@ -9,11 +9,12 @@ gives up, the reservation is released.
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 
 import pytest
 
-from coffee_nb import AutoPicker, Budget, Policy, register_price
+from coffee_nb import AutoPicker, Budget, Policy, capture_records, register_price
 from coffee_nb.testing import ScriptedChatModel, isolated
 
 
@@ -88,3 +89,16 @@ def test_a_call_whose_client_gives_up_later_releases_its_reservation():
     assert job_done.is_set(), "the reservation of a call that failed late was never released"
     assert not [r for r in records if r.abandoned]  # nothing answered: nothing charged
     assert budget.status()["total"]["spent"] == sum((r.cost or Decimal(0)) for r in records if r.outcome == "ok")
+
+
+def test_a_late_record_goes_to_who_listened_to_the_call_not_to_who_listens_when_it_ends():
+    slow = ScriptedChatModel(script=["a late answer"], model_name="slow", delay=0.6)
+    llm = AutoPicker(slow, [ScriptedChatModel(model_name="fast")], policy=Policy(attempt_timeout=0.2, max_retries=0))
+    with capture_records() as during:
+        llm.invoke("hi")
+    with capture_records() as after:  # a later block (a later test): the late record is not its business
+        give_up = time.monotonic() + 10
+        while not any(r.abandoned for r in during) and time.monotonic() < give_up:
+            time.sleep(0.05)  # the abandoned attempt ends meanwhile, on its worker
+    assert [(r.model, r.abandoned) for r in during][-1] == ("fake/slow", True)
+    assert after == []

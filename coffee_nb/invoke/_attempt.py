@@ -36,7 +36,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGenerationChunk
 
 from coffee_nb._shared._format import content_text
-from coffee_nb._shared._records import Role
+from coffee_nb._shared._records import Role, global_sinks
 from coffee_nb._shared._validate import usd
 from coffee_nb.errors._errors import (
     CoffeeError,
@@ -247,13 +247,16 @@ class Call:
         """For a watched sync invoke: how to settle it should it end after the caller stopped waiting (on
         the worker it ran on): its answer's cost charged, or its reservation released."""
         spend, clock = self.plan.spend, self.clock
+        # who listens to this call now (``capture_records`` blocks, ...): its late record is theirs, not
+        # that of whoever listens when it ends (a later block, a later test)
+        listeners = global_sinks()
 
         def late(output: Any, error: BaseException | None) -> None:
             usage = None
             if error is None:
                 message, _, usage, _ = read_answer(output, attempt.candidate.instance)
                 usage = usage or spend.estimate(message.content)
-            spend.settle_late(attempt, usage, clock())
+            spend.settle_late(attempt, usage, clock(), listeners)
 
         return late
 

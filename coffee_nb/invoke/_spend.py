@@ -335,10 +335,13 @@ class Spend:
                 budget.commit(lease, None if pico is None else from_pico(pico))
         return (None, "unpriced") if pico is None else (from_pico(pico), source)
 
-    def settle_late(self, attempt: Attempt, usage: Usage | None, end: float) -> CallRecord | None:
+    def settle_late(
+        self, attempt: Attempt, usage: Usage | None, end: float, listeners: tuple[Callable[[CallRecord], Any], ...]
+    ) -> CallRecord | None:
         """A timed-out attempt that went on in the background has ended: with ``usage`` (it answered, and
         the provider bills that) its cost is committed on the reservation held since and published as an
-        ``abandoned`` record; without (its client gave up), the reservation is released."""
+        ``abandoned`` record (to the picker's sinks, and the global ones that listened to the call: the
+        ``listeners`` when it was made); without (its client gave up), the reservation is released."""
         if usage is None:
             self._charge(attempt, None, None)
             return None
@@ -367,7 +370,7 @@ class Spend:
         # not appended to the call's records: the call is over, and its errors and answer hold that list
         if self.sinks:
             publish(self.sinks, record)
-        if listeners := global_sinks():
+        if listeners:
             publish(listeners, record)
         return record
 
