@@ -289,3 +289,16 @@ def test_recognising_imports_neither_pandas_nor_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_whole_row_in_map_rows_is_sent_as_a_table():
+    import coffee_nb
+    from coffee_nb.testing import ScriptedChatModel
+
+    model = ScriptedChatModel(model_name="reader", script=["ok"])
+    df = pd.DataFrame({"Ticket text": ["refund | please\nsoon"], "score": [float("nan")]})
+    coffee_nb.map_rows(df, "Classify: {row}", models=[model], progress=False, cache=False)
+    (call,) = model.calls
+    sent = call["messages"][-1].content
+    assert sent.startswith("Classify: | column | value |\n|---|---|\n")
+    assert "| Ticket text | refund \\| please\\nsoon |" in sent and "| score | NaN |" in sent
